@@ -1,0 +1,259 @@
+//! The statistical classifier: token counts in, a spam probability out.
+//!
+//! The maths is pure (no I/O, no store types) so it can be tested and tuned
+//! on its own; [`TokenCounts`] is all it needs from storage.
+//!
+//! Per-token probability is Gary Robinson's: with `s` spam and `h` ham
+//! occurrences out of `S` and `H` learned messages, `p = (s/S) / (s/S + h/H)`,
+//! shrunk toward `x` by strength `k`: `f = (k·x + n·p) / (k + n)`, `n = s + h`.
+//! Tokens with `|f - 0.5|` under `min_deviation` are dropped and the
+//! `max_tokens` strongest kept. Two combiners:
+//!
+//! - `chi_square`: Fisher's method as bogofilter and rspamd use it,
+//!   `I = (1 + H - S) / 2` from inverse chi-square tail probabilities.
+//! - `log_odds` (default): `Σ ln(f / (1 - f))`, the naive-Bayes log-likelihood
+//!   ratio over token presence, squashed to a probability. It ranks messages
+//!   continuously where chi-square saturates at 0 and 1 for most mail, which is
+//!   what makes ROC AUC and a graded score meaningful; `tools/eval` measures both.
+
+mod learn;
+
+pub use learn::{LearnOutcome, learn};
+
+use crate::config::{BayesConfig, Combiner};
+
+/// Read access to learned counts.
+pub trait TokenCounts {
+    /// Learned messages: (spam, ham).
+    fn learns(&self) -> (u64, u64);
+    /// Occurrences of one token: (spam, ham).
+    fn token_counts(&self, hash: u64) -> (u32, u32);
+}
+
+impl TokenCounts for crate::store::BayesStore {
+    fn learns(&self) -> (u64, u64) {
+        crate::store::BayesStore::learns(self)
+    }
+    fn token_counts(&self, hash: u64) -> (u32, u32) {
+        crate::store::BayesStore::token_counts(self, hash)
+    }
+}
+
+/// One token's part in a verdict, for `--explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub hash: u64,
+    pub spam: u32,
+    pub ham: u32,
+    /// Robinson's f for this token.
+    pub probability: f64,
+}
+
+/// The classifier's answer for one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// Probability that the message is spam, in [0, 1].
+    pub probability: f64,
+    /// Tokens that took part.
+    pub tokens_used: usize,
+    /// The tokens that took part, strongest first.
+    pub contributions: Vec<Contribution>,
+}
+
+/// Why the classifier said nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abstain {
+    /// Fewer learned messages than `min_learns` in a class.
+    NotEnoughLearns { spam: u64, ham: u64, required: u64 },
+    /// No token of the message was significant.
+    NoSignificantTokens,
+}
+
+/// Classifies a message from its distinct tokens.
+pub fn classify(
+    tokens: &[u64],
+    counts: &impl TokenCounts,
+    config: &BayesConfig,
+) -> Result<Classification, Abstain> {
+    let (spam_learns, ham_learns) = counts.learns();
+    if spam_learns < config.min_learns || ham_learns < config.min_learns || spam_learns == 0 || ham_learns == 0 {
+        return Err(Abstain::NotEnoughLearns {
+            spam: spam_learns,
+            ham: ham_learns,
+            required: config.min_learns.max(1),
+        });
+    }
+    let mut contributions: Vec<Contribution> = tokens
+        .iter()
+        .filter_map(|&hash| {
+            let (spam, ham) = counts.token_counts(hash);
+            let hits = spam + ham;
+            if hits < config.min_token_hits.max(1) {
+                return None;
+            }
+            let probability = robinson(spam, ham, spam_learns, ham_learns, config);
+            ((probability - 0.5).abs() >= config.min_deviation).then_some(Contribution {
+                hash,
+                spam,
+                ham,
+                probability,
+            })
+        })
+        .collect();
+    if contributions.is_empty() {
+        return Err(Abstain::NoSignificantTokens);
+    }
+    contributions.sort_unstable_by(|a, b| {
+        (b.probability - 0.5)
+            .abs()
+            .total_cmp(&(a.probability - 0.5).abs())
+            .then(a.hash.cmp(&b.hash))
+    });
+    if config.max_tokens > 0 {
+        contributions.truncate(config.max_tokens);
+    }
+    let probability = match config.combiner {
+        Combiner::ChiSquare => chi_square_combine(&contributions),
+        Combiner::LogOdds => log_odds_combine(&contributions),
+    };
+    Ok(Classification {
+        probability,
+        tokens_used: contributions.len(),
+        contributions,
+    })
+}
+
+/// Robinson's smoothed per-token spam probability.
+fn robinson(spam: u32, ham: u32, spam_learns: u64, ham_learns: u64, config: &BayesConfig) -> f64 {
+    let spam_freq = f64::from(spam) / spam_learns as f64;
+    let ham_freq = f64::from(ham) / ham_learns as f64;
+    let p = spam_freq / (spam_freq + ham_freq);
+    let n = f64::from(spam + ham);
+    let k = config.robinson_strength;
+    let f = (k * config.robinson_x + n * p) / (k + n);
+    // Never exactly 0 or 1: one token must not veto all the others.
+    f.clamp(1e-4, 1.0 - 1e-4)
+}
+
+fn chi_square_combine(tokens: &[Contribution]) -> f64 {
+    let n = tokens.len();
+    let (mut ln_p, mut ln_q) = (0.0, 0.0);
+    for token in tokens {
+        ln_p += (1.0 - token.probability).ln();
+        ln_q += token.probability.ln();
+    }
+    let hamminess = 1.0 - inverse_chi_square(-2.0 * ln_p, 2 * n);
+    let spamminess = 1.0 - inverse_chi_square(-2.0 * ln_q, 2 * n);
+    (1.0 + hamminess - spamminess) / 2.0
+}
+
+/// The probability that a chi-square variable with `dof` (even) degrees of
+/// freedom exceeds `chi`.
+fn inverse_chi_square(chi: f64, dof: usize) -> f64 {
+    let m = chi / 2.0;
+    let mut term = (-m).exp();
+    let mut sum = term;
+    for i in 1..dof / 2 {
+        term *= m / i as f64;
+        sum += term;
+    }
+    sum.min(1.0)
+}
+
+/// Scale of the log-odds sum before squashing: naive Bayes treats correlated
+/// tokens as independent and so is overconfident by roughly the number of
+/// tokens that say the same thing; dividing keeps the probability graded.
+const LOG_ODDS_SCALE: f64 = 8.0;
+
+fn log_odds_combine(tokens: &[Contribution]) -> f64 {
+    let log_odds: f64 = tokens
+        .iter()
+        .map(|t| (t.probability / (1.0 - t.probability)).ln())
+        .sum();
+    1.0 / (1.0 + (-log_odds / LOG_ODDS_SCALE).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Counts {
+        learns: (u64, u64),
+        tokens: HashMap<u64, (u32, u32)>,
+    }
+
+    impl TokenCounts for Counts {
+        fn learns(&self) -> (u64, u64) {
+            self.learns
+        }
+        fn token_counts(&self, hash: u64) -> (u32, u32) {
+            self.tokens.get(&hash).copied().unwrap_or((0, 0))
+        }
+    }
+
+    fn config(combiner: Combiner) -> BayesConfig {
+        let mut c = crate::config::Config::embedded().bayes;
+        c.combiner = combiner;
+        c
+    }
+
+    fn counts() -> Counts {
+        let mut tokens = HashMap::new();
+        for t in 0..20 {
+            tokens.insert(100 + t, (180, 2)); // spammy
+            tokens.insert(200 + t, (1, 150)); // hammy
+        }
+        tokens.insert(300, (50, 50)); // neutral
+        Counts {
+            learns: (200, 200),
+            tokens,
+        }
+    }
+
+    #[test]
+    fn abstains_below_min_learns() {
+        let mut c = counts();
+        c.learns = (10, 500);
+        assert!(matches!(
+            classify(&[100], &c, &config(Combiner::LogOdds)),
+            Err(Abstain::NotEnoughLearns { .. })
+        ));
+    }
+
+    #[test]
+    fn both_combiners_separate_spammy_from_hammy() {
+        for combiner in [Combiner::ChiSquare, Combiner::LogOdds] {
+            let cfg = config(combiner);
+            let spam: Vec<u64> = (100..110).collect();
+            let ham: Vec<u64> = (200..210).collect();
+            let p_spam = classify(&spam, &counts(), &cfg).unwrap().probability;
+            let p_ham = classify(&ham, &counts(), &cfg).unwrap().probability;
+            assert!(p_spam > 0.9, "{combiner:?} {p_spam}");
+            assert!(p_ham < 0.1, "{combiner:?} {p_ham}");
+        }
+    }
+
+    #[test]
+    fn neutral_tokens_are_ignored() {
+        let cfg = config(Combiner::LogOdds);
+        assert_eq!(
+            classify(&[300], &counts(), &cfg),
+            Err(Abstain::NoSignificantTokens)
+        );
+    }
+
+    #[test]
+    fn unseen_tokens_do_not_count() {
+        let cfg = config(Combiner::LogOdds);
+        let r = classify(&[100, 999_999], &counts(), &cfg).unwrap();
+        assert_eq!(r.tokens_used, 1);
+    }
+
+    #[test]
+    fn inverse_chi_square_matches_known_values() {
+        // P(chi2 with 2 dof > 2) = e^-1
+        assert!((inverse_chi_square(2.0, 2) - (-1.0f64).exp()).abs() < 1e-12);
+        assert!((inverse_chi_square(0.0, 10) - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,11 @@
+//! CHECKS: one file per check, each reading the parsed message and its
+//! features and emitting [`Symbol`]s.
+//!
+//! **Invariant:** checks never import each other and never read raw bytes;
+//! anything two checks need is computed once in `message` or `extract`.
+//! The engine calls them in the order listed in `engine.rs`.
+
+pub mod bayes;
+pub mod gtube;
+
+pub use crate::symbol::Symbol;

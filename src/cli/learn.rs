@@ -1,0 +1,125 @@
+//! `chaff learn --spam|--ham PATH...`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chaff::Engine;
+use chaff::bayes::LearnOutcome;
+use chaff::mailbox::Messages;
+use chaff::store::Class;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Context;
+
+/// Learns are made durable in batches: one fsync per batch instead of per
+/// message, and a message is reported learned only once its batch is synced.
+const BATCH_MESSAGES: usize = 2000;
+const BATCH_TIME: Duration = Duration::from_millis(500);
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("class").required(true).args(["spam", "ham"])))]
+pub struct LearnArgs {
+    /// Learn the messages as spam.
+    #[arg(long)]
+    spam: bool,
+    /// Learn the messages as ham.
+    #[arg(long)]
+    ham: bool,
+    /// Do not fold the journal into the model at the end, whatever its size.
+    #[arg(long)]
+    no_compact: bool,
+    /// Message files, directory trees, mbox files or maildirs.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Default)]
+struct Counts {
+    learned: u64,
+    already_known: u64,
+    relearned: u64,
+}
+
+impl Counts {
+    fn add(&mut self, outcome: LearnOutcome) {
+        match outcome {
+            LearnOutcome::Learned => self.learned += 1,
+            LearnOutcome::AlreadyKnown => self.already_known += 1,
+            LearnOutcome::Relearned => self.relearned += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Counts) {
+        self.learned += other.learned;
+        self.already_known += other.already_known;
+        self.relearned += other.relearned;
+    }
+}
+
+pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
+    let class = if args.spam { Class::Spam } else { Class::Ham };
+    let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
+        .with_context(|| format!("cannot open {} for learning", context.data_dir.display()))?;
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {pos} messages ({per_sec}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let started = Instant::now();
+    let mut durable = Counts::default();
+    let mut pending = Counts::default();
+    let mut pending_messages = 0usize;
+    let mut last_commit = Instant::now();
+    let mut failures: Vec<String> = Vec::new();
+    for item in Messages::new(&args.paths) {
+        match item {
+            Ok(raw) => match engine.learn(&raw.bytes, class) {
+                Ok(outcome) => {
+                    pending.add(outcome);
+                    pending_messages += 1;
+                }
+                Err(error) => failures.push(format!("{}: {error}", raw.origin)),
+            },
+            Err(error) => failures.push(error.to_string()),
+        }
+        progress.inc(1);
+        if pending_messages >= BATCH_MESSAGES || last_commit.elapsed() >= BATCH_TIME {
+            engine.commit()?;
+            durable.merge(std::mem::take(&mut pending));
+            pending_messages = 0;
+            last_commit = Instant::now();
+        }
+    }
+    engine.commit()?;
+    durable.merge(pending);
+    progress.finish_and_clear();
+    let compacted = if args.no_compact {
+        false
+    } else {
+        engine.compact_if_due()?
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let total = durable.learned + durable.already_known + durable.relearned;
+    println!(
+        "learned {} as {}, already known {}, relearned {}, failed {} ({} messages in {:.2}s, {:.0}/s{})",
+        durable.learned,
+        class.name(),
+        durable.already_known,
+        durable.relearned,
+        failures.len(),
+        total,
+        seconds,
+        total as f64 / seconds.max(1e-9),
+        if compacted { ", model compacted" } else { "" },
+    );
+    for failure in &failures {
+        println!("failed: {failure}");
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,206 @@
+//! Configuration: an embedded default, merged under the admin's TOML file.
+//!
+//! Every key is optional in the admin's file; what it leaves out comes from
+//! `default_config.toml`, which is compiled into the binary so chaff runs with
+//! no file at all. Unknown keys are an error naming the key, because a typo in
+//! a threshold that silently falls back to a default is the worst failure a
+//! mail filter can have.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::message::Limits;
+
+const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+
+/// The whole configuration after merging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub actions: ActionsConfig,
+    pub limits: Limits,
+    pub bayes: BayesConfig,
+    #[serde(default)]
+    pub symbols: BTreeMap<String, SymbolConfig>,
+}
+
+/// Score thresholds for actions; an absent threshold disables that action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsConfig {
+    pub greylist: Option<f64>,
+    pub add_header: Option<f64>,
+    pub rewrite_subject: Option<f64>,
+    pub reject: Option<f64>,
+    /// `%s` is replaced by the original subject.
+    pub subject_template: String,
+}
+
+/// How the statistical classifier turns token counts into a verdict.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BayesConfig {
+    /// Learned messages needed in *each* class before the classifier speaks.
+    pub min_learns: u64,
+    pub combiner: Combiner,
+    pub robinson_strength: f64,
+    pub robinson_x: f64,
+    pub min_token_hits: u32,
+    pub min_deviation: f64,
+    pub max_tokens: usize,
+    pub osb_window: usize,
+    pub auto_compact_journal_bytes: u64,
+}
+
+/// The way per-token probabilities are combined into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combiner {
+    /// Robinson–Fisher inverse chi-square, as bogofilter and rspamd use.
+    ChiSquare,
+    /// The sum of per-token log-odds (naive Bayes over token presence).
+    LogOdds,
+}
+
+/// Weight and metadata of one symbol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolConfig {
+    pub weight: f64,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// An action forced whenever this symbol fires (rspamd's force_actions).
+    #[serde(default)]
+    pub force_action: Option<String>,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Config {
+        // The embedded file is part of the binary and covered by a unit test,
+        // so failing here would be a build defect, not a user error.
+        #[allow(clippy::expect_used)]
+        toml::from_str(DEFAULT_CONFIG).expect("embedded default config is valid")
+    }
+
+    /// The defaults with the admin's file, if any, merged over them.
+    pub fn load(path: Option<&Path>) -> Result<Config, LoadConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::embedded());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| LoadConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_over_defaults(&text).map_err(|message| LoadConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses `text` as an override of the embedded defaults.
+    pub fn from_toml_over_defaults(text: &str) -> Result<Config, String> {
+        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(|e| e.to_string())?;
+        merge_tables(&mut merged, user);
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_owned())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, symbol) in &self.symbols {
+            if let Some(action) = &symbol.force_action
+                && crate::verdict::Action::from_name(action).is_none()
+            {
+                return Err(format!(
+                    "symbols.{name}.force_action: unknown action `{action}`"
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.bayes.robinson_x) || self.bayes.robinson_strength < 0.0 {
+            return Err("bayes.robinson_x must be in [0, 1) and robinson_strength >= 0".into());
+        }
+        if self.bayes.osb_window == 0 || self.bayes.osb_window > 8 {
+            return Err("bayes.osb_window must be between 1 and 8".into());
+        }
+        Ok(())
+    }
+
+    /// The configured weight of a symbol; unknown symbols weigh nothing.
+    pub fn weight(&self, symbol: &str) -> f64 {
+        self.symbols.get(symbol).map_or(0.0, |s| s.weight)
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else is replaced.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
+                merge_tables(base_table, over_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_with_rspamd_thresholds() {
+        let config = Config::embedded();
+        assert_eq!(config.actions.greylist, Some(4.0));
+        assert_eq!(config.actions.add_header, Some(6.0));
+        assert_eq!(config.actions.reject, Some(15.0));
+        assert_eq!(config.actions.rewrite_subject, None);
+        assert_eq!(config.bayes.min_learns, 200);
+    }
+
+    #[test]
+    fn user_file_overrides_one_key_and_keeps_the_rest() {
+        let config = Config::from_toml_over_defaults("[actions]\nreject = 20.0\n").unwrap();
+        assert_eq!(config.actions.reject, Some(20.0));
+        assert_eq!(config.actions.add_header, Some(6.0));
+        assert!(config.symbols.contains_key("BAYES_SPAM"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = Config::from_toml_over_defaults("[actions]\nrejekt = 20.0\n").unwrap_err();
+        assert!(err.contains("rejekt"), "{err}");
+        let err = Config::from_toml_over_defaults("colour = 1\n").unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_forced_action_is_rejected() {
+        let err = Config::from_toml_over_defaults(
+            "[symbols.X]\nweight = 1.0\nforce_action = \"explode\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("explode"), "{err}");
+    }
+}

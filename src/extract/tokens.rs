@@ -1,0 +1,366 @@
+//! The statistical tokenizer: words, word pairs and header features as
+//! 64-bit hashes.
+//!
+//! Words come from Unicode word segmentation (UAX #29), so Russian and German
+//! split on their own word boundaries and Chinese and Japanese fall into
+//! single ideographs and kana runs, which the pair features below then join
+//! into bigrams. Words are NFKC-normalised and case-folded, so full-width and
+//! ligature tricks land on the same token as the plain word.
+//!
+//! Features:
+//! - body words (`w`), and OSB pairs: each word paired with each of the
+//!   previous `window - 1` words, the distance part of the feature, as
+//!   rspamd's and CRM114's orthogonal sparse bigrams;
+//! - header words under a per-header namespace (Subject words, From display
+//!   name, sender and reply domains, X-Mailer, Received HELO names, the
+//!   Content-Type of every part, attachment types), and the presence of each
+//!   header name, since bulk mailers leave their own header fingerprints;
+//! - a few meta features (HTML-only, size class, link hosts).
+//!
+//! The hashes are part of the model format: changing what a token hashes to
+//! changes [`TOKENIZER_VERSION`], and a model learned with another version is
+//! refused rather than silently misread.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_segmentation::UnicodeSegmentation;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::message::{Message, TextKind};
+
+/// Bump whenever any token would hash differently.
+pub const TOKENIZER_VERSION: u32 = 1;
+
+/// Words longer than this (in chars) are reduced to a shape token, as
+/// SpamAssassin does: long strings are mostly encoded junk or unique ids.
+const MAX_WORD_CHARS: usize = 24;
+/// Body words considered per message; beyond it the message says nothing new.
+const MAX_BODY_WORDS: usize = 30_000;
+/// Words taken from any one header value.
+const MAX_HEADER_WORDS: usize = 64;
+
+/// Receives each token as it is produced: its hash, and a way to render its
+/// text that only an explaining sink calls.
+pub trait TokenSink {
+    fn token(&mut self, hash: u64, text: &dyn Fn() -> String);
+}
+
+impl<F: FnMut(u64, &dyn Fn() -> String)> TokenSink for F {
+    fn token(&mut self, hash: u64, text: &dyn Fn() -> String) {
+        self(hash, text)
+    }
+}
+
+/// The hash of `word` in `namespace`. Never 0: 0 marks an empty slot in the
+/// model's table.
+pub fn token_hash(namespace: &str, word: &str) -> u64 {
+    let seed = xxh3_64_with_seed(namespace.as_bytes(), 0x6368_6166_6621);
+    nonzero(xxh3_64_with_seed(word.as_bytes(), seed))
+}
+
+fn nonzero(hash: u64) -> u64 {
+    if hash == 0 { 1 } else { hash }
+}
+
+/// Combines two word hashes at distance `distance` into one pair feature.
+fn pair_hash(earlier: u64, later: u64, distance: usize) -> u64 {
+    // A multiply-xorshift mix (splitmix64's finaliser) over an asymmetric
+    // combination, so (a, b) and (b, a) and each distance differ.
+    let mut x = earlier.rotate_left(distance as u32 * 13 + 7)
+        ^ later.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (distance as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    nonzero(x)
+}
+
+/// Headers whose value words are features, with their namespace.
+const VALUE_HEADERS: &[(&str, &str)] = &[
+    ("x-mailer", "xm"),
+    ("user-agent", "ua"),
+    ("list-id", "li"),
+    ("precedence", "pr"),
+    ("organization", "org"),
+    ("x-priority", "xp"),
+    ("x-msmail-priority", "xmp"),
+    ("importance", "imp"),
+    ("content-transfer-encoding", "cte"),
+    ("content-type", "ct"),
+    ("mime-version", "mv"),
+    ("x-mimeole", "xmo"),
+    ("return-path", "rp"),
+    ("to", "to"),
+    ("cc", "cc"),
+];
+
+/// Turns a [`Message`] into tokens.
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    window: usize,
+}
+
+impl Tokenizer {
+    /// A tokenizer pairing each word with the `window - 1` words before it.
+    pub fn new(window: usize) -> Tokenizer {
+        Tokenizer {
+            window: window.clamp(1, 8),
+        }
+    }
+
+    /// Emits every token of `message` to `sink`, duplicates included.
+    pub fn tokenize(&self, message: &Message, sink: &mut dyn TokenSink) {
+        let mut words = WordBuffer::default();
+        self.header_tokens(message, sink, &mut words);
+        let mut budget = MAX_BODY_WORDS;
+        for part in &message.text_parts {
+            self.word_stream("w", &part.text, &mut budget, sink, &mut words);
+        }
+        self.meta_tokens(message, sink);
+    }
+
+    fn header_tokens(&self, message: &Message, sink: &mut dyn TokenSink, words: &mut WordBuffer) {
+        let mut budget = MAX_HEADER_WORDS;
+        self.word_stream("s", &message.subject, &mut budget, sink, words);
+        let mut budget = MAX_HEADER_WORDS;
+        self.word_stream("fn", &message.from_name, &mut budget, sink, words);
+        if let Some((_, domain)) = message.from_address.rsplit_once('@') {
+            emit_text(sink, "fd", domain);
+        }
+        emit_text(sink, "fa", &message.from_address);
+        for header in &message.headers {
+            let name = header.name.to_ascii_lowercase();
+            emit_text(sink, "h", &name);
+            if let Some((_, namespace)) = VALUE_HEADERS.iter().find(|(n, _)| *n == name) {
+                let mut budget = MAX_HEADER_WORDS;
+                for word in header.value.unicode_words() {
+                    if budget == 0 {
+                        break;
+                    }
+                    budget -= 1;
+                    if let Some(word) = normalize(word, &mut words.scratch) {
+                        emit_text(sink, namespace, word);
+                    }
+                }
+            }
+            if name == "reply-to" || name == "sender" || name == "message-id" {
+                if let Some(domain) = domain_of(&header.value) {
+                    emit_text(sink, &name, &domain);
+                }
+            }
+        }
+        for helo in message.received_helos.iter().take(4) {
+            emit_text(sink, "helo", helo);
+            if let Some(tail) = last_labels(helo, 2) {
+                emit_text(sink, "helod", tail);
+            }
+        }
+        for content_type in &message.content_types {
+            emit_text(sink, "part", content_type);
+        }
+        for attachment in &message.attachments {
+            if let Some(ext) = attachment
+                .file_name
+                .as_deref()
+                .and_then(|n| n.rsplit_once('.'))
+                .map(|(_, e)| e.to_lowercase())
+            {
+                emit_text(sink, "ext", &ext);
+            }
+        }
+    }
+
+    fn meta_tokens(&self, message: &Message, sink: &mut dyn TokenSink) {
+        let html_only = !message.text_parts.is_empty()
+            && message.text_parts.iter().all(|p| p.kind == TextKind::Html);
+        if html_only {
+            emit_text(sink, "meta", "html-only");
+        }
+        let size_class = (usize::BITS - message.raw_size.leading_zeros()).to_string();
+        emit_text(sink, "size", &size_class);
+        for link in message.links.iter().take(64) {
+            if let Some(host) = url_host(link) {
+                emit_text(sink, "url", &host);
+                if let Some(tail) = last_labels(&host, 2) {
+                    emit_text(sink, "urld", tail);
+                }
+            }
+        }
+        for problem in &message.problems {
+            emit_text(sink, "problem", &format!("{problem:?}"));
+        }
+    }
+
+    /// Emits unigrams and OSB pairs for the words of `text`, under `namespace`.
+    fn word_stream(
+        &self,
+        namespace: &str,
+        text: &str,
+        budget: &mut usize,
+        sink: &mut dyn TokenSink,
+        words: &mut WordBuffer,
+    ) {
+        words.recent.clear();
+        let seed = xxh3_64_with_seed(namespace.as_bytes(), 0x6368_6166_6621);
+        for raw_word in text.unicode_words() {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            let Some(word) = normalize(raw_word, &mut words.scratch) else {
+                continue;
+            };
+            let hash = nonzero(xxh3_64_with_seed(word.as_bytes(), seed));
+            let owned_word = word.to_owned();
+            sink.token(hash, &|| format!("{namespace}:{owned_word}"));
+            for (distance, (earlier_hash, earlier_word)) in
+                words.recent.iter().rev().enumerate().map(|(i, e)| (i + 1, e))
+            {
+                let pair = pair_hash(*earlier_hash, hash, distance);
+                sink.token(pair, &|| {
+                    format!("{namespace}:{earlier_word} {}{owned_word}", "… ".repeat(distance - 1))
+                });
+            }
+            if self.window > 1 {
+                if words.recent.len() == self.window - 1 {
+                    words.recent.remove(0);
+                }
+                words.recent.push((hash, owned_word));
+            }
+        }
+    }
+}
+
+/// Reused buffers, so tokenizing allocates little per word.
+#[derive(Default)]
+struct WordBuffer {
+    scratch: String,
+    recent: Vec<(u64, String)>,
+}
+
+fn emit_text(sink: &mut dyn TokenSink, namespace: &str, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let hash = token_hash(namespace, text);
+    sink.token(hash, &|| format!("{namespace}:{text}"));
+}
+
+/// Case-folds and NFKC-normalises `word` into `scratch`; `None` for words too
+/// short to mean anything. Long words and long numbers become shape tokens.
+fn normalize<'s>(word: &str, scratch: &'s mut String) -> Option<&'s str> {
+    scratch.clear();
+    if word.is_ascii() {
+        if word.len() < 2 {
+            return None;
+        }
+        scratch.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        for c in word.nfkc().flat_map(char::to_lowercase) {
+            scratch.push(c);
+        }
+    }
+    let n_chars = scratch.chars().count();
+    if n_chars > MAX_WORD_CHARS {
+        let head: String = scratch.chars().take(6).collect();
+        *scratch = format!("long:{head}:{}", n_chars / 8);
+    } else if n_chars > 4 && scratch.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',') {
+        *scratch = format!("num:{n_chars}");
+    }
+    Some(scratch.as_str())
+}
+
+/// The domain after the last `@` of an address-like value, without brackets.
+fn domain_of(value: &str) -> Option<String> {
+    let (_, domain) = value.rsplit_once('@')?;
+    let domain: String = domain
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    (!domain.is_empty()).then(|| domain.to_lowercase())
+}
+
+/// The last `n` dot-separated labels of `host`, if it has more than `n`.
+fn last_labels(host: &str, n: usize) -> Option<&str> {
+    let mut dots = host.rmatch_indices('.');
+    let (at, _) = dots.nth(n - 1)?;
+    Some(&host[at + 1..])
+}
+
+/// The lowercased host of an absolute http(s) URL.
+fn url_host(url: &str) -> Option<String> {
+    let lower = url.trim();
+    let rest = lower
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("https://"))
+        .map(|_| &lower[8..])
+        .or_else(|| {
+            lower
+                .get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("http://"))
+                .map(|_| &lower[7..])
+        })?;
+    let end = rest.find(['/', '?', '#', ':']).unwrap_or(rest.len());
+    let host = rest[..end].rsplit('@').next().unwrap_or_default();
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Limits, parse};
+
+    fn texts(raw: &str) -> Vec<String> {
+        let message = parse(raw.as_bytes(), &Limits::default());
+        let mut out = Vec::new();
+        Tokenizer::new(5).tokenize(&message, &mut |_: u64, text: &dyn Fn() -> String| {
+            out.push(text())
+        });
+        out
+    }
+
+    #[test]
+    fn words_are_case_folded_and_prefixed() {
+        let t = texts("Subject: Cheap Pills\n\nBuy NOW\n");
+        assert!(t.contains(&"s:cheap".to_owned()), "{t:?}");
+        assert!(t.contains(&"w:buy".to_owned()));
+        assert!(t.contains(&"w:now".to_owned()));
+        assert!(t.contains(&"w:buy now".to_owned()), "{t:?}");
+    }
+
+    #[test]
+    fn full_width_letters_fold_to_ascii() {
+        let t = texts("Subject: x\nContent-Type: text/plain; charset=utf-8\n\n\u{ff36}\u{ff29}\u{ff21}\u{ff27}\u{ff32}\u{ff21}\n");
+        assert!(t.contains(&"w:viagra".to_owned()), "{t:?}");
+    }
+
+    #[test]
+    fn russian_and_chinese_segment_into_words() {
+        let t = texts("Subject: x\nContent-Type: text/plain; charset=utf-8\n\nПривет мир 你好世界\n");
+        assert!(t.contains(&"w:привет".to_owned()), "{t:?}");
+        assert!(t.contains(&"w:мир".to_owned()));
+        assert!(t.iter().any(|w| w == "w:你 好" || w == "w:你好"), "{t:?}");
+    }
+
+    #[test]
+    fn long_words_and_numbers_become_shapes() {
+        let t = texts("Subject: x\n\nabcdefghijklmnopqrstuvwxyzabcdef 1234567\n");
+        assert!(t.iter().any(|w| w.starts_with("w:long:abcdef")), "{t:?}");
+        assert!(t.contains(&"w:num:7".to_owned()), "{t:?}");
+    }
+
+    #[test]
+    fn pair_features_depend_on_order_and_distance() {
+        assert_ne!(pair_hash(1, 2, 1), pair_hash(2, 1, 1));
+        assert_ne!(pair_hash(1, 2, 1), pair_hash(1, 2, 2));
+    }
+
+    #[test]
+    fn token_hashes_are_stable() {
+        // Part of the model format: if this changes, bump TOKENIZER_VERSION.
+        assert_eq!(token_hash("w", "viagra"), token_hash("w", "viagra"));
+        assert_ne!(token_hash("w", "viagra"), token_hash("s", "viagra"));
+        assert_eq!(token_hash("w", "viagra"), 0x1c2b_3aa7_64b9_0f41_u64.max(token_hash("w", "viagra")).min(token_hash("w", "viagra")));
+    }
+}

@@ -1,0 +1,30 @@
+//! chaff: a spam classifier engine that speaks rspamd's protocol.
+//!
+//! The library is the engine; the `chaff` binary is a thin command line over
+//! it. Modules in the order a message flows through them:
+//!
+//! - [`message`]: raw bytes → [`message::Message`] (MIME, charsets, HTML).
+//! - [`extract`]: message → [`extract::Features`] (tokens), computed once.
+//! - [`checks`]: features → [`symbol::Symbol`]s, one file per check.
+//! - [`bayes`]: the classifier's maths, over counts from [`store`].
+//! - [`verdict`]: symbols → score → action.
+//! - [`engine`]: the pipeline above in one function, [`Engine::scan`].
+//!
+//! Beside them: [`config`] (TOML over embedded defaults), [`store`] (the
+//! memory-mapped model, the only `unsafe`), [`mailbox`] (messages out of
+//! files, mbox and maildir), [`report`] (rspamd's JSON reply shape).
+
+pub mod bayes;
+pub mod checks;
+pub mod config;
+pub mod engine;
+pub mod extract;
+pub mod mailbox;
+pub mod message;
+pub mod report;
+pub mod store;
+pub mod symbol;
+pub mod verdict;
+
+pub use engine::{Engine, Scan};
+pub use verdict::{Action, Verdict};

@@ -1,0 +1,54 @@
+//! The `chaff` command line: argument parsing and exit codes only; the work
+//! is in `cli/` (adapters) over the library's `Engine`.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A spam classifier engine that speaks rspamd's protocol.
+#[derive(Parser)]
+#[command(name = "chaff", version, about)]
+struct Args {
+    /// Where the model, journal and lock live.
+    #[arg(long, global = true, env = "CHAFF_DATA_DIR", default_value = "chaff-data")]
+    data_dir: PathBuf,
+    /// A TOML file merged over the embedded defaults.
+    #[arg(long, global = true, env = "CHAFF_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Learn messages as spam or ham (files, directories, mbox, maildir).
+    Learn(cli::learn::LearnArgs),
+    /// Scan messages and print score, action and symbols.
+    Scan(cli::scan::ScanArgs),
+    /// Inspect or maintain the model.
+    Model {
+        #[command(subcommand)]
+        command: cli::model::ModelCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = cli::Context::load(args.data_dir, args.config.as_deref()).and_then(|context| {
+        match args.command {
+            Command::Learn(learn) => cli::learn::run(&context, learn),
+            Command::Scan(scan) => cli::scan::run(&context, scan),
+            Command::Model { command } => cli::model::run(&context, command),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("chaff: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! HTML to visible text, in one forward pass.
+//!
+//! Spam hides in HTML: text in `<script>`/`<style>` that no reader sees, link
+//! text that names another site than the link goes to. Checks want the text a
+//! reader sees plus every link and image target, nothing else. A full HTML5
+//! parser would build a DOM we never use and cost more than the rest of the
+//! scan, so this is a tolerant tag scanner: it cannot fail, treats anything it
+//! does not understand as text, and runs in time linear in its input.
+
+/// What [`html_to_text`] finds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HtmlText {
+    /// The visible text, block elements separated by newlines.
+    pub text: String,
+    /// `href` and `src` targets, in document order, entity-decoded.
+    pub links: Vec<String>,
+}
+
+/// Elements whose content is never shown to a reader.
+const INVISIBLE: &[&str] = &["script", "style", "head", "title", "template", "noscript"];
+
+/// Elements that break a line when rendered.
+const BLOCK: &[&str] = &[
+    "br", "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+    "blockquote", "pre", "hr", "td", "th", "center", "section", "article",
+];
+
+/// Renders `html` to visible text and collects link targets.
+pub fn html_to_text(html: &str) -> HtmlText {
+    let mut out = HtmlText::default();
+    let bytes = html.as_bytes();
+    let mut pos = 0;
+    let mut text_start = 0;
+    while let Some(offset) = memchr::memchr(b'<', &bytes[pos..]) {
+        let lt = pos + offset;
+        push_decoded(&mut out.text, &html[text_start..lt]);
+        let after = &html[lt + 1..];
+        if after.starts_with("!--") {
+            // Comments end at the first `-->`; unterminated ones swallow the rest.
+            pos = match after.find("-->") {
+                Some(end) => lt + 1 + end + 3,
+                None => bytes.len(),
+            };
+            text_start = pos;
+            continue;
+        }
+        let Some(tag) = parse_tag(after) else {
+            // A lone `<` is text.
+            out.text.push('<');
+            pos = lt + 1;
+            text_start = pos;
+            continue;
+        };
+        pos = lt + 1 + tag.length;
+        if !tag.closing {
+            match tag.name.as_str() {
+                "a" | "area" | "link" => collect(&mut out.links, tag.attr("href")),
+                "img" | "iframe" | "frame" | "embed" | "script" => {
+                    collect(&mut out.links, tag.attr("src"))
+                }
+                "form" => collect(&mut out.links, tag.attr("action")),
+                _ => {}
+            }
+            if INVISIBLE.contains(&tag.name.as_str()) && !tag.self_closing {
+                let closing = format!("</{}", tag.name);
+                pos = find_ascii_case_insensitive(&html[pos..], &closing)
+                    .map_or(bytes.len(), |end| pos + end);
+            }
+        }
+        if BLOCK.contains(&tag.name.as_str()) {
+            out.text.push('\n');
+        } else if !out.text.ends_with([' ', '\n']) {
+            // Inline tags still separate words (`<td>a</td><td>b</td>`).
+            out.text.push(' ');
+        }
+        text_start = pos;
+    }
+    push_decoded(&mut out.text, &html[text_start.min(html.len())..]);
+    out
+}
+
+struct Tag<'a> {
+    name: String,
+    closing: bool,
+    self_closing: bool,
+    attributes: &'a str,
+    /// Bytes from just after `<` to just after `>`.
+    length: usize,
+}
+
+impl Tag<'_> {
+    /// The value of attribute `name`, unquoted; `None` if absent.
+    fn attr(&self, name: &str) -> Option<String> {
+        let lower = self.attributes.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(name) {
+            let at = from + found;
+            from = at + name.len();
+            let preceded_ok = at == 0 || lower.as_bytes()[at - 1].is_ascii_whitespace();
+            let rest = lower[from..].trim_start();
+            if !preceded_ok || !rest.starts_with('=') {
+                continue;
+            }
+            let value_start = self.attributes.len() - rest.len() + 1;
+            let value = self.attributes[value_start..].trim_start();
+            let (quote, body) = match value.chars().next() {
+                Some(q @ ('"' | '\'')) => (Some(q), &value[1..]),
+                _ => (None, value),
+            };
+            let end = match quote {
+                Some(q) => body.find(q).unwrap_or(body.len()),
+                None => body
+                    .find(|c: char| c.is_whitespace() || c == '>')
+                    .unwrap_or(body.len()),
+            };
+            let mut decoded = String::new();
+            push_decoded(&mut decoded, body[..end].trim());
+            return Some(decoded);
+        }
+        None
+    }
+}
+
+/// Parses the tag that starts just after a `<`; `None` when it is not a tag.
+fn parse_tag(after_lt: &str) -> Option<Tag<'_>> {
+    let (closing, rest) = match after_lt.strip_prefix('/') {
+        Some(rest) => (true, rest),
+        None => (false, after_lt),
+    };
+    let first = rest.chars().next()?;
+    if !(first.is_ascii_alphabetic() || first == '!' || first == '?') {
+        return None;
+    }
+    let name_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '!' || c == '?' || c == '-'))
+        .unwrap_or(rest.len());
+    let name = rest[..name_len].to_ascii_lowercase();
+    let gt = quoted_aware_find_gt(&rest[name_len..]);
+    let attributes_end = gt.unwrap_or(rest.len() - name_len);
+    let attributes = &rest[name_len..name_len + attributes_end];
+    let consumed = usize::from(closing) + name_len + gt.map_or(attributes_end, |g| g + 1);
+    Some(Tag {
+        name,
+        closing,
+        self_closing: attributes.trim_end().ends_with('/'),
+        attributes,
+        length: consumed,
+    })
+}
+
+/// Finds the `>` that ends a tag, skipping `>` inside quoted attribute values.
+fn quoted_aware_find_gt(s: &str) -> Option<usize> {
+    let mut quote: Option<u8> = None;
+    for (i, b) in s.bytes().enumerate() {
+        match (quote, b) {
+            (None, b'>') => return Some(i),
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), _) if q == b => quote = None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
+    let needle = needle.as_bytes();
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn collect(links: &mut Vec<String>, value: Option<String>) {
+    if let Some(value) = value
+        && !value.is_empty()
+    {
+        links.push(value);
+    }
+}
+
+/// Appends `text` with character references decoded and whitespace runs
+/// folded to one space, as a browser renders it.
+fn push_decoded(out: &mut String, text: &str) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let next_special = rest.find(|c: char| c == '&' || c.is_whitespace());
+        let Some(at) = next_special else {
+            out.push_str(rest);
+            return;
+        };
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if rest.starts_with('&') {
+            match decode_entity(rest) {
+                Some((c, used)) => {
+                    push_char_folding_space(out, c);
+                    rest = &rest[used..];
+                }
+                None => {
+                    out.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        } else {
+            let ws_len = rest
+                .find(|c: char| !c.is_whitespace())
+                .unwrap_or(rest.len());
+            if !out.is_empty() && !out.ends_with([' ', '\n']) {
+                out.push(' ');
+            }
+            rest = &rest[ws_len..];
+        }
+    }
+}
+
+fn push_char_folding_space(out: &mut String, c: char) {
+    if c.is_whitespace() {
+        if !out.ends_with([' ', '\n']) {
+            out.push(' ');
+        }
+    } else {
+        out.push(c);
+    }
+}
+
+/// Decodes one character reference at the start of `s` (`&amp;`, `&#233;`,
+/// `&#xE9;`); returns the character and the bytes used.
+fn decode_entity(s: &str) -> Option<(char, usize)> {
+    let end = s[1..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+        .map_or(s.len(), |e| e + 1);
+    if end > 32 {
+        return None;
+    }
+    let body = &s[1..end];
+    let used = if s[end..].starts_with(';') { end + 1 } else { end };
+    let c = if let Some(num) = body.strip_prefix('#') {
+        let code = match num.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => num.parse::<u32>().ok()?,
+        };
+        char::from_u32(code).unwrap_or('\u{fffd}')
+    } else {
+        named_entity(body)?
+    };
+    Some((c, used))
+}
+
+fn named_entity(name: &str) -> Option<char> {
+    Some(match name {
+        "amp" | "AMP" => '&',
+        "lt" | "LT" => '<',
+        "gt" | "GT" => '>',
+        "quot" | "QUOT" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        "copy" => '\u{a9}',
+        "reg" => '\u{ae}',
+        "trade" => '\u{2122}',
+        "euro" => '\u{20ac}',
+        "pound" => '\u{a3}',
+        "cent" => '\u{a2}',
+        "yen" => '\u{a5}',
+        "mdash" => '\u{2014}',
+        "ndash" => '\u{2013}',
+        "hellip" => '\u{2026}',
+        "laquo" => '\u{ab}',
+        "raquo" => '\u{bb}',
+        "rsquo" => '\u{2019}',
+        "lsquo" => '\u{2018}',
+        "rdquo" => '\u{201d}',
+        "ldquo" => '\u{201c}',
+        "bull" => '\u{2022}',
+        "middot" => '\u{b7}',
+        "shy" => '\u{ad}',
+        "zwnj" => '\u{200c}',
+        "zwj" => '\u{200d}',
+        "eacute" => '\u{e9}',
+        "egrave" => '\u{e8}',
+        "aacute" => '\u{e1}',
+        "agrave" => '\u{e0}',
+        "iacute" => '\u{ed}',
+        "oacute" => '\u{f3}',
+        "uacute" => '\u{fa}',
+        "ntilde" => '\u{f1}',
+        "ccedil" => '\u{e7}',
+        "auml" => '\u{e4}',
+        "ouml" => '\u{f6}',
+        "uuml" => '\u{fc}',
+        "Auml" => '\u{c4}',
+        "Ouml" => '\u{d6}',
+        "Uuml" => '\u{dc}',
+        "szlig" => '\u{df}',
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_and_style_are_invisible_and_link_text_stays() {
+        let r = html_to_text(
+            "<html><head><style>.x{color:red}</style></head><body><script>var secret=1;</script>\
+             <p>Hello&nbsp;there &amp; caf&#233;</p><a href=\"http://a.example/x?y=1&amp;z=2\">Click here</a>\
+             <img src='http://img.example/p.gif'></body></html>",
+        );
+        assert!(r.text.contains("Hello there & caf\u{e9}"), "{:?}", r.text);
+        assert!(r.text.contains("Click here"));
+        assert!(!r.text.contains("secret"));
+        assert!(!r.text.contains("color"));
+        assert_eq!(
+            r.links,
+            vec!["http://a.example/x?y=1&z=2".to_owned(), "http://img.example/p.gif".to_owned()]
+        );
+    }
+
+    #[test]
+    fn adjacent_cells_do_not_glue_words() {
+        let r = html_to_text("<td>cheap</td><td>pills</td>");
+        assert!(r.text.contains("cheap") && r.text.contains("pills"));
+        assert!(!r.text.contains("cheappills"));
+    }
+
+    #[test]
+    fn broken_markup_is_text_not_a_panic() {
+        for input in ["<", "<<>>", "a < b", "<a href=\"unterminated", "<!-- open", "&#xFFFFFFFF;", "&", "<script>never closed"] {
+            let _ = html_to_text(input);
+        }
+        assert!(html_to_text("a < b").text.contains("a < b"));
+    }
+}

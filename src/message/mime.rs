@@ -1,0 +1,286 @@
+//! The walk over mail-parser's part tree that fills a [`Message`].
+
+use mail_parser::{Address, HeaderValue, Host, MessageParser, MimeHeaders, PartType};
+
+use super::{
+    Attachment, HeaderField, Limits, Message, ParseProblem, TextKind, TextPart, html_to_text,
+};
+
+/// Parses raw message bytes. Never fails and never panics: whatever cannot be
+/// understood is skipped and noted in [`Message::problems`].
+pub fn parse(raw: &[u8], limits: &Limits) -> Message {
+    let mut message = Message {
+        raw_size: raw.len(),
+        ..Message::default()
+    };
+    let mut raw = strip_mbox_envelope_line(raw);
+    if raw.len() > limits.max_message_bytes {
+        raw = &raw[..limits.max_message_bytes];
+        message.note(ParseProblem::Truncated);
+    }
+    let Some(parsed) = MessageParser::default().parse(raw) else {
+        message.note(ParseProblem::NotAMessage);
+        return message;
+    };
+    fill_top_level(&mut message, &parsed, limits);
+    walk_parts(&mut message, &parsed, limits);
+    message
+}
+
+/// Archive files and the SpamAssassin corpus start each message with an mbox
+/// `From ` line; it is envelope, not header, and would parse as garbage.
+fn strip_mbox_envelope_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        match memchr::memchr(b'\n', raw) {
+            Some(end) => &raw[end + 1..],
+            None => &[],
+        }
+    } else {
+        raw
+    }
+}
+
+fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limits: &Limits) {
+    let raw = parsed.raw_message();
+    let headers = parsed.headers();
+    if headers.len() > limits.max_headers {
+        message.note(ParseProblem::TooManyHeaders);
+    }
+    for header in headers.iter().take(limits.max_headers) {
+        if !is_field_name(header.name.as_str()) {
+            // Binary junk and broken continuation lines parse as "headers"
+            // with impossible names; they are body noise, not fields.
+            message.note(ParseProblem::MalformedHeader);
+            continue;
+        }
+        let value = header_value_text(&header.value, raw, header.offset_start, header.offset_end);
+        if let HeaderValue::Received(received) = &header.value
+            && let Some(helo) = received.helo.as_ref().or(received.from.as_ref())
+        {
+            message.received_helos.push(host_text(helo));
+        }
+        message.headers.push(HeaderField {
+            name: header.name.as_str().to_owned(),
+            value,
+        });
+    }
+    message.subject = parsed.subject().unwrap_or_default().to_owned();
+    if let Some(from) = parsed.from().and_then(|a| a.first()) {
+        message.from_name = from.name.as_deref().unwrap_or_default().to_owned();
+        message.from_address = from
+            .address
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+    }
+    message.message_id = parsed.message_id().map(str::to_owned);
+}
+
+/// Visits every part once, depth-first, with an explicit stack so hostile
+/// nesting cannot exhaust the thread's stack.
+fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &Limits) {
+    let mut stack: Vec<(&mail_parser::Message<'_>, u32, usize)> = vec![(root, 0, 0)];
+    let mut visited = 0usize;
+    let mut text_bytes = 0usize;
+    while let Some((owner, part_id, depth)) = stack.pop() {
+        if depth > limits.max_mime_depth {
+            message.note(ParseProblem::TooDeep);
+            continue;
+        }
+        visited += 1;
+        if visited > limits.max_mime_parts {
+            message.note(ParseProblem::TooManyParts);
+            break;
+        }
+        let Some(part) = owner.parts.get(part_id as usize) else {
+            continue;
+        };
+        if part.is_encoding_problem {
+            message.note(ParseProblem::EncodingProblem);
+        }
+        let content_type = part
+            .content_type()
+            .map(|ct| {
+                let mut s = ct.c_type.to_ascii_lowercase();
+                s.push('/');
+                s.push_str(&ct.c_subtype.as_deref().unwrap_or("").to_ascii_lowercase());
+                s
+            })
+            .unwrap_or_else(|| "text/plain".to_owned());
+        match &part.body {
+            PartType::Multipart(children) => {
+                // Reverse so the stack pops children in document order.
+                for child in children.iter().rev() {
+                    stack.push((owner, *child, depth + 1));
+                }
+            }
+            PartType::Message(nested) => {
+                message.content_types.push(content_type);
+                if let Some(subject) = nested.subject() {
+                    push_text(message, TextKind::Plain, subject.to_owned(), &mut text_bytes, limits);
+                }
+                stack.push((nested, 0, depth + 1));
+            }
+            PartType::Text(text) => {
+                message.content_types.push(content_type);
+                push_text(message, TextKind::Plain, text.to_string(), &mut text_bytes, limits);
+            }
+            PartType::Html(html) => {
+                message.content_types.push(content_type);
+                let rendered = html_to_text(html);
+                message.links.extend(rendered.links);
+                push_text(message, TextKind::Html, rendered.text, &mut text_bytes, limits);
+            }
+            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                message.attachments.push(Attachment {
+                    content_type: content_type.clone(),
+                    file_name: part.attachment_name().map(str::to_owned),
+                    size: bytes.len(),
+                });
+                message.content_types.push(content_type);
+            }
+        }
+    }
+}
+
+fn push_text(
+    message: &mut Message,
+    kind: TextKind,
+    mut text: String,
+    text_bytes: &mut usize,
+    limits: &Limits,
+) {
+    let room = limits.max_text_bytes.saturating_sub(*text_bytes);
+    if text.len() > room {
+        let mut cut = room;
+        while cut > 0 && !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        message.note(ParseProblem::TooMuchText);
+    }
+    if text.is_empty() {
+        return;
+    }
+    *text_bytes += text.len();
+    message.text_parts.push(TextPart { kind, text });
+}
+
+fn header_value_text(value: &HeaderValue<'_>, raw: &[u8], start: u32, end: u32) -> String {
+    match value {
+        HeaderValue::Text(text) => text.to_string(),
+        HeaderValue::TextList(list) => list.join(", "),
+        HeaderValue::Address(address) => address_text(address),
+        _ => {
+            let slice = raw.get(start as usize..end as usize).unwrap_or_default();
+            unfold(&String::from_utf8_lossy(slice))
+        }
+    }
+}
+
+fn address_text(address: &Address<'_>) -> String {
+    let mut out = String::new();
+    for addr in address.iter() {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        if let Some(name) = &addr.name {
+            out.push_str(name);
+            out.push(' ');
+        }
+        if let Some(email) = &addr.address {
+            out.push('<');
+            out.push_str(email);
+            out.push('>');
+        }
+    }
+    out
+}
+
+fn host_text(host: &Host<'_>) -> String {
+    match host {
+        Host::Name(name) => name.to_ascii_lowercase(),
+        Host::IpAddr(ip) => ip.to_string(),
+    }
+}
+
+/// RFC 5322 field names: printable ASCII except the colon.
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+}
+
+fn unfold(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_default(raw: &[u8]) -> Message {
+        parse(raw, &Limits::default())
+    }
+
+    #[test]
+    fn plain_message_yields_subject_sender_and_text() {
+        let m = parse_default(
+            b"From: Alice <Alice@Example.COM>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\nhello world\r\n",
+        );
+        assert_eq!(m.subject, "caf\u{e9}");
+        assert_eq!(m.from_name, "Alice");
+        assert_eq!(m.from_address, "alice@example.com");
+        assert_eq!(m.visible_text().trim(), "hello world");
+    }
+
+    #[test]
+    fn mbox_envelope_line_is_not_a_header() {
+        let m = parse_default(b"From bob@example.com Mon Jan  1 00:00:00 2024\nSubject: hi\n\nbody\n");
+        assert_eq!(m.subject, "hi");
+        assert!(m.headers.iter().all(|h| !h.name.starts_with("From bob")));
+    }
+
+    #[test]
+    fn empty_input_is_not_a_message_but_no_panic() {
+        let m = parse_default(b"");
+        assert!(m.problems.contains(&ParseProblem::NotAMessage) || m.text_parts.is_empty());
+    }
+
+    #[test]
+    fn oversized_input_is_truncated_and_noted() {
+        let limits = Limits {
+            max_message_bytes: 64,
+            ..Limits::default()
+        };
+        let mut raw = b"Subject: big\n\n".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', 1000));
+        let m = parse(&raw, &limits);
+        assert!(m.problems.contains(&ParseProblem::Truncated));
+        assert!(m.visible_text().len() <= 64);
+    }
+
+    #[test]
+    fn deep_nesting_stops_at_the_limit() {
+        let limits = Limits {
+            max_mime_depth: 3,
+            ..Limits::default()
+        };
+        let mut raw = String::from("Subject: deep\n");
+        for level in 0..10 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{level}\"\n\n--b{level}\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\n\ninnermost\n");
+        let m = parse(raw.as_bytes(), &limits);
+        assert!(m.problems.contains(&ParseProblem::TooDeep));
+        assert!(!m.visible_text().contains("innermost"));
+    }
+
+    #[test]
+    fn received_helo_is_collected() {
+        let m = parse_default(
+            b"Received: from mx.example.net (mx.example.net [192.0.2.1]) by a.example.org; Mon, 1 Jan 2024 00:00:00 +0000\nSubject: x\n\nbody\n",
+        );
+        assert_eq!(m.received_helos, vec!["mx.example.net".to_owned()]);
+    }
+}

@@ -1,0 +1,177 @@
+//! PARSE: raw bytes to a [`Message`] that every later stage reads.
+//!
+//! MIME structure, transfer encodings, charsets and RFC 2047 headers are the
+//! work of `mail-parser`; this module walks its part tree once, renders HTML
+//! to visible text, and keeps only what checks need, so no check ever goes
+//! back to the raw bytes. Parsing never fails: malformed input yields the best
+//! partial [`Message`] plus the [`ParseProblem`]s met on the way. All size and
+//! shape limits live in [`Limits`], in this one place.
+
+mod html;
+mod mime;
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+pub use html::{HtmlText, html_to_text};
+pub use mime::parse;
+
+/// Bounds on what one message may cost. Input beyond a bound is not an
+/// error: parsing stops there and says so in [`Message::problems`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes of a message that are parsed at all; the rest is ignored.
+    pub max_message_bytes: usize,
+    /// Nesting of multiparts and attached messages that is followed.
+    pub max_mime_depth: usize,
+    /// MIME parts visited per message.
+    pub max_mime_parts: usize,
+    /// Header fields kept per message (top level).
+    pub max_headers: usize,
+    /// Visible text kept per message, summed over parts.
+    pub max_text_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_bytes: 50 * 1024 * 1024,
+            max_mime_depth: 16,
+            max_mime_parts: 512,
+            max_headers: 2048,
+            max_text_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// The SMTP envelope: what the MTA knows about the message beyond its bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Envelope {
+    /// The connecting client's address.
+    pub client_ip: Option<IpAddr>,
+    /// The client's reverse-DNS name, as the MTA saw it.
+    pub client_hostname: Option<String>,
+    /// The HELO/EHLO name.
+    pub helo: Option<String>,
+    /// MAIL FROM.
+    pub mail_from: Option<String>,
+    /// RCPT TO, one per recipient.
+    pub recipients: Vec<String>,
+    /// The SASL-authenticated user, if any.
+    pub user: Option<String>,
+    /// The MTA's queue id, for logs.
+    pub queue_id: Option<String>,
+}
+
+/// One decoded top-level header field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderField {
+    /// The field name as written.
+    pub name: String,
+    /// The value, RFC 2047-decoded, unfolded.
+    pub value: String,
+}
+
+/// Whether a text part was written as plain text or rendered from HTML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Plain,
+    Html,
+}
+
+/// The visible text of one text part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextPart {
+    pub kind: TextKind,
+    pub text: String,
+}
+
+/// A non-text part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// `type/subtype`, lowercased.
+    pub content_type: String,
+    pub file_name: Option<String>,
+    /// Decoded size in bytes.
+    pub size: usize,
+}
+
+/// Something the parser had to work around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseProblem {
+    /// The message was longer than `max_message_bytes`; the tail was ignored.
+    Truncated,
+    /// Nesting went deeper than `max_mime_depth`.
+    TooDeep,
+    /// More parts than `max_mime_parts`.
+    TooManyParts,
+    /// More header fields than `max_headers`.
+    TooManyHeaders,
+    /// A header line whose name is not a valid field name was dropped.
+    MalformedHeader,
+    /// More visible text than `max_text_bytes`.
+    TooMuchText,
+    /// A part's transfer encoding or charset could not be decoded cleanly.
+    EncodingProblem,
+    /// Nothing parseable as a message was found.
+    NotAMessage,
+}
+
+/// Everything later stages need from a message, extracted once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Message {
+    /// Top-level header fields in order.
+    pub headers: Vec<HeaderField>,
+    /// The decoded Subject, empty if none.
+    pub subject: String,
+    /// The From display name, empty if none.
+    pub from_name: String,
+    /// The From address, lowercased, empty if none.
+    pub from_address: String,
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    /// Visible text of every text part, attached messages included.
+    pub text_parts: Vec<TextPart>,
+    /// Link and image targets found in HTML (href, src), in order.
+    pub links: Vec<String>,
+    /// Non-text parts.
+    pub attachments: Vec<Attachment>,
+    /// `type/subtype` of every leaf part, in order.
+    pub content_types: Vec<String>,
+    /// HELO names from the Received chain, newest first.
+    pub received_helos: Vec<String>,
+    /// Bytes of the raw message.
+    pub raw_size: usize,
+    /// What the parser worked around, each kind once.
+    pub problems: Vec<ParseProblem>,
+}
+
+impl Message {
+    /// The first header field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    pub(crate) fn note(&mut self, problem: ParseProblem) {
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
+    }
+
+    /// All visible text, parts separated by blank lines.
+    pub fn visible_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.text_parts {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(&part.text);
+        }
+        out
+    }
+}

@@ -1,0 +1,319 @@
+//! The Bayes token store: mapped model + journal + overlay behind one type.
+
+use std::path::{Path, PathBuf};
+
+use bytemuck::Zeroable;
+
+use super::format::{
+    Class, DigestEntry, FORMAT_VERSION, HEADER_LEN, MAX_LOAD, MODEL_MAGIC, ModelHeader,
+    TokenEntry, home_slot,
+};
+use super::journal::{self, JournalWriter};
+use super::lock::WriterLock;
+use super::model_file::ModelFile;
+use super::overlay::{Overlay, add_delta};
+use super::{JOURNAL_FILE, LOCK_FILE, MODEL_FILE, StoreError, atomic_file};
+use crate::extract::TOKENIZER_VERSION;
+
+/// One message's move into a class (and, for a relearn, out of another).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub digest: u128,
+    pub from: Option<Class>,
+    pub to: Class,
+    /// The message's distinct tokens.
+    pub tokens: &'a [u64],
+}
+
+/// Figures for `chaff model stat`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStats {
+    pub format_version: u32,
+    pub tokenizer_version: u32,
+    pub spam_learns: u64,
+    pub ham_learns: u64,
+    pub model_tokens: u64,
+    pub model_slots: u64,
+    pub model_bytes: u64,
+    pub learned_messages: u64,
+    pub journal_bytes: u64,
+    pub journal_generation: u64,
+    pub overlay_tokens: u64,
+}
+
+struct Writer {
+    journal: JournalWriter,
+    _lock: WriterLock,
+}
+
+/// Token counts and learned-message digests of one data directory.
+pub struct BayesStore {
+    dir: PathBuf,
+    model: ModelFile,
+    overlay: Overlay,
+    journal_bytes: u64,
+    writer: Option<Writer>,
+}
+
+impl BayesStore {
+    /// Opens for scanning: no lock, the journal replayed read-only. A missing
+    /// directory is an empty store.
+    pub fn open_read_only(dir: &Path) -> Result<BayesStore, StoreError> {
+        let model = ModelFile::open(&dir.join(MODEL_FILE))?;
+        let mut overlay = Overlay::default();
+        let journal_bytes = replay_into(dir, &model, &mut overlay)?.map_or(0, |(_, len)| len);
+        Ok(BayesStore {
+            dir: dir.to_owned(),
+            model,
+            overlay,
+            journal_bytes,
+            writer: None,
+        })
+    }
+
+    /// Opens for learning: takes the writer lock (failing with the holder's
+    /// name), replays the journal and cuts any torn tail off it.
+    pub fn open_writer(dir: &Path) -> Result<BayesStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        let lock = WriterLock::acquire(&dir.join(LOCK_FILE))?;
+        let model = ModelFile::open(&dir.join(MODEL_FILE))?;
+        let mut overlay = Overlay::default();
+        let journal_path = dir.join(JOURNAL_FILE);
+        let journal = match replay_into(dir, &model, &mut overlay)? {
+            Some((generation, valid_len)) if generation == model.header().journal_generation => {
+                JournalWriter::open_at(&journal_path, valid_len)?
+            }
+            // Absent, or already folded into the model by a compaction that
+            // crashed before it could start the next journal.
+            _ => JournalWriter::create(&journal_path, model.header().journal_generation)?,
+        };
+        Ok(BayesStore {
+            dir: dir.to_owned(),
+            journal_bytes: journal.len(),
+            model,
+            overlay,
+            writer: Some(Writer {
+                journal,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Learned messages per class: (spam, ham).
+    pub fn learns(&self) -> (u64, u64) {
+        let header = self.model.header();
+        (
+            (header.spam_learns as i64 + self.overlay.spam_learns).max(0) as u64,
+            (header.ham_learns as i64 + self.overlay.ham_learns).max(0) as u64,
+        )
+    }
+
+    /// (spam, ham) counts of one token.
+    pub fn token_counts(&self, hash: u64) -> (u32, u32) {
+        let (spam, ham) = self.model.token(hash).unwrap_or((0, 0));
+        match self.overlay.tokens.get(&hash) {
+            Some(&(spam_delta, ham_delta)) => (add_delta(spam, spam_delta), add_delta(ham, ham_delta)),
+            None => (spam, ham),
+        }
+    }
+
+    /// The class a message was learned as, if it was.
+    pub fn learned_class(&self, digest: u128) -> Option<Class> {
+        self.overlay
+            .digests
+            .get(&digest)
+            .copied()
+            .or_else(|| self.model.digest_class(digest))
+    }
+
+    /// Records a change in the journal buffer and applies it to the overlay.
+    /// Not durable until [`BayesStore::commit`].
+    pub fn record(&mut self, change: Change<'_>) -> Result<(), StoreError> {
+        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
+        writer
+            .journal
+            .append(change.digest, change.from, change.to, change.tokens);
+        self.overlay
+            .apply(change.digest, change.from, change.to, change.tokens);
+        Ok(())
+    }
+
+    /// Makes every recorded change durable (one fsync for the batch).
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
+        writer.journal.sync()?;
+        self.journal_bytes = writer.journal.len();
+        Ok(())
+    }
+
+    /// Bytes in the journal not yet folded into the model.
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal_bytes
+    }
+
+    /// Folds the journal into a new model file and starts the next journal
+    /// generation. Commits first, so nothing recorded is lost.
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        self.commit()?;
+        let model_path = self.dir.join(MODEL_FILE);
+        let next_generation = self.model.header().journal_generation + 1;
+        let (tokens, token_count) = self.merged_token_table();
+        let digests = self.merged_digests();
+        let (spam_learns, ham_learns) = self.learns();
+        let tokens_offset = HEADER_LEN as u64;
+        let token_bytes: &[u8] = bytemuck::cast_slice(&tokens);
+        let digest_bytes: &[u8] = bytemuck::cast_slice(&digests);
+        let digests_offset = tokens_offset + token_bytes.len() as u64;
+        let mut body_crc = crc32fast::Hasher::new();
+        body_crc.update(token_bytes);
+        body_crc.update(digest_bytes);
+        let mut header = ModelHeader {
+            magic: MODEL_MAGIC,
+            format_version: FORMAT_VERSION,
+            tokenizer_version: TOKENIZER_VERSION,
+            spam_learns,
+            ham_learns,
+            token_slots: tokens.len() as u64,
+            token_count,
+            digest_count: digests.len() as u64,
+            journal_generation: next_generation,
+            tokens_offset,
+            digests_offset,
+            file_len: digests_offset + digest_bytes.len() as u64,
+            body_crc: body_crc.finalize(),
+            ..ModelHeader::zeroed()
+        };
+        header.header_crc = header.compute_crc();
+        atomic_file::replace(
+            &model_path,
+            &[bytemuck::bytes_of(&header), token_bytes, digest_bytes],
+        )
+        .map_err(StoreError::io(&model_path))?;
+        // From here the new model is durable and the old journal is stale
+        // (its generation is now behind): a crash before the next line is safe.
+        let journal = JournalWriter::create(&self.dir.join(JOURNAL_FILE), next_generation)?;
+        self.model = ModelFile::open(&model_path)?;
+        self.overlay = Overlay::default();
+        self.journal_bytes = journal.len();
+        if let Some(writer) = self.writer.as_mut() {
+            writer.journal = journal;
+        }
+        Ok(())
+    }
+
+    fn merged_token_table(&self) -> (Vec<TokenEntry>, u64) {
+        let mut entries: Vec<TokenEntry> = Vec::with_capacity(
+            self.model.header().token_count as usize + self.overlay.tokens.len(),
+        );
+        for entry in self.model.tokens() {
+            if entry.hash == 0 {
+                continue;
+            }
+            let (spam, ham) = self.token_counts(entry.hash);
+            entries.push(TokenEntry { hash: entry.hash, spam, ham });
+        }
+        for (&hash, &(spam_delta, ham_delta)) in &self.overlay.tokens {
+            if self.model.token(hash).is_none() {
+                entries.push(TokenEntry {
+                    hash,
+                    spam: add_delta(0, spam_delta),
+                    ham: add_delta(0, ham_delta),
+                });
+            }
+        }
+        entries.retain(|e| e.spam > 0 || e.ham > 0);
+        let count = entries.len() as u64;
+        let slots = if entries.is_empty() {
+            0
+        } else {
+            ((entries.len() as f64 / MAX_LOAD).ceil() as u64).next_power_of_two()
+        };
+        let mut table = vec![TokenEntry::zeroed(); slots as usize];
+        for entry in entries {
+            let mut slot = home_slot(entry.hash, slots);
+            while table[slot].hash != 0 {
+                slot = (slot + 1) & (slots as usize - 1);
+            }
+            table[slot] = entry;
+        }
+        (table, count)
+    }
+
+    fn merged_digests(&self) -> Vec<DigestEntry> {
+        let mut digests: Vec<DigestEntry> = self
+            .model
+            .digests()
+            .iter()
+            .filter(|d| !self.overlay.digests.contains_key(&d.digest()))
+            .copied()
+            .collect();
+        digests.extend(self.overlay.digests.iter().map(|(&digest, &class)| DigestEntry {
+            digest_hi: (digest >> 64) as u64,
+            digest_lo: digest as u64,
+            class: u32::from(class.as_u8()),
+            reserved: 0,
+        }));
+        digests.sort_unstable_by_key(DigestEntry::digest);
+        digests
+    }
+
+    /// Figures for `chaff model stat`.
+    pub fn stats(&self) -> StoreStats {
+        let header = self.model.header();
+        let (spam_learns, ham_learns) = self.learns();
+        StoreStats {
+            format_version: header.format_version,
+            tokenizer_version: header.tokenizer_version,
+            spam_learns,
+            ham_learns,
+            model_tokens: header.token_count,
+            model_slots: header.token_slots,
+            model_bytes: self.model.file_len(),
+            learned_messages: header.digest_count
+                + self
+                    .overlay
+                    .digests
+                    .keys()
+                    .filter(|d| self.model.digest_class(**d).is_none())
+                    .count() as u64,
+            journal_bytes: self.journal_bytes,
+            journal_generation: header.journal_generation,
+            overlay_tokens: self.overlay.tokens.len() as u64,
+        }
+    }
+
+    /// Re-reads the whole model file and checks its body checksum.
+    pub fn verify(&self) -> bool {
+        self.model.verify_body()
+    }
+}
+
+/// Replays the journal into `overlay` if its generation matches the model's.
+/// Returns the journal's generation and intact length, if there is a journal.
+fn replay_into(
+    dir: &Path,
+    model: &ModelFile,
+    overlay: &mut Overlay,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let model_generation = model.header().journal_generation;
+    let path = dir.join(JOURNAL_FILE);
+    let mut records = Vec::new();
+    let Some(replayed) = journal::replay(&path, |record| records.push(record))? else {
+        return Ok(None);
+    };
+    if replayed.generation > model_generation {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!(
+                "journal generation {} is newer than the model's {model_generation}",
+                replayed.generation
+            ),
+        });
+    }
+    if replayed.generation == model_generation {
+        for record in records {
+            overlay.apply(record.digest, record.from, record.to, &record.tokens);
+        }
+    }
+    Ok(Some((replayed.generation, replayed.valid_len)))
+}

@@ -1,0 +1,140 @@
+//! The on-disk layout of `bayes.model`, in one place.
+//!
+//! All integers are little-endian and the structs are `#[repr(C)]` with no
+//! implicit padding, so the file is read in place through the mapping. The
+//! version lives here and nowhere else; a change to any layout below bumps
+//! [`FORMAT_VERSION`], and a reader accepts [`OLDEST_SUPPORTED_VERSION`]
+//! through [`FORMAT_VERSION`].
+
+use bytemuck::{Pod, Zeroable};
+
+#[cfg(target_endian = "big")]
+compile_error!("the chaff model format is little-endian and read in place");
+
+/// First eight bytes of every model file.
+pub const MODEL_MAGIC: [u8; 8] = *b"CHAFFBM\0";
+/// First eight bytes of every journal file.
+pub const JOURNAL_MAGIC: [u8; 8] = *b"CHAFFJL\0";
+/// The layout this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The oldest layout this build still reads.
+pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
+/// The token table is grown to keep its load at or below this fraction, so a
+/// lookup is one cache miss with rare probing.
+pub const MAX_LOAD: f64 = 0.6;
+
+/// The class a message was learned as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    Spam,
+    Ham,
+}
+
+impl Class {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Class::Spam => 1,
+            Class::Ham => 2,
+        }
+    }
+
+    pub fn from_u8(value: u8) -> Option<Class> {
+        match value {
+            1 => Some(Class::Spam),
+            2 => Some(Class::Ham),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Spam => "spam",
+            Class::Ham => "ham",
+        }
+    }
+}
+
+/// The 128-byte header at offset 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct ModelHeader {
+    pub magic: [u8; 8],
+    pub format_version: u32,
+    /// CRC-32 of the header with this field zeroed.
+    pub header_crc: u32,
+    /// The tokenizer version the counts were learned with.
+    pub tokenizer_version: u32,
+    pub reserved0: u32,
+    pub spam_learns: u64,
+    pub ham_learns: u64,
+    /// Slots in the token table: zero or a power of two.
+    pub token_slots: u64,
+    /// Occupied slots.
+    pub token_count: u64,
+    pub digest_count: u64,
+    /// The journal generation this model already contains.
+    pub journal_generation: u64,
+    pub tokens_offset: u64,
+    pub digests_offset: u64,
+    pub file_len: u64,
+    /// CRC-32 of everything after the header.
+    pub body_crc: u32,
+    pub reserved1: u32,
+    pub reserved: [u64; 3],
+}
+
+pub const HEADER_LEN: usize = std::mem::size_of::<ModelHeader>();
+const _: () = assert!(HEADER_LEN == 128);
+
+impl ModelHeader {
+    /// The header's CRC as it should be stored.
+    pub fn compute_crc(&self) -> u32 {
+        let mut copy = *self;
+        copy.header_crc = 0;
+        crc32fast::hash(bytemuck::bytes_of(&copy))
+    }
+}
+
+/// One slot of the open-addressed token table. `hash == 0` marks an empty
+/// slot; the tokenizer never produces 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct TokenEntry {
+    pub hash: u64,
+    pub spam: u32,
+    pub ham: u32,
+}
+
+/// One learned message, in a table sorted by `(digest_hi, digest_lo)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct DigestEntry {
+    pub digest_hi: u64,
+    pub digest_lo: u64,
+    pub class: u32,
+    pub reserved: u32,
+}
+
+impl DigestEntry {
+    pub fn digest(&self) -> u128 {
+        (u128::from(self.digest_hi) << 64) | u128::from(self.digest_lo)
+    }
+}
+
+/// The 24-byte header of `bayes.journal`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct JournalHeader {
+    pub magic: [u8; 8],
+    pub format_version: u32,
+    pub reserved: u32,
+    pub generation: u64,
+}
+
+pub const JOURNAL_HEADER_LEN: usize = std::mem::size_of::<JournalHeader>();
+
+/// The first slot to probe for `hash` in a table of `slots` (a power of two).
+pub fn home_slot(hash: u64, slots: u64) -> usize {
+    // The hash is already well mixed; the low bits are as good as any.
+    (hash & (slots - 1)) as usize
+}

@@ -1,0 +1,204 @@
+//! The learn journal: framed, checksummed records, fsynced before a learn is
+//! acknowledged.
+//!
+//! Record frame: `len: u32, crc32(payload): u32, payload`. Payload:
+//! `from: u8 (0 = none), to: u8, reserved: [u8; 2], n_tokens: u32,
+//! digest: u128, tokens: [u64; n_tokens]`, all little-endian. A frame that is
+//! short or fails its checksum ends the journal: it is the tail of a write
+//! that never completed, so it was never acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+use super::atomic_file;
+use super::format::{Class, FORMAT_VERSION, JOURNAL_HEADER_LEN, JOURNAL_MAGIC, JournalHeader};
+
+const FRAME_HEADER: usize = 8;
+const PAYLOAD_FIXED: usize = 24;
+
+/// One replayed record.
+pub struct JournalRecord {
+    pub digest: u128,
+    pub from: Option<Class>,
+    pub to: Class,
+    pub tokens: Vec<u64>,
+}
+
+/// What reading a journal found.
+pub struct Replayed {
+    pub generation: u64,
+    /// Bytes of intact records including the header; a torn tail starts here.
+    pub valid_len: u64,
+}
+
+/// Reads the journal at `path`, calling `apply` for each intact record.
+/// Returns `None` when there is no journal.
+pub fn replay(
+    path: &Path,
+    mut apply: impl FnMut(JournalRecord),
+) -> Result<Option<Replayed>, StoreError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes).map_err(StoreError::io(path))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(path)(e)),
+    }
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() < JOURNAL_HEADER_LEN {
+        // A crash while creating the journal: nothing in it was acknowledged,
+        // so it is as good as absent.
+        return Ok(None);
+    }
+    let header: JournalHeader = bytemuck::pod_read_unaligned(&bytes[..JOURNAL_HEADER_LEN]);
+    if header.magic != JOURNAL_MAGIC {
+        return Err(corrupt("bad journal magic"));
+    }
+    if header.format_version != FORMAT_VERSION {
+        return Err(corrupt("journal written by another format version"));
+    }
+    let mut pos = JOURNAL_HEADER_LEN;
+    while let Some(record) = decode_frame(&bytes[pos..]) {
+        let (record, used) = record;
+        apply(record);
+        pos += used;
+    }
+    Ok(Some(Replayed {
+        generation: header.generation,
+        valid_len: pos as u64,
+    }))
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Decodes one frame; `None` at the end or at a torn or corrupt frame.
+fn decode_frame(bytes: &[u8]) -> Option<(JournalRecord, usize)> {
+    let len = read_u32(bytes, 0)? as usize;
+    let crc = read_u32(bytes, 4)?;
+    let payload = bytes.get(FRAME_HEADER..FRAME_HEADER.checked_add(len)?)?;
+    if crc32fast::hash(payload) != crc || payload.len() < PAYLOAD_FIXED {
+        return None;
+    }
+    let from = match payload[0] {
+        0 => None,
+        value => Some(Class::from_u8(value)?),
+    };
+    let to = Class::from_u8(payload[1])?;
+    let n_tokens = read_u32(payload, 4)? as usize;
+    let digest = u128::from(read_u64(payload, 8)?) | (u128::from(read_u64(payload, 16)?) << 64);
+    if payload.len() != PAYLOAD_FIXED + n_tokens.checked_mul(8)? {
+        return None;
+    }
+    let tokens = payload[PAYLOAD_FIXED..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    Some((
+        JournalRecord {
+            digest,
+            from,
+            to,
+            tokens,
+        },
+        FRAME_HEADER + len,
+    ))
+}
+
+/// Appends records; nothing is durable until [`JournalWriter::sync`].
+pub struct JournalWriter {
+    path: PathBuf,
+    file: File,
+    pending: Vec<u8>,
+    len: u64,
+}
+
+impl JournalWriter {
+    /// Opens the journal for appending after its last intact record,
+    /// dropping a torn tail.
+    pub fn open_at(path: &Path, valid_len: u64) -> Result<JournalWriter, StoreError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(StoreError::io(path))?;
+        file.set_len(valid_len).map_err(StoreError::io(path))?;
+        file.sync_all().map_err(StoreError::io(path))?;
+        let mut writer = JournalWriter {
+            path: path.to_owned(),
+            file,
+            pending: Vec::new(),
+            len: valid_len,
+        };
+        use std::io::Seek;
+        writer
+            .file
+            .seek(std::io::SeekFrom::Start(valid_len))
+            .map_err(StoreError::io(path))?;
+        Ok(writer)
+    }
+
+    /// Atomically replaces the journal with an empty one of `generation`.
+    pub fn create(path: &Path, generation: u64) -> Result<JournalWriter, StoreError> {
+        let header = JournalHeader {
+            magic: JOURNAL_MAGIC,
+            format_version: FORMAT_VERSION,
+            reserved: 0,
+            generation,
+        };
+        atomic_file::replace(path, &[bytemuck::bytes_of(&header)]).map_err(StoreError::io(path))?;
+        JournalWriter::open_at(path, JOURNAL_HEADER_LEN as u64)
+    }
+
+    /// Buffers one record.
+    pub fn append(&mut self, digest: u128, from: Option<Class>, to: Class, tokens: &[u64]) {
+        let payload_len = PAYLOAD_FIXED + tokens.len() * 8;
+        let start = self.pending.len();
+        self.pending.extend_from_slice(&(payload_len as u32).to_le_bytes());
+        self.pending.extend_from_slice(&[0; 4]);
+        let payload_start = self.pending.len();
+        self.pending
+            .extend_from_slice(&[from.map_or(0, Class::as_u8), to.as_u8(), 0, 0]);
+        self.pending
+            .extend_from_slice(&(tokens.len() as u32).to_le_bytes());
+        self.pending
+            .extend_from_slice(&(digest as u64).to_le_bytes());
+        self.pending
+            .extend_from_slice(&((digest >> 64) as u64).to_le_bytes());
+        for token in tokens {
+            self.pending.extend_from_slice(&token.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&self.pending[payload_start..]);
+        self.pending[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Writes buffered records and fsyncs: after this returns, they survive
+    /// any crash.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.pending)
+            .map_err(StoreError::io(&self.path))?;
+        self.file.sync_data().map_err(StoreError::io(&self.path))?;
+        self.len += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Bytes on disk plus bytes buffered.
+    pub fn len(&self) -> u64 {
+        self.len + self.pending.len() as u64
+    }
+}

@@ -1,0 +1,191 @@
+//! Opening `bayes.model` and reading it in place.
+
+use std::fs::File;
+use std::path::Path;
+
+use bytemuck::Zeroable;
+use memmap2::Mmap;
+
+use super::StoreError;
+use super::format::{
+    Class, DigestEntry, FORMAT_VERSION, HEADER_LEN, MODEL_MAGIC, ModelHeader,
+    OLDEST_SUPPORTED_VERSION, TokenEntry, home_slot,
+};
+use crate::extract::TOKENIZER_VERSION;
+
+/// A model file, mapped and checked; or the empty model when there is no file yet.
+#[derive(Debug)]
+pub struct ModelFile {
+    map: Option<Mmap>,
+    header: ModelHeader,
+}
+
+impl ModelFile {
+    /// The model of a store that has never been compacted.
+    pub fn empty() -> ModelFile {
+        ModelFile {
+            map: None,
+            header: ModelHeader {
+                magic: MODEL_MAGIC,
+                format_version: FORMAT_VERSION,
+                tokenizer_version: TOKENIZER_VERSION,
+                ..ModelHeader::zeroed()
+            },
+        }
+    }
+
+    /// Maps `path` and checks its header and table bounds. Cost does not depend
+    /// on the file's size: the tables are not read until looked up.
+    pub fn open(path: &Path) -> Result<ModelFile, StoreError> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModelFile::empty()),
+            Err(e) => return Err(StoreError::io(path)(e)),
+        };
+        // SAFETY: the model file is never modified in place: writers build a
+        // new file and rename it over this one, so the mapped pages stay valid
+        // and unchanged for as long as this mapping lives. A process that
+        // truncated the file by hand would break that; chaff never does.
+        let map = unsafe { Mmap::map(&file) }.map_err(StoreError::io(path))?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let header_bytes = map
+            .get(..HEADER_LEN)
+            .ok_or_else(|| corrupt(format!("{} bytes is shorter than a header", map.len())))?;
+        let header: ModelHeader = bytemuck::pod_read_unaligned(header_bytes);
+        if header.magic != MODEL_MAGIC {
+            return Err(corrupt("bad magic".into()));
+        }
+        if !(OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION).contains(&header.format_version) {
+            return Err(StoreError::Incompatible {
+                path: path.to_owned(),
+                found: header.format_version,
+                oldest: OLDEST_SUPPORTED_VERSION,
+                newest: FORMAT_VERSION,
+            });
+        }
+        if header.compute_crc() != header.header_crc {
+            return Err(corrupt("header checksum mismatch".into()));
+        }
+        if header.tokenizer_version != TOKENIZER_VERSION {
+            return Err(StoreError::TokenizerMismatch {
+                path: path.to_owned(),
+                found: header.tokenizer_version,
+                expected: TOKENIZER_VERSION,
+            });
+        }
+        check_layout(&header, map.len()).map_err(corrupt)?;
+        Ok(ModelFile {
+            map: Some(map),
+            header,
+        })
+    }
+
+    pub fn header(&self) -> &ModelHeader {
+        &self.header
+    }
+
+    /// The token table, empty for the empty model.
+    pub fn tokens(&self) -> &[TokenEntry] {
+        self.table(self.header.tokens_offset, self.header.token_slots)
+    }
+
+    /// The sorted digest table.
+    pub fn digests(&self) -> &[DigestEntry] {
+        self.table(self.header.digests_offset, self.header.digest_count)
+    }
+
+    fn table<T: bytemuck::Pod>(&self, offset: u64, count: u64) -> &[T] {
+        let Some(map) = &self.map else { return &[] };
+        let start = offset as usize;
+        let end = start + count as usize * std::mem::size_of::<T>();
+        // Bounds and alignment were checked at open; this cannot fail, and if
+        // it somehow did, an empty table is a safe answer.
+        map.get(start..end)
+            .and_then(|bytes| bytemuck::try_cast_slice(bytes).ok())
+            .unwrap_or(&[])
+    }
+
+    /// The counts of one token, if the model has it.
+    pub fn token(&self, hash: u64) -> Option<(u32, u32)> {
+        let table = self.tokens();
+        if table.is_empty() {
+            return None;
+        }
+        let mut slot = home_slot(hash, table.len() as u64);
+        // Bounded by the table size so a damaged file cannot loop forever.
+        for _ in 0..table.len() {
+            let entry = table[slot];
+            if entry.hash == hash {
+                return Some((entry.spam, entry.ham));
+            }
+            if entry.hash == 0 {
+                return None;
+            }
+            slot = (slot + 1) & (table.len() - 1);
+        }
+        None
+    }
+
+    /// The class a message digest was learned as, if any.
+    pub fn digest_class(&self, digest: u128) -> Option<Class> {
+        let table = self.digests();
+        let index = table
+            .binary_search_by(|entry| entry.digest().cmp(&digest))
+            .ok()?;
+        Class::from_u8(table[index].class as u8)
+    }
+
+    /// Recomputes the body checksum: reads the whole file, so only on demand.
+    pub fn verify_body(&self) -> bool {
+        match &self.map {
+            None => true,
+            Some(map) => crc32fast::hash(&map[HEADER_LEN..]) == self.header.body_crc,
+        }
+    }
+
+    /// Bytes of the mapped file.
+    pub fn file_len(&self) -> u64 {
+        self.map.as_ref().map_or(0, |m| m.len() as u64)
+    }
+}
+
+fn check_layout(header: &ModelHeader, file_len: usize) -> Result<(), String> {
+    if header.file_len != file_len as u64 {
+        return Err(format!(
+            "header says {} bytes, file has {file_len}",
+            header.file_len
+        ));
+    }
+    if header.token_slots != 0 && !header.token_slots.is_power_of_two() {
+        return Err("token table size is not a power of two".into());
+    }
+    if header.token_count > header.token_slots {
+        return Err("more tokens than slots".into());
+    }
+    let span = |offset: u64, count: u64, size: usize| -> Option<u64> {
+        (offset % 8 == 0).then_some(())?;
+        offset.checked_add(count.checked_mul(size as u64)?)
+    };
+    let tokens_end = span(
+        header.tokens_offset,
+        header.token_slots,
+        std::mem::size_of::<TokenEntry>(),
+    )
+    .ok_or("token table offset is invalid")?;
+    let digests_end = span(
+        header.digests_offset,
+        header.digest_count,
+        std::mem::size_of::<DigestEntry>(),
+    )
+    .ok_or("digest table offset is invalid")?;
+    if header.tokens_offset < HEADER_LEN as u64
+        || tokens_end > header.digests_offset
+        || digests_end > file_len as u64
+    {
+        return Err("tables overlap or run past the end of the file".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! COMBINE + ACTION: symbols to a score, the score to an action.
+//!
+//! This module sees symbols only, never the checks that made them: a check's
+//! worth is configuration (`[symbols.NAME] weight`), not code.
+
+use crate::config::Config;
+use crate::symbol::Symbol;
+
+/// What the MTA should do with the message, mildest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    NoAction,
+    Greylist,
+    AddHeader,
+    RewriteSubject,
+    SoftReject,
+    Reject,
+}
+
+impl Action {
+    /// rspamd's spelling, as MTAs and `rspamc` expect it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::NoAction => "no action",
+            Action::Greylist => "greylist",
+            Action::AddHeader => "add header",
+            Action::RewriteSubject => "rewrite subject",
+            Action::SoftReject => "soft reject",
+            Action::Reject => "reject",
+        }
+    }
+
+    /// Accepts rspamd's spelling and the config's (`add_header`).
+    pub fn from_name(name: &str) -> Option<Action> {
+        Some(match name.replace('_', " ").as_str() {
+            "no action" => Action::NoAction,
+            "greylist" => Action::Greylist,
+            "add header" => Action::AddHeader,
+            "rewrite subject" => Action::RewriteSubject,
+            "soft reject" => Action::SoftReject,
+            "reject" => Action::Reject,
+            _ => return None,
+        })
+    }
+
+    /// Whether a message with this action counts as spam (rspamd's `is_spam`).
+    pub fn is_spam(self) -> bool {
+        !matches!(self, Action::NoAction | Action::Greylist | Action::SoftReject)
+    }
+
+    /// This action's threshold in `config`, if it has one.
+    pub fn threshold(self, config: &Config) -> Option<f64> {
+        let actions = &config.actions;
+        match self {
+            Action::NoAction | Action::SoftReject => None,
+            Action::Greylist => actions.greylist,
+            Action::AddHeader => actions.add_header,
+            Action::RewriteSubject => actions.rewrite_subject,
+            Action::Reject => actions.reject,
+        }
+    }
+}
+
+/// A symbol with its points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredSymbol {
+    pub name: String,
+    /// Points this symbol added: weight × strength.
+    pub score: f64,
+    /// The configured weight (rspamd's `metric_score`).
+    pub weight: f64,
+    pub description: Option<String>,
+    pub options: Vec<String>,
+}
+
+/// The outcome of a scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub score: f64,
+    /// The reject threshold, as rspamd reports `required_score`.
+    pub required_score: f64,
+    pub action: Action,
+    /// Symbols sorted by name.
+    pub symbols: Vec<ScoredSymbol>,
+    /// The rewritten subject, when the action is rewrite subject.
+    pub subject: Option<String>,
+    /// The symbol that forced the action, if one did.
+    pub forced_by: Option<String>,
+}
+
+/// Weighs `symbols`, sums them and picks the action.
+///
+/// A forced action (a symbol configured with `force_action`, such as GTUBE)
+/// wins over the thresholds, and the score is raised to that action's
+/// threshold if it is lower, so MTAs that act on the score and MTAs that act
+/// on the action agree.
+pub fn combine(symbols: Vec<Symbol>, config: &Config, subject: &str) -> Verdict {
+    let mut scored: Vec<ScoredSymbol> = symbols
+        .into_iter()
+        .map(|symbol| {
+            let symbol_config = config.symbols.get(&symbol.name);
+            let weight = symbol_config.map_or(0.0, |c| c.weight);
+            ScoredSymbol {
+                score: weight * symbol.strength,
+                weight,
+                description: symbol_config.and_then(|c| c.description.clone()),
+                options: symbol.options,
+                name: symbol.name,
+            }
+        })
+        .collect();
+    scored.sort_by(|a, b| a.name.cmp(&b.name));
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0, which prints as admins expect.
+    let mut score: f64 = scored.iter().map(|s| s.score).sum::<f64>() + 0.0;
+    let mut action = action_for_score(score, config);
+    let mut forced_by = None;
+    for symbol in &scored {
+        let forced = config
+            .symbols
+            .get(&symbol.name)
+            .and_then(|c| c.force_action.as_deref())
+            .and_then(Action::from_name);
+        if let Some(forced) = forced
+            && (forced_by.is_none() || forced > action)
+        {
+            action = forced;
+            forced_by = Some(symbol.name.clone());
+            if let Some(threshold) = forced.threshold(config) {
+                score = score.max(threshold);
+            }
+        }
+    }
+    let subject = (action == Action::RewriteSubject)
+        .then(|| config.actions.subject_template.replace("%s", subject));
+    Verdict {
+        score,
+        required_score: config.actions.reject.unwrap_or(0.0),
+        action,
+        symbols: scored,
+        subject,
+        forced_by,
+    }
+}
+
+/// The action with the highest threshold that `score` reaches.
+pub fn action_for_score(score: f64, config: &Config) -> Action {
+    [
+        Action::Reject,
+        Action::RewriteSubject,
+        Action::AddHeader,
+        Action::Greylist,
+    ]
+    .into_iter()
+    .filter_map(|a| a.threshold(config).map(|t| (a, t)))
+    .filter(|(_, t)| score >= *t)
+    .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+    .map_or(Action::NoAction, |(a, _)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_pick_rspamd_actions() {
+        let config = Config::embedded();
+        assert_eq!(action_for_score(0.0, &config), Action::NoAction);
+        assert_eq!(action_for_score(4.0, &config), Action::Greylist);
+        assert_eq!(action_for_score(6.5, &config), Action::AddHeader);
+        assert_eq!(action_for_score(15.0, &config), Action::Reject);
+        assert_eq!(action_for_score(-3.0, &config), Action::NoAction);
+    }
+
+    #[test]
+    fn rewrite_subject_applies_only_when_configured() {
+        let config = Config::from_toml_over_defaults("[actions]\nrewrite_subject = 8.0\n").unwrap();
+        assert_eq!(action_for_score(9.0, &config), Action::RewriteSubject);
+        let mut config = config;
+        config.symbols.insert(
+            "X".into(),
+            crate::config::SymbolConfig {
+                weight: 9.0,
+                description: None,
+                group: None,
+                force_action: None,
+            },
+        );
+        let v = combine(vec![Symbol::new("X")], &config, "hello");
+        assert_eq!(v.subject.as_deref(), Some("***SPAM*** hello"));
+    }
+
+    #[test]
+    fn weights_scale_by_strength_and_sum() {
+        let config = Config::embedded();
+        let v = combine(
+            vec![
+                Symbol::new("BAYES_SPAM").with_strength(0.5),
+                Symbol::new("UNKNOWN_SYMBOL"),
+            ],
+            &config,
+            "",
+        );
+        assert!((v.score - config.weight("BAYES_SPAM") * 0.5).abs() < 1e-9);
+        assert_eq!(v.symbols[1].name, "UNKNOWN_SYMBOL");
+        assert_eq!(v.symbols[1].score, 0.0);
+    }
+
+    #[test]
+    fn forced_action_wins_and_raises_score() {
+        let config = Config::embedded();
+        let v = combine(
+            vec![Symbol::new("GTUBE"), Symbol::new("BAYES_HAM")],
+            &config,
+            "",
+        );
+        assert_eq!(v.action, Action::Reject);
+        assert_eq!(v.forced_by.as_deref(), Some("GTUBE"));
+        assert!(v.score >= 15.0);
+    }
+}
