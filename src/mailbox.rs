@@ -51,6 +51,8 @@ pub const MAX_READ_BYTES: u64 = 50 * 1024 * 1024;
 pub struct Messages {
     pending: Vec<PathBuf>,
     current_mbox: Option<MboxReader>,
+    /// Messages of a small mbox, split in memory, in reverse order.
+    split: Vec<RawMessage>,
 }
 
 impl Messages {
@@ -60,6 +62,7 @@ impl Messages {
         Messages {
             pending,
             current_mbox: None,
+            split: Vec::new(),
         }
     }
 }
@@ -69,6 +72,9 @@ impl Iterator for Messages {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            if let Some(message) = self.split.pop() {
+                return Some(Ok(message));
+            }
             if let Some(mbox) = &mut self.current_mbox {
                 match mbox.next_message() {
                     Some(item) => return Some(item),
@@ -97,7 +103,17 @@ impl Iterator for Messages {
             };
             let mut head = [0u8; 5];
             let head_len = read_up_to(&mut file, &mut head);
-            if &head[..head_len] == b"From " {
+            let is_mbox = &head[..head_len] == b"From ";
+            if is_mbox && metadata.len() <= SMALL_MBOX_BYTES {
+                let mut bytes = head[..head_len].to_vec();
+                if let Err(e) = file.read_to_end(&mut bytes) {
+                    return Some(Err(error(e.to_string())));
+                }
+                self.split = split_mbox(&path, &bytes);
+                self.split.reverse();
+                continue;
+            }
+            if is_mbox {
                 match File::open(&path) {
                     Ok(f) => self.current_mbox = Some(MboxReader::new(path, f)),
                     Err(e) => return Some(Err(error(e.to_string()))),
@@ -122,6 +138,59 @@ impl Iterator for Messages {
                 bytes,
             }));
         }
+    }
+}
+
+/// An mbox up to this size is read whole and split in memory, which is much
+/// faster than the line-by-line stream used for larger ones; it covers every
+/// single-message file in mbox form.
+const SMALL_MBOX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Splits an mbox held in memory, with the same rules as [`MboxReader`].
+fn split_mbox(path: &Path, bytes: &[u8]) -> Vec<RawMessage> {
+    let mut messages = Vec::new();
+    let mut start = 0usize;
+    let mut search_from = 0usize;
+    let finish = |messages: &mut Vec<RawMessage>, start: usize, end: usize| {
+        messages.push(RawMessage {
+            origin: Origin {
+                path: path.to_owned(),
+                mbox_offset: Some(start as u64),
+            },
+            bytes: unquote_from_lines(&bytes[start..end]),
+        });
+    };
+    while let Some(found) = memchr::memmem::find(&bytes[search_from..], b"\nFrom ") {
+        let line_start = search_from + found + 1;
+        search_from = line_start;
+        let before = &bytes[..line_start - 1];
+        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+            finish(&mut messages, start, line_start);
+            start = line_start;
+        }
+    }
+    if start < bytes.len() {
+        finish(&mut messages, start, bytes.len());
+    }
+    messages
+}
+
+/// Undoes one level of `>From ` quoting on every line.
+fn unquote_from_lines(message: &[u8]) -> Vec<u8> {
+    if memchr::memmem::find(message, b">From ").is_none() {
+        return message.to_vec();
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(unquote_line(line));
+    }
+    out
+}
+
+fn unquote_line(line: &[u8]) -> &[u8] {
+    match line.iter().position(|&b| b != b'>') {
+        Some(level) if level > 0 && line[level..].starts_with(b"From ") => &line[1..],
+        _ => line,
     }
 }
 
@@ -220,11 +289,7 @@ impl MboxReader {
                 too_large = true;
                 continue;
             }
-            let unquoted = match line.iter().position(|&b| b != b'>') {
-                Some(level) if level > 0 && line[level..].starts_with(b"From ") => &line[1..],
-                _ => &line[..],
-            };
-            bytes.extend_from_slice(unquoted);
+            bytes.extend_from_slice(unquote_line(&line));
         }
         if too_large {
             return Some(Err(self.error(format!(
@@ -269,6 +334,27 @@ mod tests {
         assert_eq!(messages[0].origin.mbox_offset, Some(0));
         assert!(messages[1].origin.mbox_offset.unwrap() > 0);
         assert!(String::from_utf8_lossy(&messages[1].bytes).contains("Subject: two"));
+    }
+
+    #[test]
+    fn small_and_streamed_mbox_split_alike() {
+        let text = "From a@x Mon Jan  1 00:00:00 2024\r\nSubject: one\r\n\r\nbody\r\n>>From q\r\n\r\nFrom b@x Mon Jan  1 00:00:00 2024\nSubject: two\n\nbody2\n";
+        let in_memory = split_mbox(Path::new("m"), text.as_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        std::fs::write(&path, text).unwrap();
+        let mut reader = MboxReader::new(path.clone(), File::open(&path).unwrap());
+        let mut streamed = Vec::new();
+        while let Some(m) = reader.next_message() {
+            streamed.push(m.unwrap());
+        }
+        assert_eq!(in_memory.len(), 2);
+        assert_eq!(streamed.len(), 2);
+        for (a, b) in in_memory.iter().zip(&streamed) {
+            assert_eq!(a.bytes, b.bytes);
+            assert_eq!(a.origin.mbox_offset, b.origin.mbox_offset);
+        }
+        assert!(String::from_utf8_lossy(&in_memory[0].bytes).contains("\n>From q"));
     }
 
     #[test]

@@ -6,14 +6,14 @@
 
 mod tokens;
 
-pub use tokens::{TOKENIZER_VERSION, TokenSink, Tokenizer, token_hash};
+pub use tokens::{HashSink, TOKENIZER_VERSION, TokenSink, Tokenizer, token_hash};
 
 use crate::message::Message;
 
 /// Everything extracted from one message.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
-    /// Distinct statistical tokens, sorted (64-bit hashes).
+    /// Distinct statistical tokens (64-bit hashes, never 0), in first-seen order.
     pub tokens: Vec<u64>,
 }
 
@@ -21,9 +21,47 @@ impl Features {
     /// Extracts the features of `message`.
     pub fn extract(message: &Message, tokenizer: &Tokenizer) -> Features {
         let mut tokens = Vec::with_capacity(1024);
-        tokenizer.tokenize(message, &mut |hash: u64, _: &dyn Fn() -> String| tokens.push(hash));
-        tokens.sort_unstable();
-        tokens.dedup();
-        Features { tokens }
+        tokenizer.tokenize(message, &mut HashSink(&mut tokens));
+        Features {
+            tokens: distinct(tokens),
+        }
+    }
+}
+
+/// Removes repeated tokens, keeping first occurrences in order. A small
+/// open-addressed set beats sorting here (sorting was the largest single
+/// cost of tokenizing), and tokens are already uniformly mixed hashes.
+fn distinct(tokens: Vec<u64>) -> Vec<u64> {
+    let slots = (tokens.len() * 2).next_power_of_two().max(16);
+    let mask = slots - 1;
+    let mut seen = vec![0u64; slots];
+    let mut out = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        // Tokens are never 0 (0 marks an empty slot here as in the model).
+        let mut slot = (token as usize) & mask;
+        loop {
+            match seen[slot] {
+                0 => {
+                    seen[slot] = token;
+                    out.push(token);
+                    break;
+                }
+                existing if existing == token => break,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_keeps_first_occurrences_in_order() {
+        assert_eq!(distinct(vec![5, 3, 5, 9, 3, 1]), vec![5, 3, 9, 1]);
+        let many: Vec<u64> = (1..5000).chain(1..5000).collect();
+        assert_eq!(distinct(many), (1..5000).collect::<Vec<u64>>());
     }
 }

@@ -1,0 +1,323 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The real `chaff` binary against temporary data directories.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name)
+}
+
+/// A `chaff` command over `data`, isolated from the caller's environment
+/// and run from a scratch directory so nothing lands in the repository.
+fn chaff(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chaff"));
+    command
+        .env_remove("CHAFF_DATA_DIR")
+        .env_remove("CHAFF_CONFIG")
+        .current_dir(data.parent().unwrap())
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    chaff(data).args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs `learn` and returns its counts line, after checking its exit code.
+fn learn(data: &Path, class: &str, files: &[PathBuf], code: i32) -> String {
+    let mut command = chaff(data);
+    command.arg("learn").arg(class).args(files);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(code), "{}", describe(&output));
+    let text = stdout(&output);
+    text.lines()
+        .find(|line| line.starts_with("learned "))
+        .unwrap_or_else(|| panic!("no counts line\n{}", describe(&output)))
+        .to_owned()
+}
+
+/// The counts part of a counts line, without the timing in parentheses.
+fn counts(line: &str) -> &str {
+    line.split(" (").next().unwrap()
+}
+
+struct Scratch {
+    _root: tempfile::TempDir,
+    data: PathBuf,
+}
+
+fn scratch() -> Scratch {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    Scratch { _root: root, data }
+}
+
+#[test]
+fn learn_reports_learned_known_and_relearned() {
+    let s = scratch();
+    let spam = [corpus("spam-plain.eml"), corpus("gtube.eml")];
+    let ham = [corpus("ham-plain.eml"), corpus("utf8.eml")];
+
+    let line = learn(&s.data, "--spam", &spam, 0);
+    assert_eq!(
+        counts(&line),
+        "learned 2 as spam, already known 0, relearned 0, failed 0",
+        "{line}"
+    );
+    assert!(line.contains("(2 messages in "), "{line}");
+    let line = learn(&s.data, "--ham", &ham, 0);
+    assert_eq!(
+        counts(&line),
+        "learned 2 as ham, already known 0, relearned 0, failed 0"
+    );
+
+    let line = learn(&s.data, "--spam", &spam, 0);
+    assert_eq!(
+        counts(&line),
+        "learned 0 as spam, already known 2, relearned 0, failed 0"
+    );
+    let line = learn(&s.data, "--ham", &ham, 0);
+    assert_eq!(
+        counts(&line),
+        "learned 0 as ham, already known 2, relearned 0, failed 0"
+    );
+
+    let line = learn(&s.data, "--ham", &[corpus("spam-plain.eml")], 0);
+    assert_eq!(
+        counts(&line),
+        "learned 0 as ham, already known 0, relearned 1, failed 0"
+    );
+
+    let stat = model_stat_json(&s.data);
+    assert_eq!(stat["spam_learns"], 1, "{stat}");
+    assert_eq!(stat["ham_learns"], 3, "{stat}");
+    assert_eq!(stat["learned_messages"], 4, "{stat}");
+}
+
+#[test]
+fn learning_binary_junk_fails_naming_the_file() {
+    let s = scratch();
+    let junk = corpus("binary-junk.bin");
+    let mut command = chaff(&s.data);
+    command.args(["learn", "--spam"]).arg(&junk);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("failed: ") && line.contains(&*junk.to_string_lossy())),
+        "{}",
+        describe(&output)
+    );
+    assert!(text.contains("learned 0 as spam"), "{text}");
+    assert!(text.contains("failed 1"), "{text}");
+}
+
+#[test]
+fn learning_a_mix_of_good_and_bad_files_learns_the_good_ones() {
+    let s = scratch();
+    let line = learn(
+        &s.data,
+        "--ham",
+        &[corpus("ham-plain.eml"), corpus("binary-junk.bin"), corpus("utf8.eml")],
+        1,
+    );
+    assert_eq!(
+        counts(&line),
+        "learned 2 as ham, already known 0, relearned 0, failed 1"
+    );
+}
+
+#[test]
+fn learn_reads_mbox_and_maildir() {
+    let s = scratch();
+    let line = learn(&s.data, "--spam", &[corpus("mbox-sample.mbox")], 0);
+    assert_eq!(
+        counts(&line),
+        "learned 3 as spam, already known 0, relearned 0, failed 0"
+    );
+    let line = learn(&s.data, "--ham", &[corpus("maildir-sample")], 0);
+    assert_eq!(
+        counts(&line),
+        "learned 2 as ham, already known 0, relearned 0, failed 0"
+    );
+    let stat = model_stat_json(&s.data);
+    assert_eq!(stat["learned_messages"], 5, "{stat}");
+}
+
+#[test]
+fn scan_rejects_gtube() {
+    let s = scratch();
+    let gtube = corpus("gtube.eml");
+    let output = run(&s.data, &["scan", &gtube.to_string_lossy()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(text.lines().any(|l| l == "Action: reject"), "{text}");
+    assert!(text.contains("Symbol: GTUBE"), "{text}");
+
+    let ham = corpus("ham-plain.eml");
+    let output = run(&s.data, &["scan", &ham.to_string_lossy()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(!stdout(&output).contains("Action: reject"), "{}", stdout(&output));
+}
+
+fn scan_json(data: &Path, file: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let output = run(data, &["scan", "--json", &file.to_string_lossy()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one message, one JSON line: {text}");
+    match serde_json::from_str(lines[0]).unwrap() {
+        serde_json::Value::Object(map) => map,
+        other => panic!("not a JSON object: {other}"),
+    }
+}
+
+#[test]
+fn scan_json_has_rspamds_keys() {
+    let s = scratch();
+    let reply = scan_json(&s.data, &corpus("gtube.eml"));
+    for key in [
+        "is_skipped",
+        "score",
+        "required_score",
+        "action",
+        "symbols",
+        "messages",
+        "urls",
+        "emails",
+        "message-id",
+        "time_real",
+        "milter",
+    ] {
+        assert!(reply.contains_key(key), "no {key:?} in {reply:?}");
+    }
+    assert_eq!(reply["action"], "reject");
+    assert_eq!(reply["is_skipped"], false);
+    assert_eq!(reply["message-id"], "fixture-0107@example.org");
+    assert!(reply["symbols"]["GTUBE"].is_object(), "{reply:?}");
+    assert!(reply["score"].as_f64().unwrap() >= reply["required_score"].as_f64().unwrap());
+    assert!(reply["time_real"].is_number());
+    assert!(reply["milter"].is_object());
+    assert!(reply["urls"].is_array() && reply["emails"].is_array());
+    assert!(reply["messages"].is_object());
+}
+
+#[test]
+fn scan_json_omits_message_id_when_there_is_none() {
+    let s = scratch();
+    let root = s.data.parent().unwrap();
+    let file = root.join("no-id.eml");
+    std::fs::write(&file, "From: a@example.com\nSubject: no id\n\nhello there\n").unwrap();
+    let reply = scan_json(&s.data, &file);
+    assert!(!reply.contains_key("message-id"), "{reply:?}");
+    assert_eq!(reply["action"], "no action");
+}
+
+#[test]
+fn scan_dash_reads_stdin() {
+    let s = scratch();
+    let mut child = chaff(&s.data)
+        .args(["scan", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(corpus("gtube.eml")).unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Results for file: stdin"), "{text}");
+    assert!(text.lines().any(|l| l == "Action: reject"), "{text}");
+    assert!(text.contains("Message-ID: fixture-0107@example.org"), "{text}");
+}
+
+fn model_stat_json(data: &Path) -> serde_json::Value {
+    let output = run(data, &["model", "stat", "--json"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn model_stat_prints_the_format_version() {
+    let s = scratch();
+    learn(&s.data, "--spam", &[corpus("spam-plain.eml")], 0);
+    let output = run(&s.data, &["model", "stat"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    let version = format!("format version:    {}", chaff::store::FORMAT_VERSION);
+    assert!(text.lines().any(|l| l.starts_with(&version)), "{text}");
+    assert!(text.contains("learned spam:      1"), "{text}");
+
+    let stat = model_stat_json(&s.data);
+    assert_eq!(stat["format_version"], chaff::store::FORMAT_VERSION);
+    assert_eq!(stat["spam_learns"], 1);
+    assert_eq!(stat["checksum_ok"], true);
+}
+
+#[test]
+fn model_compact_keeps_counts() {
+    let s = scratch();
+    learn(&s.data, "--spam", &[corpus("mbox-sample.mbox")], 0);
+    let before = model_stat_json(&s.data);
+    let output = run(&s.data, &["model", "compact"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(stdout(&output).starts_with("compacted: "), "{}", describe(&output));
+    let after = model_stat_json(&s.data);
+    assert_eq!(after["spam_learns"], before["spam_learns"]);
+    assert_eq!(after["learned_messages"], 3);
+    assert!(after["model_tokens"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(after["overlay_tokens"], 0, "{after}");
+}
+
+#[test]
+fn an_unknown_config_key_fails_naming_it() {
+    let s = scratch();
+    let config = s.data.parent().unwrap().join("chaff.toml");
+    std::fs::write(&config, "[actions]\nrejekt = 1\n").unwrap();
+    let output = chaff(&s.data)
+        .arg("--config")
+        .arg(&config)
+        .args(["scan", &corpus("gtube.eml").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rejekt"), "{}", describe(&output));
+    assert!(output.stdout.is_empty(), "{}", describe(&output));
+}
+
+#[test]
+fn a_valid_config_file_is_used() {
+    let s = scratch();
+    let config = s.data.parent().unwrap().join("chaff.toml");
+    // With GTUBE forcing nothing, the message is scored on its symbols alone.
+    std::fs::write(&config, "[symbols.GTUBE]\nweight = 0.0\nforce_action = \"no action\"\n").unwrap();
+    let output = chaff(&s.data)
+        .arg("--config")
+        .arg(&config)
+        .args(["scan", &corpus("gtube.eml").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(!stdout(&output).contains("Action: reject"), "{}", stdout(&output));
+}

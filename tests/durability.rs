@@ -1,0 +1,279 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! kill -9 during `chaff learn`: every acknowledged learn survives, nothing
+//! is counted twice, and a re-run finishes the job.
+//!
+//! `learn` prints its counts only at the end, so "acknowledged" is a whole
+//! earlier run: the first half of the messages is learned to completion, then
+//! a run over all of them is killed with SIGKILL once the journal shows it has
+//! committed some of the second half.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chaff::config::Config;
+use chaff::extract::{Features, Tokenizer};
+use chaff::message::{Limits, parse};
+use chaff::store::{BayesStore, JOURNAL_FILE};
+
+const MESSAGES: usize = 6000;
+const HALF: usize = MESSAGES / 2;
+
+/// SplitMix64: a fixed seed gives the same corpus on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// 600 pronounceable words, the same on every run.
+fn vocabulary() -> Vec<String> {
+    let onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "st"];
+    let vowels = ["a", "e", "i", "o", "u"];
+    let codas = ["", "n", "r", "s", "x", "nd", "rt"];
+    let mut words = Vec::new();
+    'outer: for o1 in onsets {
+        for v1 in vowels {
+            for o2 in onsets {
+                for c in codas {
+                    words.push(format!("{o1}{v1}{o2}{}{c}", vowels[words.len() % 5]));
+                    if words.len() == 600 {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+    }
+    words
+}
+
+/// Writes `MESSAGES` distinct small messages: the first half under
+/// `root/a`, the rest under `root/b`. Returns `root`.
+fn write_corpus(root: &Path) -> PathBuf {
+    let words = vocabulary();
+    let mut rng = Rng(0x00c0_ffee);
+    let corpus = root.join("corpus");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(corpus.join(sub)).unwrap();
+    }
+    for i in 0..MESSAGES {
+        let mut pick = |n: usize| -> String {
+            (0..n)
+                .map(|_| words[rng.below(words.len())].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let subject = pick(5);
+        let body: Vec<String> = (0..4).map(|_| pick(12)).collect();
+        let sender = pick(1);
+        let message = format!(
+            "From: \"{sender}\" <{sender}@example.test>\n\
+             To: user@example.test\n\
+             Subject: {subject}\n\
+             Message-ID: <{i}.{sender}@example.test>\n\
+             Date: Mon, 1 Jan 2024 00:00:00 +0000\n\
+             \n\
+             {}\n",
+            body.join("\n")
+        );
+        let sub = if i < HALF { "a" } else { "b" };
+        std::fs::write(corpus.join(sub).join(format!("{i:05}.eml")), message).unwrap();
+    }
+    corpus
+}
+
+fn chaff(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chaff"));
+    command
+        .env_remove("CHAFF_DATA_DIR")
+        .env_remove("CHAFF_CONFIG")
+        .current_dir(data.parent().unwrap())
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null());
+    command
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `(learned, already known, relearned, failed)` from a finished learn run.
+fn learn(data: &Path, path: &Path) -> (u64, u64, u64, u64) {
+    let output = chaff(data)
+        .args(["learn", "--spam"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("learned "))
+        .unwrap_or_else(|| panic!("no counts line\n{}", describe(&output)));
+    // "learned N as spam, already known N, relearned N, failed N (...)"
+    let numbers: Vec<u64> = line
+        .split(" (")
+        .next()
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 4, "{line}");
+    (numbers[0], numbers[1], numbers[2], numbers[3])
+}
+
+fn stat(data: &Path) -> serde_json::Value {
+    let output = chaff(data)
+        .args(["model", "stat", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn journal_len(data: &Path) -> u64 {
+    std::fs::metadata(data.join(JOURNAL_FILE)).map_or(0, |m| m.len())
+}
+
+/// Starts `learn --spam` over `path` and SIGKILLs it once the journal has
+/// grown past `from` (a batch of new learns was committed), or after a
+/// generous bound. Returns whether it was still running when killed.
+fn learn_and_kill(data: &Path, path: &Path, from: u64) -> bool {
+    let mut child = chaff(data)
+        .args(["learn", "--spam"])
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if journal_len(data) > from || started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // `Child::kill` is SIGKILL on Unix: no destructors, no final commit.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let output = child.stdout.take().map(|mut out| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+        text
+    });
+    // Killed before the end, so no counts were printed: nothing it did was
+    // acknowledged to the user.
+    assert!(!status.success());
+    assert!(
+        !output.unwrap_or_default().contains("learned "),
+        "a killed run printed counts"
+    );
+    true
+}
+
+/// Token counts of every message's tokens must be the same in both stores.
+fn assert_same_counts(resumed: &Path, reference: &Path, corpus: &Path) {
+    let resumed = BayesStore::open_read_only(resumed).unwrap();
+    let reference = BayesStore::open_read_only(reference).unwrap();
+    assert_eq!(resumed.learns(), reference.learns());
+    let tokenizer = Tokenizer::new(Config::embedded().bayes.osb_window);
+    let mut checked = 0usize;
+    for sub in ["a", "b"] {
+        // Every 25th message: enough to cover most of the vocabulary's pairs.
+        for i in (0..MESSAGES).step_by(25) {
+            let file = corpus.join(sub).join(format!("{i:05}.eml"));
+            let Ok(raw) = std::fs::read(&file) else {
+                continue;
+            };
+            let message = parse(&raw, &Limits::default());
+            for token in Features::extract(&message, &tokenizer).tokens {
+                assert_eq!(
+                    resumed.token_counts(token),
+                    reference.token_counts(token),
+                    "token {token:#x} of {}",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} tokens compared");
+}
+
+#[test]
+fn kill_9_during_learn_loses_nothing_acknowledged_and_counts_nothing_twice() {
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let data = root.path().join("data");
+
+    // 1. The first half, to completion: acknowledged.
+    let (learned, known, relearned, failed) = learn(&data, &corpus.join("a"));
+    assert_eq!((learned, known, relearned, failed), (HALF as u64, 0, 0, 0));
+    let acknowledged_journal = journal_len(&data);
+
+    // 2. Everything, killed part-way through the second half. Repeated so
+    //    at least one kill lands while the run is still going.
+    let mut kills = 0;
+    let mut last_learned = HALF as u64;
+    for _ in 0..3 {
+        let from = journal_len(&data).max(acknowledged_journal);
+        if learn_and_kill(&data, &corpus, from) {
+            kills += 1;
+        }
+        let after = stat(&data);
+        let learned = after["learned_messages"].as_u64().unwrap();
+        assert!(
+            learned >= last_learned,
+            "learned messages went from {last_learned} to {learned} after a kill"
+        );
+        assert!(learned <= MESSAGES as u64, "{after}");
+        assert_eq!(after["spam_learns"].as_u64().unwrap(), learned, "{after}");
+        assert_eq!(after["ham_learns"], 0, "{after}");
+        assert_eq!(after["checksum_ok"], true, "{after}");
+        last_learned = learned;
+        if learned == MESSAGES as u64 {
+            break;
+        }
+    }
+    eprintln!("killed {kills} runs; {last_learned} of {MESSAGES} learned before the re-run");
+
+    // 3. The acknowledged half is all there, and known.
+    let (learned, known, relearned, failed) = learn(&data, &corpus.join("a"));
+    assert_eq!((learned, known, relearned, failed), (0, HALF as u64, 0, 0));
+
+    // 4. A full re-run learns exactly what is missing.
+    let (learned, known, relearned, failed) = learn(&data, &corpus);
+    assert_eq!(relearned, 0);
+    assert_eq!(failed, 0);
+    assert_eq!(learned + known, MESSAGES as u64);
+    assert_eq!(known, last_learned, "the re-run disagrees with model stat");
+    let last = stat(&data);
+    assert_eq!(last["learned_messages"], MESSAGES as u64, "{last}");
+    assert_eq!(last["spam_learns"], MESSAGES as u64, "{last}");
+
+    // 5. Token counts equal those of one uninterrupted run.
+    let reference = root.path().join("reference");
+    let (learned, ..) = learn(&reference, &corpus);
+    assert_eq!(learned, MESSAGES as u64);
+    assert_same_counts(&data, &reference, &corpus);
+}
