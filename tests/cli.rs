@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name)
 }
 
 /// A `chaff` command over `data`, isolated from the caller's environment
@@ -136,7 +138,11 @@ fn learning_a_mix_of_good_and_bad_files_learns_the_good_ones() {
     let line = learn(
         &s.data,
         "--ham",
-        &[corpus("ham-plain.eml"), corpus("binary-junk.bin"), corpus("utf8.eml")],
+        &[
+            corpus("ham-plain.eml"),
+            corpus("binary-junk.bin"),
+            corpus("utf8.eml"),
+        ],
         1,
     );
     assert_eq!(
@@ -175,7 +181,11 @@ fn scan_rejects_gtube() {
     let ham = corpus("ham-plain.eml");
     let output = run(&s.data, &["scan", &ham.to_string_lossy()]);
     assert!(output.status.success(), "{}", describe(&output));
-    assert!(!stdout(&output).contains("Action: reject"), "{}", stdout(&output));
+    assert!(
+        !stdout(&output).contains("Action: reject"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 fn scan_json(data: &Path, file: &Path) -> serde_json::Map<String, serde_json::Value> {
@@ -225,7 +235,11 @@ fn scan_json_omits_message_id_when_there_is_none() {
     let s = scratch();
     let root = s.data.parent().unwrap();
     let file = root.join("no-id.eml");
-    std::fs::write(&file, "From: a@example.com\nSubject: no id\n\nhello there\n").unwrap();
+    std::fs::write(
+        &file,
+        "From: a@example.com\nSubject: no id\n\nhello there\n",
+    )
+    .unwrap();
     let reply = scan_json(&s.data, &file);
     assert!(!reply.contains_key("message-id"), "{reply:?}");
     assert_eq!(reply["action"], "no action");
@@ -248,7 +262,10 @@ fn scan_dash_reads_stdin() {
     let text = stdout(&output);
     assert!(text.contains("Results for file: stdin"), "{text}");
     assert!(text.lines().any(|l| l == "Action: reject"), "{text}");
-    assert!(text.contains("Message-ID: fixture-0107@example.org"), "{text}");
+    assert!(
+        text.contains("Message-ID: fixture-0107@example.org"),
+        "{text}"
+    );
 }
 
 fn model_stat_json(data: &Path) -> serde_json::Value {
@@ -281,7 +298,11 @@ fn model_compact_keeps_counts() {
     let before = model_stat_json(&s.data);
     let output = run(&s.data, &["model", "compact"]);
     assert!(output.status.success(), "{}", describe(&output));
-    assert!(stdout(&output).starts_with("compacted: "), "{}", describe(&output));
+    assert!(
+        stdout(&output).starts_with("compacted: "),
+        "{}",
+        describe(&output)
+    );
     let after = model_stat_json(&s.data);
     assert_eq!(after["spam_learns"], before["spam_learns"]);
     assert_eq!(after["learned_messages"], 3);
@@ -311,7 +332,11 @@ fn a_valid_config_file_is_used() {
     let s = scratch();
     let config = s.data.parent().unwrap().join("chaff.toml");
     // With GTUBE forcing nothing, the message is scored on its symbols alone.
-    std::fs::write(&config, "[symbols.GTUBE]\nweight = 0.0\nforce_action = \"no action\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[symbols.GTUBE]\nweight = 0.0\nforce_action = \"no action\"\n",
+    )
+    .unwrap();
     let output = chaff(&s.data)
         .arg("--config")
         .arg(&config)
@@ -319,5 +344,9 @@ fn a_valid_config_file_is_used() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
-    assert!(!stdout(&output).contains("Action: reject"), "{}", stdout(&output));
+    assert!(
+        !stdout(&output).contains("Action: reject"),
+        "{}",
+        stdout(&output)
+    );
 }

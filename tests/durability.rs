@@ -38,7 +38,9 @@ impl Rng {
 
 /// 600 pronounceable words, the same on every run.
 fn vocabulary() -> Vec<String> {
-    let onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "st"];
+    let onsets = [
+        "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "st",
+    ];
     let vowels = ["a", "e", "i", "o", "u"];
     let codas = ["", "n", "r", "s", "x", "nd", "rt"];
     let mut words = Vec::new();

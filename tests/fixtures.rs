@@ -239,7 +239,12 @@ fn gtube_is_rejected_by_the_engine() {
     let engine = chaff::Engine::open(chaff::config::Config::embedded(), data.path()).unwrap();
     let raw = std::fs::read(corpus().join("gtube.eml")).unwrap();
     let scan = engine.scan(&raw, &message::Envelope::default());
-    assert_eq!(scan.verdict.action, chaff::Action::Reject, "{:?}", scan.verdict);
+    assert_eq!(
+        scan.verdict.action,
+        chaff::Action::Reject,
+        "{:?}",
+        scan.verdict
+    );
     assert!(scan.verdict.symbols.iter().any(|s| s.name == "GTUBE"));
 
     // And a message without the string is not.

@@ -251,10 +251,38 @@ fn html_ish() -> impl Strategy<Value = String> {
         prop::collection::vec(
             prop_oneof![
                 prop::sample::select(vec![
-                    "<", ">", "</", "<!--", "-->", "<a href=\"", "<img src='", "<script>",
-                    "</script>", "<style>", "</style", "<p>", "<br/>", "&amp;", "&#", "&#x",
-                    "&#1114112;", "&#xD800;", "&nbsp", "\"", "'", "=", " ", "\u{e9}", "\u{1F600}",
-                    "<title>", "<head", "</HEAD>", "<ScRiPt", "<a", " href=", "x",
+                    "<",
+                    ">",
+                    "</",
+                    "<!--",
+                    "-->",
+                    "<a href=\"",
+                    "<img src='",
+                    "<script>",
+                    "</script>",
+                    "<style>",
+                    "</style",
+                    "<p>",
+                    "<br/>",
+                    "&amp;",
+                    "&#",
+                    "&#x",
+                    "&#1114112;",
+                    "&#xD800;",
+                    "&nbsp",
+                    "\"",
+                    "'",
+                    "=",
+                    " ",
+                    "\u{e9}",
+                    "\u{1F600}",
+                    "<title>",
+                    "<head",
+                    "</HEAD>",
+                    "<ScRiPt",
+                    "<a",
+                    " href=",
+                    "x",
                 ])
                 .prop_map(str::to_owned),
                 "[a-z0-9 ]{0,8}",
@@ -277,7 +305,11 @@ fn check_message(raw: &[u8], message: &Message, limits: &Limits) -> Result<(), T
     prop_assert!(text.len() >= parts_len);
     let mut problems = message.problems.clone();
     problems.dedup();
-    prop_assert_eq!(problems.len(), message.problems.len(), "problems noted twice");
+    prop_assert_eq!(
+        problems.len(),
+        message.problems.len(),
+        "problems noted twice"
+    );
     Ok(())
 }
 
@@ -285,7 +317,10 @@ fn check_features(message: &Message, tokenizer: &Tokenizer) -> Result<(), TestCa
     let features = Features::extract(message, tokenizer);
     let distinct: std::collections::HashSet<u64> = features.tokens.iter().copied().collect();
     prop_assert_eq!(distinct.len(), features.tokens.len(), "tokens repeat");
-    prop_assert!(!features.tokens.contains(&0), "token hash 0 is the empty-slot marker");
+    prop_assert!(
+        !features.tokens.contains(&0),
+        "token hash 0 is the empty-slot marker"
+    );
     Ok(())
 }
 
@@ -426,7 +461,9 @@ fn mailbox_reader_never_panics() {
             let messages: Vec<_> = Messages::new(std::slice::from_ref(&path)).collect();
             let mut total = 0usize;
             for item in &messages {
-                let raw = item.as_ref().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let raw = item
+                    .as_ref()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(&raw.origin.path, &path);
                 total += raw.bytes.len();
             }

@@ -90,10 +90,18 @@ fn assert_store_matches(store: &BayesStore, samples: &[Sample], pool: &[u64], co
     assert_eq!(store.learns(), expected.learns, "{context}: learns");
     for token in pool {
         let want = expected.tokens.get(token).copied().unwrap_or((0, 0));
-        assert_eq!(store.token_counts(*token), want, "{context}: token {token:#x}");
+        assert_eq!(
+            store.token_counts(*token),
+            want,
+            "{context}: token {token:#x}"
+        );
     }
     for unseen in [2u64, 4, 0xdead_beef_0000, u64::MAX - 1] {
-        assert_eq!(store.token_counts(unseen), (0, 0), "{context}: unseen {unseen:#x}");
+        assert_eq!(
+            store.token_counts(unseen),
+            (0, 0),
+            "{context}: unseen {unseen:#x}"
+        );
     }
     for sample in samples {
         assert_eq!(
@@ -103,7 +111,11 @@ fn assert_store_matches(store: &BayesStore, samples: &[Sample], pool: &[u64], co
             sample.digest
         );
     }
-    assert_eq!(store.learned_class(12345), None, "{context}: unknown digest");
+    assert_eq!(
+        store.learned_class(12345),
+        None,
+        "{context}: unknown digest"
+    );
     assert_eq!(
         store.stats().learned_messages,
         samples.len() as u64,
@@ -213,7 +225,12 @@ fn garbage_after_the_journal_is_ignored_and_cut_by_the_next_writer() {
             store.commit().unwrap();
         }
         let store = BayesStore::open_read_only(dir.path()).unwrap();
-        assert_store_matches(&store, &samples, &pool, &format!("{context}, then more learns"));
+        assert_store_matches(
+            &store,
+            &samples,
+            &pool,
+            &format!("{context}, then more learns"),
+        );
     }
 }
 
@@ -235,12 +252,22 @@ fn a_journal_cut_inside_its_last_record_keeps_the_earlier_records() {
     let full_len = std::fs::metadata(&journal).unwrap().len();
     assert!(full_len > acknowledged_len + 16);
     // Every cut point inside the last record: a write torn at that byte.
-    for cut in [acknowledged_len + 1, acknowledged_len + 8, full_len - 8, full_len - 1] {
+    for cut in [
+        acknowledged_len + 1,
+        acknowledged_len + 8,
+        full_len - 8,
+        full_len - 1,
+    ] {
         let copy = tempfile::tempdir().unwrap();
         let bytes = std::fs::read(&journal).unwrap();
         std::fs::write(copy.path().join(JOURNAL_FILE), &bytes[..cut as usize]).unwrap();
         let store = BayesStore::open_read_only(copy.path()).unwrap();
-        assert_store_matches(&store, acknowledged, &pool, &format!("journal cut at {cut}"));
+        assert_store_matches(
+            &store,
+            acknowledged,
+            &pool,
+            &format!("journal cut at {cut}"),
+        );
         assert_eq!(store.learned_class(last[0].digest), None);
     }
 }
@@ -275,7 +302,8 @@ fn learning_the_same_digest_twice_counts_once() {
     let mut store = BayesStore::open_writer(dir.path()).unwrap();
     learn_all(&mut store, &samples);
     for sample in &samples {
-        let outcome = bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
+        let outcome =
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     assert_store_matches(&store, &samples, &pool, "learned twice before commit");
@@ -283,7 +311,8 @@ fn learning_the_same_digest_twice_counts_once() {
     store.compact().unwrap();
     // Still known after the digest moved into the model file.
     for sample in &samples {
-        let outcome = bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
+        let outcome =
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     store.commit().unwrap();
@@ -307,7 +336,8 @@ fn relearn_moves_counts(compact_first: bool) {
             Class::Spam => Class::Ham,
             Class::Ham => Class::Spam,
         };
-        let outcome = bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
+        let outcome =
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
         assert_eq!(outcome, LearnOutcome::Relearned);
     }
     let context = format!("relearned (compacted first: {compact_first})");
@@ -360,13 +390,19 @@ fn open_error(dir: &Path) -> String {
         Ok(_) => panic!("a damaged model opened read-only"),
         Err(error) => error,
     };
-    assert!(BayesStore::open_writer(dir).is_err(), "a damaged model opened for writing");
+    assert!(
+        BayesStore::open_writer(dir).is_err(),
+        "a damaged model opened for writing"
+    );
     assert!(
         chaff::Engine::open(chaff::config::Config::embedded(), dir).is_err(),
         "the engine opened a damaged model"
     );
     let text = read_only.to_string();
-    assert!(text.contains(MODEL_FILE), "error does not name the file: {text}");
+    assert!(
+        text.contains(MODEL_FILE),
+        "error does not name the file: {text}"
+    );
     text
 }
 
@@ -408,14 +444,19 @@ fn a_truncated_model_is_refused_clearly() {
         let dir = compacted_store();
         damage(dir.path(), |bytes| bytes.truncate(keep));
         let text = open_error(dir.path());
-        assert!(text.contains("not a chaff model or damaged"), "{keep} bytes: {text}");
+        assert!(
+            text.contains("not a chaff model or damaged"),
+            "{keep} bytes: {text}"
+        );
     }
 }
 
 #[test]
 fn a_flipped_body_byte_is_found_by_verify() {
     let dir = compacted_store();
-    let len = std::fs::metadata(dir.path().join(MODEL_FILE)).unwrap().len() as usize;
+    let len = std::fs::metadata(dir.path().join(MODEL_FILE))
+        .unwrap()
+        .len() as usize;
     damage(dir.path(), |bytes| bytes[len - 5] ^= 0x40);
     // Opening checks only the header (its cost must not grow with the model);
     // the body checksum is verify's job.

@@ -28,6 +28,10 @@ pub trait TokenCounts {
     fn learns(&self) -> (u64, u64);
     /// Occurrences of one token: (spam, ham).
     fn token_counts(&self, hash: u64) -> (u32, u32);
+    /// Occurrences of many tokens, in order; stores override this to batch.
+    fn token_counts_many(&self, hashes: &[u64]) -> Vec<(u32, u32)> {
+        hashes.iter().map(|&h| self.token_counts(h)).collect()
+    }
 }
 
 impl TokenCounts for crate::store::BayesStore {
@@ -36,6 +40,11 @@ impl TokenCounts for crate::store::BayesStore {
     }
     fn token_counts(&self, hash: u64) -> (u32, u32) {
         crate::store::BayesStore::token_counts(self, hash)
+    }
+    fn token_counts_many(&self, hashes: &[u64]) -> Vec<(u32, u32)> {
+        let mut out = Vec::with_capacity(hashes.len());
+        self.token_counts_into(hashes, &mut out);
+        out
     }
 }
 
@@ -83,10 +92,11 @@ pub fn classify(
             required: config.min_learns.max(1),
         });
     }
+    let token_counts = counts.token_counts_many(tokens);
     let mut contributions: Vec<Contribution> = tokens
         .iter()
-        .filter_map(|&hash| {
-            let (spam, ham) = counts.token_counts(hash);
+        .zip(token_counts)
+        .filter_map(|(&hash, (spam, ham))| {
             let hits = spam + ham;
             if hits < config.min_token_hits.max(1) {
                 return None;
@@ -103,15 +113,18 @@ pub fn classify(
     if contributions.is_empty() {
         return Err(Abstain::NoSignificantTokens);
     }
-    contributions.sort_unstable_by(|a, b| {
+    let strongest_first = |a: &Contribution, b: &Contribution| {
         (b.probability - 0.5)
             .abs()
             .total_cmp(&(a.probability - 0.5).abs())
             .then(a.hash.cmp(&b.hash))
-    });
-    if config.max_tokens > 0 {
+    };
+    if config.max_tokens > 0 && contributions.len() > config.max_tokens {
+        // Only the strongest few are kept: select them, then sort just those.
+        contributions.select_nth_unstable_by(config.max_tokens, strongest_first);
         contributions.truncate(config.max_tokens);
     }
+    contributions.sort_unstable_by(strongest_first);
     let probability = match config.combiner {
         Combiner::ChiSquare => chi_square_combine(&contributions),
         Combiner::LogOdds => log_odds_combine(&contributions),

@@ -117,6 +117,20 @@ impl BayesStore {
         }
     }
 
+    /// (spam, ham) counts of many tokens, in order, appended to `out`.
+    pub fn token_counts_into(&self, hashes: &[u64], out: &mut Vec<(u32, u32)>) {
+        let start = out.len();
+        self.model.tokens_into(hashes, out);
+        if self.overlay.tokens.is_empty() {
+            return;
+        }
+        for (counts, hash) in out[start..].iter_mut().zip(hashes) {
+            if let Some(&(spam_delta, ham_delta)) = self.overlay.tokens.get(hash) {
+                *counts = (add_delta(counts.0, spam_delta), add_delta(counts.1, ham_delta));
+            }
+        }
+    }
+
     /// The class a message was learned as, if it was.
     pub fn learned_class(&self, digest: u128) -> Option<Class> {
         self.overlay
