@@ -10,7 +10,6 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chaff::Engine;
 use chaff::bayes;
@@ -131,7 +130,6 @@ fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(count));
     group.sample_size(20);
-    group.measurement_time(Duration::from_secs(8));
 
     group.bench_function("parse", |b| {
         b.iter(|| {

@@ -22,8 +22,38 @@ pub struct Config {
     pub actions: ActionsConfig,
     pub limits: Limits,
     pub bayes: BayesConfig,
+    pub server: ServerConfig,
     #[serde(default)]
     pub symbols: BTreeMap<String, SymbolConfig>,
+}
+
+/// The daemon (`chaff serve`): addresses, passwords, limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The scanning worker, as rspamd's normal worker.
+    pub bind: String,
+    /// The controller: learning and admin.
+    pub controller_bind: String,
+    /// Read-only admin password (rspamd's `password`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Password for learning, fuzzy and resets (rspamd's `enable_password`).
+    #[serde(default)]
+    pub enable_password: Option<String>,
+    /// Clients in these networks need no password (rspamd's `secure_ip`).
+    pub secure_ip: Vec<String>,
+    /// Scans running or waiting for a core at once; 0 = four per core.
+    pub max_scans_in_flight: usize,
+    /// Open connections per port; beyond it, new connections wait.
+    pub max_connections: usize,
+    /// Time allowed for a request's header, then for its body.
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    /// Time allowed for one scan; past it the reply is a temporary failure.
+    pub scan_timeout_ms: u64,
+    /// Scans remembered for `/history`.
+    pub history_size: usize,
 }
 
 /// Score thresholds for actions; an absent threshold disables that action.
@@ -139,6 +169,11 @@ impl Config {
         if !(0.0..1.0).contains(&self.bayes.robinson_x) || self.bayes.robinson_strength < 0.0 {
             return Err("bayes.robinson_x must be in [0, 1) and robinson_strength >= 0".into());
         }
+        for network in &self.server.secure_ip {
+            if crate::config::parse_network(network).is_none() {
+                return Err(format!("server.secure_ip: `{network}` is not an address or CIDR network"));
+            }
+        }
         if self.bayes.osb_window == 0 || self.bayes.osb_window > 8 {
             return Err("bayes.osb_window must be between 1 and 8".into());
         }
@@ -149,6 +184,13 @@ impl Config {
     pub fn weight(&self, symbol: &str) -> f64 {
         self.symbols.get(symbol).map_or(0.0, |s| s.weight)
     }
+}
+
+/// Parses `192.0.2.0/24`, `::1/128` or a bare address as a network.
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else is replaced.

@@ -40,8 +40,17 @@ pub enum LearnError {
 pub struct Scan {
     pub verdict: Verdict,
     pub message_id: Option<String>,
+    /// The decoded Subject, for logs and history.
+    pub subject: String,
     /// The classifier's answer, or why it abstained.
     pub bayes: Result<Classification, Abstain>,
+}
+
+/// What learning one message did, and which message it was.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    pub outcome: LearnOutcome,
+    pub message_id: Option<String>,
 }
 
 /// One token's part in a verdict, with its text.
@@ -96,13 +105,15 @@ impl Engine {
 
         let mut symbols = Vec::new();
         symbols.extend(checks::gtube::check(&message));
-        let (bayes_symbol, bayes) = checks::bayes::check(&features, &self.store, &self.config.bayes);
+        let (bayes_symbol, bayes) =
+            checks::bayes::check(&features, &self.store, &self.config.bayes);
         symbols.extend(bayes_symbol);
 
         let verdict = verdict::combine(symbols, &self.config, &message.subject);
         Scan {
             verdict,
             message_id: message.message_id,
+            subject: message.subject,
             bayes,
         }
     }
@@ -136,7 +147,7 @@ impl Engine {
     }
 
     /// Learns one message as `class`. Durable only after [`Engine::commit`].
-    pub fn learn(&mut self, raw: &[u8], class: Class) -> Result<LearnOutcome, LearnError> {
+    pub fn learn(&mut self, raw: &[u8], class: Class) -> Result<Learned, LearnError> {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Err(LearnError::Empty);
         }
@@ -146,7 +157,19 @@ impl Engine {
         }
         let features = Features::extract(&message, &self.tokenizer);
         let digest = message_digest(raw);
-        Ok(bayes::learn(&mut self.store, digest, class, &features.tokens)?)
+        let outcome = bayes::learn(&mut self.store, digest, class, &features.tokens)?;
+        Ok(Learned {
+            outcome,
+            message_id: message.message_id,
+        })
+    }
+
+    /// Replaces the configuration (SIGHUP); the store stays open. The OSB
+    /// window may change freely: unigrams and pairs at a given distance hash
+    /// the same whatever the window, so the model stays valid.
+    pub fn reconfigure(&mut self, config: Config) {
+        self.tokenizer = Tokenizer::new(config.bayes.osb_window);
+        self.config = config;
     }
 
     /// Makes all learns so far durable.

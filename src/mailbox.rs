@@ -370,7 +370,15 @@ mod tests {
         std::fs::write(maildir.join("new/1"), "Subject: n\n\nn\n").unwrap();
         std::fs::write(maildir.join("tmp/2"), "Subject: t\n\nt\n").unwrap();
         let names: Vec<String> = Messages::new(&[dir.path().to_owned()])
-            .map(|m| m.unwrap().origin.path.file_name().unwrap().to_string_lossy().into_owned())
+            .map(|m| {
+                m.unwrap()
+                    .origin
+                    .path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names, vec!["a.eml", "b.eml", "1"]);
     }

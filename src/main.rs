@@ -2,6 +2,7 @@
 //! is in `cli/` (adapters) over the library's `Engine`.
 
 mod cli;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "chaff", version, about)]
 struct Args {
     /// Where the model, journal and lock live.
-    #[arg(long, global = true, env = "CHAFF_DATA_DIR", default_value = "chaff-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHAFF_DATA_DIR",
+        default_value = "chaff-data"
+    )]
     data_dir: PathBuf,
     /// A TOML file merged over the embedded defaults.
     #[arg(long, global = true, env = "CHAFF_CONFIG")]
@@ -28,6 +34,8 @@ enum Command {
     Learn(cli::learn::LearnArgs),
     /// Scan messages and print score, action and symbols.
     Scan(cli::scan::ScanArgs),
+    /// Run the scanning daemon (rspamd's HTTP protocol on a worker and a controller port).
+    Serve(server::ServeArgs),
     /// Inspect or maintain the model.
     Model {
         #[command(subcommand)]
@@ -42,6 +50,12 @@ fn main() -> ExitCode {
             Command::Learn(learn) => cli::learn::run(&context, learn),
             Command::Scan(scan) => cli::scan::run(&context, scan),
             Command::Model { command } => cli::model::run(&context, command),
+            Command::Serve(serve) => server::run(
+                context.config,
+                args.config.clone(),
+                context.data_dir,
+                serve,
+            ),
         }
     });
     match result {

@@ -98,7 +98,11 @@ impl CheckV2Reply {
             HeaderValueReply {
                 value: format!(
                     "{}, score={:.2} required={:.2} tests=[{}]",
-                    if verdict.action.is_spam() { "Yes" } else { "No" },
+                    if verdict.action.is_spam() {
+                        "Yes"
+                    } else {
+                        "No"
+                    },
                     verdict.score,
                     verdict.required_score,
                     verdict

@@ -45,7 +45,10 @@ impl Action {
 
     /// Whether a message with this action counts as spam (rspamd's `is_spam`).
     pub fn is_spam(self) -> bool {
-        !matches!(self, Action::NoAction | Action::Greylist | Action::SoftReject)
+        !matches!(
+            self,
+            Action::NoAction | Action::Greylist | Action::SoftReject
+        )
     }
 
     /// This action's threshold in `config`, if it has one.

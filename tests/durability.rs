@@ -123,22 +123,8 @@ fn learn(data: &Path, path: &Path) -> (u64, u64, u64, u64) {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("learned "))
-        .unwrap_or_else(|| panic!("no counts line\n{}", describe(&output)));
-    // "learned N as spam, already known N, relearned N, failed N (...)"
-    let numbers: Vec<u64> = line
-        .split(" (")
-        .next()
-        .unwrap()
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    assert_eq!(numbers.len(), 4, "{line}");
-    (numbers[0], numbers[1], numbers[2], numbers[3])
+    parse_counts(&String::from_utf8_lossy(&output.stdout))
+        .unwrap_or_else(|| panic!("no counts line\n{}", describe(&output)))
 }
 
 fn stat(data: &Path) -> serde_json::Value {
@@ -154,10 +140,34 @@ fn journal_len(data: &Path) -> u64 {
     std::fs::metadata(data.join(JOURNAL_FILE)).map_or(0, |m| m.len())
 }
 
-/// Starts `learn --spam` over `path` and SIGKILLs it once the journal has
-/// grown past `from` (a batch of new learns was committed), or after a
-/// generous bound. Returns whether it was still running when killed.
-fn learn_and_kill(data: &Path, path: &Path, from: u64) -> bool {
+/// `(learned, already known, relearned, failed)` from a counts line.
+fn parse_counts(text: &str) -> Option<(u64, u64, u64, u64)> {
+    // "learned N as spam, already known N, relearned N, failed N (...)"
+    let line = text.lines().find(|l| l.starts_with("learned "))?;
+    let numbers: Vec<u64> = line
+        .split(" (")
+        .next()?
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 4, "{line}");
+    Some((numbers[0], numbers[1], numbers[2], numbers[3]))
+}
+
+/// How a learn run that was to be killed ended.
+enum Ended {
+    /// SIGKILLed while running.
+    Killed,
+    /// It finished first (or was killed after printing): these counts were
+    /// acknowledged.
+    Finished((u64, u64, u64, u64)),
+}
+
+/// Starts `learn --spam` over `path` and SIGKILLs it once the journal is no
+/// longer `from` bytes long (a batch was committed, or a compaction started
+/// a new journal) or once `limit` has passed, whichever is first.
+fn learn_and_kill(data: &Path, path: &Path, from: u64, limit: Duration) -> Ended {
     let mut child = chaff(data)
         .args(["learn", "--spam"])
         .arg(path)
@@ -166,31 +176,23 @@ fn learn_and_kill(data: &Path, path: &Path, from: u64) -> bool {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if journal_len(data) > from || started.elapsed() > Duration::from_secs(120) {
-            break;
-        }
+    while child.try_wait().unwrap().is_none()
+        && journal_len(data) == from
+        && started.elapsed() < limit
+    {
         std::thread::sleep(Duration::from_millis(2));
     }
     // `Child::kill` is SIGKILL on Unix: no destructors, no final commit.
+    // It is a no-op if the child has already exited.
     child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let output = child.stdout.take().map(|mut out| {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut out, &mut text).unwrap();
-        text
-    });
-    // Killed before the end, so no counts were printed: nothing it did was
-    // acknowledged to the user.
-    assert!(!status.success());
-    assert!(
-        !output.unwrap_or_default().contains("learned "),
-        "a killed run printed counts"
-    );
-    true
+    let output = child.wait_with_output().unwrap();
+    match parse_counts(&String::from_utf8_lossy(&output.stdout)) {
+        Some(counts) => Ended::Finished(counts),
+        None => {
+            assert!(!output.status.success(), "{}", describe(&output));
+            Ended::Killed
+        }
+    }
 }
 
 /// Token counts of every message's tokens must be the same in both stores.
@@ -231,19 +233,25 @@ fn kill_9_during_learn_loses_nothing_acknowledged_and_counts_nothing_twice() {
     // 1. The first half, to completion: acknowledged.
     let (learned, known, relearned, failed) = learn(&data, &corpus.join("a"));
     assert_eq!((learned, known, relearned, failed), (HALF as u64, 0, 0, 0));
-    let acknowledged_journal = journal_len(&data);
 
-    // 2. Everything, killed part-way through the second half. Repeated so
-    //    at least one kill lands while the run is still going.
+    // 2. Everything, killed part-way. Repeated, alternately right after a
+    //    commit and at a fixed early moment (mid-batch, or before any
+    //    commit), until the runs get through.
     let mut kills = 0;
     let mut last_learned = HALF as u64;
-    for _ in 0..3 {
-        let from = journal_len(&data).max(acknowledged_journal);
-        if learn_and_kill(&data, &corpus, from) {
-            kills += 1;
-        }
+    let limits = [120_000, 60, 120_000, 200, 120_000, 500];
+    for limit in limits.map(Duration::from_millis) {
+        let ended = learn_and_kill(&data, &corpus, journal_len(&data), limit);
         let after = stat(&data);
         let learned = after["learned_messages"].as_u64().unwrap();
+        match ended {
+            Ended::Killed => kills += 1,
+            Ended::Finished((new, known, relearned, failed)) => {
+                assert_eq!((relearned, failed), (0, 0));
+                assert_eq!(new + known, MESSAGES as u64);
+                assert_eq!(learned, MESSAGES as u64, "{after}");
+            }
+        }
         assert!(
             learned >= last_learned,
             "learned messages went from {last_learned} to {learned} after a kill"
@@ -252,12 +260,17 @@ fn kill_9_during_learn_loses_nothing_acknowledged_and_counts_nothing_twice() {
         assert_eq!(after["spam_learns"].as_u64().unwrap(), learned, "{after}");
         assert_eq!(after["ham_learns"], 0, "{after}");
         assert_eq!(after["checksum_ok"], true, "{after}");
+        eprintln!("kill after at most {limit:?}: {} learned", learned);
         last_learned = learned;
         if learned == MESSAGES as u64 {
             break;
         }
     }
     eprintln!("killed {kills} runs; {last_learned} of {MESSAGES} learned before the re-run");
+    assert!(
+        kills > 0,
+        "every run finished before it could be killed: nothing was tested"
+    );
 
     // 3. The acknowledged half is all there, and known.
     let (learned, known, relearned, failed) = learn(&data, &corpus.join("a"));

@@ -85,7 +85,11 @@ pub fn classify(
     config: &BayesConfig,
 ) -> Result<Classification, Abstain> {
     let (spam_learns, ham_learns) = counts.learns();
-    if spam_learns < config.min_learns || ham_learns < config.min_learns || spam_learns == 0 || ham_learns == 0 {
+    if spam_learns < config.min_learns
+        || ham_learns < config.min_learns
+        || spam_learns == 0
+        || ham_learns == 0
+    {
         return Err(Abstain::NotEnoughLearns {
             spam: spam_learns,
             ham: ham_learns,

@@ -76,8 +76,8 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
     for item in Messages::new(&args.paths) {
         match item {
             Ok(raw) => match engine.learn(&raw.bytes, class) {
-                Ok(outcome) => {
-                    pending.add(outcome);
+                Ok(learned) => {
+                    pending.add(learned.outcome);
                     pending_messages += 1;
                 }
                 Err(error) => failures.push(format!("{}: {error}", raw.origin)),

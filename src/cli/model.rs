@@ -61,7 +61,9 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
         }
         ModelCommand::Compact => {
             let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
-                .with_context(|| format!("cannot open {} for compaction", context.data_dir.display()))?;
+                .with_context(|| {
+                format!("cannot open {} for compaction", context.data_dir.display())
+            })?;
             engine.compact()?;
             let stats = engine.store_stats();
             println!(

@@ -98,12 +98,28 @@ pub fn run(context: &Context, args: ScanArgs) -> anyhow::Result<ExitCode> {
             for item in Messages::new(std::slice::from_ref(file)) {
                 sources.push(item.map_err(|e| e.to_string()));
                 if sources.len() >= BATCH {
-                    failed |= scan_batch(&engine, &envelope, &pool, &args, many, &mut sources, &mut out)?;
+                    failed |= scan_batch(
+                        &engine,
+                        &envelope,
+                        &pool,
+                        &args,
+                        many,
+                        &mut sources,
+                        &mut out,
+                    )?;
                 }
             }
         }
     }
-    failed |= scan_batch(&engine, &envelope, &pool, &args, many, &mut sources, &mut out)?;
+    failed |= scan_batch(
+        &engine,
+        &envelope,
+        &pool,
+        &args,
+        many,
+        &mut sources,
+        &mut out,
+    )?;
     out.flush()?;
     Ok(if failed {
         ExitCode::from(1)
@@ -170,7 +186,11 @@ fn print_text(out: &mut impl Write, file: &str, scan: &Scan, seconds: f64) -> st
     writeln!(out, "[Metric: default]")?;
     writeln!(out, "Action: {}", verdict.action.name())?;
     writeln!(out, "Spam: {}", verdict.action.is_spam())?;
-    writeln!(out, "Score: {:.2} / {:.2}", verdict.score, verdict.required_score)?;
+    writeln!(
+        out,
+        "Score: {:.2} / {:.2}",
+        verdict.score, verdict.required_score
+    )?;
     for symbol in &verdict.symbols {
         write!(out, "Symbol: {} ({:.2})", symbol.name, symbol.score)?;
         if !symbol.options.is_empty() {

@@ -21,8 +21,28 @@ const INVISIBLE: &[&str] = &["script", "style", "head", "title", "template", "no
 
 /// Elements that break a line when rendered.
 const BLOCK: &[&str] = &[
-    "br", "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-    "blockquote", "pre", "hr", "td", "th", "center", "section", "article",
+    "br",
+    "p",
+    "div",
+    "tr",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "hr",
+    "td",
+    "th",
+    "center",
+    "section",
+    "article",
 ];
 
 /// Renders `html` to visible text and collects link targets.
@@ -233,7 +253,11 @@ fn decode_entity(s: &str) -> Option<(char, usize)> {
         return None;
     }
     let body = &s[1..end];
-    let used = if s[end..].starts_with(';') { end + 1 } else { end };
+    let used = if s[end..].starts_with(';') {
+        end + 1
+    } else {
+        end
+    };
     let c = if let Some(num) = body.strip_prefix('#') {
         let code = match num.strip_prefix(['x', 'X']) {
             Some(hex) => u32::from_str_radix(hex, 16).ok()?,
@@ -312,7 +336,10 @@ mod tests {
         assert!(!r.text.contains("color"));
         assert_eq!(
             r.links,
-            vec!["http://a.example/x?y=1&z=2".to_owned(), "http://img.example/p.gif".to_owned()]
+            vec![
+                "http://a.example/x?y=1&z=2".to_owned(),
+                "http://img.example/p.gif".to_owned()
+            ]
         );
     }
 
@@ -325,7 +352,16 @@ mod tests {
 
     #[test]
     fn broken_markup_is_text_not_a_panic() {
-        for input in ["<", "<<>>", "a < b", "<a href=\"unterminated", "<!-- open", "&#xFFFFFFFF;", "&", "<script>never closed"] {
+        for input in [
+            "<",
+            "<<>>",
+            "a < b",
+            "<a href=\"unterminated",
+            "<!-- open",
+            "&#xFFFFFFFF;",
+            "&",
+            "<script>never closed",
+        ] {
             let _ = html_to_text(input);
         }
         assert!(html_to_text("a < b").text.contains("a < b"));

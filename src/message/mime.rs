@@ -18,7 +18,14 @@ pub fn parse(raw: &[u8], limits: &Limits) -> Message {
         raw = &raw[..limits.max_message_bytes];
         message.note(ParseProblem::Truncated);
     }
-    let Some(parsed) = MessageParser::default().parse(raw) else {
+    // mail-parser is robust, but it is a third-party parser fed hostile
+    // bytes: a panic in it must cost one message, not the daemon.
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    let Ok(parsed) = parsed else {
+        message.note(ParseProblem::ParserFailed);
+        return message;
+    };
+    let Some(parsed) = parsed else {
         message.note(ParseProblem::NotAMessage);
         return message;
     };
@@ -117,19 +124,38 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
             PartType::Message(nested) => {
                 message.content_types.push(content_type);
                 if let Some(subject) = nested.subject() {
-                    push_text(message, TextKind::Plain, subject.to_owned(), &mut text_bytes, limits);
+                    push_text(
+                        message,
+                        TextKind::Plain,
+                        subject.to_owned(),
+                        &mut text_bytes,
+                        limits,
+                    );
                 }
                 stack.push((nested, 0, depth + 1));
             }
             PartType::Text(text) => {
                 message.content_types.push(content_type);
-                push_text(message, TextKind::Plain, text.to_string(), &mut text_bytes, limits);
+                collect_bare_urls(text, &mut message.links);
+                push_text(
+                    message,
+                    TextKind::Plain,
+                    text.to_string(),
+                    &mut text_bytes,
+                    limits,
+                );
             }
             PartType::Html(html) => {
                 message.content_types.push(content_type);
                 let rendered = html_to_text(html);
                 message.links.extend(rendered.links);
-                push_text(message, TextKind::Html, rendered.text, &mut text_bytes, limits);
+                push_text(
+                    message,
+                    TextKind::Html,
+                    rendered.text,
+                    &mut text_bytes,
+                    limits,
+                );
             }
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                 message.attachments.push(Attachment {
@@ -140,6 +166,39 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 message.content_types.push(content_type);
             }
         }
+    }
+}
+
+/// Links written as plain text (`http://…`, `https://…`), up to the first
+/// character that cannot be part of a URL. Plain-text spam carries its links
+/// this way; HTML links come from `href`/`src` instead.
+fn collect_bare_urls(text: &str, links: &mut Vec<String>) {
+    const MAX_LINKS: usize = 256;
+    let mut rest = text;
+    while links.len() < MAX_LINKS {
+        let Some(at) = memchr::memmem::find(rest.as_bytes(), b"http") else {
+            return;
+        };
+        let candidate = &rest[at..];
+        let scheme_len = if candidate.starts_with("https://") {
+            8
+        } else if candidate.starts_with("http://") {
+            7
+        } else {
+            rest = &rest[at + 4..];
+            continue;
+        };
+        let end = candidate
+            .find(|c: char| {
+                c.is_whitespace()
+                    || matches!(c, '<' | '>' | '"' | '\'' | '`' | '{' | '}' | '|' | '^')
+            })
+            .unwrap_or(candidate.len());
+        let url = candidate[..end].trim_end_matches(['.', ',', ')', ';', ':', '!', '?']);
+        if url.len() > scheme_len {
+            links.push(url.to_owned());
+        }
+        rest = &candidate[end.max(scheme_len)..];
     }
 }
 
@@ -234,7 +293,8 @@ mod tests {
 
     #[test]
     fn mbox_envelope_line_is_not_a_header() {
-        let m = parse_default(b"From bob@example.com Mon Jan  1 00:00:00 2024\nSubject: hi\n\nbody\n");
+        let m =
+            parse_default(b"From bob@example.com Mon Jan  1 00:00:00 2024\nSubject: hi\n\nbody\n");
         assert_eq!(m.subject, "hi");
         assert!(m.headers.iter().all(|h| !h.name.starts_with("From bob")));
     }
@@ -274,6 +334,20 @@ mod tests {
         let m = parse(raw.as_bytes(), &limits);
         assert!(m.problems.contains(&ParseProblem::TooDeep));
         assert!(!m.visible_text().contains("innermost"));
+    }
+
+    #[test]
+    fn bare_urls_in_plain_text_are_links() {
+        let m = parse_default(
+            b"Subject: x\n\nGo to http://a.example/x?y=1, or (https://b.example/). Not httpx://c.\n",
+        );
+        assert_eq!(
+            m.links,
+            vec![
+                "http://a.example/x?y=1".to_owned(),
+                "https://b.example/".to_owned()
+            ]
+        );
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub enum ParseProblem {
     EncodingProblem,
     /// Nothing parseable as a message was found.
     NotAMessage,
+    /// The MIME parser failed on this input; nothing of it was kept.
+    ParserFailed,
 }
 
 /// Everything later stages need from a message, extracted once.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use bytemuck::Zeroable;
 
 use super::format::{
-    Class, DigestEntry, FORMAT_VERSION, HEADER_LEN, MAX_LOAD, MODEL_MAGIC, ModelHeader,
-    TokenEntry, home_slot,
+    Class, DigestEntry, FORMAT_VERSION, HEADER_LEN, MAX_LOAD, MODEL_MAGIC, ModelHeader, TokenEntry,
+    home_slot,
 };
 use super::journal::{self, JournalWriter};
 use super::lock::WriterLock;
@@ -112,7 +112,9 @@ impl BayesStore {
     pub fn token_counts(&self, hash: u64) -> (u32, u32) {
         let (spam, ham) = self.model.token(hash).unwrap_or((0, 0));
         match self.overlay.tokens.get(&hash) {
-            Some(&(spam_delta, ham_delta)) => (add_delta(spam, spam_delta), add_delta(ham, ham_delta)),
+            Some(&(spam_delta, ham_delta)) => {
+                (add_delta(spam, spam_delta), add_delta(ham, ham_delta))
+            }
             None => (spam, ham),
         }
     }
@@ -126,7 +128,10 @@ impl BayesStore {
         }
         for (counts, hash) in out[start..].iter_mut().zip(hashes) {
             if let Some(&(spam_delta, ham_delta)) = self.overlay.tokens.get(hash) {
-                *counts = (add_delta(counts.0, spam_delta), add_delta(counts.1, ham_delta));
+                *counts = (
+                    add_delta(counts.0, spam_delta),
+                    add_delta(counts.1, ham_delta),
+                );
             }
         }
     }
@@ -224,7 +229,11 @@ impl BayesStore {
                 continue;
             }
             let (spam, ham) = self.token_counts(entry.hash);
-            entries.push(TokenEntry { hash: entry.hash, spam, ham });
+            entries.push(TokenEntry {
+                hash: entry.hash,
+                spam,
+                ham,
+            });
         }
         for (&hash, &(spam_delta, ham_delta)) in &self.overlay.tokens {
             if self.model.token(hash).is_none() {
@@ -261,12 +270,17 @@ impl BayesStore {
             .filter(|d| !self.overlay.digests.contains_key(&d.digest()))
             .copied()
             .collect();
-        digests.extend(self.overlay.digests.iter().map(|(&digest, &class)| DigestEntry {
-            digest_hi: (digest >> 64) as u64,
-            digest_lo: digest as u64,
-            class: u32::from(class.as_u8()),
-            reserved: 0,
-        }));
+        digests.extend(
+            self.overlay
+                .digests
+                .iter()
+                .map(|(&digest, &class)| DigestEntry {
+                    digest_hi: (digest >> 64) as u64,
+                    digest_lo: digest as u64,
+                    class: u32::from(class.as_u8()),
+                    reserved: 0,
+                }),
+        );
         digests.sort_unstable_by_key(DigestEntry::digest);
         digests
     }

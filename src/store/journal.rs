@@ -164,7 +164,8 @@ impl JournalWriter {
     pub fn append(&mut self, digest: u128, from: Option<Class>, to: Class, tokens: &[u64]) {
         let payload_len = PAYLOAD_FIXED + tokens.len() * 8;
         let start = self.pending.len();
-        self.pending.extend_from_slice(&(payload_len as u32).to_le_bytes());
+        self.pending
+            .extend_from_slice(&(payload_len as u32).to_le_bytes());
         self.pending.extend_from_slice(&[0; 4]);
         let payload_start = self.pending.len();
         self.pending

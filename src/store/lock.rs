@@ -77,7 +77,10 @@ mod tests {
         let first = WriterLock::acquire(&path).unwrap();
         let err = WriterLock::acquire(&path).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
         drop(first);
         WriterLock::acquire(&path).unwrap();
     }

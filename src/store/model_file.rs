@@ -187,7 +187,7 @@ fn check_layout(header: &ModelHeader, file_len: usize) -> Result<(), String> {
         return Err("more tokens than slots".into());
     }
     let span = |offset: u64, count: u64, size: usize| -> Option<u64> {
-        (offset % 8 == 0).then_some(())?;
+        offset.is_multiple_of(8).then_some(())?;
         offset.checked_add(count.checked_mul(size as u64)?)
     };
     let tokens_end = span(

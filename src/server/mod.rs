@@ -1,0 +1,157 @@
+//! `chaff serve`: rspamd's HTTP protocol on a worker port (scanning) and a
+//! controller port (learning and admin), so MTAs' rspamd integrations and
+//! `rspamc` work unchanged.
+//!
+//! The reactor only moves bytes: every scan and learn runs on tokio's
+//! blocking pool ([`tokio::task::spawn_blocking`]), never on an async worker
+//! thread. Back-pressure comes from a semaphore of scan permits taken
+//! *before* a request body is read, so a flood of requests waits in the
+//! kernel's socket buffers instead of in our memory.
+//!
+//! Layout: `conn.rs` accepts connections and tells rspamd's old `RSPAMC/1.3`
+//! text protocol (Exim) from HTTP; `routes.rs` maps paths to handlers;
+//! `protocol.rs` turns request headers into an envelope and results into
+//! rspamd's reply shapes; `state.rs` holds what requests share.
+
+mod auth;
+mod conn;
+mod protocol;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chaff::Engine;
+use chaff::config::Config;
+use tokio::net::TcpListener;
+
+use state::State;
+
+/// Which port a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Worker,
+    Controller,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address of the scanning worker (default from config: 127.0.0.1:11333).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Address of the controller (default from config: 127.0.0.1:11334).
+    #[arg(long)]
+    controller_bind: Option<SocketAddr>,
+}
+
+pub fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    data_dir: PathBuf,
+    args: ServeArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let worker_addr = match args.bind {
+        Some(addr) => addr,
+        None => config
+            .server
+            .bind
+            .parse()
+            .with_context(|| format!("server.bind `{}` is not ADDR:PORT", config.server.bind))?,
+    };
+    let controller_addr = match args.controller_bind {
+        Some(addr) => addr,
+        None => config.server.controller_bind.parse().with_context(|| {
+            format!(
+                "server.controller_bind `{}` is not ADDR:PORT",
+                config.server.controller_bind
+            )
+        })?,
+    };
+    if !controller_addr.ip().is_loopback()
+        && config.server.password.is_none()
+        && config.server.enable_password.is_none()
+    {
+        anyhow::bail!(
+            "refusing to start: the controller would listen on {controller_addr}, which is not loopback, \
+             with no password; set server.password and server.enable_password"
+        );
+    }
+    let engine = Engine::open_for_learning(config.clone(), &data_dir)
+        .with_context(|| format!("cannot open {} for serving", data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("chaff-io")
+        .build()?;
+    runtime.block_on(async move {
+        let worker = TcpListener::bind(worker_addr)
+            .await
+            .with_context(|| format!("cannot listen on {worker_addr}"))?;
+        let controller = TcpListener::bind(controller_addr)
+            .await
+            .with_context(|| format!("cannot listen on {controller_addr}"))?;
+        let state = Arc::new(State::new(engine, config, config_path));
+        // Printed once both ports listen, so scripts and tests can wait for it.
+        println!(
+            "chaff serve: worker on {}, controller on {}",
+            worker.local_addr()?,
+            controller.local_addr()?
+        );
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let worker_task = tokio::spawn(conn::accept_loop(worker, Role::Worker, state.clone()));
+        let controller_task = tokio::spawn(conn::accept_loop(
+            controller,
+            Role::Controller,
+            state.clone(),
+        ));
+        wait_for_signals(&state).await;
+        state.begin_shutdown();
+        let _ = worker_task.await;
+        let _ = controller_task.await;
+        // Drain: requests in flight hold connection permits; wait for them.
+        let drained = tokio::time::timeout(Duration::from_secs(30), state.drain()).await;
+        if drained.is_err() {
+            eprintln!("chaff serve: gave up waiting for requests in flight after 30s");
+        }
+        let state_for_flush = state.clone();
+        tokio::task::spawn_blocking(move || state_for_flush.flush())
+            .await
+            .context("flush task failed")??;
+        eprintln!("chaff serve: stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Waits for SIGTERM or SIGINT (returns) and handles SIGHUP (reload) meanwhile.
+async fn wait_for_signals(state: &Arc<State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("chaff serve: cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return,
+            _ = interrupt.recv() => return,
+            _ = hangup.recv() => {
+                let state = state.clone();
+                let result = tokio::task::spawn_blocking(move || state.reload()).await;
+                match result {
+                    Ok(Ok(())) => eprintln!("chaff serve: configuration reloaded"),
+                    Ok(Err(error)) => eprintln!("chaff serve: reload failed, keeping the old configuration: {error:#}"),
+                    Err(error) => eprintln!("chaff serve: reload failed: {error}"),
+                }
+            }
+        }
+    }
+}

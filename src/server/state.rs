@@ -1,0 +1,199 @@
+//! What every request shares: the engine, counters, history, limits.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chaff::Engine;
+use chaff::config::Config;
+use chaff::verdict::{Action, Verdict};
+use tokio::sync::{Semaphore, watch};
+
+/// Actions in the order `/stat` reports them.
+pub const ACTIONS: [Action; 6] = [
+    Action::Reject,
+    Action::SoftReject,
+    Action::RewriteSubject,
+    Action::AddHeader,
+    Action::Greylist,
+    Action::NoAction,
+];
+
+/// One scan, for `/history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    #[serde(rename = "message-id")]
+    pub message_id: String,
+    pub unix_time: u64,
+    pub ip: String,
+    pub sender_smtp: String,
+    pub rcpt_smtp: Vec<String>,
+    pub subject: String,
+    pub score: f64,
+    pub required_score: f64,
+    pub action: String,
+    pub symbols: BTreeMap<String, f64>,
+    pub size: usize,
+    pub time_real: f64,
+}
+
+/// Per-symbol figures for `/counters`.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolCounter {
+    pub hits: u64,
+    pub total_seconds: f64,
+}
+
+/// Monotonic counters for `/stat` and `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub scanned: AtomicU64,
+    pub learned: AtomicU64,
+    pub spam: AtomicU64,
+    pub ham: AtomicU64,
+    pub connections: AtomicU64,
+    pub control_connections: AtomicU64,
+    pub actions: [AtomicU64; 6],
+    pub scan_micros: AtomicU64,
+}
+
+pub struct State {
+    pub engine: RwLock<Engine>,
+    /// The configuration in force; replaced whole on SIGHUP.
+    pub config: RwLock<Arc<Config>>,
+    config_path: Option<PathBuf>,
+    pub counters: Counters,
+    pub history: Mutex<VecDeque<HistoryEntry>>,
+    pub symbol_counters: Mutex<BTreeMap<String, SymbolCounter>>,
+    /// Scans running or waiting for a core.
+    pub scan_permits: Arc<Semaphore>,
+    /// Open connections, per port kind; drained on shutdown.
+    pub connection_permits: Arc<Semaphore>,
+    max_connections: u32,
+    pub started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+impl State {
+    pub fn new(engine: Engine, config: Config, config_path: Option<PathBuf>) -> State {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let scans = match config.server.max_scans_in_flight {
+            0 => cores * 4,
+            n => n,
+        };
+        // Both ports share one pool of connection slots.
+        let max_connections = (config.server.max_connections.max(1) * 2).min(1 << 20) as u32;
+        State {
+            engine: RwLock::new(engine),
+            config: RwLock::new(Arc::new(config)),
+            config_path,
+            counters: Counters::default(),
+            history: Mutex::new(VecDeque::new()),
+            symbol_counters: Mutex::new(BTreeMap::new()),
+            scan_permits: Arc::new(Semaphore::new(scans)),
+            connection_permits: Arc::new(Semaphore::new(max_connections as usize)),
+            max_connections,
+            started: Instant::now(),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(config) => config.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Resolves once every connection has finished.
+    pub async fn drain(&self) {
+        let _ = self
+            .connection_permits
+            .acquire_many(self.max_connections)
+            .await;
+    }
+
+    /// Makes every acknowledged learn durable (it already is: learns are
+    /// committed before they are acknowledged) and folds a large journal.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        let mut engine = self
+            .engine
+            .write()
+            .map_err(|_| anyhow::anyhow!("engine lock poisoned"))?;
+        engine.commit()?;
+        engine.compact_if_due()?;
+        Ok(())
+    }
+
+    /// Re-reads the configuration file (SIGHUP). An invalid file leaves the
+    /// running configuration untouched.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let config = Config::load(self.config_path.as_deref())?;
+        if let Ok(mut engine) = self.engine.write() {
+            engine.reconfigure(config.clone());
+        }
+        if let Ok(mut current) = self.config.write() {
+            *current = Arc::new(config);
+        }
+        Ok(())
+    }
+
+    /// Records a finished scan in counters and history.
+    pub fn record_scan(&self, entry: HistoryEntry, verdict: &Verdict, seconds: f64) {
+        let c = &self.counters;
+        c.scanned.fetch_add(1, Ordering::Relaxed);
+        c.scan_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        if verdict.action.is_spam() {
+            c.spam.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.ham.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(index) = ACTIONS.iter().position(|a| *a == verdict.action) {
+            c.actions[index].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut counters) = self.symbol_counters.lock() {
+            for symbol in &verdict.symbols {
+                let counter = counters.entry(symbol.name.clone()).or_default();
+                counter.hits += 1;
+                counter.total_seconds += seconds;
+            }
+        }
+        let limit = self.config().server.history_size;
+        if let Ok(mut history) = self.history.lock() {
+            history.push_front(entry);
+            history.truncate(limit);
+        }
+    }
+
+    /// Zeroes the scan counters (`/statreset`).
+    pub fn reset_counters(&self) {
+        let c = &self.counters;
+        for counter in [&c.scanned, &c.learned, &c.spam, &c.ham, &c.scan_micros] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        for counter in &c.actions {
+            counter.store(0, Ordering::Relaxed);
+        }
+        if let Ok(mut counters) = self.symbol_counters.lock() {
+            counters.clear();
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
