@@ -171,7 +171,9 @@ impl Config {
         }
         for network in &self.server.secure_ip {
             if crate::config::parse_network(network).is_none() {
-                return Err(format!("server.secure_ip: `{network}` is not an address or CIDR network"));
+                return Err(format!(
+                    "server.secure_ip: `{network}` is not an address or CIDR network"
+                ));
             }
         }
         if self.bayes.osb_window == 0 || self.bayes.osb_window > 8 {
@@ -188,9 +190,11 @@ impl Config {
 
 /// Parses `192.0.2.0/24`, `::1/128` or a bare address as a network.
 pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else is replaced.

@@ -50,12 +50,9 @@ fn main() -> ExitCode {
             Command::Learn(learn) => cli::learn::run(&context, learn),
             Command::Scan(scan) => cli::scan::run(&context, scan),
             Command::Model { command } => cli::model::run(&context, command),
-            Command::Serve(serve) => server::run(
-                context.config,
-                args.config.clone(),
-                context.data_dir,
-                serve,
-            ),
+            Command::Serve(serve) => {
+                server::run(context.config, args.config.clone(), context.data_dir, serve)
+            }
         }
     });
     match result {

@@ -20,7 +20,12 @@ pub enum Privilege {
 /// `enable_password` for writes and `password` (or `enable_password`) for
 /// reads; when only one password is configured it serves for both. With no
 /// password configured, only secure clients get in.
-pub fn allowed(config: &ServerConfig, peer: IpAddr, password: Option<&str>, wanted: Privilege) -> bool {
+pub fn allowed(
+    config: &ServerConfig,
+    peer: IpAddr,
+    password: Option<&str>,
+    wanted: Privilege,
+) -> bool {
     let peer = canonical(peer);
     let secure = config
         .secure_ip
@@ -70,8 +75,18 @@ mod tests {
     #[test]
     fn loopback_needs_no_password() {
         let c = config(Some("r"), Some("w"));
-        assert!(allowed(&c, "127.0.0.1".parse().unwrap(), None, Privilege::Write));
-        assert!(allowed(&c, "::ffff:127.0.0.1".parse().unwrap(), None, Privilege::Write));
+        assert!(allowed(
+            &c,
+            "127.0.0.1".parse().unwrap(),
+            None,
+            Privilege::Write
+        ));
+        assert!(allowed(
+            &c,
+            "::ffff:127.0.0.1".parse().unwrap(),
+            None,
+            Privilege::Write
+        ));
     }
 
     #[test]
@@ -83,7 +98,17 @@ mod tests {
         assert!(!allowed(&c, remote, Some("r"), Privilege::Write));
         assert!(allowed(&c, remote, Some("w"), Privilege::Write));
         assert!(allowed(&c, remote, Some("w"), Privilege::ReadOnly));
-        assert!(!allowed(&config(None, None), remote, Some("x"), Privilege::ReadOnly));
-        assert!(allowed(&config(Some("only"), None), remote, Some("only"), Privilege::Write));
+        assert!(!allowed(
+            &config(None, None),
+            remote,
+            Some("x"),
+            Privilege::ReadOnly
+        ));
+        assert!(allowed(
+            &config(Some("only"), None),
+            remote,
+            Some("only"),
+            Privilege::Write
+        ));
     }
 }

@@ -63,7 +63,8 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, role: Role, s
     let config = state.config();
     let header_timeout = Duration::from_millis(config.server.header_timeout_ms);
     let mut prefix = Vec::with_capacity(1024);
-    let first_line = tokio::time::timeout(header_timeout, read_first_line(&mut stream, &mut prefix)).await;
+    let first_line =
+        tokio::time::timeout(header_timeout, read_first_line(&mut stream, &mut prefix)).await;
     match first_line {
         Ok(Ok(true)) => {}
         // Closed, failed or too slow before saying anything: nothing to answer.
@@ -79,7 +80,8 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, role: Role, s
         inner: stream,
     });
     let service_state = state.clone();
-    let service = service_fn(move |request| routes::handle(request, peer, role, service_state.clone()));
+    let service =
+        service_fn(move |request| routes::handle(request, peer, role, service_state.clone()));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -180,7 +182,9 @@ mod tests {
 
     #[test]
     fn legacy_request_lines_are_recognised() {
-        assert!(is_legacy_request_line(b"CHECK RSPAMC/1.3\r\nContent-length: 5\r\n"));
+        assert!(is_legacy_request_line(
+            b"CHECK RSPAMC/1.3\r\nContent-length: 5\r\n"
+        ));
         assert!(is_legacy_request_line(b"SYMBOLS RSPAMC/1.2\r\n"));
         assert!(is_legacy_request_line(b"REPORT SPAMC/1.2\r\n"));
         assert!(!is_legacy_request_line(b"POST /checkv2 HTTP/1.1\r\n"));

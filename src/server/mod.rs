@@ -2,9 +2,8 @@
 //! controller port (learning and admin), so MTAs' rspamd integrations and
 //! `rspamc` work unchanged.
 //!
-//! The reactor only moves bytes: every scan and learn runs on tokio's
-//! blocking pool ([`tokio::task::spawn_blocking`]), never on an async worker
-//! thread. Back-pressure comes from a semaphore of scan permits taken
+//! The reactor only moves bytes: every scan and learn runs on a thread pool
+//! sized to the cores (`State::run_cpu`), never on an async worker thread. Back-pressure comes from a semaphore of scan permits taken
 //! *before* a request body is read, so a flood of requests waits in the
 //! kernel's socket buffers instead of in our memory.
 //!
@@ -54,14 +53,13 @@ pub fn run(
     data_dir: PathBuf,
     args: ServeArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let worker_addr = match args.bind {
-        Some(addr) => addr,
-        None => config
-            .server
-            .bind
-            .parse()
-            .with_context(|| format!("server.bind `{}` is not ADDR:PORT", config.server.bind))?,
-    };
+    let worker_addr =
+        match args.bind {
+            Some(addr) => addr,
+            None => config.server.bind.parse().with_context(|| {
+                format!("server.bind `{}` is not ADDR:PORT", config.server.bind)
+            })?,
+        };
     let controller_addr = match args.controller_bind {
         Some(addr) => addr,
         None => config.server.controller_bind.parse().with_context(|| {
@@ -118,7 +116,8 @@ pub fn run(
             eprintln!("chaff serve: gave up waiting for requests in flight after 30s");
         }
         let state_for_flush = state.clone();
-        tokio::task::spawn_blocking(move || state_for_flush.flush())
+        state
+            .run_cpu(move || state_for_flush.flush())
             .await
             .context("flush task failed")??;
         eprintln!("chaff serve: stopped");
@@ -145,11 +144,12 @@ async fn wait_for_signals(state: &Arc<State>) {
             _ = interrupt.recv() => return,
             _ = hangup.recv() => {
                 let state = state.clone();
-                let result = tokio::task::spawn_blocking(move || state.reload()).await;
+                let reload_state = state.clone();
+                let result = state.run_cpu(move || reload_state.reload()).await;
                 match result {
-                    Ok(Ok(())) => eprintln!("chaff serve: configuration reloaded"),
-                    Ok(Err(error)) => eprintln!("chaff serve: reload failed, keeping the old configuration: {error:#}"),
-                    Err(error) => eprintln!("chaff serve: reload failed: {error}"),
+                    Some(Ok(())) => eprintln!("chaff serve: configuration reloaded"),
+                    Some(Err(error)) => eprintln!("chaff serve: reload failed, keeping the old configuration: {error:#}"),
+                    None => eprintln!("chaff serve: reload failed"),
                 }
             }
         }

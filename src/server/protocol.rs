@@ -48,9 +48,12 @@ pub fn envelope_from_headers<'a>(
             "user" => envelope.user = Some(value.to_owned()),
             "queue-id" => envelope.queue_id = Some(value.to_owned()),
             "pass" => options.pass_all = value.eq_ignore_ascii_case("all"),
-            "flags" => options
-                .flags
-                .extend(value.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty())),
+            "flags" => options.flags.extend(
+                value
+                    .split(',')
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty()),
+            ),
             "settings-id" => options.settings_id = Some(value.to_owned()),
             "log-tag" => options.log_tag = Some(value.to_owned()),
             "deliver-to" => options.deliver_to = Some(value.to_owned()),
@@ -104,7 +107,10 @@ pub fn legacy_json(scan: &Scan, seconds: f64) -> Vec<u8> {
         top.insert("message-id".into(), json!(id));
     }
     top.insert("time_real".into(), json!(reply.time_real));
-    top.insert("rmilter".into(), serde_json::to_value(&reply.milter).unwrap_or(Value::Null));
+    top.insert(
+        "rmilter".into(),
+        serde_json::to_value(&reply.milter).unwrap_or(Value::Null),
+    );
     serde_json::to_vec(&Value::Object(top)).unwrap_or_default()
 }
 
@@ -118,7 +124,11 @@ pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
         out.push_str("SPAMD/1.1 0 EX_OK\r\n");
         out.push_str(&format!(
             "Spam: {} ; {:.2} / {:.2}\r\n\r\n",
-            if verdict.action.is_spam() { "True" } else { "False" },
+            if verdict.action.is_spam() {
+                "True"
+            } else {
+                "False"
+            },
             verdict.score,
             verdict.required_score
         ));
@@ -130,7 +140,11 @@ pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
     out.push_str("RSPAMD/1.3 0 EX_OK\r\n");
     out.push_str(&format!(
         "Metric: default; {}; {:.2} / {:.2} / 0.00\r\n",
-        if verdict.action.is_spam() { "True" } else { "False" },
+        if verdict.action.is_spam() {
+            "True"
+        } else {
+            "False"
+        },
         verdict.score,
         verdict.required_score
     ));
@@ -155,7 +169,12 @@ pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
 
 /// Serves one `RSPAMC/1.x` (or `SPAMC/1.x`) request: header lines up to a
 /// blank line, a `Content-length` body, one reply, then close.
-pub async fn serve_rspamc(mut stream: TcpStream, mut buffer: Vec<u8>, peer: SocketAddr, state: Arc<State>) {
+pub async fn serve_rspamc(
+    mut stream: TcpStream,
+    mut buffer: Vec<u8>,
+    peer: SocketAddr,
+    state: Arc<State>,
+) {
     let config = state.config();
     let max_bytes = config.limits.max_message_bytes;
     let spamc_style = String::from_utf8_lossy(&buffer[..buffer.len().min(64)])
@@ -195,7 +214,11 @@ pub async fn serve_rspamc(mut stream: TcpStream, mut buffer: Vec<u8>, peer: Sock
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok());
     let Some(content_length) = content_length else {
-        write_and_close(&mut stream, b"RSPAMD/1.3 400 Content-length is required\r\n\r\n").await;
+        write_and_close(
+            &mut stream,
+            b"RSPAMD/1.3 400 Content-length is required\r\n\r\n",
+        )
+        .await;
         return;
     };
     if content_length > max_bytes {
@@ -217,7 +240,11 @@ pub async fn serve_rspamc(mut stream: TcpStream, mut buffer: Vec<u8>, peer: Sock
     })
     .await;
     if read != Ok(true) {
-        write_and_close(&mut stream, b"RSPAMD/1.3 408 Body not received in time\r\n\r\n").await;
+        write_and_close(
+            &mut stream,
+            b"RSPAMD/1.3 408 Body not received in time\r\n\r\n",
+        )
+        .await;
         return;
     }
     body.truncate(content_length);

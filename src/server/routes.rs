@@ -41,14 +41,20 @@ pub async fn handle(
     role: Role,
     state: Arc<State>,
 ) -> Result<Reply, Infallible> {
-    let path = request.uri().path().trim_start_matches('/').to_ascii_lowercase();
+    let path = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .to_ascii_lowercase();
     let is_post = request.method() == hyper::Method::POST;
     let reply = match (role, path.as_str()) {
         (_, "ping") => text(StatusCode::OK, "pong\r\n"),
         (_, "metrics") => metrics(&state),
         (_, "checkv2") if is_post => scan_request(request, peer, &state, ReplyShape::V2).await,
         (Role::Controller, "symbols") if !is_post => {
-            guarded(&request, peer, &state, Privilege::ReadOnly, || symbols_list(&state))
+            guarded(&request, peer, &state, Privilege::ReadOnly, || {
+                symbols_list(&state)
+            })
         }
         (_, "check" | "symbols" | "scan" | "process" | "report" | "report_ifspam") if is_post => {
             scan_request(request, peer, &state, ReplyShape::Legacy).await
@@ -71,19 +77,27 @@ pub async fn handle(
         (Role::Controller, "stat" | "auth") => {
             guarded(&request, peer, &state, Privilege::ReadOnly, || stat(&state))
         }
-        (Role::Controller, "statreset") => guarded(&request, peer, &state, Privilege::Write, || {
-            let reply = stat(&state);
-            state.reset_counters();
-            reply
-        }),
+        (Role::Controller, "statreset") => {
+            guarded(&request, peer, &state, Privilege::Write, || {
+                let reply = stat(&state);
+                state.reset_counters();
+                reply
+            })
+        }
         (Role::Controller, "counters") => {
-            guarded(&request, peer, &state, Privilege::ReadOnly, || counters(&state))
+            guarded(&request, peer, &state, Privilege::ReadOnly, || {
+                counters(&state)
+            })
         }
         (Role::Controller, "actions") => {
-            guarded(&request, peer, &state, Privilege::ReadOnly, || actions(&state))
+            guarded(&request, peer, &state, Privilege::ReadOnly, || {
+                actions(&state)
+            })
         }
         (Role::Controller, "history") => {
-            guarded(&request, peer, &state, Privilege::ReadOnly, || history(&state))
+            guarded(&request, peer, &state, Privilege::ReadOnly, || {
+                history(&state)
+            })
         }
         (Role::Controller, "historyreset") => {
             guarded(&request, peer, &state, Privilege::Write, || {
@@ -126,7 +140,7 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
+            b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
@@ -161,7 +175,7 @@ fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Reads the request body within the size limit and body timeout,
 /// decompressing zstd when the client says so.
-async fn read_body(request: Request<Incoming>, state: &State) -> Result<Vec<u8>, Reply> {
+async fn read_body(request: Request<Incoming>, state: &State) -> Result<Vec<u8>, ApiError> {
     let config = state.config();
     let max_bytes = config.limits.max_message_bytes;
     let pairs = request_pairs(&request);
@@ -181,18 +195,21 @@ async fn read_body(request: Request<Incoming>, state: &State) -> Result<Vec<u8>,
     let deadline = Duration::from_millis(config.server.body_timeout_ms);
     let collected = match tokio::time::timeout(deadline, body.collect()).await {
         Err(_) => {
-            return Err(error_reply(
+            return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "the message body did not arrive in time",
             ));
         }
         Ok(Err(error)) => {
-            if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Err(too_large(max_bytes));
             }
-            return Err(error_reply(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                &format!("cannot read the message body: {error}"),
+                format!("cannot read the message body: {error}"),
             ));
         }
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -203,28 +220,31 @@ async fn read_body(request: Request<Incoming>, state: &State) -> Result<Vec<u8>,
         collected.to_vec()
     };
     if body.is_empty() {
-        return Err(error_reply(StatusCode::BAD_REQUEST, "Empty body is not permitted"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Empty body is not permitted",
+        ));
     }
     Ok(body)
 }
 
-fn too_large(max_bytes: usize) -> Reply {
-    error_reply(
+fn too_large(max_bytes: usize) -> ApiError {
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("message exceeds the {max_bytes}-byte limit (limits.max_message_bytes)"),
+        format!("message exceeds the {max_bytes}-byte limit (limits.max_message_bytes)"),
     )
 }
 
 /// Decompresses at most `max_bytes`; a zstd bomb is refused, not inflated.
-fn decompress_zstd(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, Reply> {
+fn decompress_zstd(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, ApiError> {
     use std::io::Read;
     let decoder = zstd::stream::read::Decoder::new(compressed)
-        .map_err(|e| error_reply(StatusCode::BAD_REQUEST, &format!("bad zstd body: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad zstd body: {e}")))?;
     let mut out = Vec::new();
     decoder
         .take(max_bytes as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| error_reply(StatusCode::BAD_REQUEST, &format!("bad zstd body: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad zstd body: {e}")))?;
     if out.len() > max_bytes {
         return Err(too_large(max_bytes));
     }
@@ -238,7 +258,8 @@ async fn scan_request(
     shape: ReplyShape,
 ) -> Reply {
     let pairs = request_pairs(&request);
-    let (envelope, _options) = envelope_from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let (envelope, _options) =
+        envelope_from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     // Take a scan permit before reading the body: waiting requests stay in
     // the kernel's buffers, not in memory.
     let permit = match state.scan_permits.clone().acquire_owned().await {
@@ -247,12 +268,14 @@ async fn scan_request(
     };
     let body = match read_body(request, state).await {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(error) => return error.into_reply(),
     };
     let outcome = run_scan_with_permit(state, body, envelope, peer, permit).await;
     let (scan, seconds) = match outcome {
         ScanOutcome::Done(scan, seconds) => (scan, seconds),
-        ScanOutcome::TimedOut(scan) => (scan, state.config().server.scan_timeout_ms as f64 / 1000.0),
+        ScanOutcome::TimedOut(scan) => {
+            (scan, state.config().server.scan_timeout_ms as f64 / 1000.0)
+        }
         ScanOutcome::Failed(reason) => {
             return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &reason);
         }
@@ -266,7 +289,12 @@ async fn scan_request(
 
 /// Scans on the blocking pool within the scan time limit (used by the
 /// legacy text protocol too).
-pub async fn run_scan(state: &Arc<State>, body: Vec<u8>, envelope: Envelope, peer: SocketAddr) -> ScanOutcome {
+pub async fn run_scan(
+    state: &Arc<State>,
+    body: Vec<u8>,
+    envelope: Envelope,
+    peer: SocketAddr,
+) -> ScanOutcome {
     let permit = match state.scan_permits.clone().acquire_owned().await {
         Ok(permit) => permit,
         Err(_) => return ScanOutcome::Failed("shutting down".into()),
@@ -283,12 +311,16 @@ async fn run_scan_with_permit(
 ) -> ScanOutcome {
     let config = state.config();
     let task_state = state.clone();
-    let task = tokio::task::spawn_blocking(move || {
+    let pool_state = state.clone();
+    let task = pool_state.run_cpu(move || {
         // The permit lives as long as the scan, even one that outlives its
         // deadline, so runaway scans still count against the bound.
         let _permit = permit;
         let started = Instant::now();
-        let engine = task_state.engine.read().map_err(|_| "engine lock poisoned".to_owned())?;
+        let engine = task_state
+            .engine
+            .read()
+            .map_err(|_| "engine lock poisoned".to_owned())?;
         let scan = engine.scan(&body, &envelope);
         drop(engine);
         let seconds = started.elapsed().as_secs_f64();
@@ -318,9 +350,9 @@ async fn run_scan_with_permit(
     });
     let deadline = Duration::from_millis(config.server.scan_timeout_ms);
     match tokio::time::timeout(deadline, task).await {
-        Ok(Ok(Ok((scan, seconds)))) => ScanOutcome::Done(scan, seconds),
-        Ok(Ok(Err(reason))) => ScanOutcome::Failed(reason),
-        Ok(Err(join_error)) => ScanOutcome::Failed(format!("scan failed: {join_error}")),
+        Ok(Some(Ok((scan, seconds)))) => ScanOutcome::Done(scan, seconds),
+        Ok(Some(Err(reason))) => ScanOutcome::Failed(reason),
+        Ok(None) => ScanOutcome::Failed("scan failed".to_owned()),
         Err(_) => {
             let verdict = verdict::combine(vec![Symbol::new("SCAN_TIMEOUT")], &config, "");
             let mut scan = Scan {
@@ -335,9 +367,19 @@ async fn run_scan_with_permit(
     }
 }
 
-async fn learn_request(request: Request<Incoming>, peer: SocketAddr, state: &Arc<State>, class: Class) -> Reply {
+async fn learn_request(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+    class: Class,
+) -> Reply {
     let pairs = request_pairs(&request);
-    if !allowed(&state.config().server, peer.ip(), header(&pairs, "password"), Privilege::Write) {
+    if !allowed(
+        &state.config().server,
+        peer.ip(),
+        header(&pairs, "password"),
+        Privilege::Write,
+    ) {
         return error_reply(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     let permit = match state.scan_permits.clone().acquire_owned().await {
@@ -346,38 +388,46 @@ async fn learn_request(request: Request<Incoming>, peer: SocketAddr, state: &Arc
     };
     let body = match read_body(request, state).await {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(error) => return error.into_reply(),
     };
     let task_state = state.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let mut engine = task_state
-            .engine
-            .write()
-            .map_err(|_| "engine lock poisoned".to_owned())?;
-        let learned = engine.learn(&body, class).map_err(|e| match e {
-            LearnError::Store(store) => format!("cannot store the learn: {store}"),
-            other => other.to_string(),
-        })?;
-        // Acknowledge only what is on disk.
-        engine.commit().map_err(|e| format!("cannot store the learn: {e}"))?;
-        if let Err(error) = engine.compact_if_due() {
-            eprintln!("chaff serve: compaction failed (learns are safe in the journal): {error}");
-        }
-        Ok::<_, String>(learned)
-    })
-    .await;
+    let result = state
+        .run_cpu(move || {
+            let _permit = permit;
+            let mut engine = task_state
+                .engine
+                .write()
+                .map_err(|_| "engine lock poisoned".to_owned())?;
+            let learned = engine.learn(&body, class).map_err(|e| match e {
+                LearnError::Store(store) => format!("cannot store the learn: {store}"),
+                other => other.to_string(),
+            })?;
+            // Acknowledge only what is on disk.
+            engine
+                .commit()
+                .map_err(|e| format!("cannot store the learn: {e}"))?;
+            if let Err(error) = engine.compact_if_due() {
+                eprintln!(
+                    "chaff serve: compaction failed (learns are safe in the journal): {error}"
+                );
+            }
+            Ok::<_, String>(learned)
+        })
+        .await;
     let learned = match result {
-        Ok(Ok(learned)) => learned,
-        Ok(Err(reason)) => return error_reply(StatusCode::BAD_REQUEST, &reason),
-        Err(join_error) => {
-            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &format!("learn failed: {join_error}"));
+        Some(Ok(learned)) => learned,
+        Some(Err(reason)) => return error_reply(StatusCode::BAD_REQUEST, &reason),
+        None => {
+            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "learn failed");
         }
     };
     match learned.outcome {
         chaff::bayes::LearnOutcome::AlreadyKnown => {
             let id = learned.message_id.unwrap_or_else(|| "message".to_owned());
-            let reason = format!("<{id}> has been already learned as {}, ignore it", class.name());
+            let reason = format!(
+                "<{id}> has been already learned as {}, ignore it",
+                class.name()
+            );
             let mut reply = json_reply(StatusCode::ALREADY_REPORTED, &json!({"error": reason}));
             if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
                 reply.extensions_mut().insert(phrase);
@@ -387,9 +437,10 @@ async fn learn_request(request: Request<Incoming>, peer: SocketAddr, state: &Arc
         _ => {
             state.counters.learned.fetch_add(1, Ordering::Relaxed);
             let mut reply = json_reply(StatusCode::OK, &json!({"success": true}));
-            reply
-                .headers_mut()
-                .insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-store"));
+            reply.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
             reply
         }
     }
@@ -403,7 +454,12 @@ fn guarded(
     respond: impl FnOnce() -> Reply,
 ) -> Reply {
     let pairs = request_pairs(request);
-    if allowed(&state.config().server, peer.ip(), header(&pairs, "password"), privilege) {
+    if allowed(
+        &state.config().server,
+        peer.ip(),
+        header(&pairs, "password"),
+        privilege,
+    ) {
         respond()
     } else {
         error_reply(StatusCode::UNAUTHORIZED, "Unauthorized")
@@ -415,14 +471,24 @@ fn stat(state: &State) -> Reply {
     let (spam_learns, ham_learns, model_bytes, tokens) = match state.engine.read() {
         Ok(engine) => {
             let stats = engine.store_stats();
-            (stats.spam_learns, stats.ham_learns, stats.model_bytes, stats.model_tokens + stats.overlay_tokens)
+            (
+                stats.spam_learns,
+                stats.ham_learns,
+                stats.model_bytes,
+                stats.model_tokens + stats.overlay_tokens,
+            )
         }
         Err(_) => (0, 0, 0, 0),
     };
     let actions: serde_json::Map<String, serde_json::Value> = ACTIONS
         .iter()
         .enumerate()
-        .map(|(i, a)| (a.name().to_owned(), json!(c.actions[i].load(Ordering::Relaxed))))
+        .map(|(i, a)| {
+            (
+                a.name().to_owned(),
+                json!(c.actions[i].load(Ordering::Relaxed)),
+            )
+        })
         .collect();
     let statfile = |symbol: &str, learned: u64| {
         json!({"revision": learned, "used": tokens, "total": tokens, "size": model_bytes,
@@ -491,7 +557,9 @@ fn symbols_list(state: &State) -> Reply {
         groups
             .entry(symbol.group.clone().unwrap_or_else(|| "ungrouped".into()))
             .or_default()
-            .push(json!({"symbol": name, "weight": symbol.weight, "description": symbol.description}));
+            .push(
+                json!({"symbol": name, "weight": symbol.weight, "description": symbol.description}),
+            );
     }
     let rows: Vec<serde_json::Value> = groups
         .into_iter()
@@ -512,11 +580,20 @@ fn metrics(state: &State) -> Reply {
     let c = &state.counters;
     let scanned = c.scanned.load(Ordering::Relaxed);
     let mut out = String::new();
-    out.push_str("# HELP rspamd_scanned_total Scanned messages.\n# TYPE rspamd_scanned_total counter\n");
+    out.push_str(
+        "# HELP rspamd_scanned_total Scanned messages.\n# TYPE rspamd_scanned_total counter\n",
+    );
     out.push_str(&format!("rspamd_scanned_total {scanned}\n"));
-    out.push_str("# HELP rspamd_learned_total Learned messages.\n# TYPE rspamd_learned_total counter\n");
-    out.push_str(&format!("rspamd_learned_total {}\n", c.learned.load(Ordering::Relaxed)));
-    out.push_str("# HELP rspamd_actions_total Scans per action.\n# TYPE rspamd_actions_total counter\n");
+    out.push_str(
+        "# HELP rspamd_learned_total Learned messages.\n# TYPE rspamd_learned_total counter\n",
+    );
+    out.push_str(&format!(
+        "rspamd_learned_total {}\n",
+        c.learned.load(Ordering::Relaxed)
+    ));
+    out.push_str(
+        "# HELP rspamd_actions_total Scans per action.\n# TYPE rspamd_actions_total counter\n",
+    );
     for (i, action) in ACTIONS.iter().enumerate() {
         out.push_str(&format!(
             "rspamd_actions_total{{type=\"{}\"}} {}\n",
@@ -527,8 +604,13 @@ fn metrics(state: &State) -> Reply {
     out.push_str("# HELP rspamd_scan_time_average Average scan time in seconds.\n# TYPE rspamd_scan_time_average gauge\n");
     let average = c.scan_micros.load(Ordering::Relaxed) as f64 / 1e6 / scanned.max(1) as f64;
     out.push_str(&format!("rspamd_scan_time_average {average}\n"));
-    out.push_str("# HELP rspamd_uptime_seconds Seconds since start.\n# TYPE rspamd_uptime_seconds gauge\n");
-    out.push_str(&format!("rspamd_uptime_seconds {}\n", state.started.elapsed().as_secs()));
+    out.push_str(
+        "# HELP rspamd_uptime_seconds Seconds since start.\n# TYPE rspamd_uptime_seconds gauge\n",
+    );
+    out.push_str(&format!(
+        "rspamd_uptime_seconds {}\n",
+        state.started.elapsed().as_secs()
+    ));
     out.push_str("# EOF\n");
     bytes_reply(
         StatusCode::OK,
@@ -542,12 +624,35 @@ fn text(status: StatusCode, body: &'static str) -> Reply {
 }
 
 fn json_reply(status: StatusCode, value: &serde_json::Value) -> Reply {
-    bytes_reply(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+    bytes_reply(
+        status,
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
 }
 
 /// Every refusal is a status plus a JSON `error`.
 fn error_reply(status: StatusCode, message: &str) -> Reply {
     json_reply(status, &json!({"error": message}))
+}
+
+/// A refusal on its way to becoming a reply.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn into_reply(self) -> Reply {
+        error_reply(self.status, &self.message)
+    }
 }
 
 fn bytes_reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {

@@ -74,6 +74,8 @@ pub struct State {
     max_connections: u32,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
+    /// Where scans and learns run: one thread per core, never the reactor.
+    cpu_pool: rayon::ThreadPool,
 }
 
 impl State {
@@ -97,7 +99,33 @@ impl State {
             max_connections,
             started: Instant::now(),
             shutdown: watch::channel(false).0,
+            cpu_pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(cores)
+                .thread_name(|i| format!("chaff-scan-{i}"))
+                .build()
+                .unwrap_or_else(|_| {
+                    // Thread creation failing at start-up leaves one way on:
+                    // rayon's global pool, also sized to the cores.
+                    #[allow(clippy::expect_used)]
+                    rayon::ThreadPoolBuilder::new()
+                        .build()
+                        .expect("a thread pool")
+                }),
         }
+    }
+
+    /// Runs CPU work on the scan pool and waits for it without blocking the
+    /// reactor. `None` if the work panicked.
+    pub async fn run_cpu<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.cpu_pool.spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let _ = sender.send(result.ok());
+        });
+        receiver.await.ok().flatten()
     }
 
     /// The configuration in force.
