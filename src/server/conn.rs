@@ -63,8 +63,12 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, role: Role, s
     let config = state.config();
     let header_timeout = Duration::from_millis(config.server.header_timeout_ms);
     let mut prefix = Vec::with_capacity(1024);
-    let first_line =
-        tokio::time::timeout(header_timeout, read_first_line(&mut stream, &mut prefix)).await;
+    let mut shutdown = state.shutdown_signal();
+    let first_line = tokio::select! {
+        read = tokio::time::timeout(header_timeout, read_first_line(&mut stream, &mut prefix)) => read,
+        // A client that has said nothing yet holds up no work: drop it at once.
+        _ = shutdown.changed() => return,
+    };
     match first_line {
         Ok(Ok(true)) => {}
         // Closed, failed or too slow before saying anything: nothing to answer.
@@ -88,7 +92,6 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, role: Role, s
         .keep_alive(true)
         .serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
-    let mut shutdown = state.shutdown_signal();
     tokio::select! {
         _ = connection.as_mut() => {}
         _ = shutdown.changed() => {

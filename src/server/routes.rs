@@ -179,9 +179,7 @@ async fn read_body(request: Request<Incoming>, state: &State) -> Result<Vec<u8>,
     let config = state.config();
     let max_bytes = config.limits.max_message_bytes;
     let pairs = request_pairs(&request);
-    let zstd = header(&pairs, "compression")
-        .or_else(|| header(&pairs, "content-encoding"))
-        .is_some_and(|v| v.eq_ignore_ascii_case("zstd"));
+    let zstd = is_zstd(&pairs);
     if let Some(length) = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -260,6 +258,7 @@ async fn scan_request(
     let pairs = request_pairs(&request);
     let (envelope, _options) =
         envelope_from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let compressed_request = is_zstd(&pairs);
     // Take a scan permit before reading the body: waiting requests stay in
     // the kernel's buffers, not in memory.
     let permit = match state.scan_permits.clone().acquire_owned().await {
@@ -284,7 +283,24 @@ async fn scan_request(
         ReplyShape::V2 => checkv2_json(&scan, seconds),
         ReplyShape::Legacy => legacy_json(&scan, seconds),
     };
+    if compressed_request {
+        // As rspamd does: a zstd request gets a zstd reply, marked so.
+        if let Ok(compressed) = zstd::bulk::compress(&body, 1) {
+            let mut reply = bytes_reply(StatusCode::OK, "application/json", compressed);
+            reply.headers_mut().insert(
+                "compression",
+                hyper::header::HeaderValue::from_static("zstd"),
+            );
+            return reply;
+        }
+    }
     bytes_reply(StatusCode::OK, "application/json", body)
+}
+
+fn is_zstd(pairs: &[(String, String)]) -> bool {
+    header(pairs, "compression")
+        .or_else(|| header(pairs, "content-encoding"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("zstd"))
 }
 
 /// Scans on the blocking pool within the scan time limit (used by the
