@@ -1,10 +1,19 @@
-//! Messages out of paths: single files, directory trees, mbox files and
-//! maildirs. `learn` uses it today; `rescore` will.
+//! Messages out of paths: single files, directory trees, mbox files
+//! (plain, gzip or zstd) and maildirs. `learn`, `scan` and `rescore` all
+//! read through [`Messages`], so they agree on what a message is.
 //!
 //! An mbox is read as a stream, line by line, so its size never matters. A
 //! file that starts with an mbox `From ` line is read as an mbox: a
 //! single-message file in that form (as the SpamAssassin corpus ships) is
 //! then just an mbox of one.
+//!
+//! Compression is recognised by magic bytes, not by file name (archives are
+//! often renamed, and `.gz` says nothing reliable about the content): gzip
+//! (`1f 8b`, concatenated members included) and zstd (`28 b5 2f fd`,
+//! concatenated frames included). The decompressed stream is then read like
+//! a plain file: an mbox if it starts with `From `, otherwise one message.
+//! Mbox offsets of compressed files are offsets in the decompressed stream,
+//! so a compressed mbox reports the same offsets as the plain one.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -103,6 +112,13 @@ impl Iterator for Messages {
             };
             let mut head = [0u8; 5];
             let head_len = read_up_to(&mut file, &mut head);
+            if let Some(compression) = Compression::detect(&head[..head_len]) {
+                match self.open_compressed(path, &head[..head_len], file, compression) {
+                    Ok(Some(message)) => return Some(Ok(message)),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
             let is_mbox = &head[..head_len] == b"From ";
             if is_mbox && metadata.len() <= SMALL_MBOX_BYTES {
                 let mut bytes = head[..head_len].to_vec();
@@ -115,7 +131,10 @@ impl Iterator for Messages {
             }
             if is_mbox {
                 match File::open(&path) {
-                    Ok(f) => self.current_mbox = Some(MboxReader::new(path, f)),
+                    Ok(f) => {
+                        let reader = BufReader::with_capacity(STREAM_BUFFER_BYTES, f);
+                        self.current_mbox = Some(MboxReader::new(path, Box::new(reader)));
+                    }
                     Err(e) => return Some(Err(error(e.to_string()))),
                 }
                 continue;
@@ -140,6 +159,87 @@ impl Iterator for Messages {
         }
     }
 }
+
+impl Messages {
+    /// Starts reading a compressed file whose first bytes (`head`, already
+    /// consumed from `file`) carry a compression magic. An mbox inside
+    /// becomes the current stream (`Ok(None)`); anything else is one message.
+    fn open_compressed(
+        &mut self,
+        path: PathBuf,
+        head: &[u8],
+        file: File,
+        compression: Compression,
+    ) -> Result<Option<RawMessage>, SourceError> {
+        let error = |reason: String| SourceError {
+            path: path.clone(),
+            reason: format!("{}: {reason}", compression.name()),
+        };
+        let compressed = BufReader::new(std::io::Cursor::new(head.to_vec()).chain(file));
+        let mut decoder: Box<dyn Read + Send> = match compression {
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(compressed)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(compressed)
+                    .map_err(|e| error(e.to_string()))?,
+            ),
+        };
+        let mut start = [0u8; 5];
+        let start_len = read_fully(&mut decoder, &mut start).map_err(|e| error(e.to_string()))?;
+        let decompressed = std::io::Cursor::new(start[..start_len].to_vec()).chain(decoder);
+        if &start[..start_len] == b"From " {
+            let reader = BufReader::with_capacity(STREAM_BUFFER_BYTES, decompressed);
+            self.current_mbox = Some(MboxReader::new(path, Box::new(reader)));
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        decompressed
+            .take(MAX_READ_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| error(e.to_string()))?;
+        if bytes.len() as u64 > MAX_READ_BYTES {
+            return Err(error(format!(
+                "decompressed message exceeds the {MAX_READ_BYTES}-byte limit"
+            )));
+        }
+        Ok(Some(RawMessage {
+            origin: Origin {
+                path,
+                mbox_offset: None,
+            },
+            bytes,
+        }))
+    }
+}
+
+/// A compression recognised by its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn detect(head: &[u8]) -> Option<Compression> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Compression::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Read-ahead for streamed mboxes: large enough that a read is rarely
+/// shorter than a message, small enough not to matter per open stream.
+const STREAM_BUFFER_BYTES: usize = 256 * 1024;
 
 /// An mbox up to this size is read whole and split in memory, which is much
 /// faster than the line-by-line stream used for larger ones; it covers every
@@ -194,6 +294,21 @@ fn unquote_line(line: &[u8]) -> &[u8] {
     }
 }
 
+/// Fills `buf` as far as the stream allows; unlike [`read_up_to`] a read
+/// error is returned, because for a decompressor it means corrupt data.
+fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> usize {
     let mut filled = 0;
     while filled < buf.len() {
@@ -223,22 +338,29 @@ fn directory_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Splits an mbox into messages: a `From ` line at the start of the file or
 /// after an empty line starts a message; `>From ` quoting (mboxrd and
 /// mboxo) is undone by one level.
+///
+/// The source is any buffered stream (a file, or a decompressor over one),
+/// so only the current message is ever in memory. A read error ends the
+/// stream: after a decompression error there is no way to resynchronise.
 struct MboxReader {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: Box<dyn BufRead + Send>,
     offset: u64,
     /// The `From ` line that starts the next message, already read.
     next_start: Option<(u64, Vec<u8>)>,
+    /// Reused for every line, so streaming allocates per message, not per line.
+    line: Vec<u8>,
     done: bool,
 }
 
 impl MboxReader {
-    fn new(path: PathBuf, file: File) -> MboxReader {
+    fn new(path: PathBuf, reader: Box<dyn BufRead + Send>) -> MboxReader {
         MboxReader {
             path,
-            reader: BufReader::with_capacity(256 * 1024, file),
+            reader,
             offset: 0,
             next_start: None,
+            line: Vec::new(),
             done: false,
         }
     }
@@ -261,7 +383,7 @@ impl MboxReader {
                         self.offset += n as u64;
                         (start, line)
                     }
-                    Err(e) => return Some(Err(self.error(e.to_string()))),
+                    Err(e) => return Some(Err(self.read_error(e))),
                 }
             }
         };
@@ -269,10 +391,11 @@ impl MboxReader {
         let mut previous_blank = false;
         let mut too_large = false;
         loop {
-            let mut line = Vec::new();
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
             let n = match self.reader.read_until(b'\n', &mut line) {
                 Ok(n) => n,
-                Err(e) => return Some(Err(self.error(e.to_string()))),
+                Err(e) => return Some(Err(self.read_error(e))),
             };
             if n == 0 {
                 self.done = true;
@@ -287,9 +410,10 @@ impl MboxReader {
             previous_blank = line == b"\n" || line == b"\r\n";
             if bytes.len() as u64 > MAX_READ_BYTES {
                 too_large = true;
-                continue;
+            } else {
+                bytes.extend_from_slice(unquote_line(&line));
             }
-            bytes.extend_from_slice(unquote_line(&line));
+            self.line = line;
         }
         if too_large {
             return Some(Err(self.error(format!(
@@ -303,6 +427,13 @@ impl MboxReader {
             },
             bytes,
         }))
+    }
+
+    /// Ends the stream and names where it broke.
+    fn read_error(&mut self, error: std::io::Error) -> SourceError {
+        self.done = true;
+        self.next_start = None;
+        self.error(format!("read error after byte {}: {error}", self.offset))
     }
 
     fn error(&self, reason: String) -> SourceError {
@@ -343,7 +474,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m");
         std::fs::write(&path, text).unwrap();
-        let mut reader = MboxReader::new(path.clone(), File::open(&path).unwrap());
+        let file = BufReader::new(File::open(&path).unwrap());
+        let mut reader = MboxReader::new(path.clone(), Box::new(file));
         let mut streamed = Vec::new();
         while let Some(m) = reader.next_message() {
             streamed.push(m.unwrap());
@@ -381,6 +513,82 @@ mod tests {
             })
             .collect();
         assert_eq!(names, vec!["a.eml", "b.eml", "1"]);
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn origins_and_bytes(path: &Path) -> Vec<(Option<u64>, Vec<u8>)> {
+        Messages::new(&[path.to_owned()])
+            .map(|m| {
+                let m = m.unwrap();
+                (m.origin.mbox_offset, m.bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gzip_and_zstd_mboxes_read_like_the_plain_one() {
+        let text = "From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nbody\n>From quoted\n\nFrom b@x Mon Jan  1 00:00:00 2024\nSubject: two\n\nbody2\n";
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("box");
+        let gz = dir.path().join("box.gz");
+        // Named without a suffix: the magic bytes decide, not the name.
+        let zst = dir.path().join("box-zstd");
+        std::fs::write(&plain, text).unwrap();
+        std::fs::write(&gz, gzip(text.as_bytes())).unwrap();
+        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        let expected = origins_and_bytes(&plain);
+        assert_eq!(expected.len(), 2);
+        assert_eq!(origins_and_bytes(&gz), expected);
+        assert_eq!(origins_and_bytes(&zst), expected);
+    }
+
+    #[test]
+    fn concatenated_gzip_members_are_one_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("box.gz");
+        let mut bytes = gzip(b"From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\n");
+        bytes.extend(gzip(b"From b@x Mon Jan  1 00:00:00 2024\nSubject: two\n\n"));
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(origins_and_bytes(&path).len(), 2);
+    }
+
+    #[test]
+    fn a_compressed_single_message_is_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.eml.gz");
+        let text = b"Subject: x\n\nbody\n\nFrom here on it is still the body\n";
+        std::fs::write(&path, gzip(text)).unwrap();
+        assert_eq!(origins_and_bytes(&path), vec![(None, text.to_vec())]);
+    }
+
+    #[test]
+    fn corrupt_compressed_data_is_one_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("box.gz");
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "From a@x Mon Jan  1 00:00:00 2024\nSubject: {i}\n\nbody {i}\n\n"
+            ));
+        }
+        let mut bytes = gzip(text.as_bytes());
+        let middle = bytes.len() / 2;
+        bytes.truncate(middle);
+        std::fs::write(&path, bytes).unwrap();
+        let items: Vec<_> = Messages::new(std::slice::from_ref(&path)).collect();
+        let errors: Vec<String> = items
+            .iter()
+            .filter_map(|m| m.as_ref().err().map(ToString::to_string))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("box.gz"), "{}", errors[0]);
+        assert!(items.len() > 1, "the messages before the damage are read");
     }
 
     #[test]
