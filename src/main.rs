@@ -34,6 +34,9 @@ enum Command {
     Learn(cli::learn::LearnArgs),
     /// Scan messages and print score, action and symbols.
     Scan(cli::scan::ScanArgs),
+    /// Rescore mail archives offline on every core: one JSON Lines or CSV
+    /// record per message, a summary on stderr.
+    Rescore(cli::rescore::RescoreArgs),
     /// Run the scanning daemon (rspamd's HTTP protocol on a worker and a controller port).
     Serve(server::ServeArgs),
     /// Inspect or maintain the model.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         match args.command {
             Command::Learn(learn) => cli::learn::run(&context, learn),
             Command::Scan(scan) => cli::scan::run(&context, scan),
+            Command::Rescore(rescore) => cli::rescore::run(&context, rescore),
             Command::Model { command } => cli::model::run(&context, command),
             Command::Serve(serve) => {
                 server::run(context.config, args.config.clone(), context.data_dir, serve)

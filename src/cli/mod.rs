@@ -2,6 +2,7 @@
 
 pub mod learn;
 pub mod model;
+pub mod rescore;
 pub mod scan;
 
 use std::path::{Path, PathBuf};
