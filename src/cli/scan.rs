@@ -79,6 +79,13 @@ pub fn run(context: &Context, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = false;
 
+    let batch = BatchScanner {
+        engine: &engine,
+        envelope: &envelope,
+        pool: &pool,
+        args: &args,
+        many,
+    };
     let mut sources: Vec<Result<RawMessage, String>> = Vec::new();
     for file in &args.files {
         if file.as_os_str() == "-" {
@@ -98,28 +105,12 @@ pub fn run(context: &Context, args: ScanArgs) -> anyhow::Result<ExitCode> {
             for item in Messages::new(std::slice::from_ref(file)) {
                 sources.push(item.map_err(|e| e.to_string()));
                 if sources.len() >= BATCH {
-                    failed |= scan_batch(
-                        &engine,
-                        &envelope,
-                        &pool,
-                        &args,
-                        many,
-                        &mut sources,
-                        &mut out,
-                    )?;
+                    failed |= batch.scan(&mut sources, &mut out)?;
                 }
             }
         }
     }
-    failed |= scan_batch(
-        &engine,
-        &envelope,
-        &pool,
-        &args,
-        many,
-        &mut sources,
-        &mut out,
-    )?;
+    failed |= batch.scan(&mut sources, &mut out)?;
     out.flush()?;
     Ok(if failed {
         ExitCode::from(1)
@@ -128,55 +119,71 @@ pub fn run(context: &Context, args: ScanArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Scans `sources` in parallel and prints the results in input order.
-/// Returns whether any source failed.
-fn scan_batch(
-    engine: &Engine,
-    envelope: &Envelope,
-    pool: &rayon::ThreadPool,
-    args: &ScanArgs,
+/// What every batch of one `scan` command shares.
+struct BatchScanner<'a> {
+    engine: &'a Engine,
+    envelope: &'a Envelope,
+    pool: &'a rayon::ThreadPool,
+    args: &'a ScanArgs,
+    /// Several messages: JSON Lines with a `file` key.
     many: bool,
-    sources: &mut Vec<Result<RawMessage, String>>,
-    out: &mut impl Write,
-) -> anyhow::Result<bool> {
-    let batch = std::mem::take(sources);
-    let results: Vec<Result<(RawMessage, Scan, f64), String>> = pool.install(|| {
-        batch
-            .into_par_iter()
-            .map(|source| {
-                let raw = source?;
-                let started = Instant::now();
-                let scan = engine.scan(&raw.bytes, envelope);
-                Ok((raw, scan, started.elapsed().as_secs_f64()))
-            })
-            .collect()
-    });
-    let mut failed = false;
-    for result in results {
-        match result {
-            Err(error) => {
-                failed = true;
-                eprintln!("chaff: {error}");
-            }
-            Ok((raw, scan, seconds)) => {
-                let file = raw.origin.to_string();
-                if args.json {
-                    let reply = CheckV2Reply::new(&scan, seconds);
-                    let mut value = serde_json::to_value(&reply)?;
-                    if many && let serde_json::Value::Object(map) = &mut value {
-                        map.insert("file".into(), serde_json::Value::String(file));
-                    }
-                    writeln!(out, "{}", serde_json::to_string(&value)?)?;
-                } else {
-                    print_text(out, &file, &scan, seconds)?;
+}
+
+impl BatchScanner<'_> {
+    /// Scans `sources` in parallel and prints the results in input order.
+    /// Returns whether any source failed.
+    fn scan(
+        &self,
+        sources: &mut Vec<Result<RawMessage, String>>,
+        out: &mut impl Write,
+    ) -> anyhow::Result<bool> {
+        let batch = std::mem::take(sources);
+        let results: Vec<Result<(RawMessage, Scan, f64), String>> = self.pool.install(|| {
+            batch
+                .into_par_iter()
+                .map(|source| {
+                    let raw = source?;
+                    let started = Instant::now();
+                    let scan = self.engine.scan(&raw.bytes, self.envelope);
+                    Ok((raw, scan, started.elapsed().as_secs_f64()))
+                })
+                .collect()
+        });
+        let mut failed = false;
+        for result in results {
+            match result {
+                Err(error) => {
+                    failed = true;
+                    eprintln!("chaff: {error}");
                 }
-                if args.explain {
-                    print_explanation(out, engine, &raw.bytes, &scan, args.explain_tokens)?;
+                Ok((raw, scan, seconds)) => {
+                    let file = raw.origin.to_string();
+                    if self.args.json {
+                        let reply = CheckV2Reply::new(&scan, seconds);
+                        let mut value = serde_json::to_value(&reply)?;
+                        if self.many
+                            && let serde_json::Value::Object(map) = &mut value
+                        {
+                            map.insert("file".into(), serde_json::Value::String(file));
+                        }
+                        writeln!(out, "{}", serde_json::to_string(&value)?)?;
+                    } else {
+                        print_text(out, &file, &scan, seconds)?;
+                    }
+                    if self.args.explain {
+                        print_explanation(
+                            out,
+                            self.engine,
+                            &raw.bytes,
+                            &scan,
+                            self.args.explain_tokens,
+                        )?;
+                    }
                 }
             }
         }
+        Ok(failed)
     }
-    Ok(failed)
 }
 
 /// The layout `rspamc symbols` prints.

@@ -119,18 +119,17 @@ pub fn legacy_json(scan: &Scan, seconds: f64) -> Vec<u8> {
 /// then `Action:` and one `Symbol:` line per symbol.
 pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
     let verdict = &scan.verdict;
+    let is_spam = if verdict.action.is_spam() {
+        "True"
+    } else {
+        "False"
+    };
     let mut out = String::new();
     if spamc_style {
         out.push_str("SPAMD/1.1 0 EX_OK\r\n");
         out.push_str(&format!(
-            "Spam: {} ; {:.2} / {:.2}\r\n\r\n",
-            if verdict.action.is_spam() {
-                "True"
-            } else {
-                "False"
-            },
-            verdict.score,
-            verdict.required_score
+            "Spam: {is_spam} ; {:.2} / {:.2}\r\n\r\n",
+            verdict.score, verdict.required_score
         ));
         let names: Vec<&str> = verdict.symbols.iter().map(|s| s.name.as_str()).collect();
         out.push_str(&names.join(","));
@@ -139,14 +138,8 @@ pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
     }
     out.push_str("RSPAMD/1.3 0 EX_OK\r\n");
     out.push_str(&format!(
-        "Metric: default; {}; {:.2} / {:.2} / 0.00\r\n",
-        if verdict.action.is_spam() {
-            "True"
-        } else {
-            "False"
-        },
-        verdict.score,
-        verdict.required_score
+        "Metric: default; {is_spam}; {:.2} / {:.2} / 0.00\r\n",
+        verdict.score, verdict.required_score
     ));
     out.push_str(&format!("Action: {}\r\n", verdict.action.name()));
     if let Some(subject) = &verdict.subject {
