@@ -368,9 +368,10 @@ impl Summary {
         };
         writeln!(
             out,
-            "rescored {} messages in {seconds:.2}s ({rate:.0} messages/s, {threads} threads); \
+            "rescored {} messages in {seconds:.2}s ({rate:.0} messages/s, {threads} {}); \
              {} records written; {} failed",
             self.scanned,
+            if threads == 1 { "thread" } else { "threads" },
             self.written,
             self.failures.len()
         )?;
