@@ -136,7 +136,7 @@ pub fn run(context: &Context, args: RescoreArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (sender, receiver) =
         mpsc::sync_channel::<Vec<Result<RawMessage, SourceError>>>(CHANNEL_BATCHES);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    let written = std::thread::scope(|scope| -> anyhow::Result<()> {
         let paths = &args.paths;
         let limit = args.limit;
         scope.spawn(move || read_batches(paths, limit, &sender));
@@ -164,9 +164,16 @@ pub fn run(context: &Context, args: RescoreArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Ok(())
-    })?;
-    out.flush().context("cannot write the output")?;
+    })
+    .and_then(|()| Ok(out.flush()?));
     progress.finish_and_clear();
+    match written {
+        // The reader of our output has gone (`rescore ... | head`): what it
+        // wanted was written, so stop quietly, as `head`'s users expect.
+        Err(error) if is_broken_pipe(&error) => return Ok(ExitCode::SUCCESS),
+        Err(error) => return Err(error.context("cannot write the output")),
+        Ok(()) => {}
+    }
     summary.print(
         &mut std::io::stderr().lock(),
         started.elapsed(),
@@ -176,6 +183,14 @@ pub fn run(context: &Context, args: RescoreArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -215,9 +230,15 @@ fn progress_bar() -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new_spinner();
     let style = indicatif::ProgressStyle::with_template(
-        "{spinner} {human_pos} messages  {per_sec}  {elapsed}",
+        "{spinner} {human_pos} messages  {rate}  {elapsed}",
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} messages/s", state.per_sec());
+        },
+    );
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
