@@ -22,6 +22,7 @@ pub struct Config {
     pub actions: ActionsConfig,
     pub limits: Limits,
     pub bayes: BayesConfig,
+    pub fuzzy: FuzzyConfig,
     pub server: ServerConfig,
     #[serde(default)]
     pub symbols: BTreeMap<String, SymbolConfig>,
@@ -82,6 +83,54 @@ pub struct BayesConfig {
     pub max_tokens: usize,
     pub osb_window: usize,
     pub auto_compact_journal_bytes: u64,
+}
+
+/// Fuzzy (near-copy) detection: which parts get digests, when a near-copy
+/// matches, how long reports live, and the symbol of each list flag.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuzzyConfig {
+    /// Text parts with fewer normalised words get no digest.
+    pub min_words: usize,
+    /// Attachments and images smaller than this get no digest.
+    pub min_bytes: usize,
+    /// The least fraction of equal min-hash values that counts as a match.
+    pub min_similarity: f64,
+    /// Reports not repeated for this many days are ignored and dropped at
+    /// compaction; 0 = never.
+    pub expire_days: u64,
+    /// `fuzzy add` compacts at the end once the journal is this large.
+    pub auto_compact_journal_bytes: u64,
+    /// List flag (as a string key: "1") → symbol.
+    pub flags: BTreeMap<String, FuzzyFlagConfig>,
+}
+
+/// One fuzzy list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuzzyFlagConfig {
+    pub symbol: String,
+    /// Reports at which the symbol reaches (nearly) full strength, as
+    /// rspamd's `max_score`: strength = similarity × tanh(e × weight / max_score).
+    pub max_score: f64,
+}
+
+impl FuzzyConfig {
+    /// The configured list of `flag`, if any.
+    pub fn flag(&self, flag: u32) -> Option<&FuzzyFlagConfig> {
+        self.flags.get(&flag.to_string())
+    }
+
+    pub fn params(&self) -> crate::fuzzy::FuzzyParams {
+        crate::fuzzy::FuzzyParams {
+            min_words: self.min_words,
+            min_bytes: self.min_bytes,
+        }
+    }
+
+    pub fn expire_secs(&self) -> u64 {
+        self.expire_days.saturating_mul(86_400)
+    }
 }
 
 /// The way per-token probabilities are combined into one.
@@ -175,6 +224,17 @@ impl Config {
                     "server.secure_ip: `{network}` is not an address or CIDR network"
                 ));
             }
+        }
+        for (flag, list) in &self.fuzzy.flags {
+            if flag.parse::<u32>().is_err() {
+                return Err(format!("fuzzy.flags.{flag}: a flag is a number"));
+            }
+            if list.max_score.is_nan() || list.max_score <= 0.0 {
+                return Err(format!("fuzzy.flags.{flag}.max_score must be > 0"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.fuzzy.min_similarity) {
+            return Err("fuzzy.min_similarity must be in [0, 1]".into());
         }
         if self.bayes.osb_window == 0 || self.bayes.osb_window > 8 {
             return Err("bayes.osb_window must be between 1 and 8".into());

@@ -3,7 +3,7 @@
 //! ```text
 //! bytes + Envelope
 //!   → message::parse      Message (decoded headers, visible text, links, parts)
-//!   → Features::extract   tokens (and, later, URLs and shingles)
+//!   → Features::extract   tokens, fuzzy digests (and, later, URLs)
 //!   → checks, in order    Vec<Symbol>
 //!   → verdict::combine    score, action
 //! ```
@@ -21,7 +21,7 @@ use crate::checks;
 use crate::config::Config;
 use crate::extract::{Features, Tokenizer};
 use crate::message::{self, Envelope, Message};
-use crate::store::{BayesStore, Class, StoreError, StoreStats};
+use crate::store::{BayesStore, Class, FuzzyStats, FuzzyStore, StoreError, StoreStats};
 use crate::verdict::{self, Verdict};
 
 /// Why learning one message failed.
@@ -31,8 +31,20 @@ pub enum LearnError {
     Empty,
     #[error("no header fields: not a mail message")]
     NotAMessage,
+    #[error("no part long enough to hash (fuzzy.min_words, fuzzy.min_bytes)")]
+    NothingToHash,
+    #[error("fuzzy flag {0} is not configured ([fuzzy.flags.{0}])")]
+    UnknownFlag(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a fuzzy report or removal did.
+#[derive(Debug, Clone)]
+pub struct FuzzyLearned {
+    /// Digests written (add) or found and removed (del).
+    pub digests: usize,
+    pub message_id: Option<String>,
 }
 
 /// The result of scanning one message.
@@ -65,6 +77,7 @@ pub struct Engine {
     config: Config,
     tokenizer: Tokenizer,
     store: BayesStore,
+    fuzzy: FuzzyStore,
 }
 
 impl Engine {
@@ -72,21 +85,37 @@ impl Engine {
     /// seen on the next open).
     pub fn open(config: Config, data_dir: &Path) -> Result<Engine, StoreError> {
         let store = BayesStore::open_read_only(data_dir)?;
-        Ok(Engine::with_store(config, store))
+        let fuzzy = FuzzyStore::open_read_only(data_dir)?;
+        Ok(Engine::with_stores(config, store, fuzzy))
     }
 
-    /// Opens the data directory for learning: takes the writer lock.
+    /// Opens the data directory for learning and fuzzy reports: takes both
+    /// writer locks (the daemon's controller does both).
     pub fn open_for_learning(config: Config, data_dir: &Path) -> Result<Engine, StoreError> {
         let store = BayesStore::open_writer(data_dir)?;
-        Ok(Engine::with_store(config, store))
+        let fuzzy = FuzzyStore::open_writer(data_dir)?;
+        Ok(Engine::with_stores(config, store, fuzzy))
     }
 
-    fn with_store(config: Config, store: BayesStore) -> Engine {
+    /// Opens the data directory for fuzzy reports only: takes `fuzzy.lock`,
+    /// reads the Bayes model without locking it.
+    pub fn open_for_fuzzy_learning(config: Config, data_dir: &Path) -> Result<Engine, StoreError> {
+        let fuzzy = FuzzyStore::open_writer(data_dir)?;
+        let store = BayesStore::open_read_only(data_dir)?;
+        Ok(Engine::with_stores(config, store, fuzzy))
+    }
+
+    fn with_stores(config: Config, store: BayesStore, fuzzy: FuzzyStore) -> Engine {
         Engine {
             tokenizer: Tokenizer::new(config.bayes.osb_window),
             config,
             store,
+            fuzzy,
         }
+    }
+
+    fn features(&self, message: &Message) -> Features {
+        Features::extract_with(message, &self.tokenizer, &self.config.fuzzy.params())
     }
 
     pub fn config(&self) -> &Config {
@@ -101,13 +130,19 @@ impl Engine {
     /// Scans one message: the whole pipeline.
     pub fn scan(&self, raw: &[u8], _envelope: &Envelope) -> Scan {
         let message = self.parse(raw);
-        let features = Features::extract(&message, &self.tokenizer);
+        let features = self.features(&message);
 
         let mut symbols = Vec::new();
         symbols.extend(checks::gtube::check(&message));
         let (bayes_symbol, bayes) =
             checks::bayes::check(&features, &self.store, &self.config.bayes);
         symbols.extend(bayes_symbol);
+        symbols.extend(checks::fuzzy::check(
+            &features,
+            &self.fuzzy,
+            &self.config.fuzzy,
+            unix_now(),
+        ));
 
         let verdict = verdict::combine(symbols, &self.config, &message.subject);
         Scan {
@@ -122,7 +157,7 @@ impl Engine {
     /// first, with their text.
     pub fn explain(&self, raw: &[u8], limit: usize) -> Vec<ExplainedToken> {
         let message = self.parse(raw);
-        let features = Features::extract(&message, &self.tokenizer);
+        let features = self.features(&message);
         let Ok(classification) = bayes::classify(&features.tokens, &self.store, &self.config.bayes)
         else {
             return Vec::new();
@@ -164,6 +199,71 @@ impl Engine {
         })
     }
 
+    /// Reports a message to fuzzy list `flag` with `weight`: every digest of
+    /// it is added (weights summed with earlier reports). Durable only after
+    /// [`Engine::commit`].
+    pub fn fuzzy_add(
+        &mut self,
+        raw: &[u8],
+        flag: u32,
+        weight: u32,
+    ) -> Result<FuzzyLearned, LearnError> {
+        let (message, features) = self.fuzzy_features(raw, flag)?;
+        let now = unix_now();
+        for part in &features.fuzzy.parts {
+            self.fuzzy
+                .add(part.exact, flag, weight, now, Some(&part.minhash))?;
+        }
+        for &digest in &features.fuzzy.attachments {
+            self.fuzzy.add(digest, flag, weight, now, None)?;
+        }
+        Ok(FuzzyLearned {
+            digests: features.fuzzy.parts.len() + features.fuzzy.attachments.len(),
+            message_id: message.message_id,
+        })
+    }
+
+    /// Removes a message's digests from fuzzy list `flag`. Durable only
+    /// after [`Engine::commit`].
+    pub fn fuzzy_del(&mut self, raw: &[u8], flag: u32) -> Result<FuzzyLearned, LearnError> {
+        let (message, features) = self.fuzzy_features(raw, flag)?;
+        let now = unix_now();
+        let mut removed = 0;
+        for digest in features
+            .fuzzy
+            .parts
+            .iter()
+            .map(|p| p.exact)
+            .chain(features.fuzzy.attachments.iter().copied())
+        {
+            if self.fuzzy.delete(digest, flag, now)? {
+                removed += 1;
+            }
+        }
+        Ok(FuzzyLearned {
+            digests: removed,
+            message_id: message.message_id,
+        })
+    }
+
+    fn fuzzy_features(&self, raw: &[u8], flag: u32) -> Result<(Message, Features), LearnError> {
+        if self.config.fuzzy.flag(flag).is_none() {
+            return Err(LearnError::UnknownFlag(flag));
+        }
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Err(LearnError::Empty);
+        }
+        let message = self.parse(raw);
+        if message.headers.is_empty() {
+            return Err(LearnError::NotAMessage);
+        }
+        let features = self.features(&message);
+        if features.fuzzy.is_empty() {
+            return Err(LearnError::NothingToHash);
+        }
+        Ok((message, features))
+    }
+
     /// Replaces the configuration (SIGHUP); the store stays open. The OSB
     /// window may change freely: unigrams and pairs at a given distance hash
     /// the same whatever the window, so the model stays valid.
@@ -172,23 +272,58 @@ impl Engine {
         self.config = config;
     }
 
-    /// Makes all learns so far durable.
+    /// Makes all learns and fuzzy reports so far durable.
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        self.store.commit()
-    }
-
-    /// Folds the journal into the model if it has grown past the configured size.
-    pub fn compact_if_due(&mut self) -> Result<bool, StoreError> {
-        if self.store.journal_bytes() >= self.config.bayes.auto_compact_journal_bytes {
-            self.store.compact()?;
-            return Ok(true);
+        if self.store.is_writable() {
+            self.store.commit()?;
         }
-        Ok(false)
+        if self.fuzzy.is_writable() {
+            self.fuzzy.commit()?;
+        }
+        Ok(())
     }
 
-    /// Folds the journal into the model now.
+    /// Folds each writable store's journal into its model if it has grown
+    /// past the configured size.
+    pub fn compact_if_due(&mut self) -> Result<bool, StoreError> {
+        let mut compacted = false;
+        if self.store.is_writable()
+            && self.store.journal_bytes() >= self.config.bayes.auto_compact_journal_bytes
+        {
+            self.store.compact()?;
+            compacted = true;
+        }
+        if self.fuzzy.is_writable()
+            && self.fuzzy.journal_bytes() >= self.config.fuzzy.auto_compact_journal_bytes
+        {
+            self.compact_fuzzy()?;
+            compacted = true;
+        }
+        Ok(compacted)
+    }
+
+    /// Folds the journals of the writable stores into their models now.
     pub fn compact(&mut self) -> Result<(), StoreError> {
-        self.store.compact()
+        if self.store.is_writable() {
+            self.store.compact()?;
+        }
+        if self.fuzzy.is_writable() {
+            self.compact_fuzzy()?;
+        }
+        Ok(())
+    }
+
+    fn compact_fuzzy(&mut self) -> Result<(), StoreError> {
+        self.fuzzy
+            .compact(unix_now(), self.config.fuzzy.expire_secs())
+    }
+
+    pub fn fuzzy_stats(&self) -> FuzzyStats {
+        self.fuzzy.stats()
+    }
+
+    pub fn verify_fuzzy_store(&self) -> bool {
+        self.fuzzy.verify()
     }
 
     pub fn store_stats(&self) -> StoreStats {
@@ -198,6 +333,13 @@ impl Engine {
     pub fn verify_store(&self) -> bool {
         self.store.verify()
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The identity of a message for idempotent learning: a 128-bit hash of its

@@ -5,6 +5,8 @@
 //!
 //! - [`message`]: raw bytes → [`message::Message`] (MIME, charsets, HTML).
 //! - [`extract`]: message → [`extract::Features`] (tokens), computed once.
+//! - [`fuzzy`]: min-hash and exact digests of text parts and attachments
+//!   (part of the features), matched against [`store::FuzzyStore`].
 //! - [`checks`]: features → [`symbol::Symbol`]s, one file per check.
 //! - [`bayes`]: the classifier's maths, over counts from [`store`].
 //! - [`verdict`]: symbols → score → action.
@@ -19,6 +21,7 @@ pub mod checks;
 pub mod config;
 pub mod engine;
 pub mod extract;
+pub mod fuzzy;
 pub mod mailbox;
 pub mod message;
 pub mod report;

@@ -39,6 +39,11 @@ enum Command {
     Rescore(cli::rescore::RescoreArgs),
     /// Run the scanning daemon (rspamd's HTTP protocol on a worker and a controller port).
     Serve(server::ServeArgs),
+    /// Report messages to fuzzy lists, remove them, inspect the fuzzy store.
+    Fuzzy {
+        #[command(subcommand)]
+        command: cli::fuzzy::FuzzyCommand,
+    },
     /// Inspect or maintain the model.
     Model {
         #[command(subcommand)]
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
             Command::Scan(scan) => cli::scan::run(&context, scan),
             Command::Rescore(rescore) => cli::rescore::run(&context, rescore),
             Command::Model { command } => cli::model::run(&context, command),
+            Command::Fuzzy { command } => cli::fuzzy::run(&context, command),
             Command::Serve(serve) => {
                 server::run(context.config, args.config.clone(), context.data_dir, serve)
             }

@@ -203,19 +203,35 @@ fn rspamc_counters_and_uptime() {
 }
 
 #[test]
-fn rspamc_fuzzy_commands_report_not_implemented() {
+fn rspamc_fuzzy_add_then_scan_then_fuzzy_del() {
     let (_s, mut daemon) = start();
-    let gtube = corpus("gtube.eml");
-    for args in [
-        vec!["fuzzy_add", "-f", "1", "-w", "10", path_str(&gtube)],
-        vec!["fuzzy_del", "-f", "1", path_str(&gtube)],
-    ] {
-        let output = rspamc(daemon.controller, &args);
-        let out = String::from_utf8_lossy(&output.stdout);
-        assert_line(&out, "HTTP error: 501, Not Implemented");
-        assert!(daemon.is_running(), "daemon died after {args:?}");
-        common::assert_pings(daemon.controller);
-    }
+    let spam = corpus("spam-plain.eml");
+    let out = rspamc_ok(
+        daemon.controller,
+        &["fuzzy_add", "-f", "1", "-w", "10", path_str(&spam)],
+    );
+    assert_line(&out, "success = true;");
+    let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Symbol: FUZZY_DENIED (12.00)[1:") && l.ends_with(":100%]")),
+        "{out}"
+    );
+    let out = rspamc_ok(
+        daemon.controller,
+        &["fuzzy_del", "-f", "1", path_str(&spam)],
+    );
+    assert_line(&out, "success = true;");
+    let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
+    assert!(!out.contains("FUZZY_DENIED"), "{out}");
+    // A flag with no list is refused, and the daemon keeps serving.
+    let output = rspamc(
+        daemon.controller,
+        &["fuzzy_add", "-f", "77", path_str(&spam)],
+    );
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_line(&out, "HTTP error: 400, Bad Request");
+    assert!(daemon.is_running());
     common::assert_pings(daemon.worker);
 }
 

@@ -370,6 +370,85 @@ fn malformed_http_gets_4xx_and_the_daemon_keeps_serving() {
 }
 
 #[test]
+fn fuzzy_add_catches_a_mutated_copy_until_fuzzy_del() {
+    let scratch = Scratch::new();
+    let daemon = scratch.serve();
+    let text = "Dear friend, our pharmacy ships genuine medication without prescription \
+        to every country. Order now and save up to ninety percent on all brand products, \
+        fast discreet delivery guaranteed, satisfaction or your money back, visit today";
+    let original =
+        format!("Subject: offer\nMessage-ID: <a@x>\n\n{text}\nhttp://pills.example/a?id=1\n");
+    let copy = format!(
+        "Subject: offer\nMessage-ID: <b@x>\nContent-Type: text/html\n\n<p>{}</p><a href=x>http://other.example/b?id=2</a>\n",
+        text.replace("genuine", "real").replace("ninety", "eighty")
+    );
+    let reply = post(
+        daemon.controller,
+        "/fuzzyadd",
+        &[("Flag", "1"), ("Weight", "5")],
+        original.as_bytes(),
+    );
+    assert_status(&reply, 200);
+    assert_eq!(reply.json(), json!({"success": true}));
+    let scan = post(daemon.worker, "/checkv2", &[], copy.as_bytes()).json();
+    let options = scan["symbols"]["FUZZY_DENIED"]["options"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no FUZZY_DENIED in {scan}"))
+        .to_owned();
+    assert!(
+        options.starts_with("1:") && options.ends_with('%'),
+        "{options}"
+    );
+    assert!(
+        scan["symbols"]["FUZZY_DENIED"]["score"].as_f64().unwrap() > 5.0,
+        "{scan}"
+    );
+    assert_eq!(
+        get(daemon.controller, "/stat", &[]).json()["fuzzy_hashes"]["local"],
+        1
+    );
+
+    // Unknown list, nothing long enough to hash, a bad weight.
+    assert_json_error(
+        &post(
+            daemon.controller,
+            "/fuzzyadd",
+            &[("Flag", "9")],
+            original.as_bytes(),
+        ),
+        400,
+    );
+    assert_json_error(
+        &post(
+            daemon.controller,
+            "/fuzzyadd",
+            &[],
+            b"Subject: x\n\nshort\n",
+        ),
+        404,
+    );
+    assert_json_error(
+        &post(
+            daemon.controller,
+            "/fuzzyadd",
+            &[("Weight", "-3")],
+            original.as_bytes(),
+        ),
+        400,
+    );
+
+    let reply = post(
+        daemon.controller,
+        "/fuzzydel",
+        &[("Flag", "1")],
+        original.as_bytes(),
+    );
+    assert_status(&reply, 200);
+    let scan = post(daemon.worker, "/checkv2", &[], copy.as_bytes()).json();
+    assert!(scan["symbols"].get("FUZZY_DENIED").is_none(), "{scan}");
+}
+
+#[test]
 fn unknown_path_is_404() {
     let scratch = Scratch::new();
     let daemon = scratch.serve();

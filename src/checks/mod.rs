@@ -6,6 +6,7 @@
 //! The engine calls them in the order listed in `engine.rs`.
 
 pub mod bayes;
+pub mod fuzzy;
 pub mod gtube;
 
 pub use crate::symbol::Symbol;

@@ -1,5 +1,6 @@
 //! Command adapters: each reads its arguments, calls the engine and prints.
 
+pub mod fuzzy;
 pub mod learn;
 pub mod model;
 pub mod rescore;

@@ -1,13 +1,14 @@
 //! EXTRACT: the features checks read, computed once per message.
 //!
-//! Today that is the statistical tokens; URLs, addresses and fuzzy shingles
-//! join them here as their checks arrive, so that no check re-derives what
-//! another already computed.
+//! Today that is the statistical tokens and the fuzzy digests
+//! ([`crate::fuzzy`]); URLs and addresses join them here as their checks
+//! arrive, so that no check re-derives what another already computed.
 
 mod tokens;
 
 pub use tokens::{HashSink, TOKENIZER_VERSION, TokenSink, Tokenizer, token_hash};
 
+use crate::fuzzy::{FuzzyDigests, FuzzyParams};
 use crate::message::Message;
 
 /// Everything extracted from one message.
@@ -15,15 +16,23 @@ use crate::message::Message;
 pub struct Features {
     /// Distinct statistical tokens (64-bit hashes, never 0), in first-seen order.
     pub tokens: Vec<u64>,
+    /// Min-hash and exact digests of text parts and attachments.
+    pub fuzzy: FuzzyDigests,
 }
 
 impl Features {
-    /// Extracts the features of `message`.
+    /// Extracts the features of `message`, fuzzy digests with default sizes.
     pub fn extract(message: &Message, tokenizer: &Tokenizer) -> Features {
+        Features::extract_with(message, tokenizer, &FuzzyParams::default())
+    }
+
+    /// Extracts the features of `message`.
+    pub fn extract_with(message: &Message, tokenizer: &Tokenizer, fuzzy: &FuzzyParams) -> Features {
         let mut tokens = Vec::with_capacity(1024);
         tokenizer.tokenize(message, &mut HashSink(&mut tokens));
         Features {
             tokens: distinct(tokens),
+            fuzzy: FuzzyDigests::compute(message, fuzzy),
         }
     }
 }

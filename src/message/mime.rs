@@ -162,6 +162,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                     content_type: content_type.clone(),
                     file_name: part.attachment_name().map(str::to_owned),
                     size: bytes.len(),
+                    digest: xxhash_rust::xxh3::xxh3_128(bytes),
                 });
                 message.content_types.push(content_type);
             }

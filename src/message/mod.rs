@@ -96,6 +96,8 @@ pub struct Attachment {
     pub file_name: Option<String>,
     /// Decoded size in bytes.
     pub size: usize,
+    /// 128-bit hash (XXH3) of the decoded bytes, for fuzzy matching.
+    pub digest: u128,
 }
 
 /// Something the parser had to work around.

@@ -66,11 +66,13 @@ pub async fn handle(
         ),
         (Role::Controller, "learnspam") => learn_request(request, peer, &state, Class::Spam).await,
         (Role::Controller, "learnham") => learn_request(request, peer, &state, Class::Ham).await,
-        (Role::Controller, "fuzzyadd" | "fuzzydel" | "fuzzydelhash") => {
+        (Role::Controller, "fuzzyadd") => fuzzy_request(request, peer, &state, true).await,
+        (Role::Controller, "fuzzydel") => fuzzy_request(request, peer, &state, false).await,
+        (Role::Controller, "fuzzydelhash") => {
             guarded(&request, peer, &state, Privilege::Write, || {
                 error_reply(
                     StatusCode::NOT_IMPLEMENTED,
-                    "fuzzy storage is not available in this version of chaff",
+                    "deleting by hash is not supported; send the message to /fuzzydel",
                 )
             })
         }
@@ -462,6 +464,91 @@ async fn learn_request(
     }
 }
 
+/// `/fuzzyadd` (`add`) and `/fuzzydel`: the `Flag` and `Weight` headers as
+/// `rspamc fuzzy_add -f N -w W` sends them; committed before the reply.
+async fn fuzzy_request(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+    add: bool,
+) -> Reply {
+    let pairs = request_pairs(&request);
+    if !allowed(
+        &state.config().server,
+        peer.ip(),
+        header(&pairs, "password"),
+        Privilege::Write,
+    ) {
+        return error_reply(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let number = |name: &str, default: u32| -> Result<u32, ApiError> {
+        match header(&pairs, name).map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(text) => text.parse::<u32>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} must be a non-negative integer, not `{text}`"),
+                )
+            }),
+        }
+    };
+    let (flag, weight) = match (number("flag", 1), number("weight", 1)) {
+        (Ok(flag), Ok(weight)) => (flag, weight),
+        (Err(error), _) | (_, Err(error)) => return error.into_reply(),
+    };
+    let permit = match state.scan_permits.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    };
+    let body = match read_body(request, state).await {
+        Ok(body) => body,
+        Err(error) => return error.into_reply(),
+    };
+    let task_state = state.clone();
+    let result = state
+        .run_cpu(move || {
+            let _permit = permit;
+            let mut engine = task_state.engine.write().map_err(|_| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned")
+            })?;
+            let done = if add {
+                engine.fuzzy_add(&body, flag, weight)
+            } else {
+                engine.fuzzy_del(&body, flag)
+            };
+            let done = done.map_err(|e| match e {
+                // As rspamd: nothing written is a 404.
+                LearnError::NothingToHash => {
+                    ApiError::new(StatusCode::NOT_FOUND, "No hashes have been written")
+                }
+                LearnError::Store(store) => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot store the fuzzy hashes: {store}"),
+                ),
+                other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+            })?;
+            engine.commit().map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot store the fuzzy hashes: {e}"),
+                )
+            })?;
+            if let Err(error) = engine.compact_if_due() {
+                eprintln!(
+                    "chaff serve: compaction failed (reports are safe in the journal): {error}"
+                );
+            }
+            Ok::<_, ApiError>(done)
+        })
+        .await;
+    match result {
+        // A delete of what is not stored succeeds, as rspamd's storage acks it.
+        Some(Ok(_)) => json_reply(StatusCode::OK, &json!({"success": true})),
+        Some(Err(error)) => error.into_reply(),
+        None => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "fuzzy request failed"),
+    }
+}
+
 fn guarded(
     request: &Request<Incoming>,
     peer: SocketAddr,
@@ -496,6 +583,10 @@ fn stat(state: &State) -> Reply {
         }
         Err(_) => (0, 0, 0, 0),
     };
+    let fuzzy_hashes = state.engine.read().map_or(0, |engine| {
+        let stats = engine.fuzzy_stats();
+        stats.model_entries + stats.overlay_entries
+    });
     let actions: serde_json::Map<String, serde_json::Value> = ACTIONS
         .iter()
         .enumerate()
@@ -528,7 +619,7 @@ fn stat(state: &State) -> Reply {
             "shared_chunks_allocated": 0, "chunks_freed": 0, "chunks_oversized": 0, "fragmented": 0,
             "total_learns": spam_learns + ham_learns,
             "statfiles": [statfile("BAYES_SPAM", spam_learns), statfile("BAYES_HAM", ham_learns)],
-            "fuzzy_hashes": {},
+            "fuzzy_hashes": {"local": fuzzy_hashes},
         }),
     )
 }

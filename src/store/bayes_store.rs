@@ -99,6 +99,10 @@ impl BayesStore {
         })
     }
 
+    pub fn is_writable(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// Learned messages per class: (spam, ham).
     pub fn learns(&self) -> (u64, u64) {
         let header = self.model.header();

@@ -138,3 +138,97 @@ pub fn home_slot(hash: u64, slots: u64) -> usize {
     // The hash is already well mixed; the low bits are as good as any.
     (hash & (slots - 1)) as usize
 }
+
+// ---------------------------------------------------------------- fuzzy ---
+//
+// `fuzzy.model`: a 128-byte [`FuzzyHeader`], then three tables, each 8-byte
+// aligned and read in place:
+// - entries, [`FuzzyEntry`] sorted by (digest, flag): one per stored digest
+//   and list flag;
+// - min-hash signatures, `[u32; MINHASH_VALUES]`, one per text-part entry,
+//   referred to by `FuzzyEntry::minhash_index`;
+// - the LSH candidate index, [`BandRow`] sorted by (key, entry): one row per
+//   band of every signature.
+// `fuzzy.journal` has the Bayes journal's header and framing with its own
+// magic; its records are described in `fuzzy_store.rs`.
+
+/// First eight bytes of every fuzzy model file.
+pub const FUZZY_MAGIC: [u8; 8] = *b"CHAFFFZ\0";
+/// First eight bytes of every fuzzy journal.
+pub const FUZZY_JOURNAL_MAGIC: [u8; 8] = *b"CHAFFFJ\0";
+/// The fuzzy layout this build writes.
+pub const FUZZY_FORMAT_VERSION: u32 = 1;
+/// The oldest fuzzy layout this build still reads.
+pub const FUZZY_OLDEST_SUPPORTED_VERSION: u32 = 1;
+/// `FuzzyEntry::minhash_index` of an entry without a signature (attachments).
+pub const NO_MINHASH: u32 = u32::MAX;
+
+/// The 128-byte header of `fuzzy.model`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct FuzzyHeader {
+    pub magic: [u8; 8],
+    pub format_version: u32,
+    /// CRC-32 of the header with this field zeroed.
+    pub header_crc: u32,
+    /// `fuzzy::FUZZY_DIGEST_VERSION` the digests were computed with.
+    pub digest_version: u32,
+    /// `fuzzy::MINHASH_VALUES`, so a reader can check the row size.
+    pub minhash_values: u32,
+    pub entry_count: u64,
+    pub minhash_count: u64,
+    pub band_rows: u64,
+    /// The journal generation this model already contains.
+    pub journal_generation: u64,
+    pub entries_offset: u64,
+    pub minhashes_offset: u64,
+    pub bands_offset: u64,
+    pub file_len: u64,
+    /// CRC-32 of everything after the header.
+    pub body_crc: u32,
+    pub reserved1: u32,
+    pub reserved: [u64; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<FuzzyHeader>() == 128);
+
+impl FuzzyHeader {
+    /// The header's CRC as it should be stored.
+    pub fn compute_crc(&self) -> u32 {
+        let mut copy = *self;
+        copy.header_crc = 0;
+        crc32fast::hash(bytemuck::bytes_of(&copy))
+    }
+}
+
+/// One stored digest under one list flag.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct FuzzyEntry {
+    pub digest_hi: u64,
+    pub digest_lo: u64,
+    /// The list: 1 = denied (spam), 2 = allowed, others as configured.
+    pub flag: u32,
+    /// Reports, summed (saturating).
+    pub weight: u32,
+    /// Unix time of the last report; with `fuzzy.expire_days`, its expiry.
+    pub last_seen: u64,
+    /// Row in the signature table, or [`NO_MINHASH`].
+    pub minhash_index: u32,
+    pub reserved: u32,
+}
+
+impl FuzzyEntry {
+    pub fn digest(&self) -> u128 {
+        (u128::from(self.digest_hi) << 64) | u128::from(self.digest_lo)
+    }
+}
+
+/// One LSH band of one signature: `key` is `fuzzy::band_key`, `entry` the
+/// entry's index.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct BandRow {
+    pub key: u32,
+    pub entry: u32,
+}

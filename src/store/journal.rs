@@ -39,6 +39,21 @@ pub fn replay(
     path: &Path,
     mut apply: impl FnMut(JournalRecord),
 ) -> Result<Option<Replayed>, StoreError> {
+    replay_frames(path, JOURNAL_MAGIC, FORMAT_VERSION, |payload| {
+        decode_payload(payload).map(&mut apply).is_some()
+    })
+}
+
+/// Reads a framed journal with the given magic and version, calling `apply`
+/// with each intact frame's payload until it returns `false` (a payload that
+/// does not decode ends the journal like a torn frame). Shared by the Bayes
+/// and fuzzy journals. Returns `None` when there is no journal.
+pub fn replay_frames(
+    path: &Path,
+    magic: [u8; 8],
+    version: u32,
+    mut apply: impl FnMut(&[u8]) -> bool,
+) -> Result<Option<Replayed>, StoreError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut file) => {
@@ -57,16 +72,17 @@ pub fn replay(
         return Ok(None);
     }
     let header: JournalHeader = bytemuck::pod_read_unaligned(&bytes[..JOURNAL_HEADER_LEN]);
-    if header.magic != JOURNAL_MAGIC {
+    if header.magic != magic {
         return Err(corrupt("bad journal magic"));
     }
-    if header.format_version != FORMAT_VERSION {
+    if header.format_version != version {
         return Err(corrupt("journal written by another format version"));
     }
     let mut pos = JOURNAL_HEADER_LEN;
-    while let Some(record) = decode_frame(&bytes[pos..]) {
-        let (record, used) = record;
-        apply(record);
+    while let Some((payload, used)) = decode_frame(&bytes[pos..]) {
+        if !apply(payload) {
+            break;
+        }
         pos += used;
     }
     Ok(Some(Replayed {
@@ -83,12 +99,21 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// Decodes one frame; `None` at the end or at a torn or corrupt frame.
-fn decode_frame(bytes: &[u8]) -> Option<(JournalRecord, usize)> {
+/// Decodes one frame into its payload and length; `None` at the end or at
+/// a torn or corrupt frame.
+fn decode_frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
     let len = read_u32(bytes, 0)? as usize;
     let crc = read_u32(bytes, 4)?;
     let payload = bytes.get(FRAME_HEADER..FRAME_HEADER.checked_add(len)?)?;
-    if crc32fast::hash(payload) != crc || payload.len() < PAYLOAD_FIXED {
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((payload, FRAME_HEADER + len))
+}
+
+/// Decodes one Bayes record.
+fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
+    if payload.len() < PAYLOAD_FIXED {
         return None;
     }
     let from = match payload[0] {
@@ -105,15 +130,12 @@ fn decode_frame(bytes: &[u8]) -> Option<(JournalRecord, usize)> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
-    Some((
-        JournalRecord {
-            digest,
-            from,
-            to,
-            tokens,
-        },
-        FRAME_HEADER + len,
-    ))
+    Some(JournalRecord {
+        digest,
+        from,
+        to,
+        tokens,
+    })
 }
 
 /// Appends records; nothing is durable until [`JournalWriter::sync`].
@@ -150,9 +172,19 @@ impl JournalWriter {
 
     /// Atomically replaces the journal with an empty one of `generation`.
     pub fn create(path: &Path, generation: u64) -> Result<JournalWriter, StoreError> {
+        JournalWriter::create_with(path, JOURNAL_MAGIC, FORMAT_VERSION, generation)
+    }
+
+    /// [`JournalWriter::create`] for a journal with its own magic and version.
+    pub fn create_with(
+        path: &Path,
+        magic: [u8; 8],
+        version: u32,
+        generation: u64,
+    ) -> Result<JournalWriter, StoreError> {
         let header = JournalHeader {
-            magic: JOURNAL_MAGIC,
-            format_version: FORMAT_VERSION,
+            magic,
+            format_version: version,
             reserved: 0,
             generation,
         };
@@ -160,27 +192,28 @@ impl JournalWriter {
         JournalWriter::open_at(path, JOURNAL_HEADER_LEN as u64)
     }
 
-    /// Buffers one record.
-    pub fn append(&mut self, digest: u128, from: Option<Class>, to: Class, tokens: &[u64]) {
-        let payload_len = PAYLOAD_FIXED + tokens.len() * 8;
+    /// Buffers one frame whose payload `write` appends.
+    pub fn append_frame(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.pending.len();
-        self.pending
-            .extend_from_slice(&(payload_len as u32).to_le_bytes());
-        self.pending.extend_from_slice(&[0; 4]);
-        let payload_start = self.pending.len();
-        self.pending
-            .extend_from_slice(&[from.map_or(0, Class::as_u8), to.as_u8(), 0, 0]);
-        self.pending
-            .extend_from_slice(&(tokens.len() as u32).to_le_bytes());
-        self.pending
-            .extend_from_slice(&(digest as u64).to_le_bytes());
-        self.pending
-            .extend_from_slice(&((digest >> 64) as u64).to_le_bytes());
-        for token in tokens {
-            self.pending.extend_from_slice(&token.to_le_bytes());
-        }
-        let crc = crc32fast::hash(&self.pending[payload_start..]);
+        self.pending.extend_from_slice(&[0; FRAME_HEADER]);
+        write(&mut self.pending);
+        let payload_len = (self.pending.len() - start - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&self.pending[start + FRAME_HEADER..]);
+        self.pending[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
         self.pending[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Buffers one Bayes record.
+    pub fn append(&mut self, digest: u128, from: Option<Class>, to: Class, tokens: &[u64]) {
+        self.append_frame(|pending| {
+            pending.extend_from_slice(&[from.map_or(0, Class::as_u8), to.as_u8(), 0, 0]);
+            pending.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
+            pending.extend_from_slice(&(digest as u64).to_le_bytes());
+            pending.extend_from_slice(&((digest >> 64) as u64).to_le_bytes());
+            for token in tokens {
+                pending.extend_from_slice(&token.to_le_bytes());
+            }
+        });
     }
 
     /// Writes buffered records and fsyncs: after this returns, they survive

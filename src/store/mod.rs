@@ -10,6 +10,8 @@
 //! - `bayes.journal`: every acknowledged learn, appended and fsynced before it
 //!   is acknowledged, replayed into an in-memory overlay on open.
 //! - `bayes.lock`: one writer at a time; a second is told who holds it.
+//! - `fuzzy.model`, `fuzzy.journal`, `fuzzy.lock`: the fuzzy store, built the
+//!   same way (`fuzzy_file.rs`, `fuzzy_store.rs`), with its own lock.
 //! - Compaction folds the journal into a new model (temp + fsync + rename +
 //!   directory fsync) and then starts a journal of the next generation. The
 //!   generation numbers make every crash point safe: a journal older than the
@@ -20,6 +22,8 @@
 mod atomic_file;
 mod bayes_store;
 pub mod format;
+mod fuzzy_file;
+mod fuzzy_store;
 mod journal;
 mod lock;
 mod model_file;
@@ -27,6 +31,10 @@ mod overlay;
 
 pub use bayes_store::{BayesStore, Change, StoreStats};
 pub use format::{Class, FORMAT_VERSION, OLDEST_SUPPORTED_VERSION};
+pub use fuzzy_store::{
+    FUZZY_JOURNAL_FILE, FUZZY_LOCK_FILE, FUZZY_MODEL_FILE, FuzzyMatch, FuzzyStats, FuzzyStore,
+    LookupParams, MAX_PER_BAND, MAX_VERIFY, NewFuzzyEntry, write_fuzzy_model,
+};
 pub use lock::LockError;
 
 use std::path::PathBuf;

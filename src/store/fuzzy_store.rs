@@ -1,0 +1,827 @@
+//! The fuzzy store: mapped `fuzzy.model` + `fuzzy.journal` + overlay, with
+//! the same design as the Bayes store (see `bayes_store.rs`): an immutable
+//! mapped file, a journal fsynced before a report is acknowledged, an
+//! in-memory overlay of what the journal changed, compaction into a new file
+//! of the next generation, and a writer lock (`fuzzy.lock`, separate from
+//! `bayes.lock` so fuzzy reports and Bayes learns do not wait on each other).
+//!
+//! Journal record payload (little-endian): `op: u8 (1 = add, 2 = delete),
+//! has_minhash: u8, reserved: [u8; 2], flag: u32, weight: u32, reserved: u32,
+//! time: u64, digest: u128, minhash: [u32; MINHASH_VALUES] if has_minhash`.
+//!
+//! Lookup never scans: an exact digest is found by (interpolated) binary
+//! search in the sorted entry table; a near-copy by its LSH bands, each a
+//! binary search in the sorted band table, at most [`MAX_PER_BAND`] rows
+//! each, and at most [`MAX_VERIFY`] candidates whose stored signatures are
+//! compared with the message's. The cost is bounded whatever the store size.
+
+use std::path::{Path, PathBuf};
+
+use bytemuck::Zeroable;
+
+use super::format::{
+    BandRow, FUZZY_FORMAT_VERSION, FUZZY_JOURNAL_MAGIC, FUZZY_MAGIC, FuzzyEntry, FuzzyHeader,
+    NO_MINHASH,
+};
+use super::fuzzy_file::FuzzyFile;
+use super::journal::{self, JournalWriter};
+use super::lock::WriterLock;
+use super::overlay::FastMap;
+use super::{StoreError, atomic_file};
+use crate::fuzzy::{
+    BANDS, FUZZY_DIGEST_VERSION, FuzzyDigests, MINHASH_VALUES, MinHash, band_key, similarity,
+};
+
+pub const FUZZY_MODEL_FILE: &str = "fuzzy.model";
+pub const FUZZY_JOURNAL_FILE: &str = "fuzzy.journal";
+pub const FUZZY_LOCK_FILE: &str = "fuzzy.lock";
+
+/// Rows read per LSH band: a band key shared by very many stored messages
+/// (a common phrase) says little, and must not make a lookup slow.
+pub const MAX_PER_BAND: usize = 8;
+/// Candidates whose signatures are compared, those sharing most bands first.
+pub const MAX_VERIFY: usize = 16;
+
+const OP_ADD: u8 = 1;
+const OP_DEL: u8 = 2;
+const RECORD_FIXED: usize = 40;
+
+/// A stored digest that a message matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuzzyMatch {
+    pub flag: u32,
+    /// The stored digest (the reported part's exact digest).
+    pub digest: u128,
+    /// Fraction of equal min-hash values; 1.0 for an exact match.
+    pub similarity: f64,
+    /// Reports summed.
+    pub weight: u32,
+}
+
+/// What a lookup accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupParams {
+    /// Unix time now.
+    pub now: u64,
+    /// Entries not reported for this long are ignored; 0 = never expire.
+    pub expire_secs: u64,
+    /// The least similarity that counts as a match.
+    pub min_similarity: f64,
+}
+
+/// One entry as written by compaction (and by [`write_fuzzy_model`]).
+#[derive(Debug, Clone)]
+pub struct NewFuzzyEntry {
+    pub digest: u128,
+    pub flag: u32,
+    pub weight: u32,
+    pub last_seen: u64,
+    pub minhash: Option<Box<MinHash>>,
+}
+
+/// Figures for `chaff fuzzy stat`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FuzzyStats {
+    pub format_version: u32,
+    pub digest_version: u32,
+    pub model_entries: u64,
+    pub model_signatures: u64,
+    pub model_bytes: u64,
+    pub overlay_entries: u64,
+    pub journal_bytes: u64,
+    pub journal_generation: u64,
+}
+
+/// An entry's state after the journal: weight, last report, signature.
+#[derive(Debug, Clone)]
+struct Current {
+    weight: u32,
+    last_seen: u64,
+    /// Only when the model does not hold the signature already.
+    minhash: Option<Box<MinHash>>,
+}
+
+#[derive(Default)]
+struct Overlay {
+    /// Per digest, per flag: the new state, or `None` for deleted.
+    entries: FastMap<u128, Vec<(u32, Option<Current>)>>,
+    /// Band keys of the signatures held in `entries`.
+    bands: FastMap<u32, Vec<u128>>,
+}
+
+struct Record {
+    op: u8,
+    flag: u32,
+    weight: u32,
+    time: u64,
+    digest: u128,
+    minhash: Option<Box<MinHash>>,
+}
+
+/// A live entry as a lookup sees it.
+struct View<'a> {
+    flag: u32,
+    weight: u32,
+    last_seen: u64,
+    minhash: Option<&'a MinHash>,
+}
+
+struct Writer {
+    journal: JournalWriter,
+    _lock: WriterLock,
+}
+
+/// Reported digests of one data directory.
+pub struct FuzzyStore {
+    dir: PathBuf,
+    model: FuzzyFile,
+    overlay: Overlay,
+    journal_bytes: u64,
+    writer: Option<Writer>,
+}
+
+impl FuzzyStore {
+    /// Opens for scanning: no lock, the journal replayed read-only.
+    pub fn open_read_only(dir: &Path) -> Result<FuzzyStore, StoreError> {
+        let model = FuzzyFile::open(&dir.join(FUZZY_MODEL_FILE))?;
+        let mut store = FuzzyStore {
+            dir: dir.to_owned(),
+            model,
+            overlay: Overlay::default(),
+            journal_bytes: 0,
+            writer: None,
+        };
+        store.journal_bytes = store.replay()?.map_or(0, |(_, len)| len);
+        Ok(store)
+    }
+
+    /// Opens for reporting: takes `fuzzy.lock`, replays the journal and cuts
+    /// any torn tail off it.
+    pub fn open_writer(dir: &Path) -> Result<FuzzyStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        let lock = WriterLock::acquire(&dir.join(FUZZY_LOCK_FILE))?;
+        let model = FuzzyFile::open(&dir.join(FUZZY_MODEL_FILE))?;
+        let mut store = FuzzyStore {
+            dir: dir.to_owned(),
+            model,
+            overlay: Overlay::default(),
+            journal_bytes: 0,
+            writer: None,
+        };
+        let journal_path = dir.join(FUZZY_JOURNAL_FILE);
+        let generation = store.model.header().journal_generation;
+        let journal = match store.replay()? {
+            Some((found, valid_len)) if found == generation => {
+                JournalWriter::open_at(&journal_path, valid_len)?
+            }
+            _ => new_journal(&journal_path, generation)?,
+        };
+        store.journal_bytes = journal.len();
+        store.writer = Some(Writer {
+            journal,
+            _lock: lock,
+        });
+        Ok(store)
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Replays the journal if its generation matches the model's.
+    fn replay(&mut self) -> Result<Option<(u64, u64)>, StoreError> {
+        let path = self.dir.join(FUZZY_JOURNAL_FILE);
+        let mut records = Vec::new();
+        let Some(replayed) = journal::replay_frames(
+            &path,
+            FUZZY_JOURNAL_MAGIC,
+            FUZZY_FORMAT_VERSION,
+            |payload| match decode_record(payload) {
+                Some(record) => {
+                    records.push(record);
+                    true
+                }
+                None => false,
+            },
+        )?
+        else {
+            return Ok(None);
+        };
+        let model_generation = self.model.header().journal_generation;
+        if replayed.generation > model_generation {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: format!(
+                    "journal generation {} is newer than the model's {model_generation}",
+                    replayed.generation
+                ),
+            });
+        }
+        if replayed.generation == model_generation {
+            for record in records {
+                self.apply(record);
+            }
+        }
+        Ok(Some((replayed.generation, replayed.valid_len)))
+    }
+
+    /// Records one report of `digest` under `flag` (weight added to any
+    /// earlier reports, last-seen set to `time`). Durable after [`commit`].
+    ///
+    /// [`commit`]: FuzzyStore::commit
+    pub fn add(
+        &mut self,
+        digest: u128,
+        flag: u32,
+        weight: u32,
+        time: u64,
+        minhash: Option<&MinHash>,
+    ) -> Result<(), StoreError> {
+        self.record(Record {
+            op: OP_ADD,
+            flag,
+            weight,
+            time,
+            digest,
+            minhash: minhash.map(|m| Box::new(*m)),
+        })
+    }
+
+    /// Records the removal of `digest` from list `flag`; true if it was there.
+    pub fn delete(&mut self, digest: u128, flag: u32, time: u64) -> Result<bool, StoreError> {
+        let present = self.views_of(digest).iter().any(|v| v.flag == flag);
+        self.record(Record {
+            op: OP_DEL,
+            flag,
+            weight: 0,
+            time,
+            digest,
+            minhash: None,
+        })?;
+        Ok(present)
+    }
+
+    fn record(&mut self, record: Record) -> Result<(), StoreError> {
+        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
+        writer
+            .journal
+            .append_frame(|pending| encode_record(&record, pending));
+        self.apply(record);
+        Ok(())
+    }
+
+    fn apply(&mut self, record: Record) {
+        let model_entry = self.model_entry(record.digest, record.flag).copied();
+        let slot_state = self.overlay_state(record.digest, record.flag);
+        let new_state = match record.op {
+            OP_ADD => {
+                let previous = match slot_state {
+                    Some(state) => state.cloned(),
+                    None => model_entry.map(|e| Current {
+                        weight: e.weight,
+                        last_seen: e.last_seen,
+                        minhash: None,
+                    }),
+                };
+                let model_has_minhash = model_entry.is_some_and(|e| e.minhash_index != NO_MINHASH);
+                let (weight, last_seen, minhash) = match previous {
+                    Some(p) => (
+                        p.weight.saturating_add(record.weight),
+                        p.last_seen.max(record.time),
+                        p.minhash.or(record.minhash),
+                    ),
+                    None => (record.weight, record.time, record.minhash),
+                };
+                let minhash = if model_has_minhash { None } else { minhash };
+                if let Some(signature) = &minhash
+                    && !self.overlay_has_signature(record.digest)
+                {
+                    for band in 0..BANDS {
+                        self.overlay
+                            .bands
+                            .entry(band_key(signature, band))
+                            .or_default()
+                            .push(record.digest);
+                    }
+                }
+                Some(Current {
+                    weight,
+                    last_seen,
+                    minhash,
+                })
+            }
+            _ => None,
+        };
+        let list = self.overlay.entries.entry(record.digest).or_default();
+        match list.iter_mut().find(|(flag, _)| *flag == record.flag) {
+            Some(slot) => slot.1 = new_state,
+            None => list.push((record.flag, new_state)),
+        }
+    }
+
+    fn overlay_has_signature(&self, digest: u128) -> bool {
+        self.overlay.entries.get(&digest).is_some_and(|list| {
+            list.iter()
+                .any(|(_, s)| s.as_ref().is_some_and(|c| c.minhash.is_some()))
+        })
+    }
+
+    /// `Some(None)`: deleted in the overlay; `None`: not in the overlay.
+    fn overlay_state(&self, digest: u128, flag: u32) -> Option<Option<&Current>> {
+        self.overlay
+            .entries
+            .get(&digest)?
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, state)| state.as_ref())
+    }
+
+    fn model_entry(&self, digest: u128, flag: u32) -> Option<&FuzzyEntry> {
+        let entries = self.model.entries();
+        self.model
+            .find_digest(digest)
+            .map(|i| &entries[i])
+            .find(|e| e.flag == flag)
+    }
+
+    /// The view of a model entry after the overlay.
+    fn view_of_model(&self, entry: &FuzzyEntry) -> Option<View<'_>> {
+        let model_minhash = self.model.minhash_of(entry);
+        match self.overlay_state(entry.digest(), entry.flag) {
+            Some(None) => None,
+            Some(Some(current)) => Some(View {
+                flag: entry.flag,
+                weight: current.weight,
+                last_seen: current.last_seen,
+                minhash: model_minhash.or(current.minhash.as_deref()),
+            }),
+            None => Some(View {
+                flag: entry.flag,
+                weight: entry.weight,
+                last_seen: entry.last_seen,
+                minhash: model_minhash,
+            }),
+        }
+    }
+
+    /// Every list `digest` is on, after the overlay.
+    fn views_of(&self, digest: u128) -> Vec<View<'_>> {
+        let entries = self.model.entries();
+        let mut views: Vec<View<'_>> = self
+            .model
+            .find_digest(digest)
+            .filter_map(|i| self.view_of_model(&entries[i]))
+            .collect();
+        if let Some(list) = self.overlay.entries.get(&digest) {
+            for (flag, state) in list {
+                if let Some(current) = state
+                    && self.model_entry(digest, *flag).is_none()
+                {
+                    views.push(View {
+                        flag: *flag,
+                        weight: current.weight,
+                        last_seen: current.last_seen,
+                        minhash: current.minhash.as_deref(),
+                    });
+                }
+            }
+        }
+        views
+    }
+
+    /// The stored digests `digests` match: exact part and attachment
+    /// digests, and near-copies of text parts found through the LSH index.
+    /// At most one match per (flag, stored digest), the most similar.
+    pub fn lookup(&self, digests: &FuzzyDigests, params: &LookupParams) -> Vec<FuzzyMatch> {
+        let mut matches: Vec<FuzzyMatch> = Vec::new();
+        let live = |view: &View<'_>| {
+            view.weight > 0
+                && (params.expire_secs == 0
+                    || view.last_seen.saturating_add(params.expire_secs) >= params.now)
+        };
+        let push = |matches: &mut Vec<FuzzyMatch>, flag, digest, similarity, weight| match matches
+            .iter_mut()
+            .find(|m| m.flag == flag && m.digest == digest)
+        {
+            Some(existing) if existing.similarity >= similarity => {}
+            Some(existing) => existing.similarity = similarity,
+            None => matches.push(FuzzyMatch {
+                flag,
+                digest,
+                similarity,
+                weight,
+            }),
+        };
+        let mut candidates: Vec<u32> = Vec::with_capacity(BANDS * MAX_PER_BAND);
+        let mut overlay_candidates: Vec<u128> = Vec::new();
+        for part in &digests.parts {
+            for view in self.views_of(part.exact) {
+                if live(&view) {
+                    push(&mut matches, view.flag, part.exact, 1.0, view.weight);
+                }
+            }
+            candidates.clear();
+            overlay_candidates.clear();
+            for band in 0..BANDS {
+                let key = band_key(&part.minhash, band);
+                self.model.band_entries(key, MAX_PER_BAND, &mut candidates);
+                if let Some(list) = self.overlay.bands.get(&key) {
+                    overlay_candidates.extend(list.iter().take(MAX_PER_BAND));
+                }
+            }
+            // Most shared bands first: the true source shares many.
+            candidates.sort_unstable();
+            let mut ranked: Vec<(usize, u32)> = Vec::new();
+            for run in candidates.chunk_by(|a, b| a == b) {
+                ranked.push((run.len(), run[0]));
+            }
+            ranked.sort_unstable_by_key(|&(hits, _)| std::cmp::Reverse(hits));
+            let entries = self.model.entries();
+            for &(_, index) in ranked.iter().take(MAX_VERIFY) {
+                let Some(entry) = entries.get(index as usize) else {
+                    continue;
+                };
+                let Some(view) = self.view_of_model(entry) else {
+                    continue;
+                };
+                if !live(&view) {
+                    continue;
+                }
+                if let Some(stored) = view.minhash {
+                    let s = similarity(stored, &part.minhash);
+                    if s >= params.min_similarity {
+                        push(&mut matches, view.flag, entry.digest(), s, view.weight);
+                    }
+                }
+            }
+            overlay_candidates.sort_unstable();
+            overlay_candidates.dedup();
+            for &digest in overlay_candidates.iter().take(MAX_VERIFY) {
+                for view in self.views_of(digest) {
+                    if !live(&view) {
+                        continue;
+                    }
+                    if let Some(stored) = view.minhash {
+                        let s = similarity(stored, &part.minhash);
+                        if s >= params.min_similarity {
+                            push(&mut matches, view.flag, digest, s, view.weight);
+                        }
+                    }
+                }
+            }
+        }
+        for &digest in &digests.attachments {
+            for view in self.views_of(digest) {
+                if live(&view) {
+                    push(&mut matches, view.flag, digest, 1.0, view.weight);
+                }
+            }
+        }
+        matches
+    }
+
+    /// Makes every recorded report durable (one fsync).
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
+        writer.journal.sync()?;
+        self.journal_bytes = writer.journal.len();
+        Ok(())
+    }
+
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal_bytes
+    }
+
+    /// Folds the journal into a new model file, dropping deleted entries and
+    /// entries not reported within `expire_secs` of `now` (0 = keep all),
+    /// and starts the next journal generation.
+    pub fn compact(&mut self, now: u64, expire_secs: u64) -> Result<(), StoreError> {
+        self.commit()?;
+        let keep = |weight: u32, last_seen: u64| {
+            weight > 0 && (expire_secs == 0 || last_seen.saturating_add(expire_secs) >= now)
+        };
+        let mut entries = Vec::with_capacity(self.model.entries().len());
+        for entry in self.model.entries() {
+            if let Some(view) = self.view_of_model(entry)
+                && keep(view.weight, view.last_seen)
+            {
+                entries.push(NewFuzzyEntry {
+                    digest: entry.digest(),
+                    flag: entry.flag,
+                    weight: view.weight,
+                    last_seen: view.last_seen,
+                    minhash: view.minhash.map(|m| Box::new(*m)),
+                });
+            }
+        }
+        for (&digest, list) in &self.overlay.entries {
+            for (flag, state) in list {
+                if let Some(current) = state
+                    && self.model_entry(digest, *flag).is_none()
+                    && keep(current.weight, current.last_seen)
+                {
+                    entries.push(NewFuzzyEntry {
+                        digest,
+                        flag: *flag,
+                        weight: current.weight,
+                        last_seen: current.last_seen,
+                        minhash: current.minhash.clone(),
+                    });
+                }
+            }
+        }
+        let model_path = self.dir.join(FUZZY_MODEL_FILE);
+        let next_generation = self.model.header().journal_generation + 1;
+        write_fuzzy_model(&model_path, next_generation, entries)?;
+        // The new model is durable; the old journal is now stale.
+        let journal = new_journal(&self.dir.join(FUZZY_JOURNAL_FILE), next_generation)?;
+        self.model = FuzzyFile::open(&model_path)?;
+        self.overlay = Overlay::default();
+        self.journal_bytes = journal.len();
+        if let Some(writer) = self.writer.as_mut() {
+            writer.journal = journal;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> FuzzyStats {
+        let header = self.model.header();
+        FuzzyStats {
+            format_version: header.format_version,
+            digest_version: header.digest_version,
+            model_entries: header.entry_count,
+            model_signatures: header.minhash_count,
+            model_bytes: self.model.file_len(),
+            overlay_entries: self.overlay.entries.values().map(|l| l.len() as u64).sum(),
+            journal_bytes: self.journal_bytes,
+            journal_generation: header.journal_generation,
+        }
+    }
+
+    /// Re-reads the whole model file and checks its body checksum.
+    pub fn verify(&self) -> bool {
+        self.model.verify_body()
+    }
+}
+
+fn new_journal(path: &Path, generation: u64) -> Result<JournalWriter, StoreError> {
+    JournalWriter::create_with(path, FUZZY_JOURNAL_MAGIC, FUZZY_FORMAT_VERSION, generation)
+}
+
+fn encode_record(record: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[record.op, u8::from(record.minhash.is_some()), 0, 0]);
+    out.extend_from_slice(&record.flag.to_le_bytes());
+    out.extend_from_slice(&record.weight.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&record.time.to_le_bytes());
+    out.extend_from_slice(&(record.digest as u64).to_le_bytes());
+    out.extend_from_slice(&((record.digest >> 64) as u64).to_le_bytes());
+    if let Some(minhash) = &record.minhash {
+        for value in minhash.iter() {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+fn decode_record(payload: &[u8]) -> Option<Record> {
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            payload.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            payload.get(at..at + 8)?.try_into().ok()?,
+        ))
+    };
+    let op = *payload.first()?;
+    if op != OP_ADD && op != OP_DEL {
+        return None;
+    }
+    let has_minhash = *payload.get(1)? == 1;
+    let expected = RECORD_FIXED + if has_minhash { 4 * MINHASH_VALUES } else { 0 };
+    if payload.len() != expected {
+        return None;
+    }
+    let minhash = if has_minhash {
+        let mut values = Box::new([0u32; MINHASH_VALUES]);
+        for (i, value) in values.iter_mut().enumerate() {
+            *value = u32_at(RECORD_FIXED + 4 * i)?;
+        }
+        Some(values)
+    } else {
+        None
+    };
+    Some(Record {
+        op,
+        flag: u32_at(4)?,
+        weight: u32_at(8)?,
+        time: u64_at(16)?,
+        digest: u128::from(u64_at(24)?) | (u128::from(u64_at(32)?) << 64),
+        minhash,
+    })
+}
+
+/// Writes a complete `fuzzy.model` holding `entries` (temp, fsync, rename,
+/// directory fsync). Used by compaction; public so benches and tools can
+/// build large stores without a journal.
+pub fn write_fuzzy_model(
+    path: &Path,
+    journal_generation: u64,
+    mut entries: Vec<NewFuzzyEntry>,
+) -> Result<(), StoreError> {
+    entries.sort_unstable_by_key(|e| (e.digest, e.flag));
+    entries.dedup_by_key(|e| (e.digest, e.flag));
+    let too_many = || StoreError::Corrupt {
+        path: path.to_owned(),
+        reason: "more than 2^32 - 1 fuzzy entries".into(),
+    };
+    if entries.len() >= NO_MINHASH as usize {
+        return Err(too_many());
+    }
+    let mut table = Vec::with_capacity(entries.len());
+    let mut minhashes: Vec<MinHash> = Vec::new();
+    let mut bands: Vec<BandRow> = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let minhash_index = match &entry.minhash {
+            Some(signature) => {
+                for band in 0..BANDS {
+                    bands.push(BandRow {
+                        key: band_key(signature, band),
+                        entry: index as u32,
+                    });
+                }
+                minhashes.push(**signature);
+                (minhashes.len() - 1) as u32
+            }
+            None => NO_MINHASH,
+        };
+        table.push(FuzzyEntry {
+            digest_hi: (entry.digest >> 64) as u64,
+            digest_lo: entry.digest as u64,
+            flag: entry.flag,
+            weight: entry.weight,
+            last_seen: entry.last_seen,
+            minhash_index,
+            reserved: 0,
+        });
+    }
+    drop(entries);
+    bands.sort_unstable_by_key(|row| (row.key, row.entry));
+    let header_len = std::mem::size_of::<FuzzyHeader>() as u64;
+    let entry_bytes: &[u8] = bytemuck::cast_slice(&table);
+    let minhash_bytes: &[u8] = bytemuck::cast_slice(&minhashes);
+    let band_bytes: &[u8] = bytemuck::cast_slice(&bands);
+    let entries_offset = header_len;
+    let minhashes_offset = entries_offset + entry_bytes.len() as u64;
+    let bands_offset = minhashes_offset + minhash_bytes.len() as u64;
+    let mut body_crc = crc32fast::Hasher::new();
+    body_crc.update(entry_bytes);
+    body_crc.update(minhash_bytes);
+    body_crc.update(band_bytes);
+    let mut header = FuzzyHeader {
+        magic: FUZZY_MAGIC,
+        format_version: FUZZY_FORMAT_VERSION,
+        digest_version: FUZZY_DIGEST_VERSION,
+        minhash_values: MINHASH_VALUES as u32,
+        entry_count: table.len() as u64,
+        minhash_count: minhashes.len() as u64,
+        band_rows: bands.len() as u64,
+        journal_generation,
+        entries_offset,
+        minhashes_offset,
+        bands_offset,
+        file_len: bands_offset + band_bytes.len() as u64,
+        body_crc: body_crc.finalize(),
+        ..FuzzyHeader::zeroed()
+    };
+    header.header_crc = header.compute_crc();
+    atomic_file::replace(
+        path,
+        &[
+            bytemuck::bytes_of(&header),
+            entry_bytes,
+            minhash_bytes,
+            band_bytes,
+        ],
+    )
+    .map_err(StoreError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::fuzzy::PartDigest;
+
+    fn signature(seed: u32) -> MinHash {
+        let mut m = [0u32; MINHASH_VALUES];
+        for (i, v) in m.iter_mut().enumerate() {
+            *v = seed.wrapping_mul(2654435761).wrapping_add(i as u32 * 97);
+        }
+        m
+    }
+
+    fn digests_of(exact: u128, minhash: MinHash) -> FuzzyDigests {
+        FuzzyDigests {
+            parts: vec![PartDigest {
+                exact,
+                minhash,
+                words: 50,
+            }],
+            attachments: vec![],
+        }
+    }
+
+    const PARAMS: LookupParams = LookupParams {
+        now: 1_000_000,
+        expire_secs: 1000,
+        min_similarity: 0.3,
+    };
+
+    #[test]
+    fn add_lookup_delete_compact_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FuzzyStore::open_writer(dir.path()).unwrap();
+        let sig = signature(1);
+        store.add(11, 1, 1, 999_500, Some(&sig)).unwrap();
+        store.add(11, 1, 2, 999_600, Some(&sig)).unwrap();
+        store.add(22, 2, 1, 999_600, Some(&signature(2))).unwrap();
+        store.add(33, 1, 1, 999_600, None).unwrap();
+        store.commit().unwrap();
+
+        // A near copy: half the values changed (half the bands intact).
+        let mut near = sig;
+        for v in near.iter_mut().take(MINHASH_VALUES / 2) {
+            *v ^= 0xdead;
+        }
+        let found = store.lookup(&digests_of(99, near), &PARAMS);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].flag, 1);
+        assert_eq!(found[0].digest, 11);
+        assert_eq!(found[0].weight, 3);
+        assert!((found[0].similarity - 0.5).abs() < 1e-9);
+
+        let exact = store.lookup(&digests_of(11, signature(7)), &PARAMS);
+        assert_eq!(exact[0].similarity, 1.0);
+
+        // Read-only view replays the journal.
+        let reader = FuzzyStore::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.lookup(&digests_of(99, near), &PARAMS).len(), 1);
+
+        store.compact(PARAMS.now, PARAMS.expire_secs).unwrap();
+        assert_eq!(store.stats().model_entries, 3);
+        assert_eq!(store.lookup(&digests_of(99, near), &PARAMS)[0].weight, 3);
+        assert!(store.delete(11, 1, 999_700).unwrap());
+        assert!(store.lookup(&digests_of(99, near), &PARAMS).is_empty());
+        store.add(22, 2, 1, 999_800, None).unwrap();
+        store.commit().unwrap();
+        drop(store);
+
+        let store = FuzzyStore::open_writer(dir.path()).unwrap();
+        assert!(store.lookup(&digests_of(99, near), &PARAMS).is_empty());
+        let allowed = store.lookup(&digests_of(5, signature(2)), &PARAMS);
+        assert_eq!(allowed.len(), 1);
+        assert_eq!((allowed[0].flag, allowed[0].weight), (2, 2));
+        let attachment = FuzzyDigests {
+            parts: vec![],
+            attachments: vec![33],
+        };
+        assert_eq!(store.lookup(&attachment, &PARAMS).len(), 1);
+        // Expired: last seen too long ago.
+        let later = LookupParams {
+            now: 2_000_000,
+            ..PARAMS
+        };
+        assert!(store.lookup(&attachment, &later).is_empty());
+    }
+
+    #[test]
+    fn compaction_drops_expired_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FuzzyStore::open_writer(dir.path()).unwrap();
+        store.add(1, 1, 1, 100, Some(&signature(1))).unwrap();
+        store.add(2, 1, 1, 5000, Some(&signature(2))).unwrap();
+        store.compact(5000, 1000).unwrap();
+        assert_eq!(store.stats().model_entries, 1);
+        assert_eq!(store.stats().model_signatures, 1);
+    }
+
+    #[test]
+    fn torn_journal_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FuzzyStore::open_writer(dir.path()).unwrap();
+        store.add(1, 1, 1, 100, Some(&signature(1))).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let path = dir.path().join(FUZZY_JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let intact = bytes.len();
+        bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
+        std::fs::write(&path, &bytes).unwrap();
+        let store = FuzzyStore::open_writer(dir.path()).unwrap();
+        assert_eq!(store.journal_bytes(), intact as u64);
+        let params = LookupParams { now: 100, ..PARAMS };
+        assert_eq!(store.lookup(&digests_of(1, signature(1)), &params).len(), 1);
+    }
+}
