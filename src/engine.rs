@@ -56,6 +56,8 @@ pub struct Scan {
     pub subject: String,
     /// The classifier's answer, or why it abstained.
     pub bayes: Result<Classification, Abstain>,
+    /// Distinct host names of the message's URLs, in order (`/checkv2` `urls`).
+    pub urls: Vec<String>,
 }
 
 /// What learning one message did, and which message it was.
@@ -150,6 +152,7 @@ impl Engine {
             message_id: message.message_id,
             subject: message.subject,
             bayes,
+            urls: url_hosts(&features.urls),
         }
     }
 
@@ -333,6 +336,17 @@ impl Engine {
     pub fn verify_store(&self) -> bool {
         self.store.verify()
     }
+}
+
+/// Distinct hosts of `urls`, first appearance first.
+fn url_hosts(urls: &[crate::extract::Url]) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for url in urls {
+        if !hosts.contains(&url.host) {
+            hosts.push(url.host.clone());
+        }
+    }
+    hosts
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -126,7 +126,7 @@ impl CheckV2Reply {
             subject: verdict.subject.clone(),
             symbols,
             messages,
-            urls: Vec::new(),
+            urls: scan.urls.clone(),
             emails: Vec::new(),
             message_id: scan.message_id.clone(),
             time_real: seconds,

@@ -1,12 +1,14 @@
 //! EXTRACT: the features checks read, computed once per message.
 //!
-//! Today that is the statistical tokens and the fuzzy digests
-//! ([`crate::fuzzy`]); URLs and addresses join them here as their checks
-//! arrive, so that no check re-derives what another already computed.
+//! The statistical tokens, the fuzzy digests ([`crate::fuzzy`]) and the
+//! URLs ([`urls`]), so that no check re-derives what another already
+//! computed.
 
 mod tokens;
+pub mod urls;
 
 pub use tokens::{HashSink, TOKENIZER_VERSION, TokenSink, Tokenizer, token_hash};
+pub use urls::{Url, UrlSource};
 
 use crate::fuzzy::{FuzzyDigests, FuzzyParams};
 use crate::message::Message;
@@ -18,6 +20,8 @@ pub struct Features {
     pub tokens: Vec<u64>,
     /// Min-hash and exact digests of text parts and attachments.
     pub fuzzy: FuzzyDigests,
+    /// Every URL in the message, normalised, with its registrable domain.
+    pub urls: Vec<Url>,
 }
 
 impl Features {
@@ -33,6 +37,7 @@ impl Features {
         Features {
             tokens: distinct(tokens),
             fuzzy: FuzzyDigests::compute(message, fuzzy),
+            urls: urls::extract(message),
         }
     }
 }

@@ -378,6 +378,7 @@ async fn run_scan_with_permit(
                 message_id: None,
                 subject: String::new(),
                 bayes: Err(chaff::bayes::Abstain::NoSignificantTokens),
+                urls: Vec::new(),
             };
             scan.verdict.score = 0.0;
             ScanOutcome::TimedOut(scan)

@@ -1,0 +1,656 @@
+//! URLs: every link a message carries, computed once for all checks.
+//!
+//! Sources: the `href`/`src`/`action` targets and bare `http(s)://` links the
+//! parser collected ([`Message::links`]), and the visible text of every part,
+//! scanned again here for what a reader would take for a link: `www.` forms,
+//! `example.com/path` without a scheme, and the defanged forms spam and
+//! phishing use to slip past filters (`hxxp://`, `example[.]com`,
+//! `example(dot)com`, `[:]//`). Hosts are percent- and entity-decoded,
+//! lowercased, IDNA-encoded, stripped of `user@` prefixes (the classic
+//! `http://bank.example@evil.example/` trick) and of trailing dots; integer
+//! and hexadecimal IPv4 forms (`http://3232235777/`) are recognised as
+//! addresses. Redirector parameters (`?url=`, `?u=`, `?redirect=`, Google's
+//! `/url?q=` …) add their target as a URL of its own, so a blocklisted site
+//! behind a redirector is still seen.
+//!
+//! Each [`Url`] carries its registrable domain by the Public Suffix List
+//! (`psl`, embedded at build time): `a.b.example.co.uk` → `example.co.uk`.
+//!
+//! Never panics, runs in time linear in the text, and stops at
+//! [`MAX_URLS`].
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::message::Message;
+
+/// URLs kept per message; beyond it the rest is ignored.
+pub const MAX_URLS: usize = 512;
+/// Redirector targets followed inside one URL (a redirector to a redirector…).
+const MAX_REDIRECT_DEPTH: usize = 3;
+/// Longest URL looked at; longer candidates are cut (hosts never are).
+const MAX_URL_BYTES: usize = 4096;
+
+/// Where a URL was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlSource {
+    /// An HTML attribute or a bare `http(s)://` link in plain text.
+    Link,
+    /// Found by scanning visible text (`www.`, schemeless, defanged).
+    Text,
+    /// The target of a redirector parameter of another URL.
+    Redirect,
+}
+
+/// One URL, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// `scheme://host[:port]/path?query` with the host normalised (no
+    /// user-info, no fragment).
+    pub url: String,
+    /// Lowercase ASCII host (IDNA), or the address for IP-literal URLs.
+    pub host: String,
+    /// The registrable domain (eTLD+1) by the Public Suffix List; the host
+    /// itself when it is an address or has no registrable part.
+    pub domain: String,
+    /// The address, when the host is one.
+    pub ip: Option<IpAddr>,
+    /// Written defanged (`hxxp`, `[.]`, `(dot)`) or with an encoded host.
+    pub obfuscated: bool,
+    pub source: UrlSource,
+}
+
+/// Extracts every URL of `message`, distinct by normalised URL, in order of
+/// first appearance.
+pub fn extract(message: &Message) -> Vec<Url> {
+    let mut out = Collector::default();
+    for link in &message.links {
+        out.add_link(link, UrlSource::Link, false, 0);
+    }
+    for part in &message.text_parts {
+        scan_text(&part.text, &mut out);
+        if out.urls.len() >= MAX_URLS {
+            break;
+        }
+    }
+    out.urls
+}
+
+/// Extracts the URLs written in one piece of text (no HTML parsing).
+pub fn extract_from_text(text: &str) -> Vec<Url> {
+    let mut out = Collector::default();
+    scan_text(text, &mut out);
+    out.urls
+}
+
+/// The registrable domain of `host` by the Public Suffix List, lowercase;
+/// `None` for addresses and hosts that are themselves a public suffix.
+pub fn registrable_domain(host: &str) -> Option<String> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.parse::<IpAddr>().is_ok() || host.is_empty() {
+        return None;
+    }
+    psl::domain_str(&host).map(str::to_owned)
+}
+
+#[derive(Default)]
+struct Collector {
+    urls: Vec<Url>,
+    seen: HashSet<String>,
+}
+
+impl Collector {
+    fn full(&self) -> bool {
+        self.urls.len() >= MAX_URLS
+    }
+
+    /// Parses `text` as a URL (scheme optional) and records it and the
+    /// targets of its redirector parameters.
+    fn add_link(&mut self, text: &str, source: UrlSource, defanged: bool, depth: usize) {
+        if self.full() {
+            return;
+        }
+        let text = cut(text.trim(), MAX_URL_BYTES);
+        let Some(mut url) = parse_url(text) else {
+            return;
+        };
+        url.obfuscated |= defanged;
+        url.source = source;
+        let targets = if depth < MAX_REDIRECT_DEPTH {
+            redirect_targets(&url.url, &url.host)
+        } else {
+            Vec::new()
+        };
+        if self.seen.insert(url.url.clone()) {
+            self.urls.push(url);
+        }
+        for target in targets {
+            self.add_link(&target, UrlSource::Redirect, false, depth + 1);
+        }
+    }
+}
+
+/// Scans visible text for links, including schemeless and defanged ones.
+fn scan_text(text: &str, out: &mut Collector) {
+    // Cheap pre-filter: text without a dot cannot hold a host name.
+    if !text.contains(['.', '(', '[']) {
+        return;
+    }
+    for raw in text.split(is_separator) {
+        if out.full() {
+            return;
+        }
+        let token = raw.trim_matches(|c: char| {
+            matches!(
+                c,
+                '(' | ')' | '<' | '>' | '"' | '\'' | ',' | ';' | '!' | '?' | '*' | '`' | '{' | '}'
+            )
+        });
+        let token = token.trim_end_matches(['.', ':']);
+        if token.len() < 4 {
+            continue;
+        }
+        let (clean, defanged) = refang(token);
+        let clean = clean.trim_end_matches(['.', ':', ')', ']']);
+        let lower_start: String = clean
+            .chars()
+            .take(8)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if lower_start.starts_with("http://")
+            || lower_start.starts_with("https://")
+            || lower_start.starts_with("www.")
+        {
+            out.add_link(clean, UrlSource::Text, defanged, 0);
+        } else if !clean.contains("://") && !clean.contains('@') && looks_like_bare_url(clean) {
+            // `example.com/path`; a bare `example.com` only when defanged
+            // (`file.zip`, `readme.md` are names, not links).
+            if clean.contains('/') || defanged {
+                out.add_link(clean, UrlSource::Text, defanged, 0);
+            }
+        }
+    }
+}
+
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '<' | '>' | '"' | '|' | '\u{a0}')
+}
+
+/// Undoes common defanging: `hxxp` → `http`, `[.]` / `(.)` / `(dot)` /
+/// `[dot]` / `{.}` → `.`, `[:]` → `:`, and a few numeric entities.
+fn refang(token: &str) -> (String, bool) {
+    let lower = token.to_ascii_lowercase();
+    let needs = lower.contains("hxxp")
+        || lower.contains("dot")
+        || lower.contains("[.]")
+        || lower.contains("(.)")
+        || lower.contains("{.}")
+        || lower.contains("[:]")
+        || lower.contains("&#");
+    if !needs {
+        return (token.to_owned(), false);
+    }
+    const REPLACEMENTS: &[(&str, &str)] = &[
+        ("[.]", "."),
+        ("(.)", "."),
+        ("{.}", "."),
+        ("[dot]", "."),
+        ("(dot)", "."),
+        ("{dot}", "."),
+        ("[:]", ":"),
+        ("&#46;", "."),
+        ("&#x2e;", "."),
+        ("&#58;", ":"),
+        ("&#x3a;", ":"),
+        ("&#47;", "/"),
+        ("&#x2f;", "/"),
+    ];
+    let mut out = String::with_capacity(token.len());
+    let mut changed = false;
+    let mut i = 0;
+    let bytes = lower.as_bytes();
+    'outer: while i < token.len() {
+        for (from, to) in REPLACEMENTS {
+            if bytes[i..].starts_with(from.as_bytes()) {
+                out.push_str(to);
+                i += from.len();
+                changed = true;
+                continue 'outer;
+            }
+        }
+        if bytes[i..].starts_with(b"hxxp") {
+            out.push_str("http");
+            i += 4;
+            changed = true;
+            continue;
+        }
+        // Copy one character (token and lower share char boundaries:
+        // ASCII lowercasing keeps every byte's length).
+        let ch_len = token[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&token[i..i + ch_len]);
+        i += ch_len;
+    }
+    (out, changed)
+}
+
+/// `label.label.tld[/...]` where the TLD is a known public suffix.
+fn looks_like_bare_url(text: &str) -> bool {
+    let host_end = text.find(['/', '?', '#']).unwrap_or(text.len());
+    let host = &text[..host_end];
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    if !host.contains('.') || host.starts_with('.') || host.contains("..") {
+        return false;
+    }
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+    {
+        return false;
+    }
+    let Some(tld) = host.rsplit('.').next() else {
+        return false;
+    };
+    if tld.len() < 2 || !tld.chars().all(char::is_alphabetic) {
+        return false;
+    }
+    let Some(ascii) = to_ascii_host(host) else {
+        return false;
+    };
+    psl::suffix(ascii.as_bytes()).is_some_and(|s| s.is_known())
+}
+
+/// Parses one URL, scheme optional (`http://` is assumed).
+fn parse_url(text: &str) -> Option<Url> {
+    let mut obfuscated = false;
+    let (scheme, rest) = match text.find("://") {
+        Some(at) if at > 0 && at <= 10 => {
+            let scheme = text[..at].to_ascii_lowercase();
+            if !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            {
+                return None;
+            }
+            (scheme, &text[at + 3..])
+        }
+        Some(_) => return None,
+        None => {
+            if let Some(rest) = text.strip_prefix("//") {
+                ("http".to_owned(), rest)
+            } else {
+                let lower = text.get(..7).unwrap_or("").to_ascii_lowercase();
+                if lower.starts_with("mailto:")
+                    || lower.starts_with("tel:")
+                    || lower.starts_with("cid:")
+                    || lower.starts_with("data:")
+                    || lower.starts_with("javascri")
+                    || lower.starts_with('#')
+                {
+                    return None;
+                }
+                ("http".to_owned(), text)
+            }
+        }
+    };
+    let scheme = match scheme.as_str() {
+        "hxxp" | "hxxps" => {
+            obfuscated = true;
+            scheme.replace("xx", "tt")
+        }
+        _ => scheme,
+    };
+    if !matches!(scheme.as_str(), "http" | "https" | "ftp") {
+        return None;
+    }
+    // Backslashes count as slashes, as browsers treat them.
+    let authority_end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let tail = &rest[authority_end..];
+    let tail = tail.split('#').next().unwrap_or("");
+    // user-info: everything up to the last '@' is not the host.
+    let host_port = match authority.rfind('@') {
+        Some(at) => {
+            obfuscated = true;
+            &authority[at + 1..]
+        }
+        None => authority,
+    };
+    let (host_raw, port) = split_port(host_port);
+    let decoded = percent_decode(host_raw);
+    if decoded != host_raw {
+        obfuscated = true;
+    }
+    let host_text = decoded.trim_end_matches('.').to_lowercase();
+    if host_text.is_empty() {
+        return None;
+    }
+    let (host, ip) = if let Some(ip) = parse_host_ip(&host_text) {
+        if ip.to_string() != host_text.trim_matches(['[', ']']) {
+            obfuscated = true;
+        }
+        (ip.to_string(), Some(ip))
+    } else {
+        let ascii = to_ascii_host(&host_text)?;
+        if !ascii.contains('.') && ascii != "localhost" {
+            return None;
+        }
+        (ascii, None)
+    };
+    let domain = match ip {
+        Some(_) => host.clone(),
+        None => registrable_domain(&host).unwrap_or_else(|| host.clone()),
+    };
+    let mut url = String::with_capacity(scheme.len() + 3 + host.len() + tail.len() + 7);
+    url.push_str(&scheme);
+    url.push_str("://");
+    match ip {
+        Some(IpAddr::V6(_)) => {
+            url.push('[');
+            url.push_str(&host);
+            url.push(']');
+        }
+        _ => url.push_str(&host),
+    }
+    if let Some(port) = port {
+        url.push(':');
+        url.push_str(port);
+    }
+    if tail.is_empty() {
+        url.push('/');
+    } else {
+        if !tail.starts_with('/') {
+            url.push('/');
+        }
+        url.push_str(&tail.replace('\\', "/"));
+    }
+    Some(Url {
+        url,
+        host,
+        domain,
+        ip,
+        obfuscated,
+        source: UrlSource::Link,
+    })
+}
+
+fn split_port(host_port: &str) -> (&str, Option<&str>) {
+    if host_port.starts_with('[') {
+        if let Some(end) = host_port.find(']') {
+            let port = host_port[end + 1..].strip_prefix(':');
+            return (&host_port[..=end], port.filter(|p| is_port(p)));
+        }
+        return (host_port, None);
+    }
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if is_port(port) => (host, Some(port)),
+        Some((host, "")) => (host, None),
+        _ => (host_port, None),
+    }
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// IPv4 dotted quads, IPv6 in brackets, and the integer and hexadecimal
+/// forms browsers accept (`3232235777`, `0xc0a80101`).
+fn parse_host_ip(host: &str) -> Option<IpAddr> {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(v4) = host.parse::<Ipv4Addr>() {
+        return Some(IpAddr::V4(v4));
+    }
+    if let Some(hex) = host.strip_prefix("0x")
+        && !hex.is_empty()
+        && hex.len() <= 8
+        && let Ok(n) = u32::from_str_radix(hex, 16)
+    {
+        return Some(IpAddr::V4(Ipv4Addr::from(n)));
+    }
+    if !host.is_empty()
+        && host.len() <= 10
+        && host.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = host.parse::<u32>()
+        && n >= 1 << 24
+    {
+        return Some(IpAddr::V4(Ipv4Addr::from(n)));
+    }
+    None
+}
+
+/// Lowercase ASCII (IDNA) form of a host name; `None` if it is not one.
+fn to_ascii_host(host: &str) -> Option<String> {
+    let ascii = if host.is_ascii() {
+        host.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(host).ok()?
+    };
+    let valid = !ascii.is_empty()
+        && ascii.len() <= 253
+        && ascii.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then_some(ascii)
+}
+
+/// Decodes `%XX` escapes; invalid escapes and invalid UTF-8 stay as they are.
+fn percent_decode(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Query parameters that carry a redirect target on common redirectors.
+const REDIRECT_PARAMS: &[&str] = &[
+    "url",
+    "u",
+    "redirect",
+    "redirect_url",
+    "redirect_uri",
+    "redir",
+    "target",
+    "dest",
+    "destination",
+    "goto",
+    "link",
+    "out",
+    "to",
+    "next",
+    "continue",
+    "r",
+];
+
+/// The URLs hidden in `url`'s query: redirector parameters whose decoded
+/// value is itself a URL. Google's `/url?q=` is recognised by host and path.
+fn redirect_targets(url: &str, host: &str) -> Vec<String> {
+    let Some((before, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    let google_url = before.ends_with("/url")
+        && (psl::domain_str(host).is_some_and(|d| d.starts_with("google."))
+            || host == "google.com");
+    let mut out = Vec::new();
+    for pair in query.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        let wanted = REDIRECT_PARAMS.contains(&name.as_str()) || (google_url && name == "q");
+        if !wanted {
+            continue;
+        }
+        let value = percent_decode(&value.replace('+', " "));
+        let lower = value.get(..8).unwrap_or(&value).to_ascii_lowercase();
+        if lower.starts_with("http://")
+            || lower.starts_with("https://")
+            || lower.starts_with("//")
+            || lower.starts_with("www.")
+        {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(text: &str) -> Vec<String> {
+        extract_from_text(text)
+            .into_iter()
+            .map(|u| u.host)
+            .collect()
+    }
+
+    #[test]
+    fn schemes_www_and_bare_paths() {
+        assert_eq!(
+            hosts("see http://a.example.com/x and www.b.example.org, or c.example.net/path."),
+            vec!["a.example.com", "www.b.example.org", "c.example.net"]
+        );
+        // A bare name without a path is not a link (file names look alike).
+        assert!(hosts("open report.zip or readme.md").is_empty());
+    }
+
+    #[test]
+    fn defanged_forms_are_refanged() {
+        let urls =
+            extract_from_text("hxxp://evil[.]example[.]com/login and bad(dot)example(dot)org");
+        let found: Vec<(&str, bool)> = urls
+            .iter()
+            .map(|u| (u.host.as_str(), u.obfuscated))
+            .collect();
+        assert_eq!(
+            found,
+            vec![("evil.example.com", true), ("bad.example.org", true)]
+        );
+    }
+
+    #[test]
+    fn userinfo_encoding_and_numeric_hosts() {
+        let u = parse_url("http://bank.example.com@evil.example.net/x").unwrap();
+        assert_eq!(u.host, "evil.example.net");
+        assert!(u.obfuscated);
+        let u = parse_url("http://%65vil.example.net/").unwrap();
+        assert_eq!(u.host, "evil.example.net");
+        let u = parse_url("http://3232235777/").unwrap();
+        assert_eq!(u.ip, Some("192.168.1.1".parse().unwrap()));
+        let u = parse_url("http://0xc0a80101/").unwrap();
+        assert_eq!(u.host, "192.168.1.1");
+        let u = parse_url("https://[2001:db8::1]:8443/a").unwrap();
+        assert_eq!(u.url, "https://[2001:db8::1]:8443/a");
+    }
+
+    #[test]
+    fn registrable_domains_by_the_public_suffix_list() {
+        assert_eq!(
+            registrable_domain("a.b.example.co.uk").as_deref(),
+            Some("example.co.uk")
+        );
+        assert_eq!(
+            registrable_domain("shop.example.com.ru").as_deref(),
+            Some("example.com.ru")
+        );
+        assert_eq!(
+            registrable_domain("WWW.Example.COM.").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(registrable_domain("co.uk"), None);
+        assert_eq!(registrable_domain("192.0.2.1"), None);
+        let u = parse_url("http://xn--bcher-kva.example/").unwrap();
+        assert_eq!(u.host, "xn--bcher-kva.example");
+        let u = parse_url("http://bücher.example.de/").unwrap();
+        assert_eq!(
+            u.host,
+            "bücher.example.de".replace("bücher", "xn--bcher-kva")
+        );
+        assert_eq!(u.domain, "example.de");
+    }
+
+    #[test]
+    fn redirector_targets_are_urls_too() {
+        let urls = extract_from_text(
+            "https://www.google.com/url?q=https%3A%2F%2Fphish.example.net%2Flogin&sa=D \
+             http://t.example.com/click?u=http://spam.example.org/offer",
+        );
+        let hosts: Vec<(&str, UrlSource)> =
+            urls.iter().map(|u| (u.host.as_str(), u.source)).collect();
+        assert_eq!(
+            hosts,
+            vec![
+                ("www.google.com", UrlSource::Text),
+                ("phish.example.net", UrlSource::Redirect),
+                ("t.example.com", UrlSource::Text),
+                ("spam.example.org", UrlSource::Redirect),
+            ]
+        );
+    }
+
+    #[test]
+    fn message_links_and_text_are_merged_without_repeats() {
+        let raw = b"Subject: x\nContent-Type: text/html\n\n<a href=\"http://a.example.com/x\">www.b.example.com</a> http://a.example.com/x\n";
+        let message = crate::message::parse(raw, &crate::message::Limits::default());
+        let urls = extract(&message);
+        let hosts: Vec<&str> = urls.iter().map(|u| u.host.as_str()).collect();
+        assert_eq!(hosts, vec!["a.example.com", "www.b.example.com"]);
+    }
+
+    #[test]
+    fn emails_and_non_web_schemes_are_not_urls() {
+        assert!(hosts("write to bob@example.com/x or mailto:bob@example.com").is_empty());
+        assert!(parse_url("javascript:alert(1)").is_none());
+        assert!(parse_url("cid:part1@example.com").is_none());
+    }
+}
