@@ -24,6 +24,12 @@ pub struct Config {
     pub bayes: BayesConfig,
     pub fuzzy: FuzzyConfig,
     pub server: ServerConfig,
+    /// Local URL/domain blocklists, by name.
+    #[serde(default)]
+    pub url_lists: BTreeMap<String, crate::lists::UrlListConfig>,
+    pub network: crate::lists::NetworkConfig,
+    pub auth: crate::auth::AuthConfig,
+    pub envelope: crate::auth::EnvelopeConfig,
     #[serde(default)]
     pub symbols: BTreeMap<String, SymbolConfig>,
 }
@@ -201,6 +207,8 @@ impl Config {
         let config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| e.message().to_owned())?;
+        let mut config = config;
+        crate::lists::register_symbols(&mut config);
         config.validate()?;
         Ok(config)
     }
@@ -236,6 +244,7 @@ impl Config {
         if !(0.0..=1.0).contains(&self.fuzzy.min_similarity) {
             return Err("fuzzy.min_similarity must be in [0, 1]".into());
         }
+        crate::lists::validate(self)?;
         if self.bayes.osb_window == 0 || self.bayes.osb_window > 8 {
             return Err("bayes.osb_window must be between 1 and 8".into());
         }

@@ -80,6 +80,8 @@ pub struct Engine {
     tokenizer: Tokenizer,
     store: BayesStore,
     fuzzy: FuzzyStore,
+    /// Local URL lists and the resolver of the network checks.
+    lists: crate::lists::Lists,
 }
 
 impl Engine {
@@ -109,6 +111,7 @@ impl Engine {
 
     fn with_stores(config: Config, store: BayesStore, fuzzy: FuzzyStore) -> Engine {
         Engine {
+            lists: crate::lists::Lists::new(&config),
             tokenizer: Tokenizer::new(config.bayes.osb_window),
             config,
             store,
@@ -130,7 +133,7 @@ impl Engine {
     }
 
     /// Scans one message: the whole pipeline.
-    pub fn scan(&self, raw: &[u8], _envelope: &Envelope) -> Scan {
+    pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Scan {
         let message = self.parse(raw);
         let features = self.features(&message);
 
@@ -145,6 +148,7 @@ impl Engine {
             &self.config.fuzzy,
             unix_now(),
         ));
+        symbols.extend(self.list_checks(raw, &message, &features, envelope));
 
         let verdict = verdict::combine(symbols, &self.config, &message.subject);
         Scan {
@@ -154,6 +158,70 @@ impl Engine {
             bayes,
             urls: url_hosts(&features.urls),
         }
+    }
+
+    /// URL lists, envelope sanity and, when `[network] enabled`, every DNS
+    /// check at once (DNSBLs, SPF, DKIM, ARC, DMARC, sender MX) within the
+    /// message's DNS budget.
+    fn list_checks(
+        &self,
+        raw: &[u8],
+        message: &Message,
+        features: &Features,
+        envelope: &Envelope,
+    ) -> Vec<checks::Symbol> {
+        let mut symbols = checks::uri::check(features, &self.lists.urls);
+        symbols.extend(checks::envelope::check(envelope, &self.config.envelope));
+        let network = match &self.lists.network {
+            None => return symbols,
+            Some(Err(why)) => {
+                symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option(why.clone()));
+                return symbols;
+            }
+            Some(Ok(network)) => network,
+        };
+        let client = crate::lists::received::client_ip(message, envelope, &self.lists.trusted);
+        // An authenticated submission is the user's own: no RBL, no SPF.
+        let client = client.filter(|_| envelope.user.is_none());
+        let auth_input = checks::auth::AuthInput {
+            raw,
+            envelope,
+            client,
+            from_address: &message.from_address,
+        };
+        let found = network.run(|deadline| async move {
+            let (dnsbl, auth, sender) = tokio::join!(
+                checks::dnsbl::check(
+                    network,
+                    &self.config.network,
+                    client,
+                    &features.urls,
+                    deadline
+                ),
+                checks::auth::check(
+                    network.authenticator(),
+                    &auth_input,
+                    &self.config.auth,
+                    deadline
+                ),
+                checks::envelope::check_dns(
+                    network,
+                    message,
+                    envelope,
+                    &self.config.envelope,
+                    deadline
+                ),
+            );
+            let mut all = dnsbl;
+            all.extend(auth);
+            all.extend(sender);
+            all
+        });
+        match found {
+            Some(found) => symbols.extend(found),
+            None => symbols.push(checks::Symbol::new("DNS_TIMEOUT").with_option("budget")),
+        }
+        crate::lists::merge_symbols(symbols)
     }
 
     /// The tokens that weighed most in the statistical verdict, strongest
@@ -271,6 +339,7 @@ impl Engine {
     /// window may change freely: unigrams and pairs at a given distance hash
     /// the same whatever the window, so the model stays valid.
     pub fn reconfigure(&mut self, config: Config) {
+        self.lists = crate::lists::Lists::new(&config);
         self.tokenizer = Tokenizer::new(config.bayes.osb_window);
         self.config = config;
     }

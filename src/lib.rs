@@ -16,12 +16,14 @@
 //! memory-mapped model, the only `unsafe`), [`mailbox`] (messages out of
 //! files, mbox and maildir), [`report`] (rspamd's JSON reply shape).
 
+pub mod auth;
 pub mod bayes;
 pub mod checks;
 pub mod config;
 pub mod engine;
 pub mod extract;
 pub mod fuzzy;
+pub mod lists;
 pub mod mailbox;
 pub mod message;
 pub mod report;

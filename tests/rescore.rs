@@ -507,13 +507,14 @@ fn the_summary_goes_to_stderr_and_output_to_a_file_when_asked() {
 }
 
 #[test]
-fn network_is_accepted_with_a_note() {
+fn network_flag_is_accepted() {
+    // With --network the DNS checks run against the system's resolver
+    // (bounded by network.budget_ms); whatever it answers, or fails to,
+    // every message still gets its record.
     let t = Trained::new();
     let file = t.dir("in").join("m.eml");
     std::fs::write(&file, message(1)).unwrap();
     let output = t.rescore(&["--network"], &[&file]);
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(json_records(&output).len(), 1);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no network checks"), "{stderr}");
 }

@@ -5,8 +5,12 @@
 //! anything two checks need is computed once in `message` or `extract`.
 //! The engine calls them in the order listed in `engine.rs`.
 
+pub mod auth;
 pub mod bayes;
+pub mod dnsbl;
+pub mod envelope;
 pub mod fuzzy;
 pub mod gtube;
+pub mod uri;
 
 pub use crate::symbol::Symbol;

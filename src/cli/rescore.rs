@@ -93,7 +93,9 @@ pub struct RescoreArgs {
     /// Stop after N messages (counted before the output filters).
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
-    /// Enable network (DNS) checks. chaff has none yet, so this only says so.
+    /// Run the network (DNS) checks too: RBLs, URIBLs, SPF, DKIM, DMARC,
+    /// ARC, sender MX (`[network]` in the config). Off by default, whatever
+    /// the config says, so offline rescoring never waits on a resolver.
     #[arg(long)]
     network: bool,
     /// Message files, directory trees, maildirs, mbox files (plain, gzip or zstd).
@@ -109,13 +111,9 @@ fn parse_action(name: &str) -> Result<Action, String> {
 }
 
 pub fn run(context: &Context, args: RescoreArgs) -> anyhow::Result<ExitCode> {
-    if args.network {
-        eprintln!(
-            "chaff: rescore: --network: chaff has no network checks yet, so there are none to \
-             enable; scoring with local checks only"
-        );
-    }
-    let engine = Engine::open(context.config.clone(), &context.data_dir)
+    let mut config = context.config.clone();
+    config.network.enabled = args.network;
+    let engine = Engine::open(config, &context.data_dir)
         .with_context(|| format!("cannot open {}", context.data_dir.display()))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))

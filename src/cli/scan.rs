@@ -54,13 +54,20 @@ pub struct ScanArgs {
     /// Worker threads (default: all cores).
     #[arg(long, short = 'n')]
     threads: Option<usize>,
+    /// Run the network (DNS) checks too: RBLs, URIBLs, SPF, DKIM, DMARC,
+    /// ARC, sender MX (`[network]` in the config). Off by default, whatever
+    /// the config says.
+    #[arg(long)]
+    network: bool,
     /// Message files, directories, mbox files or maildirs; `-` reads stdin.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
 pub fn run(context: &Context, args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(context.config.clone(), &context.data_dir)
+    let mut config = context.config.clone();
+    config.network.enabled = args.network;
+    let engine = Engine::open(config, &context.data_dir)
         .with_context(|| format!("cannot open {}", context.data_dir.display()))?;
     let envelope = Envelope {
         client_ip: args.ip,

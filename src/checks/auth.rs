@@ -1,0 +1,258 @@
+//! Sender authentication through mail-auth over the shared resolver: SPF
+//! (client address, HELO, MAIL FROM), DKIM, ARC, then DMARC from their
+//! results, as rspamd names them:
+//!
+//! - `R_SPF_ALLOW` / `R_SPF_FAIL` / `R_SPF_SOFTFAIL` / `R_SPF_NEUTRAL` /
+//!   `R_SPF_NA` (no record, or no client address) / `R_SPF_DNSFAIL`
+//!   (temporary error or timeout) / `R_SPF_PERMFAIL` (broken record);
+//! - `R_DKIM_ALLOW` / `R_DKIM_REJECT` / `R_DKIM_TEMPFAIL` / `R_DKIM_NA`
+//!   (options `domain:selector`);
+//! - `ARC_ALLOW` / `ARC_REJECT` / `ARC_DNSFAIL` / `ARC_NA`;
+//! - `DMARC_POLICY_ALLOW` / `DMARC_POLICY_REJECT` /
+//!   `DMARC_POLICY_QUARANTINE` / `DMARC_POLICY_SOFTFAIL` (p=none) /
+//!   `DMARC_NA` / `DMARC_DNSFAIL`.
+//!
+//! Forwarding is not punished: an SRS sender (`SRS0=…`) is named by
+//! `FORWARDED_SRS` (SPF is then the forwarder's, as it should be); a valid
+//! ARC chain sealed by one of `auth.trusted_arc_sealers` turns SPF
+//! fail/softfail into `R_SPF_NEUTRAL` and a DMARC failure into
+//! `DMARC_POLICY_ALLOW`, with the sealer as option (`ARC_ALLOW_TRUSTED`).
+//! Anything that runs out of time says so (`…_DNSFAIL`, `DNS_TIMEOUT`).
+
+use std::net::IpAddr;
+
+use mail_auth::dmarc::Policy;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+};
+use tokio::time::{Instant, timeout_at};
+
+use crate::auth::{AuthConfig, parse_srs};
+use crate::message::Envelope;
+use crate::symbol::Symbol;
+
+/// What the authentication checks read.
+pub struct AuthInput<'a> {
+    pub raw: &'a [u8],
+    pub envelope: &'a Envelope,
+    /// The client address (envelope, else first untrusted hop).
+    pub client: Option<IpAddr>,
+    /// The RFC 5322 From address, lowercase.
+    pub from_address: &'a str,
+}
+
+pub async fn check(
+    authenticator: &MessageAuthenticator,
+    input: &AuthInput<'_>,
+    config: &AuthConfig,
+    deadline: Instant,
+) -> Vec<Symbol> {
+    let mut symbols = Vec::new();
+    let Some(message) = AuthenticatedMessage::parse(input.raw) else {
+        return symbols;
+    };
+    let mail_from = input
+        .envelope
+        .mail_from
+        .as_deref()
+        .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>'))
+        .unwrap_or("");
+    let helo = input.envelope.helo.as_deref().unwrap_or("").trim();
+    if let Some(srs) = parse_srs(mail_from) {
+        let mut symbol = Symbol::new("FORWARDED_SRS").with_option(srs.forwarder.clone());
+        if let Some(original) = srs.original {
+            symbol = symbol.with_option(original);
+        }
+        symbols.push(symbol);
+    }
+
+    // SPF, DKIM and ARC in parallel; DMARC needs the first two.
+    let spf = async {
+        let ip = input.client.filter(|_| config.spf)?;
+        let helo_domain = if helo.is_empty() { "unknown" } else { helo };
+        let params = if mail_from.contains('@') {
+            SpfParameters::verify_mail_from(ip, helo_domain, &config.host_name, mail_from)
+        } else if !helo.is_empty() {
+            SpfParameters::verify_ehlo(ip, helo_domain, &config.host_name)
+        } else {
+            return None;
+        };
+        Some(timeout_at(deadline, authenticator.verify_spf(params)).await)
+    };
+    let dkim = async {
+        if !config.dkim && !config.dmarc {
+            return None;
+        }
+        Some(timeout_at(deadline, authenticator.verify_dkim(&message)).await)
+    };
+    let arc = async {
+        if !config.arc {
+            return None;
+        }
+        Some(timeout_at(deadline, authenticator.verify_arc(&message)).await)
+    };
+    let (spf, dkim, arc) = tokio::join!(spf, dkim, arc);
+
+    let mut timed_out: Vec<&str> = Vec::new();
+    // ARC first: a trusted sealer changes how SPF and DMARC read.
+    let mut trusted_sealer: Option<String> = None;
+    match &arc {
+        None => {}
+        Some(Err(_)) => {
+            timed_out.push("arc");
+            symbols.push(Symbol::new("ARC_DNSFAIL").with_option("timeout"));
+        }
+        Some(Ok(output)) => {
+            let sealer = output
+                .sets()
+                .last()
+                .map(|set| set.seal.header.d.to_ascii_lowercase());
+            match output.result() {
+                DkimResult::None => symbols.push(Symbol::new("ARC_NA")),
+                DkimResult::Pass => {
+                    let sealer = sealer.unwrap_or_default();
+                    symbols.push(Symbol::new("ARC_ALLOW").with_option(sealer.clone()));
+                    if config
+                        .trusted_arc_sealers
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(&sealer))
+                    {
+                        symbols.push(Symbol::new("ARC_ALLOW_TRUSTED").with_option(sealer.clone()));
+                        trusted_sealer = Some(sealer);
+                    }
+                }
+                DkimResult::TempError(e) => {
+                    symbols.push(Symbol::new("ARC_DNSFAIL").with_option(e.to_string()))
+                }
+                DkimResult::Fail(e) | DkimResult::PermError(e) | DkimResult::Neutral(e) => {
+                    symbols.push(Symbol::new("ARC_REJECT").with_option(e.to_string()))
+                }
+            }
+        }
+    }
+
+    let spf_domain = mail_from
+        .rsplit_once('@')
+        .map_or(helo, |(_, d)| d)
+        .to_ascii_lowercase();
+    let spf_output: SpfOutput = match &spf {
+        None => {
+            if config.spf {
+                symbols.push(Symbol::new("R_SPF_NA").with_option("no client address or sender"));
+            }
+            SpfOutput::new(spf_domain.clone())
+        }
+        Some(Err(_)) => {
+            timed_out.push("spf");
+            symbols.push(Symbol::new("R_SPF_DNSFAIL").with_option("timeout"));
+            SpfOutput::new(spf_domain.clone()).with_result(SpfResult::TempError)
+        }
+        Some(Ok(output)) => {
+            let option = output.domain().to_owned();
+            let name = match output.result() {
+                SpfResult::Pass => "R_SPF_ALLOW",
+                SpfResult::Fail | SpfResult::SoftFail if trusted_sealer.is_some() => {
+                    "R_SPF_NEUTRAL"
+                }
+                SpfResult::Fail => "R_SPF_FAIL",
+                SpfResult::SoftFail => "R_SPF_SOFTFAIL",
+                SpfResult::Neutral => "R_SPF_NEUTRAL",
+                SpfResult::TempError => "R_SPF_DNSFAIL",
+                SpfResult::PermError => "R_SPF_PERMFAIL",
+                SpfResult::None => "R_SPF_NA",
+            };
+            if config.spf {
+                let mut symbol = Symbol::new(name).with_option(option);
+                if let Some(sealer) = &trusted_sealer
+                    && matches!(output.result(), SpfResult::Fail | SpfResult::SoftFail)
+                {
+                    symbol = symbol.with_option(format!("forwarded via {sealer}"));
+                }
+                symbols.push(symbol);
+            }
+            output.clone()
+        }
+    };
+
+    let dkim_outputs = match dkim {
+        None => Vec::new(),
+        Some(Err(_)) => {
+            timed_out.push("dkim");
+            symbols.push(Symbol::new("R_DKIM_TEMPFAIL").with_option("timeout"));
+            Vec::new()
+        }
+        Some(Ok(outputs)) => {
+            if config.dkim {
+                symbols.extend(dkim_symbols(&outputs));
+            }
+            outputs
+        }
+    };
+
+    if config.dmarc && !input.from_address.is_empty() {
+        let params = DmarcParameters::new(&message, &dkim_outputs, &spf_domain, &spf_output);
+        match timeout_at(deadline, authenticator.verify_dmarc(params)).await {
+            Err(_) => {
+                timed_out.push("dmarc");
+                symbols.push(Symbol::new("DMARC_DNSFAIL").with_option("timeout"));
+            }
+            Ok(output) => {
+                let domain = output.domain().to_owned();
+                let name = match output.result() {
+                    DmarcResult::None => "DMARC_NA",
+                    DmarcResult::Pass => "DMARC_POLICY_ALLOW",
+                    DmarcResult::TempError(_) => "DMARC_DNSFAIL",
+                    DmarcResult::PermError(_) => "DMARC_BAD_POLICY",
+                    DmarcResult::Fail(_) if trusted_sealer.is_some() => "DMARC_POLICY_ALLOW",
+                    DmarcResult::Fail(_) => match output.policy() {
+                        Policy::Reject => "DMARC_POLICY_REJECT",
+                        Policy::Quarantine => "DMARC_POLICY_QUARANTINE",
+                        Policy::None | Policy::Unspecified => "DMARC_POLICY_SOFTFAIL",
+                    },
+                };
+                let mut symbol = Symbol::new(name).with_option(domain);
+                if let (Some(sealer), DmarcResult::Fail(_)) = (&trusted_sealer, output.result()) {
+                    symbol = symbol.with_option(format!("arc-trusted:{sealer}"));
+                }
+                symbols.push(symbol);
+            }
+        }
+    }
+    if !timed_out.is_empty() {
+        let mut symbol = Symbol::new("DNS_TIMEOUT");
+        for what in timed_out {
+            symbol = symbol.with_option(what);
+        }
+        symbols.push(symbol);
+    }
+    symbols
+}
+
+fn dkim_symbols(outputs: &[mail_auth::DkimOutput<'_>]) -> Vec<Symbol> {
+    if outputs.is_empty() {
+        return vec![Symbol::new("R_DKIM_NA")];
+    }
+    let mut allow = Symbol::new("R_DKIM_ALLOW");
+    let mut reject = Symbol::new("R_DKIM_REJECT");
+    let mut tempfail = Symbol::new("R_DKIM_TEMPFAIL");
+    for output in outputs {
+        let id = output
+            .signature()
+            .map(|s| format!("{}:{}", s.d, s.s))
+            .unwrap_or_else(|| "?".to_owned());
+        match output.result() {
+            DkimResult::Pass => allow.options.push(id),
+            DkimResult::TempError(_) => tempfail.options.push(id),
+            DkimResult::None => {}
+            DkimResult::Fail(_) | DkimResult::PermError(_) | DkimResult::Neutral(_) => {
+                reject.options.push(id)
+            }
+        }
+    }
+    [allow, reject, tempfail]
+        .into_iter()
+        .filter(|s| !s.options.is_empty())
+        .collect()
+}
