@@ -24,7 +24,9 @@ fn zones() -> Zones {
         .mx("sender.test", "mx.sender.test.")
         .a("mx.sender.test", "192.0.2.25")
         .a("nomx.test", "192.0.2.26")
-        .txt("unrelated.test", "x");
+        .txt("unrelated.test", "x")
+        .ptr("10.2.0.192.in-addr.arpa", "mail.sender.test.")
+        .ptr("11.2.0.192.in-addr.arpa", "dynamic-11.isp.test.");
     z
 }
 
@@ -296,4 +298,28 @@ fn envelope_sanity_without_network() {
             .contains(&"HFILTER_HOSTNAME_UNKNOWN".to_owned())
     );
     assert!(check("mail.a.example", None, 50).contains(&"RCPT_COUNT_MANY".to_owned()));
+}
+
+#[test]
+fn helo_is_compared_with_the_looked_up_reverse_name() {
+    let server = DnsServer::start(zones());
+    // 192.0.2.10 reverses to mail.sender.test, the HELO: nothing.
+    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
+    assert!(
+        symbol(&s, "HFILTER_HELO_NOT_RDNS").is_none(),
+        "{:?}",
+        names(&s)
+    );
+    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.11"));
+    let found = symbol(&s, "HFILTER_HELO_NOT_RDNS").unwrap_or_else(|| panic!("{:?}", names(&s)));
+    assert_eq!(
+        found.options,
+        vec!["mail.sender.test != dynamic-11.isp.test"]
+    );
+    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.99"));
+    assert!(
+        symbol(&s, "HFILTER_HOSTNAME_UNKNOWN").is_some(),
+        "{:?}",
+        names(&s)
+    );
 }

@@ -47,9 +47,71 @@ pub fn check(envelope: &Envelope, config: &EnvelopeConfig) -> Vec<Symbol> {
     symbols
 }
 
+/// Over DNS: the sender's domain must have an MX or an address, and, when
+/// the MTA did not say what the client's reverse name is, it is looked up
+/// to compare with the HELO name.
+pub async fn check_dns(
+    network: &Network,
+    message: &Message,
+    envelope: &Envelope,
+    config: &EnvelopeConfig,
+    deadline: Instant,
+) -> Vec<Symbol> {
+    let (mut sender, reverse) = tokio::join!(
+        sender_domain(network, message, envelope, config, deadline),
+        reverse_name(network, envelope, deadline)
+    );
+    sender.extend(reverse);
+    sender
+}
+
+/// HELO against the client's PTR names, when the envelope has none.
+async fn reverse_name(network: &Network, envelope: &Envelope, deadline: Instant) -> Vec<Symbol> {
+    let (Some(ip), Some(helo), None) = (
+        envelope.client_ip,
+        envelope.helo.as_deref(),
+        envelope.client_hostname.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    let helo = helo.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !helo.contains('.')
+        || helo
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    {
+        return Vec::new(); // already named by the local checks
+    }
+    if ip.is_loopback() {
+        return Vec::new();
+    }
+    match network.ptr(ip, deadline).await {
+        Lookup::Found(names) => {
+            let helo_domain = crate::extract::urls::registrable_domain(&helo);
+            let matches = names.iter().any(|name| {
+                *name == helo || crate::extract::urls::registrable_domain(name) == helo_domain
+            });
+            if matches {
+                Vec::new()
+            } else {
+                vec![
+                    Symbol::new("HFILTER_HELO_NOT_RDNS")
+                        .with_option(format!("{helo} != {}", names.join(","))),
+                ]
+            }
+        }
+        Lookup::NotFound => {
+            vec![Symbol::new("HFILTER_HOSTNAME_UNKNOWN").with_option(ip.to_string())]
+        }
+        Lookup::TimedOut => vec![Symbol::new("DNS_TIMEOUT").with_option("ptr")],
+        Lookup::Failed(_) => Vec::new(),
+    }
+}
+
 /// The sender's domain (MAIL FROM, else the From header) must have an MX
 /// or an address to be answerable.
-pub async fn check_dns(
+async fn sender_domain(
     network: &Network,
     message: &Message,
     envelope: &Envelope,

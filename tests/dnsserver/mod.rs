@@ -51,6 +51,15 @@ impl Zones {
             .push(RData::MX(MX::new(10, Name::from_ascii(exchange).unwrap())));
         self
     }
+    pub fn ptr(&mut self, name: &str, target: &str) -> &mut Self {
+        self.records
+            .entry((Zones::key(name), RecordType::PTR))
+            .or_default()
+            .push(RData::PTR(hickory_proto::rr::rdata::PTR(
+                Name::from_ascii(target).unwrap(),
+            )));
+        self
+    }
     fn exists(&self, name: &str) -> bool {
         self.records.keys().any(|(n, _)| n == name)
     }
