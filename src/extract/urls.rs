@@ -147,7 +147,13 @@ fn scan_text(text: &str, out: &mut Collector) {
             )
         });
         let token = token.trim_end_matches(['.', ':']);
-        if token.len() < 4 {
+        // Most words hold no dot and no `(dot)`: skip them before any
+        // allocation (this loop sees every word of every text part).
+        if token.len() < 4
+            || !(token.contains('.')
+                || memchr::memmem::find(token.as_bytes(), b"dot").is_some()
+                || memchr::memmem::find(token.as_bytes(), b"DOT").is_some())
+        {
             continue;
         }
         let (clean, defanged) = refang(token);
