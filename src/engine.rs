@@ -4,8 +4,10 @@
 //! bytes + Envelope
 //!   → message::parse      Message (decoded headers, visible text, links, parts)
 //!   → Features::extract   tokens, fuzzy digests (and, later, URLs)
-//!   → checks, in order    Vec<Symbol>
-//!   → verdict::combine    score, action
+//!   → maps                allow/deny lists; a forced action ends the scan here
+//!   → checks, in order    Vec<Symbol>   (gtube, bayes, fuzzy, rules)
+//!   → rules.finish        metas and composites over all symbols
+//!   → verdict::combine    score, action (weights: config over rule files)
 //! ```
 //!
 //! The daemon, the CLI and the rescorer are adapters over [`Engine::scan`]
@@ -13,6 +15,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -21,6 +25,7 @@ use crate::checks;
 use crate::config::Config;
 use crate::extract::{Features, Tokenizer};
 use crate::message::{self, Envelope, Message};
+use crate::rules::{Input, RuleSet, RulesError};
 use crate::store::{BayesStore, Class, FuzzyStats, FuzzyStore, StoreError, StoreStats};
 use crate::verdict::{self, Verdict};
 
@@ -37,6 +42,41 @@ pub enum LearnError {
     UnknownFlag(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why an engine could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rules: {0}")]
+    Rules(#[from] RulesError),
+}
+
+/// Rules in force and the configuration they complete: the rule files'
+/// weights with the config's `[symbols]` over them. Replaced whole.
+pub struct Active {
+    pub rules: RuleSet,
+    /// What `verdict::combine` reads.
+    pub config: Config,
+}
+
+impl Active {
+    /// Loads and compiles the rules and maps `config` names.
+    pub fn load(config: &Config) -> Result<Active, RulesError> {
+        let rules = RuleSet::load(config)?;
+        let mut merged = config.clone();
+        for (name, symbol) in rules.symbols() {
+            merged
+                .symbols
+                .entry(name.clone())
+                .or_insert_with(|| symbol.clone());
+        }
+        Ok(Active {
+            rules,
+            config: merged,
+        })
+    }
 }
 
 /// What a fuzzy report or removal did.
@@ -82,40 +122,84 @@ pub struct Engine {
     fuzzy: FuzzyStore,
     /// Local URL lists and the resolver of the network checks.
     lists: crate::lists::Lists,
+    active: RwLock<Arc<Active>>,
+    /// When rule and map files were last checked for changes.
+    rules_checked: Mutex<Instant>,
 }
 
 impl Engine {
     /// Opens the data directory for scanning (no lock; learns by others are
     /// seen on the next open).
-    pub fn open(config: Config, data_dir: &Path) -> Result<Engine, StoreError> {
+    pub fn open(config: Config, data_dir: &Path) -> Result<Engine, OpenError> {
         let store = BayesStore::open_read_only(data_dir)?;
         let fuzzy = FuzzyStore::open_read_only(data_dir)?;
-        Ok(Engine::with_stores(config, store, fuzzy))
+        Engine::with_stores(config, store, fuzzy)
     }
 
     /// Opens the data directory for learning and fuzzy reports: takes both
     /// writer locks (the daemon's controller does both).
-    pub fn open_for_learning(config: Config, data_dir: &Path) -> Result<Engine, StoreError> {
+    pub fn open_for_learning(config: Config, data_dir: &Path) -> Result<Engine, OpenError> {
         let store = BayesStore::open_writer(data_dir)?;
         let fuzzy = FuzzyStore::open_writer(data_dir)?;
-        Ok(Engine::with_stores(config, store, fuzzy))
+        Engine::with_stores(config, store, fuzzy)
     }
 
     /// Opens the data directory for fuzzy reports only: takes `fuzzy.lock`,
     /// reads the Bayes model without locking it.
-    pub fn open_for_fuzzy_learning(config: Config, data_dir: &Path) -> Result<Engine, StoreError> {
+    pub fn open_for_fuzzy_learning(config: Config, data_dir: &Path) -> Result<Engine, OpenError> {
         let fuzzy = FuzzyStore::open_writer(data_dir)?;
         let store = BayesStore::open_read_only(data_dir)?;
-        Ok(Engine::with_stores(config, store, fuzzy))
+        Engine::with_stores(config, store, fuzzy)
     }
 
-    fn with_stores(config: Config, store: BayesStore, fuzzy: FuzzyStore) -> Engine {
-        Engine {
+    fn with_stores(
+        config: Config,
+        store: BayesStore,
+        fuzzy: FuzzyStore,
+    ) -> Result<Engine, OpenError> {
+        let active = Active::load(&config)?;
+        Ok(Engine {
             lists: crate::lists::Lists::new(&config),
             tokenizer: Tokenizer::new(config.bayes.osb_window),
             config,
             store,
             fuzzy,
+            active: RwLock::new(Arc::new(active)),
+            rules_checked: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The rules in force. At most every `rules.reload_check_secs`, one
+    /// caller checks the rule and map files and, if one changed, loads them
+    /// anew; a set that fails to load leaves the old one in force.
+    pub fn active(&self) -> Arc<Active> {
+        let current = match self.active.read() {
+            Ok(active) => active.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let interval = Duration::from_secs(self.config.rules.reload_check_secs);
+        let due = match self.rules_checked.try_lock() {
+            Ok(mut checked) if checked.elapsed() >= interval => {
+                *checked = Instant::now();
+                true
+            }
+            _ => false,
+        };
+        if !due || !current.rules.changed() {
+            return current;
+        }
+        match Active::load(&self.config) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                if let Ok(mut active) = self.active.write() {
+                    *active = fresh.clone();
+                }
+                fresh
+            }
+            Err(error) => {
+                eprintln!("chaff: rules changed but do not load, keeping the old ones: {error}");
+                current
+            }
         }
     }
 
@@ -134,23 +218,37 @@ impl Engine {
 
     /// Scans one message: the whole pipeline.
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Scan {
+        let active = self.active();
         let message = self.parse(raw);
         let features = self.features(&message);
+        let input = Input::new(&message, raw, envelope);
 
-        let mut symbols = Vec::new();
-        symbols.extend(checks::gtube::check(&message));
-        let (bayes_symbol, bayes) =
-            checks::bayes::check(&features, &self.store, &self.config.bayes);
-        symbols.extend(bayes_symbol);
-        symbols.extend(checks::fuzzy::check(
-            &features,
-            &self.fuzzy,
-            &self.config.fuzzy,
-            unix_now(),
-        ));
-        symbols.extend(self.list_checks(raw, &message, &features, envelope));
+        // Maps first: an allow/deny map with a forced action ends the scan
+        // here, as rspamd's multimap prefilter does.
+        let maps = checks::maps::check(&active.rules, &input);
+        let mut symbols = maps.symbols;
+        let mut bayes = Err(bayes::Abstain::Skipped);
+        if !maps.stop {
+            symbols.extend(checks::gtube::check(&message));
+            let (bayes_symbol, classified) =
+                checks::bayes::check(&features, &self.store, &self.config.bayes);
+            bayes = classified;
+            symbols.extend(bayes_symbol);
+            symbols.extend(checks::fuzzy::check(
+                &features,
+                &self.fuzzy,
+                &self.config.fuzzy,
+                unix_now(),
+            ));
+            symbols.extend(checks::rules::check(&active.rules, &input));
+            symbols.extend(self.list_checks(raw, &message, &features, envelope));
+        }
+        // Metas and composites see every symbol found above.
+        let symbols = active
+            .rules
+            .finish(symbols, &|name| active.config.weight(name));
 
-        let verdict = verdict::combine(symbols, &self.config, &message.subject);
+        let verdict = verdict::combine(symbols, &active.config, &message.subject);
         Scan {
             verdict,
             message_id: message.message_id,
@@ -335,13 +433,28 @@ impl Engine {
         Ok((message, features))
     }
 
-    /// Replaces the configuration (SIGHUP); the store stays open. The OSB
-    /// window may change freely: unigrams and pairs at a given distance hash
-    /// the same whatever the window, so the model stays valid.
-    pub fn reconfigure(&mut self, config: Config) {
+    /// Replaces the configuration and reloads the rules (SIGHUP); the store
+    /// stays open. The OSB window may change freely: unigrams and pairs at a
+    /// given distance hash the same whatever the window, so the model stays
+    /// valid. Rules that fail to load leave everything as it was.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), RulesError> {
+        let active = Active::load(&config)?;
+        self.reconfigure_with(config, active);
+        Ok(())
+    }
+
+    /// Replaces the configuration with rules already loaded from it
+    /// ([`Active::load`], done outside any lock the caller holds).
+    pub fn reconfigure_with(&mut self, config: Config, active: Active) {
         self.lists = crate::lists::Lists::new(&config);
         self.tokenizer = Tokenizer::new(config.bayes.osb_window);
         self.config = config;
+        if let Ok(mut current) = self.active.write() {
+            *current = Arc::new(active);
+        }
+        if let Ok(mut checked) = self.rules_checked.lock() {
+            *checked = Instant::now();
+        }
     }
 
     /// Makes all learns and fuzzy reports so far durable.

@@ -7,7 +7,9 @@
 //! - [`extract`]: message → [`extract::Features`] (tokens), computed once.
 //! - [`fuzzy`]: min-hash and exact digests of text parts and attachments
 //!   (part of the features), matched against [`store::FuzzyStore`].
-//! - [`checks`]: features → [`symbol::Symbol`]s, one file per check.
+//! - [`checks`]: features → [`symbol::Symbol`]s, one file per check;
+//!   [`rules`] (regex, eval and meta rules) and [`maps`] (allow/deny lists)
+//!   are two of them.
 //! - [`bayes`]: the classifier's maths, over counts from [`store`].
 //! - [`verdict`]: symbols → score → action.
 //! - [`engine`]: the pipeline above in one function, [`Engine::scan`].
@@ -25,8 +27,10 @@ pub mod extract;
 pub mod fuzzy;
 pub mod lists;
 pub mod mailbox;
+pub mod maps;
 pub mod message;
 pub mod report;
+pub mod rules;
 pub mod store;
 pub mod symbol;
 pub mod verdict;

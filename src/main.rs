@@ -44,6 +44,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::fuzzy::FuzzyCommand,
     },
+    /// Check rule files (and SpamAssassin's), or see each rule's hit rate
+    /// on spam and ham.
+    Rules {
+        #[command(subcommand)]
+        command: cli::rules::RulesCommand,
+    },
     /// Inspect or maintain the model.
     Model {
         #[command(subcommand)]
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
             Command::Scan(scan) => cli::scan::run(&context, scan),
             Command::Rescore(rescore) => cli::rescore::run(&context, rescore),
             Command::Model { command } => cli::model::run(&context, command),
+            Command::Rules { command } => cli::rules::run(&context, command),
             Command::Fuzzy { command } => cli::fuzzy::run(&context, command),
             Command::Serve(serve) => {
                 server::run(context.config, args.config.clone(), context.data_dir, serve)

@@ -76,6 +76,8 @@ pub enum Abstain {
     NotEnoughLearns { spam: u64, ham: u64, required: u64 },
     /// No token of the message was significant.
     NoSignificantTokens,
+    /// The scan ended before classifying (a map forced the action).
+    Skipped,
 }
 
 /// Classifies a message from its distinct tokens.

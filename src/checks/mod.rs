@@ -11,6 +11,8 @@ pub mod dnsbl;
 pub mod envelope;
 pub mod fuzzy;
 pub mod gtube;
+pub mod maps;
+pub mod rules;
 pub mod uri;
 
 pub use crate::symbol::Symbol;

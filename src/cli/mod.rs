@@ -4,6 +4,7 @@ pub mod fuzzy;
 pub mod learn;
 pub mod model;
 pub mod rescore;
+pub mod rules;
 pub mod scan;
 
 use std::path::{Path, PathBuf};

@@ -14,7 +14,19 @@ pub struct HtmlText {
     pub text: String,
     /// `href` and `src` targets, in document order, entity-decoded.
     pub links: Vec<String>,
+    /// Each `<a href>` with the visible text inside it, in document order.
+    pub anchors: Vec<Anchor>,
 }
+
+/// A link and the text a reader sees on it (to tell when they disagree).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Anchor {
+    pub href: String,
+    pub text: String,
+}
+
+/// Anchors kept per HTML part.
+const MAX_ANCHORS: usize = 256;
 
 /// Elements whose content is never shown to a reader.
 const INVISIBLE: &[&str] = &["script", "style", "head", "title", "template", "noscript"];
@@ -51,6 +63,8 @@ pub fn html_to_text(html: &str) -> HtmlText {
     let bytes = html.as_bytes();
     let mut pos = 0;
     let mut text_start = 0;
+    // The open `<a href>`: its target and where its text starts in `out.text`.
+    let mut open_anchor: Option<(String, usize)> = None;
     while let Some(offset) = memchr::memchr(b'<', &bytes[pos..]) {
         let lt = pos + offset;
         push_decoded(&mut out.text, &html[text_start..lt]);
@@ -72,6 +86,17 @@ pub fn html_to_text(html: &str) -> HtmlText {
             continue;
         };
         pos = lt + 1 + tag.length;
+        if tag.name == "a" {
+            if let Some((href, start)) = open_anchor.take() {
+                close_anchor(&mut out, href, start);
+            }
+            if !tag.closing
+                && let Some(href) = tag.attr("href")
+                && !href.is_empty()
+            {
+                open_anchor = Some((href, out.text.len()));
+            }
+        }
         if !tag.closing {
             match tag.name.as_str() {
                 "a" | "area" | "link" => collect(&mut out.links, tag.attr("href")),
@@ -96,7 +121,17 @@ pub fn html_to_text(html: &str) -> HtmlText {
         text_start = pos;
     }
     push_decoded(&mut out.text, &html[text_start.min(html.len())..]);
+    if let Some((href, start)) = open_anchor {
+        close_anchor(&mut out, href, start);
+    }
     out
+}
+
+fn close_anchor(out: &mut HtmlText, href: String, start: usize) {
+    if out.anchors.len() < MAX_ANCHORS {
+        let text = out.text.get(start..).unwrap_or_default().trim().to_owned();
+        out.anchors.push(Anchor { href, text });
+    }
 }
 
 struct Tag<'a> {
@@ -339,6 +374,26 @@ mod tests {
             vec![
                 "http://a.example/x?y=1&z=2".to_owned(),
                 "http://img.example/p.gif".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn anchors_keep_their_visible_text() {
+        let r = html_to_text(
+            "<p>See <a href=\"http://evil.example/x\">www.<b>bank</b>.example</a> and <a href=x>y",
+        );
+        assert_eq!(
+            r.anchors,
+            vec![
+                Anchor {
+                    href: "http://evil.example/x".into(),
+                    text: "www. bank .example".into()
+                },
+                Anchor {
+                    href: "x".into(),
+                    text: "y".into()
+                }
             ]
         );
     }

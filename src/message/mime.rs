@@ -89,6 +89,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
     let mut stack: Vec<(&mail_parser::Message<'_>, u32, usize)> = vec![(root, 0, 0)];
     let mut visited = 0usize;
     let mut text_bytes = 0usize;
+    let mut html_bytes = 0usize;
     while let Some((owner, part_id, depth)) = stack.pop() {
         if depth > limits.max_mime_depth {
             message.note(ParseProblem::TooDeep);
@@ -149,6 +150,20 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 message.content_types.push(content_type);
                 let rendered = html_to_text(html);
                 message.links.extend(rendered.links);
+                message.anchors.extend(rendered.anchors);
+                let room = limits.max_text_bytes.saturating_sub(html_bytes);
+                let mut source = html.to_string();
+                if source.len() > room {
+                    let mut cut = room;
+                    while cut > 0 && !source.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    source.truncate(cut);
+                }
+                html_bytes += source.len();
+                if !source.is_empty() {
+                    message.html_sources.push(source);
+                }
                 push_text(
                     message,
                     TextKind::Html,

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-pub use html::{HtmlText, html_to_text};
+pub use html::{Anchor, HtmlText, html_to_text};
 pub use mime::parse;
 
 /// Bounds on what one message may cost. Input beyond a bound is not an
@@ -140,6 +140,11 @@ pub struct Message {
     pub text_parts: Vec<TextPart>,
     /// Link and image targets found in HTML (href, src), in order.
     pub links: Vec<String>,
+    /// HTML links with their visible text (`<a href>…</a>`), in order.
+    pub anchors: Vec<Anchor>,
+    /// The decoded, unrendered source of each HTML part, in order (for
+    /// rules on the raw body: hidden text, styles, comments).
+    pub html_sources: Vec<String>,
     /// Non-text parts.
     pub attachments: Vec<Attachment>,
     /// `type/subtype` of every leaf part, in order.

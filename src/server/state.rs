@@ -164,12 +164,14 @@ impl State {
         Ok(())
     }
 
-    /// Re-reads the configuration file (SIGHUP). An invalid file leaves the
-    /// running configuration untouched.
+    /// Re-reads the configuration file and the rules and maps it names
+    /// (SIGHUP). An invalid file or rule leaves everything untouched. Rules
+    /// compile before the engine is locked, so scans wait only for the swap.
     pub fn reload(&self) -> anyhow::Result<()> {
         let config = Config::load(self.config_path.as_deref())?;
+        let active = chaff::engine::Active::load(&config)?;
         if let Ok(mut engine) = self.engine.write() {
-            engine.reconfigure(config.clone());
+            engine.reconfigure_with(config.clone(), active);
         }
         if let Ok(mut current) = self.config.write() {
             *current = Arc::new(config);

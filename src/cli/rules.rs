@@ -1,0 +1,226 @@
+//! `chaff rules check|stats`: load the configured rules offline, and see
+//! how often each fires on labelled mail.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chaff::engine::Active;
+use chaff::mailbox::Messages;
+use chaff::message::Envelope;
+use chaff::rules::Input;
+use rayon::prelude::*;
+
+use super::Context;
+
+#[derive(clap::Subcommand)]
+pub enum RulesCommand {
+    /// Load and compile the configured rules (and these SpamAssassin
+    /// files); print rules loaded and skipped per kind, with reasons.
+    Check {
+        /// SpamAssassin `.cf` files or directories, added to
+        /// `rules.spamassassin`.
+        #[arg(long)]
+        spamassassin: Vec<PathBuf>,
+        /// Also list every skipped rule with its file, line and reason.
+        #[arg(long)]
+        list_skipped: bool,
+    },
+    /// Each rule's hit rate on spam and on ham of a labelled corpus (or
+    /// its hit count on unlabelled PATHs).
+    Stats {
+        #[arg(long)]
+        spam: Vec<PathBuf>,
+        #[arg(long)]
+        ham: Vec<PathBuf>,
+        /// SpamAssassin `.cf` files or directories, added to
+        /// `rules.spamassassin`.
+        #[arg(long)]
+        spamassassin: Vec<PathBuf>,
+        /// Print one line per message: path and the rules that fired.
+        #[arg(long)]
+        per_message: bool,
+        /// Unlabelled messages, files, directories or mbox files.
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub fn run(context: &Context, command: RulesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RulesCommand::Check {
+            spamassassin,
+            list_skipped,
+        } => check(context, spamassassin, list_skipped),
+        RulesCommand::Stats {
+            spam,
+            ham,
+            spamassassin,
+            per_message,
+            paths,
+        } => stats(context, spam, ham, spamassassin, per_message, paths),
+    }
+}
+
+fn load(context: &Context, spamassassin: Vec<PathBuf>) -> anyhow::Result<Active> {
+    let mut config = context.config.clone();
+    config.rules.enabled = true;
+    config.rules.spamassassin.extend(spamassassin);
+    Ok(Active::load(&config)?)
+}
+
+fn check(
+    context: &Context,
+    spamassassin: Vec<PathBuf>,
+    list_skipped: bool,
+) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let active = match load(context, spamassassin) {
+        Ok(active) => active,
+        Err(error) => {
+            eprintln!("chaff rules check: {error:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let report = &active.rules.report;
+    let skipped = report.skipped_by_kind();
+    let mut kinds: Vec<&String> = report.loaded.keys().chain(skipped.keys()).collect();
+    kinds.sort();
+    kinds.dedup();
+    println!("{:<12} {:>8} {:>8}", "kind", "loaded", "skipped");
+    let (mut total_loaded, mut total_skipped) = (0, 0);
+    for kind in kinds {
+        let loaded = report.loaded.get(kind).copied().unwrap_or(0);
+        let reasons = skipped.get(kind);
+        let n_skipped: usize = reasons.map_or(0, |r| r.values().sum());
+        total_loaded += loaded;
+        total_skipped += n_skipped;
+        println!("{kind:<12} {loaded:>8} {n_skipped:>8}");
+        if let Some(reasons) = reasons {
+            let mut reasons: Vec<(&String, &usize)> = reasons.iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (reason, count) in reasons {
+                println!("{:<12} {:>8} {count:>8}  {reason}", "", "");
+            }
+        }
+    }
+    println!("{:<12} {total_loaded:>8} {total_skipped:>8}", "total");
+    println!(
+        "patterns: {} behind the literal prefilter, {} in the no-literal set, {} by fancy-regex",
+        report.prefiltered, report.in_set, report.fancy
+    );
+    let maps = active.rules.maps.specs().count();
+    if maps > 0 {
+        println!("maps: {maps}");
+    }
+    println!("compiled in {:.2} s", started.elapsed().as_secs_f64());
+    if list_skipped {
+        for skip in &report.skipped {
+            println!(
+                "skipped {} {} ({}): {}",
+                skip.origin, skip.symbol, skip.kind, skip.reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(
+    context: &Context,
+    spam: Vec<PathBuf>,
+    ham: Vec<PathBuf>,
+    spamassassin: Vec<PathBuf>,
+    per_message: bool,
+    paths: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let active = load(context, spamassassin)?;
+    let limits = &context.config.limits;
+    let envelope = Envelope::default();
+    let mut classes: Vec<(&str, Vec<PathBuf>)> = Vec::new();
+    if !spam.is_empty() || !ham.is_empty() {
+        classes.push(("spam", spam));
+        classes.push(("ham", ham));
+    }
+    if !paths.is_empty() {
+        classes.push(("all", paths));
+    }
+    if classes.is_empty() {
+        anyhow::bail!("give --spam DIR and --ham DIR, or PATHs");
+    }
+    // Per class: messages, then hits per symbol.
+    let mut totals: Vec<(&str, usize, BTreeMap<String, usize>)> = Vec::new();
+    let mut failed = false;
+    for (class, paths) in classes {
+        let mut hits: BTreeMap<String, usize> = BTreeMap::new();
+        let mut count = 0usize;
+        let mut batch = Vec::new();
+        let mut messages = Messages::new(&paths).peekable();
+        loop {
+            batch.clear();
+            for item in messages.by_ref().take(512) {
+                match item {
+                    Ok(raw) => batch.push(raw),
+                    Err(error) => {
+                        eprintln!("chaff rules stats: {error}");
+                        failed = true;
+                    }
+                }
+            }
+            if batch.is_empty() && messages.peek().is_none() {
+                break;
+            }
+            let fired: Vec<(String, Vec<String>)> = batch
+                .par_iter()
+                .map(|raw| {
+                    let message = chaff::message::parse(&raw.bytes, limits);
+                    let input = Input::new(&message, &raw.bytes, &envelope);
+                    let mut symbols = active.rules.maps.check(&input).symbols;
+                    symbols.extend(active.rules.check(&input));
+                    let symbols = active
+                        .rules
+                        .finish(symbols, &|name| active.config.weight(name));
+                    let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
+                    names.sort();
+                    names.dedup();
+                    (raw.origin.path.display().to_string(), names)
+                })
+                .collect();
+            for (path, names) in fired {
+                count += 1;
+                if per_message {
+                    println!("{class}\t{path}\t{}", names.join(","));
+                }
+                for name in names {
+                    *hits.entry(name).or_default() += 1;
+                }
+            }
+        }
+        totals.push((class, count, hits));
+    }
+    if per_message {
+        return Ok(ExitCode::from(u8::from(failed)));
+    }
+    let mut symbols: Vec<&String> = totals.iter().flat_map(|(_, _, h)| h.keys()).collect();
+    symbols.sort();
+    symbols.dedup();
+    print!("{:<28} {:>7}", "symbol", "weight");
+    for (class, count, _) in &totals {
+        print!(" {:>14}", format!("{class} ({count})"));
+    }
+    println!();
+    let rate = |hits: usize, count: usize| {
+        if count == 0 {
+            0.0
+        } else {
+            hits as f64 * 100.0 / count as f64
+        }
+    };
+    for symbol in symbols {
+        print!("{symbol:<28} {:>7.2}", active.config.weight(symbol));
+        for (_, count, hits) in &totals {
+            let n = hits.get(symbol).copied().unwrap_or(0);
+            print!(" {:>14}", format!("{n} {:.1}%", rate(n, *count)));
+        }
+        println!();
+    }
+    Ok(ExitCode::from(u8::from(failed)))
+}

@@ -1,0 +1,381 @@
+//! The texts rules match, each built once per message and only when some
+//! rule needs it.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
+use crate::message::{Envelope, Message};
+
+/// Which form of a header a rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HeaderForm {
+    /// RFC 2047-decoded and unfolded (SpamAssassin's default).
+    Decoded,
+    /// As written, folding kept, nothing decoded (`:raw`).
+    Raw,
+    /// The addresses only, one per line (`:addr`).
+    Addr,
+    /// The display names only, one per line (`:name`).
+    Name,
+}
+
+impl HeaderForm {
+    pub fn from_name(name: &str) -> Option<HeaderForm> {
+        Some(match name {
+            "decoded" => HeaderForm::Decoded,
+            "raw" => HeaderForm::Raw,
+            "addr" => HeaderForm::Addr,
+            "name" => HeaderForm::Name,
+            _ => return None,
+        })
+    }
+}
+
+/// Which envelope field an `envelope` rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EnvelopeField {
+    Ip,
+    Helo,
+    Hostname,
+    MailFrom,
+    Rcpt,
+    User,
+}
+
+impl EnvelopeField {
+    pub fn from_name(name: &str) -> Option<EnvelopeField> {
+        Some(match name {
+            "ip" => EnvelopeField::Ip,
+            "helo" => EnvelopeField::Helo,
+            "hostname" => EnvelopeField::Hostname,
+            "mail_from" => EnvelopeField::MailFrom,
+            "rcpt" => EnvelopeField::Rcpt,
+            "user" => EnvelopeField::User,
+            _ => return None,
+        })
+    }
+}
+
+/// One text a rule can match. Rules with equal targets share one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// A header by lowercased name (or a pseudo-header: `ALL`, `ToCc`,
+    /// `MESSAGEID`, `EnvelopeFrom`), every occurrence, one per line.
+    Header(String, HeaderForm),
+    /// Subject, then the rendered text, one paragraph per line.
+    Body,
+    /// The decoded text parts, HTML unrendered.
+    RawBody,
+    /// Every link, one per line.
+    Uri,
+    /// The whole message as received.
+    Full,
+    Envelope(EnvelopeField),
+}
+
+impl Target {
+    /// The rule kind this target belongs to, as written in rule files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Header(..) => "header",
+            Target::Body => "body",
+            Target::RawBody => "rawbody",
+            Target::Uri => "uri",
+            Target::Full => "full",
+            Target::Envelope(_) => "envelope",
+        }
+    }
+}
+
+/// A message as rules see it.
+pub struct Input<'a> {
+    pub message: &'a Message,
+    pub raw: &'a [u8],
+    pub envelope: &'a Envelope,
+    raw_headers: OnceCell<Vec<(String, String)>>,
+}
+
+impl<'a> Input<'a> {
+    pub fn new(message: &'a Message, raw: &'a [u8], envelope: &'a Envelope) -> Input<'a> {
+        Input {
+            message,
+            raw,
+            envelope,
+            raw_headers: OnceCell::new(),
+        }
+    }
+
+    /// Whether a header field named `name` is present.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.message
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The text of `target`.
+    pub fn text(&self, target: &Target) -> Cow<'a, str> {
+        match target {
+            Target::Header(name, form) => Cow::Owned(self.header(name, *form)),
+            Target::Body => Cow::Owned(body_text(self.message)),
+            Target::RawBody => Cow::Owned(raw_body_text(self.message)),
+            Target::Uri => Cow::Owned(self.message.links.join("\n")),
+            // An mbox `From ` line is envelope, not message.
+            Target::Full => String::from_utf8_lossy(strip_mbox_line(self.raw)),
+            Target::Envelope(field) => Cow::Owned(self.envelope_field(*field)),
+        }
+    }
+
+    fn envelope_field(&self, field: EnvelopeField) -> String {
+        let e = self.envelope;
+        match field {
+            EnvelopeField::Ip => e.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            EnvelopeField::Helo => e.helo.clone().unwrap_or_default(),
+            EnvelopeField::Hostname => e.client_hostname.clone().unwrap_or_default(),
+            EnvelopeField::MailFrom => e.mail_from.clone().unwrap_or_default(),
+            EnvelopeField::Rcpt => e.recipients.join("\n"),
+            EnvelopeField::User => e.user.clone().unwrap_or_default(),
+        }
+    }
+
+    fn raw_headers(&self) -> &[(String, String)] {
+        self.raw_headers.get_or_init(|| raw_header_fields(self.raw))
+    }
+
+    fn header(&self, name: &str, form: HeaderForm) -> String {
+        if name == "all" {
+            return self
+                .raw_headers()
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}\n"))
+                .collect();
+        }
+        let names: &[&str] = match name {
+            "tocc" => &["to", "cc"],
+            "messageid" => &["message-id", "resent-message-id", "x-message-id"],
+            "envelopefrom" => {
+                if let Some(from) = &self.envelope.mail_from {
+                    return from.clone();
+                }
+                &["return-path", "x-envelope-from"]
+            }
+            other => &[other][..],
+        };
+        let mut values: Vec<String> = Vec::new();
+        if form == HeaderForm::Raw {
+            for (field, value) in self.raw_headers() {
+                if names.iter().any(|n| field.eq_ignore_ascii_case(n)) {
+                    values.push(value.clone());
+                }
+            }
+        } else {
+            for field in &self.message.headers {
+                if names.iter().any(|n| field.name.eq_ignore_ascii_case(n)) {
+                    values.push(field.value.clone());
+                }
+            }
+        }
+        match form {
+            HeaderForm::Decoded | HeaderForm::Raw => values.join("\n"),
+            HeaderForm::Addr => values
+                .iter()
+                .flat_map(|v| split_addresses(v))
+                .map(|(_, addr)| addr)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            HeaderForm::Name => values
+                .iter()
+                .flat_map(|v| split_addresses(v))
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// SpamAssassin's body: the Subject, then each paragraph of each text part
+/// on one line (line breaks inside a paragraph become spaces).
+pub fn body_text(message: &Message) -> String {
+    let mut out = String::with_capacity(
+        message.subject.len()
+            + message
+                .text_parts
+                .iter()
+                .map(|p| p.text.len())
+                .sum::<usize>(),
+    );
+    out.push_str(&message.subject);
+    out.push('\n');
+    for part in &message.text_parts {
+        let mut in_paragraph = false;
+        for line in part.text.lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                if in_paragraph {
+                    out.push('\n');
+                    in_paragraph = false;
+                }
+                continue;
+            }
+            if in_paragraph {
+                out.push(' ');
+            }
+            out.push_str(line);
+            in_paragraph = true;
+        }
+        if in_paragraph {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The decoded text parts with HTML left as written.
+pub fn raw_body_text(message: &Message) -> String {
+    let mut out = String::new();
+    let mut html = message.html_sources.iter();
+    for part in &message.text_parts {
+        let text = match part.kind {
+            crate::message::TextKind::Html => html.next().map_or(part.text.as_str(), |s| s),
+            crate::message::TextKind::Plain => part.text.as_str(),
+        };
+        out.push_str(text);
+        out.push('\n');
+    }
+    for rest in html {
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
+/// The top-level header fields as written: (name, value with folding kept,
+/// without the final line break). Stops at the first empty line.
+pub fn raw_header_fields(raw: &[u8]) -> Vec<(String, String)> {
+    let raw = strip_mbox_line(raw);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push('\n');
+                value.push_str(&String::from_utf8_lossy(line));
+            }
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon]).trim().to_owned();
+        let value = String::from_utf8_lossy(&line[colon + 1..])
+            .trim_start()
+            .to_owned();
+        fields.push((name, value));
+        if fields.len() >= 4096 {
+            break;
+        }
+    }
+    fields
+}
+
+fn strip_mbox_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        memchr::memchr(b'\n', raw).map_or(&raw[raw.len()..], |end| &raw[end + 1..])
+    } else {
+        raw
+    }
+}
+
+/// `Name <addr>, "Other" <b@x>, c@y` → [(name, addr)].
+pub fn split_addresses(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut angle = false;
+    let mut pieces = Vec::new();
+    for c in value.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                pieces.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    pieces.push(current);
+    for piece in pieces {
+        let piece = piece.trim();
+        if piece.is_empty() {
+            continue;
+        }
+        let (name, addr) = match (piece.rfind('<'), piece.rfind('>')) {
+            (Some(open), Some(close)) if open < close => (
+                piece[..open].trim().trim_matches('"').trim().to_owned(),
+                piece[open + 1..close].trim().to_owned(),
+            ),
+            _ => {
+                if piece.contains('@') {
+                    (String::new(), piece.to_owned())
+                } else {
+                    (piece.trim_matches('"').to_owned(), String::new())
+                }
+            }
+        };
+        out.push((name, addr));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Limits, parse};
+
+    #[test]
+    fn body_joins_paragraph_lines_after_the_subject() {
+        let m = parse(
+            b"Subject: Hi there\n\nfirst line\nsecond line\n\nnext para\n",
+            &Limits::default(),
+        );
+        assert_eq!(
+            body_text(&m),
+            "Hi there\nfirst line second line\nnext para\n"
+        );
+    }
+
+    #[test]
+    fn raw_headers_keep_folding_and_forms_split_addresses() {
+        let raw = b"From: \"Bob B\" <bob@example.com>\nSubject: =?utf-8?q?caf=C3=A9?=\n  more\nTo: a@x.example, Carl <c@y.example>\n\nbody\n";
+        let m = parse(raw, &Limits::default());
+        let env = Envelope::default();
+        let input = Input::new(&m, raw, &env);
+        assert_eq!(
+            input.header("subject", HeaderForm::Raw),
+            "=?utf-8?q?caf=C3=A9?=\n  more"
+        );
+        assert!(
+            input
+                .header("subject", HeaderForm::Decoded)
+                .starts_with("caf\u{e9}")
+        );
+        assert_eq!(input.header("from", HeaderForm::Addr), "bob@example.com");
+        assert_eq!(input.header("from", HeaderForm::Name), "Bob B");
+        assert_eq!(
+            input.header("tocc", HeaderForm::Addr),
+            "a@x.example\nc@y.example"
+        );
+        assert!(
+            input
+                .header("all", HeaderForm::Raw)
+                .contains("To: a@x.example")
+        );
+        assert_eq!(input.header("x-missing", HeaderForm::Decoded), "");
+    }
+}

@@ -1,0 +1,654 @@
+//! Weighted rules: regular expressions over headers, body, links, the raw
+//! message and the envelope; named Rust tests (`eval`); and meta/composite
+//! rules over other symbols. Loaded from chaff's TOML rule files
+//! (`rules/README.md`) and from SpamAssassin `.cf` files.
+//!
+//! Loading turns every source into [`RuleSpec`]s, then compiles them once:
+//! patterns are grouped by the text they read ([`Target`]) into one
+//! [`MultiMatcher`] per target, so each text is scanned once whatever the
+//! number of rules; metas are put in dependency order. A scan is then
+//! [`RuleSet::check`] (pattern, exists and eval rules → symbols) and, after
+//! every other check, [`RuleSet::finish`] (metas, composite policies,
+//! hidden `__` sub-rules dropped).
+
+pub mod eval;
+pub mod expr;
+pub mod input;
+mod load;
+pub mod matcher;
+pub mod spamassassin;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::config::{Config, SymbolConfig};
+use crate::maps::MapSet;
+use crate::symbol::Symbol;
+
+pub use eval::EvalFn;
+pub use expr::{Expr, Policy};
+pub use input::{EnvelopeField, HeaderForm, Input, Target};
+pub(crate) use load::{line_of as load_line, with_flags as load_with_flags};
+pub use matcher::{Compiled, MultiMatcher};
+
+/// The rule files compiled into the binary (`rules/` in the source tree).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "rules/headers.toml",
+        include_str!("../../rules/headers.toml"),
+    ),
+    ("rules/body.toml", include_str!("../../rules/body.toml")),
+    ("rules/html.toml", include_str!("../../rules/html.toml")),
+    ("rules/meta.toml", include_str!("../../rules/meta.toml")),
+];
+
+/// Where a rule was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A rule file that cannot be used, and where.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct RulesError {
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl RulesError {
+    pub fn new(origin: Origin, message: impl Into<String>) -> RulesError {
+        RulesError {
+            origin,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a rule tests.
+#[derive(Debug, Clone)]
+pub enum SpecKind {
+    /// `source` is a regex with its flags inline (`(?i)…`).
+    Pattern {
+        target: Target,
+        source: String,
+        negate: bool,
+    },
+    Exists {
+        header: String,
+        negate: bool,
+    },
+    Eval {
+        function: EvalFn,
+        negate: bool,
+    },
+    Meta {
+        expr: Expr,
+        policy: Policy,
+    },
+}
+
+impl SpecKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SpecKind::Pattern { target, .. } => target.kind(),
+            SpecKind::Exists { .. } => "exists",
+            SpecKind::Eval { .. } => "eval",
+            SpecKind::Meta { .. } => "meta",
+        }
+    }
+}
+
+/// One rule before compiling, from any source.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub symbol: String,
+    pub origin: Origin,
+    pub kind: SpecKind,
+    pub weight: f64,
+    pub description: Option<String>,
+    pub group: Option<String>,
+    pub force_action: Option<String>,
+    /// Computed and usable in metas, never reported or scored.
+    pub hidden: bool,
+    /// SpamAssassin rules are skipped when they cannot be used; chaff's own
+    /// rules are errors.
+    pub lenient: bool,
+}
+
+/// A rule left out, and why.
+#[derive(Debug, Clone)]
+pub struct Skip {
+    pub origin: Origin,
+    pub symbol: String,
+    pub kind: String,
+    pub reason: String,
+}
+
+/// What loading found: per kind, rules loaded and skipped.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub loaded: BTreeMap<String, usize>,
+    pub skipped: Vec<Skip>,
+    /// Per target kind: patterns behind the literal prefilter, in the
+    /// no-literal `RegexSet`, and run by `fancy-regex`.
+    pub prefiltered: usize,
+    pub in_set: usize,
+    pub fancy: usize,
+}
+
+impl LoadReport {
+    pub fn skip(&mut self, spec: &RuleSpec, reason: impl Into<String>) {
+        self.skipped.push(Skip {
+            origin: spec.origin.clone(),
+            symbol: spec.symbol.clone(),
+            kind: spec.kind.kind_name().to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Skips counted per kind, then per reason class (the reason up to its
+    /// first colon).
+    pub fn skipped_by_kind(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
+        let mut out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for skip in &self.skipped {
+            let class = skip
+                .reason
+                .split(':')
+                .next()
+                .unwrap_or(&skip.reason)
+                .to_owned();
+            *out.entry(skip.kind.clone())
+                .or_default()
+                .entry(class)
+                .or_default() += 1;
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct TargetRules {
+    target: Target,
+    matcher: MultiMatcher,
+    /// Per pattern: its rule index and whether it fires on no match.
+    rules: Vec<(usize, bool)>,
+}
+
+#[derive(Debug)]
+struct Meta {
+    symbol: String,
+    expr: Expr,
+    policy: Policy,
+}
+
+/// Compiled rules, ready to scan.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// Weight, description, group, forced action of every rule symbol.
+    symbols: BTreeMap<String, SymbolConfig>,
+    names: Vec<String>,
+    targets: Vec<TargetRules>,
+    exists: Vec<(String, bool, usize)>,
+    evals: Vec<(EvalFn, bool, usize)>,
+    metas: Vec<Meta>,
+    hidden: HashSet<String>,
+    pub maps: MapSet,
+    pub report: LoadReport,
+    /// Files (and directories) read, with their modification times.
+    watched: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+impl RuleSet {
+    /// No rules at all (`rules.enabled = false`).
+    pub fn empty() -> RuleSet {
+        RuleSet {
+            symbols: BTreeMap::new(),
+            names: Vec::new(),
+            targets: Vec::new(),
+            exists: Vec::new(),
+            evals: Vec::new(),
+            metas: Vec::new(),
+            hidden: HashSet::new(),
+            maps: MapSet::default(),
+            report: LoadReport::default(),
+            watched: Vec::new(),
+        }
+    }
+
+    /// Loads the rules `config.rules` names (and its maps) and compiles them.
+    pub fn load(config: &Config) -> Result<RuleSet, RulesError> {
+        let rules = &config.rules;
+        if !rules.enabled {
+            return Ok(RuleSet::empty());
+        }
+        let mut sources = load::Sources::default();
+        if rules.builtin {
+            for (name, text) in BUILTIN {
+                sources.parse_toml(name, text, None)?;
+            }
+        }
+        for path in &rules.paths {
+            sources.add_toml_path(path)?;
+        }
+        let mut report = LoadReport::default();
+        for path in &rules.spamassassin {
+            sources.add_spamassassin(path, rules.spamassassin_score_set, &mut report)?;
+        }
+        let maps = MapSet::load(&sources.maps)?;
+        let mut watched = sources.watched;
+        watched.extend(maps.watched());
+        let map_symbols: Vec<String> = maps.specs().map(|m| m.symbol.clone()).collect();
+        let mut set = compile(sources.specs, config, report, &map_symbols)?;
+        for map in maps.specs() {
+            set.symbols.insert(
+                map.symbol.clone(),
+                SymbolConfig {
+                    weight: map.weight,
+                    description: map.description.clone(),
+                    group: Some("maps".into()),
+                    force_action: map.action.clone(),
+                },
+            );
+        }
+        set.maps = maps;
+        set.watched = watched;
+        Ok(set)
+    }
+
+    /// Compiles rules from TOML texts (name, text) alone, without the
+    /// built-in set or any file; for tests and benchmarks.
+    pub fn from_toml(texts: &[(&str, &str)], config: &Config) -> Result<RuleSet, RulesError> {
+        let mut sources = load::Sources::default();
+        for (name, text) in texts {
+            sources.parse_toml(name, text, None)?;
+        }
+        let maps = MapSet::load(&sources.maps)?;
+        let mut set = compile(sources.specs, config, LoadReport::default(), &[])?;
+        set.maps = maps;
+        Ok(set)
+    }
+
+    /// Whether any file this set was loaded from changed since.
+    pub fn changed(&self) -> bool {
+        self.watched
+            .iter()
+            .any(|(path, mtime)| load::mtime(path) != *mtime)
+    }
+
+    /// Weight, description and group of every rule symbol.
+    pub fn symbols(&self) -> &BTreeMap<String, SymbolConfig> {
+        &self.symbols
+    }
+
+    /// Number of rules that can fire (patterns, exists, evals, metas).
+    pub fn len(&self) -> usize {
+        self.names.len() + self.metas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs the pattern, exists and eval rules.
+    pub fn check(&self, input: &Input<'_>) -> Vec<Symbol> {
+        let mut fired = vec![false; self.names.len()];
+        let mut matched = Vec::new();
+        for group in &self.targets {
+            let text = input.text(&group.target);
+            matched.clear();
+            matched.resize(group.matcher.len(), false);
+            group.matcher.matches(&text, &mut matched);
+            for (&hit, &(rule, negate)) in matched.iter().zip(&group.rules) {
+                if hit != negate {
+                    fired[rule] = true;
+                }
+            }
+        }
+        for (header, negate, rule) in &self.exists {
+            if input.has_header(header) != *negate {
+                fired[*rule] = true;
+            }
+        }
+        for (function, negate, rule) in &self.evals {
+            if function.run(input) != *negate {
+                fired[*rule] = true;
+            }
+        }
+        fired
+            .iter()
+            .zip(&self.names)
+            .filter(|(f, _)| **f)
+            .map(|(_, name)| Symbol::new(name.clone()))
+            .collect()
+    }
+
+    /// Evaluates metas over all symbols found, applies composite policies
+    /// to their members and drops hidden symbols. `weight` gives the
+    /// configured weight of a symbol.
+    pub fn finish(&self, mut symbols: Vec<Symbol>, weight: &dyn Fn(&str) -> f64) -> Vec<Symbol> {
+        if self.metas.is_empty() && self.hidden.is_empty() {
+            return symbols;
+        }
+        let mut present: HashSet<String> = symbols.iter().map(|s| s.name.clone()).collect();
+        // Member symbol → the policies of the fired composites naming it.
+        let mut removals: HashMap<String, Vec<(Policy, String)>> = HashMap::new();
+        let mut fired_metas = Vec::new();
+        for meta in &self.metas {
+            let value = meta
+                .expr
+                .eval(&|name| f64::from(u8::from(present.contains(name))));
+            if value == 0.0 {
+                continue;
+            }
+            present.insert(meta.symbol.clone());
+            fired_metas.push(Symbol::new(meta.symbol.clone()));
+            if meta.policy == Policy::Leave {
+                continue;
+            }
+            for (member, prefix, negated) in meta.expr.symbols() {
+                if !negated && present.contains(member) {
+                    removals
+                        .entry(member.to_owned())
+                        .or_default()
+                        .push((prefix.unwrap_or(meta.policy), meta.symbol.clone()));
+                }
+            }
+        }
+        symbols.extend(fired_metas);
+        // The least destructive request wins when composites disagree.
+        let mut carried: HashMap<String, f64> = HashMap::new();
+        symbols.retain_mut(|symbol| {
+            let Some(requests) = removals.get(&symbol.name) else {
+                return true;
+            };
+            let all = |ok: fn(Policy) -> bool| requests.iter().all(|(p, _)| ok(*p));
+            let drop_weight = all(|p| matches!(p, Policy::RemoveAll | Policy::RemoveWeight));
+            let drop_symbol = all(|p| matches!(p, Policy::RemoveAll | Policy::RemoveSymbol));
+            if drop_symbol && !drop_weight {
+                // `^`: the symbol goes, its points move to the composite.
+                let composite = requests.first().map(|(_, c)| c.clone()).unwrap_or_default();
+                if weight(&composite) != 0.0 {
+                    *carried.entry(composite).or_default() +=
+                        weight(&symbol.name) * symbol.strength;
+                    return false;
+                }
+                return true;
+            }
+            if drop_weight && !drop_symbol {
+                symbol.strength = 0.0;
+            }
+            !(drop_weight && drop_symbol)
+        });
+        for symbol in &mut symbols {
+            if let Some(points) = carried.get(&symbol.name) {
+                symbol.strength += points / weight(&symbol.name);
+            }
+        }
+        symbols.retain(|s| !self.hidden.contains(&s.name));
+        symbols
+    }
+}
+
+/// One target's patterns while compiling: regexes, their sources, and per
+/// pattern its rule index and negation.
+type PatternGroup = (Vec<Compiled>, Vec<String>, Vec<(usize, bool)>);
+
+/// Compiles specs into a [`RuleSet`]. Chaff rules that cannot compile are
+/// errors; lenient (SpamAssassin) ones are skipped and reported.
+fn compile(
+    specs: Vec<RuleSpec>,
+    config: &Config,
+    mut report: LoadReport,
+    extra_symbols: &[String],
+) -> Result<RuleSet, RulesError> {
+    // Later definitions of a lenient rule replace earlier ones (as in
+    // SpamAssassin); a strict rule defined twice is an error.
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut kept: Vec<Option<RuleSpec>> = Vec::new();
+    for spec in specs {
+        if !valid_symbol(&spec.symbol) {
+            let message = format!("`{}` is not a symbol name ([A-Za-z0-9_])", spec.symbol);
+            if spec.lenient {
+                report.skip(&spec, format!("bad name: {message}"));
+                continue;
+            }
+            return Err(RulesError::new(spec.origin, message));
+        }
+        match by_name.get(&spec.symbol) {
+            Some(&at) => {
+                let previous = kept[at].as_ref().map(|p| (p.origin.clone(), p.lenient));
+                if let Some((previous_origin, previous_lenient)) = previous
+                    && !(spec.lenient && previous_lenient)
+                {
+                    return Err(RulesError::new(
+                        spec.origin,
+                        format!(
+                            "symbol {} is already defined at {previous_origin}",
+                            spec.symbol
+                        ),
+                    ));
+                }
+                kept[at] = Some(spec);
+            }
+            None => {
+                by_name.insert(spec.symbol.clone(), kept.len());
+                kept.push(Some(spec));
+            }
+        }
+    }
+    let specs: Vec<RuleSpec> = kept.into_iter().flatten().collect();
+
+    let mut set = RuleSet::empty();
+    let mut patterns: BTreeMap<Target, PatternGroup> = BTreeMap::new();
+    let mut metas: Vec<(RuleSpec, Expr, Policy)> = Vec::new();
+    let add_symbol = |set: &mut RuleSet, spec: &RuleSpec| {
+        if spec.hidden {
+            set.hidden.insert(spec.symbol.clone());
+        } else {
+            set.symbols.insert(
+                spec.symbol.clone(),
+                SymbolConfig {
+                    weight: spec.weight,
+                    description: spec.description.clone(),
+                    group: spec.group.clone(),
+                    force_action: spec.force_action.clone(),
+                },
+            );
+        }
+    };
+    for spec in specs {
+        if let Some(action) = &spec.force_action
+            && crate::verdict::Action::from_name(action).is_none()
+        {
+            return Err(RulesError::new(
+                spec.origin,
+                format!("unknown force_action `{action}`"),
+            ));
+        }
+        match &spec.kind {
+            SpecKind::Pattern {
+                target,
+                source,
+                negate,
+            } => {
+                let compiled = match Compiled::new(source) {
+                    Ok(c) => c,
+                    Err(error) if spec.lenient => {
+                        report.skip(&spec, format!("regex: {error}"));
+                        continue;
+                    }
+                    Err(error) => {
+                        return Err(RulesError::new(
+                            spec.origin,
+                            format!("bad regex for {}: {error}", spec.symbol),
+                        ));
+                    }
+                };
+                let entry = patterns.entry(target.clone()).or_default();
+                entry.0.push(compiled);
+                entry.1.push(source.clone());
+                entry.2.push((set.names.len(), *negate));
+                set.names.push(spec.symbol.clone());
+                add_symbol(&mut set, &spec);
+            }
+            SpecKind::Exists { header, negate } => {
+                set.exists.push((header.clone(), *negate, set.names.len()));
+                set.names.push(spec.symbol.clone());
+                add_symbol(&mut set, &spec);
+            }
+            SpecKind::Eval { function, negate } => {
+                set.evals.push((*function, *negate, set.names.len()));
+                set.names.push(spec.symbol.clone());
+                add_symbol(&mut set, &spec);
+            }
+            SpecKind::Meta { expr, policy } => {
+                let (expr, policy) = (expr.clone(), *policy);
+                metas.push((spec, expr, policy));
+            }
+        }
+    }
+    for (target, (compiled, sources, rules)) in patterns {
+        for _ in &rules {
+            *report.loaded.entry(target.kind().to_owned()).or_default() += 1;
+        }
+        let matcher = MultiMatcher::build(compiled, &sources).map_err(|e| {
+            RulesError::new(
+                Origin {
+                    file: "(rules)".into(),
+                    line: 0,
+                },
+                format!("cannot build the {} matcher: {e}", target.kind()),
+            )
+        })?;
+        let shape = matcher.shape();
+        report.prefiltered += shape.prefiltered;
+        report.in_set += shape.in_set;
+        report.fancy += shape.fancy;
+        set.targets.push(TargetRules {
+            target,
+            matcher,
+            rules,
+        });
+    }
+    *report.loaded.entry("exists".into()).or_default() += set.exists.len();
+    *report.loaded.entry("eval".into()).or_default() += set.evals.len();
+
+    // Metas: every symbol named must exist; a lenient meta naming a skipped
+    // or unknown symbol is skipped (and so, in turn, are metas naming it).
+    let mut known: HashSet<String> = set.names.iter().cloned().collect();
+    known.extend(config.symbols.keys().cloned());
+    known.extend(config.fuzzy.flags.values().map(|f| f.symbol.clone()));
+    known.extend(extra_symbols.iter().cloned());
+    known.extend(metas.iter().map(|(spec, _, _)| spec.symbol.clone()));
+    loop {
+        let mut removed = false;
+        let mut still = Vec::new();
+        for (spec, expr, policy) in metas {
+            let missing = expr
+                .symbols()
+                .into_iter()
+                .map(|(name, _, _)| name)
+                .find(|name| !known.contains(*name))
+                .map(str::to_owned);
+            match missing {
+                None => still.push((spec, expr, policy)),
+                Some(name) if spec.lenient => {
+                    known.remove(&spec.symbol);
+                    report.skip(&spec, format!("meta: depends on unknown or skipped {name}"));
+                    removed = true;
+                }
+                Some(name) => {
+                    return Err(RulesError::new(
+                        spec.origin,
+                        format!("meta {}: unknown symbol {name}", spec.symbol),
+                    ));
+                }
+            }
+        }
+        metas = still;
+        if !removed {
+            break;
+        }
+    }
+    // Dependency order (metas naming metas), cycles refused.
+    let index: HashMap<String, usize> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, (spec, _, _))| (spec.symbol.clone(), i))
+        .collect();
+    let mut state = vec![0u8; metas.len()]; // 0 new, 1 visiting, 2 done
+    let mut order = Vec::with_capacity(metas.len());
+    for start in 0..metas.len() {
+        visit(start, &metas, &index, &mut state, &mut order, &mut report)?;
+    }
+    let mut slots: Vec<Option<(RuleSpec, Expr, Policy)>> = metas.into_iter().map(Some).collect();
+    for i in order {
+        if let Some((spec, expr, policy)) = slots[i].take() {
+            add_symbol(&mut set, &spec);
+            *report.loaded.entry("meta".into()).or_default() += 1;
+            set.metas.push(Meta {
+                symbol: spec.symbol,
+                expr,
+                policy,
+            });
+        }
+    }
+    report.loaded.retain(|_, n| *n > 0);
+    set.report = report;
+    Ok(set)
+}
+
+fn visit(
+    at: usize,
+    metas: &[(RuleSpec, Expr, Policy)],
+    index: &HashMap<String, usize>,
+    state: &mut [u8],
+    order: &mut Vec<usize>,
+    report: &mut LoadReport,
+) -> Result<bool, RulesError> {
+    match state[at] {
+        2 => return Ok(true),
+        1 => {
+            let spec = &metas[at].0;
+            if spec.lenient {
+                report.skip(spec, "meta: dependency cycle");
+                return Ok(false);
+            }
+            return Err(RulesError::new(
+                spec.origin.clone(),
+                format!("meta {} depends on itself", spec.symbol),
+            ));
+        }
+        _ => {}
+    }
+    state[at] = 1;
+    let mut ok = true;
+    for (name, _, _) in metas[at].1.symbols() {
+        if let Some(&dep) = index.get(name) {
+            ok &= visit(dep, metas, index, state, order, report)?;
+        }
+    }
+    state[at] = 2;
+    if ok {
+        order.push(at);
+    }
+    Ok(ok)
+}
+
+fn valid_symbol(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+#[cfg(test)]
+mod tests;

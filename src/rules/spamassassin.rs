@@ -1,0 +1,691 @@
+//! SpamAssassin `.cf` rule files, with SpamAssassin's meaning.
+//!
+//! Read: `header`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
+//! `describe`, `tflags`, and the `ifplugin`/`if`/`else`/`endif`
+//! conditionals (a plugin counts as loaded when a `loadplugin` line for it
+//! was read, from the `.pre` files beside the rules or in
+//! `/etc/spamassassin`). Left out and counted, with the reason: `eval:`
+//! tests (Perl code), network tests (`tflags net`), tag replacement
+//! (`tflags replace`), header options chaff does not implement (`:host`,
+//! `if-unset:`, SpamAssassin's relay pseudo-headers), other rule types
+//! (`mimeheader`, `uri_detail`, DNS lists), and patterns that neither
+//! `regex` nor `fancy-regex` accepts after translation. Metas naming a
+//! skipped rule are skipped too.
+//!
+//! Perl regexes are translated where Perl and Rust differ, so nothing is
+//! silently mis-compiled: `$` without `/m` (Perl: end or before a final
+//! newline), `\Z`, `\h`, `\v`, `\e`, octal `\0NN`, and inside character
+//! classes the characters Rust gives meaning to (`[`, `&&`, `--`, `~~`,
+//! whitespace under `/x`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::expr::{self, Policy};
+use super::input::{HeaderForm, Target};
+use super::{LoadReport, Origin, RuleSpec, SpecKind};
+
+/// `.cf` files of `path` (a file, or a directory's `*.cf` in name order).
+pub fn cf_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if !path.is_dir() {
+        return if path.exists() {
+            Ok(vec![path.to_owned()])
+        } else {
+            Err("no such file or directory".into())
+        };
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("cannot read directory: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cf"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[derive(Debug, Clone)]
+enum Def {
+    Rule(SpecKind),
+    Skip(&'static str, String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    origin: Origin,
+    kind: &'static str,
+    def: Def,
+    tflags: String,
+}
+
+/// Reads `.cf` files in order; [`CfParser::finish`] yields the specs.
+pub struct CfParser {
+    score_set: usize,
+    plugins: HashSet<String>,
+    rules: HashMap<String, Entry>,
+    order: Vec<String>,
+    scores: HashMap<String, f64>,
+    describe: HashMap<String, String>,
+    tflags: HashMap<String, String>,
+    /// Conditional stack: whether each open block is active.
+    conditions: Vec<bool>,
+}
+
+impl CfParser {
+    pub fn new(score_set: usize) -> CfParser {
+        let mut plugins = HashSet::new();
+        for dir in ["/etc/spamassassin", "/etc/mail/spamassassin"] {
+            for pre in std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pre"))
+            {
+                if let Ok(text) = std::fs::read_to_string(&pre) {
+                    for line in text.lines() {
+                        if let Some(rest) = line.trim().strip_prefix("loadplugin")
+                            && let Some(name) = rest.split_whitespace().next()
+                        {
+                            plugins.insert(name.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        CfParser {
+            score_set: score_set.min(3),
+            plugins,
+            rules: HashMap::new(),
+            order: Vec::new(),
+            scores: HashMap::new(),
+            describe: HashMap::new(),
+            tflags: HashMap::new(),
+            conditions: Vec::new(),
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.conditions.iter().all(|&c| c)
+    }
+
+    pub fn parse(&mut self, file: &str, text: &str) {
+        for (number, raw_line) in text.lines().enumerate() {
+            let line = strip_comment(raw_line);
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (directive, rest) = line
+                .split_once(char::is_whitespace)
+                .map_or((line, ""), |(d, r)| (d, r.trim()));
+            match directive {
+                "ifplugin" => {
+                    let loaded = self.plugins.contains(rest) || self.plugins.is_empty();
+                    self.conditions.push(loaded);
+                    continue;
+                }
+                "if" => {
+                    self.conditions.push(eval_if(rest, &self.plugins));
+                    continue;
+                }
+                "else" => {
+                    if let Some(last) = self.conditions.last_mut() {
+                        *last = !*last;
+                    }
+                    continue;
+                }
+                "endif" => {
+                    self.conditions.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            if !self.active() {
+                continue;
+            }
+            if directive == "loadplugin" {
+                if let Some(name) = rest.split_whitespace().next() {
+                    self.plugins.insert(name.to_owned());
+                }
+                continue;
+            }
+            let origin = Origin {
+                file: file.to_owned(),
+                line: number + 1,
+            };
+            let (name, body) = rest
+                .split_once(char::is_whitespace)
+                .map_or((rest, ""), |(n, b)| (n, b.trim()));
+            match directive {
+                "score" => {
+                    let values: Vec<f64> = body
+                        .split_whitespace()
+                        .map_while(|v| v.trim_start_matches('(').trim_end_matches(')').parse().ok())
+                        .collect();
+                    let value = match values.len() {
+                        0 => continue,
+                        1 => values[0],
+                        _ => values
+                            .get(self.score_set)
+                            .copied()
+                            .unwrap_or(values[values.len() - 1]),
+                    };
+                    self.scores.insert(name.to_owned(), value);
+                }
+                "describe" => {
+                    self.describe.insert(name.to_owned(), body.to_owned());
+                }
+                "tflags" => {
+                    self.tflags.insert(name.to_owned(), body.to_owned());
+                }
+                "header" | "body" | "rawbody" | "uri" | "full" | "meta" => {
+                    let kind: &'static str = match directive {
+                        "header" => "header",
+                        "body" => "body",
+                        "rawbody" => "rawbody",
+                        "uri" => "uri",
+                        "full" => "full",
+                        _ => "meta",
+                    };
+                    let def = rule_def(kind, body);
+                    let kind = match (&def, kind) {
+                        (Def::Rule(SpecKind::Exists { .. }), _) => "exists",
+                        (Def::Skip("eval", _), _) => "eval",
+                        _ => kind,
+                    };
+                    if !self.rules.contains_key(name) {
+                        self.order.push(name.to_owned());
+                    }
+                    self.rules.insert(
+                        name.to_owned(),
+                        Entry {
+                            origin,
+                            kind,
+                            def,
+                            tflags: String::new(),
+                        },
+                    );
+                }
+                "mimeheader" | "uri_detail" | "askdns" | "urirhsbl" | "urirhssub"
+                | "urinsrhsbl" | "urinsrhssub" | "urifullnsrhsbl" | "hashbl_acl" | "check_rbl" => {
+                    let kind: &'static str = match directive {
+                        "mimeheader" => "mimeheader",
+                        "uri_detail" => "uri_detail",
+                        _ => "dns",
+                    };
+                    if !self.rules.contains_key(name) {
+                        self.order.push(name.to_owned());
+                    }
+                    self.rules.insert(
+                        name.to_owned(),
+                        Entry {
+                            origin,
+                            kind,
+                            def: Def::Skip("unsupported rule type", directive.to_owned()),
+                            tflags: String::new(),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The rules read, in definition order; skips go to `report`.
+    pub fn finish(self, report: &mut LoadReport) -> Vec<RuleSpec> {
+        let mut specs = Vec::new();
+        for name in &self.order {
+            let Some(mut entry) = self.rules.get(name).cloned() else {
+                continue;
+            };
+            entry.tflags = self.tflags.get(name).cloned().unwrap_or_default();
+            let score = self.scores.get(name).copied();
+            let hidden = name.starts_with("__") || score == Some(0.0);
+            let weight = score.unwrap_or(if name.starts_with("T_") { 0.01 } else { 1.0 });
+            let mut spec = RuleSpec {
+                symbol: name.clone(),
+                origin: entry.origin.clone(),
+                kind: SpecKind::Exists {
+                    header: String::new(),
+                    negate: false,
+                },
+                weight,
+                description: self.describe.get(name).cloned(),
+                group: Some("spamassassin".into()),
+                force_action: None,
+                hidden,
+                lenient: true,
+            };
+            let flags: Vec<&str> = entry.tflags.split_whitespace().collect();
+            let skip = match entry.def {
+                _ if flags.contains(&"net") => Some(("net".to_owned(), entry.kind)),
+                _ if flags.contains(&"replace") => {
+                    Some(("tflags replace: tag replacement".to_owned(), entry.kind))
+                }
+                Def::Skip(class, detail) => Some((format!("{class}: {detail}"), entry.kind)),
+                Def::Rule(kind) => {
+                    spec.kind = kind;
+                    None
+                }
+            };
+            match skip {
+                Some((reason, kind)) => report.skipped.push(super::Skip {
+                    origin: entry.origin,
+                    symbol: name.clone(),
+                    kind: kind.to_owned(),
+                    reason,
+                }),
+                None => specs.push(spec),
+            }
+        }
+        specs
+    }
+}
+
+/// `#` starts a comment unless escaped (`\#`), as SpamAssassin reads it.
+fn strip_comment(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'#') => {
+                out.push_str("\\#");
+                chars.next();
+            }
+            '#' => break,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `if (version >= 3.004000)`, `if can(...)`, `if plugin(...)`: chaff
+/// answers as SpamAssassin 4.0 with its plugins would.
+fn eval_if(condition: &str, plugins: &HashSet<String>) -> bool {
+    let c = condition.replace(' ', "");
+    let negated = c.starts_with("!") || c.starts_with("(!");
+    let truth = if c.contains("plugin(") {
+        let name = c
+            .split("plugin(")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .unwrap_or_default();
+        plugins.contains(name)
+    } else {
+        // version checks and can(feature) checks: SpamAssassin 4.0 has them.
+        true
+    };
+    truth != negated
+}
+
+/// Parses a rule definition's body for `kind`.
+fn rule_def(kind: &str, body: &str) -> Def {
+    if body.starts_with("eval:") {
+        let function = body
+            .trim_start_matches("eval:")
+            .split('(')
+            .next()
+            .unwrap_or_default();
+        return Def::Skip("eval", function.to_owned());
+    }
+    match kind {
+        "meta" => match expr::parse(body) {
+            Ok(expr) => Def::Rule(SpecKind::Meta {
+                expr,
+                policy: Policy::Leave,
+            }),
+            Err(e) => Def::Skip("meta", format!("cannot parse: {e}")),
+        },
+        "header" => header_def(body),
+        _ => {
+            let (pattern, flags) = match split_regex(body) {
+                Ok(p) => p,
+                Err(e) => return Def::Skip("regex", e),
+            };
+            let target = match kind {
+                "body" => Target::Body,
+                "rawbody" => Target::RawBody,
+                "uri" => Target::Uri,
+                _ => Target::Full,
+            };
+            // SpamAssassin matches body paragraphs and URIs one at a time.
+            let per_line = matches!(kind, "body" | "uri");
+            match translate(&pattern, &flags, per_line) {
+                Ok(source) => Def::Rule(SpecKind::Pattern {
+                    target,
+                    source,
+                    negate: false,
+                }),
+                Err(e) => Def::Skip("regex", e),
+            }
+        }
+    }
+}
+
+fn header_def(body: &str) -> Def {
+    if let Some(name) = body.strip_prefix("exists:") {
+        return Def::Rule(SpecKind::Exists {
+            header: name.trim().to_owned(),
+            negate: false,
+        });
+    }
+    let Some((spec, rest)) = body.split_once(char::is_whitespace) else {
+        return Def::Skip("header", "no operator".into());
+    };
+    let rest = rest.trim_start();
+    let (negate, rest) = if let Some(r) = rest.strip_prefix("=~") {
+        (false, r.trim_start())
+    } else if let Some(r) = rest.strip_prefix("!~") {
+        (true, r.trim_start())
+    } else {
+        return Def::Skip("header", format!("unknown operator in `{rest}`"));
+    };
+    let (pattern, flags, tail) = match split_regex_tail(rest) {
+        Ok(p) => p,
+        Err(e) => return Def::Skip("regex", e),
+    };
+    if tail.contains("if-unset:") {
+        return Def::Skip("header", "if-unset: not supported".into());
+    }
+    let mut parts = spec.split(':');
+    let name = parts.next().unwrap_or_default();
+    let mut form = HeaderForm::Decoded;
+    for modifier in parts {
+        form = match modifier {
+            "raw" => HeaderForm::Raw,
+            "addr" => HeaderForm::Addr,
+            "name" => HeaderForm::Name,
+            other => return Def::Skip("header", format!(":{other} not supported")),
+        };
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("x-spam-relays-")
+        || lower.starts_with("all-")
+        || matches!(lower.as_str(), "x-spam-relays" | "x-spam-status")
+    {
+        return Def::Skip("header", format!("pseudo-header {name}"));
+    }
+    match translate(&pattern, &flags, false) {
+        Ok(source) => Def::Rule(SpecKind::Pattern {
+            target: Target::Header(lower, form),
+            source,
+            negate,
+        }),
+        Err(e) => Def::Skip("regex", e),
+    }
+}
+
+fn split_regex(text: &str) -> Result<(String, String), String> {
+    let (pattern, flags, tail) = split_regex_tail(text)?;
+    if !tail.trim().is_empty() {
+        return Err(format!("text after the pattern: `{}`", tail.trim()));
+    }
+    Ok((pattern, flags))
+}
+
+/// `/re/flags rest` or `m{re}flags rest` → (re, flags, rest).
+fn split_regex_tail(text: &str) -> Result<(String, String, String), String> {
+    let text = text.trim_start();
+    let (open, body) = if let Some(rest) = text.strip_prefix('m') {
+        let mut chars = rest.chars();
+        let open = chars.next().ok_or("empty m//")?;
+        (open, chars.as_str())
+    } else if let Some(rest) = text.strip_prefix('/') {
+        ('/', rest)
+    } else {
+        return Err(format!(
+            "not a /pattern/: `{}`",
+            text.chars().take(20).collect::<String>()
+        ));
+    };
+    let close = match open {
+        '{' => '}',
+        '(' => ')',
+        '[' => ']',
+        '<' => '>',
+        c => c,
+    };
+    let mut depth = 0usize;
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in body.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        if c == '\\' {
+            escaped = true;
+        } else if c == open && open != close {
+            depth += 1;
+        } else if c == close {
+            if depth == 0 {
+                end = Some(i);
+                break;
+            }
+            depth -= 1;
+        }
+    }
+    let end = end.ok_or("unterminated pattern")?;
+    let mut pattern = body[..end].to_owned();
+    if open == close && open != '/' {
+        // `\!` inside m!…! is a plain `!`.
+        pattern = pattern.replace(&format!("\\{open}"), &open.to_string());
+    } else if open == '/' {
+        pattern = pattern.replace("\\/", "/");
+    }
+    let after = &body[end + close.len_utf8()..];
+    let flags_len = after
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(after.len());
+    Ok((
+        pattern,
+        after[..flags_len].to_owned(),
+        after[flags_len..].to_owned(),
+    ))
+}
+
+const HORIZONTAL: &str = r"\t\x20\xA0\x{1680}\x{180E}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}";
+const VERTICAL: &str = r"\n\x0B\x0C\r\x{85}\x{2028}\x{2029}";
+
+/// A Perl pattern and its flags → a Rust pattern with inline flags, or why
+/// it cannot be translated faithfully.
+pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, String> {
+    let mut inline = String::new();
+    for f in flags.chars() {
+        match f {
+            'i' | 'm' | 's' | 'x' => {
+                if !inline.contains(f) {
+                    inline.push(f)
+                }
+            }
+            'g' | 'o' => {}
+            other => return Err(format!("flag /{other} not supported")),
+        }
+    }
+    if per_line && !inline.contains('m') {
+        inline.push('m');
+    }
+    let multi_line = inline.contains('m');
+    let verbose = inline.contains('x');
+    let mut out = String::with_capacity(pattern.len() + 8);
+    if !inline.is_empty() {
+        out.push_str("(?");
+        out.push_str(&inline);
+        out.push(')');
+    }
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            let Some(&next) = chars.get(i + 1) else {
+                return Err("trailing backslash".into());
+            };
+            i += 2;
+            match next {
+                'h' | 'v' => {
+                    let set = if next == 'h' { HORIZONTAL } else { VERTICAL };
+                    if in_class {
+                        out.push_str(set);
+                    } else {
+                        out.push('[');
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                }
+                'H' | 'V' => {
+                    if in_class {
+                        return Err(format!("\\{next} inside a class not supported"));
+                    }
+                    let set = if next == 'H' { HORIZONTAL } else { VERTICAL };
+                    out.push_str("[^");
+                    out.push_str(set);
+                    out.push(']');
+                }
+                'e' => out.push_str(r"\x1B"),
+                'Z' => out.push_str(r"(?:\n?\z)"),
+                '0' => {
+                    let mut value = 0u32;
+                    let mut used = 0;
+                    while used < 2 && chars.get(i).is_some_and(|d| ('0'..='7').contains(d)) {
+                        value = value * 8 + chars[i].to_digit(8).unwrap_or(0);
+                        i += 1;
+                        used += 1;
+                    }
+                    out.push_str(&format!(r"\x{{{value:X}}}"));
+                }
+                'c' | 'G' | 'K' | 'Q' | 'E' | 'l' | 'u' | 'L' | 'U' | 'N' | 'R' | 'X' | 'C' => {
+                    return Err(format!("\\{next} not supported"));
+                }
+                'x' => {
+                    // Perl allows one hex digit (`\x9`); Rust needs two or braces.
+                    if chars.get(i) == Some(&'{') {
+                        out.push_str("\\x");
+                    } else {
+                        let digits: String = chars[i..]
+                            .iter()
+                            .take(2)
+                            .take_while(|d| d.is_ascii_hexdigit())
+                            .collect();
+                        i += digits.len();
+                        let value = u32::from_str_radix(&digits, 16).unwrap_or(0);
+                        out.push_str(&format!(r"\x{{{value:X}}}"));
+                    }
+                }
+                'b' if in_class => out.push_str(r"\x08"),
+                _ => {
+                    out.push('\\');
+                    out.push(next);
+                }
+            }
+            continue;
+        }
+        if in_class {
+            match c {
+                ']' => {
+                    in_class = false;
+                    out.push(']');
+                }
+                '[' => {
+                    if chars.get(i + 1) == Some(&':') {
+                        // A POSIX class `[:alpha:]`: copy through `:]`.
+                        let rest: String = chars[i..].iter().collect();
+                        match rest.find(":]") {
+                            Some(end) => {
+                                out.push_str(&rest[..end + 2]);
+                                i += rest[..end + 2].chars().count();
+                                continue;
+                            }
+                            None => out.push_str(r"\["),
+                        }
+                    } else {
+                        out.push_str(r"\[");
+                    }
+                }
+                '&' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '-' if chars.get(i + 1) == Some(&'-') => out.push_str(r"\-"),
+                c if verbose && c.is_whitespace() => {
+                    out.push_str(&format!(r"\x{{{:X}}}", c as u32));
+                }
+                c => out.push(c),
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '[' => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                // A `]` right after `[` or `[^` is literal.
+                if chars.get(i) == Some(&']') {
+                    out.push_str(r"\]");
+                    i += 1;
+                }
+                continue;
+            }
+            '$' if !multi_line => out.push_str(r"(?:\n?\z)"),
+            '#' if verbose => {
+                // A comment to the end of the pattern's line.
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    if in_class {
+        return Err("unterminated character class".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perl_patterns_translate_without_changing_meaning() {
+        assert_eq!(translate("a$", "", false).unwrap(), r"a(?:\n?\z)");
+        assert_eq!(translate("a$", "m", false).unwrap(), "(?m)a$");
+        assert_eq!(translate(r"[[(]x", "i", false).unwrap(), r"(?i)[\[(]x");
+        assert_eq!(translate(r"[a&&b]", "", false).unwrap(), r"[a\&\&b]");
+        assert_eq!(translate(r"[]a]", "", false).unwrap(), r"[\]a]");
+        assert_eq!(translate(r"\x9\0", "", false).unwrap(), r"\x{9}\x{0}");
+        assert_eq!(translate(r"[[:alpha:]]", "", false).unwrap(), "[[:alpha:]]");
+        assert!(translate(r"\Qa.b\E", "", false).is_err());
+        let re = regex::Regex::new(&translate(r"^foo$", "", false).unwrap()).unwrap();
+        assert!(re.is_match("foo\n") && !re.is_match("foo\nbar"));
+    }
+
+    #[test]
+    fn cf_lines_become_specs_and_skips() {
+        let mut parser = CfParser::new(0);
+        parser.parse(
+            "t.cf",
+            "header FOO Subject =~ /viagra/i\nscore FOO 2.5\ndescribe FOO Pills\n\
+             body __BAR m{cheap\\s+meds}i\nheader EV eval:check_for_x()\n\
+             meta BAZ FOO && __BAR\nmeta QUX EV || FOO\nheader EX exists:X-Foo\n\
+             uri NET /x/\ntflags NET net\nheader HOST From:host =~ /x/\n",
+        );
+        let mut report = LoadReport::default();
+        let specs = parser.finish(&mut report);
+        let names: Vec<&str> = specs.iter().map(|s| s.symbol.as_str()).collect();
+        assert_eq!(names, vec!["FOO", "__BAR", "BAZ", "QUX", "EX"]);
+        assert_eq!(specs[0].weight, 2.5);
+        assert!(specs[1].hidden);
+        let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert!(reasons.contains(&"eval: check_for_x"), "{reasons:?}");
+        assert!(reasons.contains(&"net"));
+        assert!(reasons.iter().any(|r| r.contains(":host")));
+    }
+}

@@ -1,0 +1,221 @@
+use super::*;
+use crate::message::{Envelope, Limits, parse};
+
+fn set(text: &str) -> RuleSet {
+    RuleSet::from_toml(&[("t.toml", text)], &Config::embedded()).unwrap()
+}
+
+fn fired(set: &RuleSet, raw: &str, envelope: &Envelope) -> Vec<String> {
+    let message = parse(raw.as_bytes(), &Limits::default());
+    let input = Input::new(&message, raw.as_bytes(), envelope);
+    let mut names: Vec<String> = set.check(&input).into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
+}
+
+const RULES: &str = r#"
+[[rule]]
+symbol = "SUBJ_FREE"
+kind = "header"
+header = "Subject"
+pattern = '''\bfree\b'''
+flags = "i"
+weight = 1.5
+
+[[rule]]
+symbol = "FROM_NAME_BANK"
+kind = "header"
+header = "From"
+form = "name"
+pattern = '''(?i)bank'''
+
+[[rule]]
+symbol = "NO_DATE"
+kind = "exists"
+header = "Date"
+negate = true
+
+[[rule]]
+symbol = "BODY_PILLS"
+kind = "body"
+pattern = '''^cheap pills$'''
+
+[[rule]]
+symbol = "RAW_HIDDEN"
+kind = "rawbody"
+pattern = '''display:\s*none'''
+
+[[rule]]
+symbol = "URI_IP"
+kind = "uri"
+pattern = '''^http://\d+\.\d+\.\d+\.\d+/'''
+
+[[rule]]
+symbol = "FULL_XMAILER"
+kind = "full"
+pattern = '''(?m)^X-Mailer: Bulk'''
+
+[[rule]]
+symbol = "HELO_DYN"
+kind = "envelope"
+field = "helo"
+pattern = '''dyn'''
+
+[[rule]]
+symbol = "MISMATCH"
+kind = "eval"
+function = "link_text_mismatch"
+"#;
+
+#[test]
+fn every_kind_matches_its_own_text() {
+    let set = set(RULES);
+    let raw = "From: \"My Bank\" <x@y.example>\nSubject: FREE stuff\nX-Mailer: Bulk 1\nContent-Type: text/html\n\n\
+               <p>cheap\npills</p><div style=\"display: none\">x</div>\
+               <a href=\"http://10.0.0.1/x\">www.bank.example</a>\n";
+    let envelope = Envelope {
+        helo: Some("host.dyn.example".into()),
+        ..Envelope::default()
+    };
+    assert_eq!(
+        fired(&set, raw, &envelope),
+        vec![
+            "BODY_PILLS",
+            "FROM_NAME_BANK",
+            "FULL_XMAILER",
+            "HELO_DYN",
+            "MISMATCH",
+            "NO_DATE",
+            "RAW_HIDDEN",
+            "SUBJ_FREE",
+            "URI_IP"
+        ]
+    );
+    let clean = "Date: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: freedom\n\nhello\n";
+    assert!(fired(&set, clean, &Envelope::default()).is_empty());
+    assert_eq!(set.symbols()["SUBJ_FREE"].weight, 1.5);
+}
+
+fn names(symbols: &[Symbol]) -> Vec<(&str, f64)> {
+    let mut v: Vec<(&str, f64)> = symbols
+        .iter()
+        .map(|s| (s.name.as_str(), s.strength))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+#[test]
+fn composites_apply_rspamd_policies() {
+    let text = r#"
+[[rule]]
+symbol = "A"
+kind = "exists"
+header = "X-A"
+weight = 1.0
+[[rule]]
+symbol = "B"
+kind = "exists"
+header = "X-B"
+weight = 2.0
+[[rule]]
+symbol = "C"
+kind = "exists"
+header = "X-C"
+weight = 4.0
+[[rule]]
+symbol = "D"
+kind = "exists"
+header = "X-D"
+weight = 8.0
+[[rule]]
+symbol = "__HIDDEN"
+kind = "exists"
+header = "X-A"
+[[rule]]
+symbol = "ALL"
+kind = "meta"
+expression = "A & ~B & -C & ^D & __HIDDEN"
+weight = 10.0
+[[rule]]
+symbol = "COUNT"
+kind = "meta"
+expression = "A + B + C + D >= 4 && !X_NEVER"
+policy = "leave"
+weight = 1.0
+[[rule]]
+symbol = "X_NEVER"
+kind = "exists"
+header = "X-Never"
+"#;
+    let set = set(text);
+    let raw = "X-A: 1\nX-B: 1\nX-C: 1\nX-D: 1\n\nbody\n";
+    let message = parse(raw.as_bytes(), &Limits::default());
+    let envelope = Envelope::default();
+    let input = Input::new(&message, raw.as_bytes(), &envelope);
+    let symbols = set.check(&input);
+    let weights = set.symbols().clone();
+    let weight = |name: &str| weights.get(name).map_or(0.0, |s| s.weight);
+    let out = set.finish(symbols, &weight);
+    // A removed, B kept without weight, C kept, D's 8 points moved to ALL,
+    // the hidden sub-rule dropped, COUNT fired (leave policy).
+    assert_eq!(
+        names(&out),
+        vec![("ALL", 1.8), ("B", 0.0), ("C", 1.0), ("COUNT", 1.0)]
+    );
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let err = RuleSet::from_toml(
+        &[(
+            "bad.toml",
+            "\n[[rule]]\nsymbol = \"X\"\nkind = \"body\"\npattern = '''a(b'''\n",
+        )],
+        &Config::embedded(),
+    )
+    .unwrap_err();
+    assert_eq!(err.origin.to_string(), "bad.toml:5", "{err}");
+    assert!(err.message.contains("bad regex"), "{err}");
+
+    let err = RuleSet::from_toml(
+        &[(
+            "meta.toml",
+            "[[rule]]\nsymbol = \"M\"\nkind = \"meta\"\nexpression = \"BAYES_SPAM && NOPE\"\n",
+        )],
+        &Config::embedded(),
+    )
+    .unwrap_err();
+    assert_eq!(err.origin.to_string(), "meta.toml:2");
+    assert!(err.message.contains("unknown symbol NOPE"), "{err}");
+
+    let err = RuleSet::from_toml(
+        &[(
+            "k.toml",
+            "[[rule]]\nsymbol = \"K\"\nkind = \"bdy\"\npattern = 'x'\n",
+        )],
+        &Config::embedded(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("k.toml:3: K: unknown kind"),
+        "{err}"
+    );
+
+    let cycle = "[[rule]]\nsymbol = \"P\"\nkind = \"meta\"\nexpression = \"Q\"\n\
+                 [[rule]]\nsymbol = \"Q\"\nkind = \"meta\"\nexpression = \"P\"\n";
+    let err = RuleSet::from_toml(&[("c.toml", cycle)], &Config::embedded()).unwrap_err();
+    assert!(err.message.contains("depends on itself"), "{err}");
+
+    let twice = "[[rule]]\nsymbol = \"T\"\nkind = \"exists\"\nheader = \"A\"\n\
+                 [[rule]]\nsymbol = \"T\"\nkind = \"exists\"\nheader = \"B\"\n";
+    let err = RuleSet::from_toml(&[("d.toml", twice)], &Config::embedded()).unwrap_err();
+    assert!(err.message.contains("already defined at d.toml:2"), "{err}");
+}
+
+#[test]
+fn the_builtin_ruleset_loads() {
+    let set = RuleSet::load(&Config::embedded()).unwrap();
+    assert!(set.len() > 40);
+    assert!(set.report.skipped.is_empty());
+}
