@@ -91,6 +91,19 @@ pub fn run(
         let controller = TcpListener::bind(controller_addr)
             .await
             .with_context(|| format!("cannot listen on {controller_addr}"))?;
+        if config.network.enabled {
+            eprintln!(
+                "chaff serve: network checks on (DNS budget {} ms per message, nameservers: {})",
+                config.network.budget_ms,
+                if config.network.nameservers.is_empty() {
+                    "system".to_owned()
+                } else {
+                    config.network.nameservers.join(", ")
+                }
+            );
+        } else {
+            eprintln!("chaff serve: network checks off ([network] enabled = false)");
+        }
         let state = Arc::new(State::new(engine, config, config_path));
         // Printed once both ports listen, so scripts and tests can wait for it.
         println!(
