@@ -43,6 +43,15 @@ proptest! {
     fn arbitrary_messages_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let message = parse(&raw, &Limits::default());
         let _ = extract(&message);
+        let _ = chaff::lists::received::client_ip(&message, &chaff::message::Envelope::default(), &[]);
+    }
+
+    #[test]
+    fn received_and_srs_parsing_never_panic(value in "[ -~\\[\\]():.a-f0-9]{0,120}", sender in any::<String>()) {
+        let raw = format!("Received: {value}\nSubject: x\n\nbody\n");
+        let message = parse(raw.as_bytes(), &Limits::default());
+        let _ = chaff::lists::received::received_ips(&message);
+        let _ = chaff::auth::parse_srs(&sender);
     }
 }
 
