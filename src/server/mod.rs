@@ -104,6 +104,7 @@ pub fn run(
         } else {
             eprintln!("chaff serve: network checks off ([network] enabled = false)");
         }
+        let signals = Signals::install()?;
         let state = Arc::new(State::new(engine, config, config_path));
         // Printed once both ports listen, so scripts and tests can wait for it.
         println!(
@@ -119,7 +120,7 @@ pub fn run(
             Role::Controller,
             state.clone(),
         ));
-        wait_for_signals(&state).await;
+        wait_for_signals(&state, signals).await;
         state.begin_shutdown();
         let _ = worker_task.await;
         let _ = controller_task.await;
@@ -139,18 +140,32 @@ pub fn run(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The signals the daemon handles, installed before it says it is ready:
+/// until a handler exists, SIGHUP's default action would kill the process.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT (returns) and handles SIGHUP (reload) meanwhile.
-async fn wait_for_signals(state: &Arc<State>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        eprintln!("chaff serve: cannot install signal handlers; stop with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
+async fn wait_for_signals(state: &Arc<State>, signals: Signals) {
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
     loop {
         tokio::select! {
             _ = terminate.recv() => return,
