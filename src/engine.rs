@@ -77,6 +77,20 @@ impl Active {
             config: merged,
         })
     }
+
+    /// The rule and map symbols a message fires, metas included, without
+    /// any other check (`chaff rules stats`): names, sorted, distinct.
+    pub fn rule_hits(&self, raw: &[u8], envelope: &Envelope) -> Vec<String> {
+        let message = message::parse(raw, &self.config.limits);
+        let input = Input::new(&message, raw, envelope);
+        let mut symbols = checks::maps::check(&self.rules, &input).symbols;
+        symbols.extend(checks::rules::check(&self.rules, &input));
+        let symbols = self.rules.finish(symbols, &|name| self.config.weight(name));
+        let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// What a fuzzy report or removal did.

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use chaff::engine::Active;
 use chaff::mailbox::Messages;
 use chaff::message::Envelope;
-use chaff::rules::Input;
 use rayon::prelude::*;
 
 use super::Context;
@@ -133,7 +132,6 @@ fn stats(
     paths: Vec<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let active = load(context, spamassassin)?;
-    let limits = &context.config.limits;
     let envelope = Envelope::default();
     let mut classes: Vec<(&str, Vec<PathBuf>)> = Vec::new();
     if !spam.is_empty() || !ham.is_empty() {
@@ -171,16 +169,7 @@ fn stats(
             let fired: Vec<(String, Vec<String>)> = batch
                 .par_iter()
                 .map(|raw| {
-                    let message = chaff::message::parse(&raw.bytes, limits);
-                    let input = Input::new(&message, &raw.bytes, &envelope);
-                    let mut symbols = active.rules.maps.check(&input).symbols;
-                    symbols.extend(active.rules.check(&input));
-                    let symbols = active
-                        .rules
-                        .finish(symbols, &|name| active.config.weight(name));
-                    let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
-                    names.sort();
-                    names.dedup();
+                    let names = active.rule_hits(&raw.bytes, &envelope);
                     (raw.origin.path.display().to_string(), names)
                 })
                 .collect();

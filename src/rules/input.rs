@@ -105,12 +105,15 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// Whether a header field named `name` is present.
+    /// Whether a header field named `name` (or, for a pseudo-header such
+    /// as `ToCc`, any field it stands for) is present.
     pub fn has_header(&self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        let names = header_names(&lower);
         self.message
             .headers
             .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(name))
+            .any(|h| names.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
     }
 
     /// The text of `target`.
@@ -150,29 +153,45 @@ impl<'a> Input<'a> {
                 .map(|(n, v)| format!("{n}: {v}\n"))
                 .collect();
         }
-        let names: &[&str] = match name {
-            "tocc" => &["to", "cc"],
-            "messageid" => &["message-id", "resent-message-id", "x-message-id"],
-            "envelopefrom" => {
-                if let Some(from) = &self.envelope.mail_from {
-                    return from.clone();
-                }
-                &["return-path", "x-envelope-from"]
-            }
-            other => &[other][..],
-        };
+        if name == "envelopefrom"
+            && let Some(from) = &self.envelope.mail_from
+        {
+            return from.clone();
+        }
+        let names = header_names(name);
+        // The header as written; decoded = unfolded, with RFC 2047 encoded
+        // words decoded (mail-parser's value of the same occurrence).
+        // mail-parser's own value is not used otherwise: it drops the angle
+        // brackets of Message-ID and rewrites address lists.
         let mut values: Vec<String> = Vec::new();
-        if form == HeaderForm::Raw {
-            for (field, value) in self.raw_headers() {
-                if names.iter().any(|n| field.eq_ignore_ascii_case(n)) {
-                    values.push(value.clone());
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        for (field, value) in self.raw_headers() {
+            let Some(&wanted) = names.iter().find(|n| field.eq_ignore_ascii_case(n)) else {
+                continue;
+            };
+            let nth = match seen.iter_mut().find(|(n, _)| *n == wanted) {
+                Some((_, count)) => {
+                    *count += 1;
+                    *count - 1
                 }
-            }
-        } else {
-            for field in &self.message.headers {
-                if names.iter().any(|n| field.name.eq_ignore_ascii_case(n)) {
-                    values.push(field.value.clone());
+                None => {
+                    seen.push((wanted, 1));
+                    0
                 }
+            };
+            if form == HeaderForm::Raw {
+                values.push(value.clone());
+            } else if value.contains("=?") {
+                let decoded = self
+                    .message
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(wanted))
+                    .nth(nth)
+                    .map_or_else(|| unfold(value), |h| h.value.clone());
+                values.push(decoded);
+            } else {
+                values.push(unfold(value));
             }
         }
         match form {
@@ -191,6 +210,26 @@ impl<'a> Input<'a> {
                 .join("\n"),
         }
     }
+}
+
+/// The fields a header name stands for (pseudo-headers: `ToCc`,
+/// `MESSAGEID`, `EnvelopeFrom`), lowercased.
+fn header_names(lower: &str) -> Vec<&str> {
+    match lower {
+        "tocc" => vec!["to", "cc"],
+        "messageid" => vec!["message-id", "resent-message-id", "x-message-id"],
+        "envelopefrom" => vec!["return-path", "x-envelope-from"],
+        other => vec![other],
+    }
+}
+
+/// Folding line breaks removed, the whitespace after them kept.
+fn unfold(value: &str) -> String {
+    value
+        .replace("\r\n", "\n")
+        .replace('\n', "")
+        .trim()
+        .to_owned()
 }
 
 /// SpamAssassin's body: the Subject, then each paragraph of each text part

@@ -33,12 +33,12 @@ impl Compiled {
     /// Compiles `source` (inline flags already applied) with `regex`, or
     /// with `fancy-regex` when `regex` does not support a feature it uses.
     pub fn new(source: &str) -> Result<Compiled, String> {
-        let source = &ascii_word_boundaries(source);
-        match RegexBuilder::new(source)
+        match RegexBuilder::new(&ascii_word_boundaries(source))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
         {
             Ok(regex) => Ok(Compiled::Std(regex)),
+            // fancy-regex does not take `(?-u:…)`: its `\b` stays Unicode.
             Err(std_error) => match fancy_regex::RegexBuilder::new(source)
                 .delegate_size_limit(REGEX_SIZE_LIMIT)
                 .build()
@@ -46,7 +46,11 @@ impl Compiled {
                 // fancy-regex accepts everything regex does and more; only
                 // use it when the pattern needs what regex lacks.
                 Ok(fancy) => Ok(Compiled::Fancy(Box::new(fancy))),
-                Err(_) => Err(first_line(&std_error.to_string())),
+                Err(fancy_error) => Err(format!(
+                    "{} (fancy-regex: {})",
+                    first_line(&std_error.to_string()),
+                    first_line(&fancy_error.to_string())
+                )),
             },
         }
     }

@@ -426,6 +426,15 @@ fn compile(
         match by_name.get(&spec.symbol) {
             Some(&at) => {
                 let previous = kept[at].as_ref().map(|p| (p.origin.clone(), p.lenient));
+                if let Some((previous_origin, false)) = &previous
+                    && spec.lenient
+                {
+                    report.skip(
+                        &spec,
+                        format!("duplicate: a chaff rule of this name is at {previous_origin}"),
+                    );
+                    continue;
+                }
                 if let Some((previous_origin, previous_lenient)) = previous
                     && !(spec.lenient && previous_lenient)
                 {

@@ -258,6 +258,10 @@ impl CfParser {
             let flags: Vec<&str> = entry.tflags.split_whitespace().collect();
             let skip = match entry.def {
                 _ if flags.contains(&"net") => Some(("net".to_owned(), entry.kind)),
+                _ if flags.contains(&"multiple") => Some((
+                    "tflags multiple: hit counts not supported".to_owned(),
+                    entry.kind,
+                )),
                 _ if flags.contains(&"replace") => {
                     Some(("tflags replace: tag replacement".to_owned(), entry.kind))
                 }
@@ -486,9 +490,30 @@ fn split_regex_tail(text: &str) -> Result<(String, String, String), String> {
 const HORIZONTAL: &str = r"\t\x20\xA0\x{1680}\x{180E}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}";
 const VERTICAL: &str = r"\n\x0B\x0C\r\x{85}\x{2028}\x{2029}";
 
+/// Appends a character given as a byte value. Bytes 0x80–0xFF are refused:
+/// SpamAssassin matches them against raw bytes in the message's charset,
+/// chaff matches decoded text, so no translation means the same.
+fn push_byte(out: &mut String, value: u32) -> Result<(), String> {
+    if (0x80..=0xFF).contains(&value) {
+        return Err(byte_escape_reason(value));
+    }
+    out.push_str(&format!(r"\x{{{value:X}}}"));
+    Ok(())
+}
+
+fn byte_escape_reason(value: u32) -> String {
+    format!("byte escape \\x{value:02X}: SpamAssassin matches raw bytes, chaff decoded text")
+}
+
 /// A Perl pattern and its flags → a Rust pattern with inline flags, or why
 /// it cannot be translated faithfully.
 pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, String> {
+    if pattern.contains("%{") {
+        return Err("captured-tag template %{…}: not supported".into());
+    }
+    if pattern.contains('\u{FFFD}') {
+        return Err("raw non-UTF-8 bytes in the pattern: SpamAssassin matches bytes".into());
+    }
     let mut inline = String::new();
     for f in flags.chars() {
         match f {
@@ -544,15 +569,20 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                 }
                 'e' => out.push_str(r"\x1B"),
                 'Z' => out.push_str(r"(?:\n?\z)"),
-                '0' => {
-                    let mut value = 0u32;
+                // Octal: `\0NN`, any `\NNN` inside a class, three digits outside.
+                '0'..='7'
+                    if next == '0'
+                        || in_class
+                        || chars[i..].iter().take(2).filter(|d| d.is_digit(8)).count() == 2 =>
+                {
+                    let mut value = next.to_digit(8).unwrap_or(0);
                     let mut used = 0;
-                    while used < 2 && chars.get(i).is_some_and(|d| ('0'..='7').contains(d)) {
+                    while used < 2 && chars.get(i).is_some_and(|d| d.is_digit(8)) {
                         value = value * 8 + chars[i].to_digit(8).unwrap_or(0);
                         i += 1;
                         used += 1;
                     }
-                    out.push_str(&format!(r"\x{{{value:X}}}"));
+                    push_byte(&mut out, value)?;
                 }
                 'c' | 'G' | 'K' | 'Q' | 'E' | 'l' | 'u' | 'L' | 'U' | 'N' | 'R' | 'X' | 'C' => {
                     return Err(format!("\\{next} not supported"));
@@ -560,6 +590,14 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                 'x' => {
                     // Perl allows one hex digit (`\x9`); Rust needs two or braces.
                     if chars.get(i) == Some(&'{') {
+                        let digits: String = chars[i + 1..]
+                            .iter()
+                            .take_while(|d| d.is_ascii_hexdigit())
+                            .collect();
+                        let value = u32::from_str_radix(&digits, 16).unwrap_or(0);
+                        if (0x80..=0xFF).contains(&value) {
+                            return Err(byte_escape_reason(value));
+                        }
                         out.push_str("\\x");
                     } else {
                         let digits: String = chars[i..]
@@ -569,7 +607,7 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                             .collect();
                         i += digits.len();
                         let value = u32::from_str_radix(&digits, 16).unwrap_or(0);
-                        out.push_str(&format!(r"\x{{{value:X}}}"));
+                        push_byte(&mut out, value)?;
                     }
                 }
                 'b' if in_class => out.push_str(r"\x08"),
@@ -661,6 +699,16 @@ mod tests {
         assert_eq!(translate(r"[a&&b]", "", false).unwrap(), r"[a\&\&b]");
         assert_eq!(translate(r"[]a]", "", false).unwrap(), r"[\]a]");
         assert_eq!(translate(r"\x9\0", "", false).unwrap(), r"\x{9}\x{0}");
+        assert_eq!(
+            translate(r"[\042]\101(a)\1", "", false).unwrap(),
+            r"[\x{22}]\x{41}(a)\1"
+        );
+        assert!(
+            translate(r"[\223]", "", false)
+                .unwrap_err()
+                .contains("raw bytes")
+        );
+        assert!(translate(r"\xe9", "", false).is_err());
         assert_eq!(translate(r"[[:alpha:]]", "", false).unwrap(), "[[:alpha:]]");
         assert!(translate(r"\Qa.b\E", "", false).is_err());
         let re = regex::Regex::new(&translate(r"^foo$", "", false).unwrap()).unwrap();
