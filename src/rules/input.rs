@@ -108,8 +108,8 @@ impl<'a> Input<'a> {
     /// Whether a header field named `name` (or, for a pseudo-header such
     /// as `ToCc`, any field it stands for) is present.
     pub fn has_header(&self, name: &str) -> bool {
-        let lower = name.to_ascii_lowercase();
-        let names = header_names(&lower);
+        let key = header_key(name);
+        let names = header_names(&key);
         self.message
             .headers
             .iter()
@@ -146,14 +146,14 @@ impl<'a> Input<'a> {
     }
 
     fn header(&self, name: &str, form: HeaderForm) -> String {
-        if name == "all" {
+        if name == ":all" {
             return self
                 .raw_headers()
                 .iter()
                 .map(|(n, v)| format!("{n}: {v}\n"))
                 .collect();
         }
-        if name == "envelopefrom"
+        if name == ":envelopefrom"
             && let Some(from) = &self.envelope.mail_from
         {
             return from.clone();
@@ -214,12 +214,26 @@ impl<'a> Input<'a> {
 
 /// The fields a header name stands for (pseudo-headers: `ToCc`,
 /// `MESSAGEID`, `EnvelopeFrom`), lowercased.
-fn header_names(lower: &str) -> Vec<&str> {
-    match lower {
-        "tocc" => vec!["to", "cc"],
-        "messageid" => vec!["message-id", "resent-message-id", "x-message-id"],
-        "envelopefrom" => vec!["return-path", "x-envelope-from"],
+fn header_names(key: &str) -> Vec<&str> {
+    match key {
+        ":tocc" => vec!["to", "cc"],
+        ":messageid" => vec!["message-id", "resent-message-id", "x-message-id"],
+        ":envelopefrom" => vec!["return-path", "x-envelope-from"],
         other => vec![other],
+    }
+}
+
+/// How a header name is looked up: field names are case-insensitive
+/// (lowercased); the pseudo-headers are recognised by their exact spelling,
+/// as SpamAssassin does (`ALL`, `ToCc`, `MESSAGEID`, `EnvelopeFrom`; a field
+/// really named `MessageID` is just that), and become `:all`, `:tocc`, …
+pub fn header_key(name: &str) -> String {
+    match name {
+        "ALL" => ":all".into(),
+        "ToCc" => ":tocc".into(),
+        "MESSAGEID" => ":messageid".into(),
+        "EnvelopeFrom" => ":envelopefrom".into(),
+        other => other.to_ascii_lowercase(),
     }
 }
 
@@ -407,12 +421,12 @@ mod tests {
         assert_eq!(input.header("from", HeaderForm::Addr), "bob@example.com");
         assert_eq!(input.header("from", HeaderForm::Name), "Bob B");
         assert_eq!(
-            input.header("tocc", HeaderForm::Addr),
+            input.header(":tocc", HeaderForm::Addr),
             "a@x.example\nc@y.example"
         );
         assert!(
             input
-                .header("all", HeaderForm::Raw)
+                .header(":all", HeaderForm::Raw)
                 .contains("To: a@x.example")
         );
         assert_eq!(input.header("x-missing", HeaderForm::Decoded), "");

@@ -260,7 +260,7 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
                 },
             };
             SpecKind::Pattern {
-                target: Target::Header(header.to_ascii_lowercase(), form),
+                target: Target::Header(super::input::header_key(header), form),
                 source: pattern(def.pattern, &def.flags, false)?,
                 negate: def.negate,
             }

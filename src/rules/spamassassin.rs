@@ -410,7 +410,7 @@ fn header_def(body: &str) -> Def {
     }
     match translate(&pattern, &flags, false) {
         Ok(source) => Def::Rule(SpecKind::Pattern {
-            target: Target::Header(lower, form),
+            target: Target::Header(super::input::header_key(name), form),
             source,
             negate,
         }),
