@@ -221,6 +221,14 @@ impl Engine {
         Features::extract_with(message, &self.tokenizer, &self.config.fuzzy.params())
     }
 
+    /// Tokens and URLs; fuzzy digests are added by the caller when the
+    /// fuzzy store could match anything.
+    fn features_without_fuzzy(&self, message: &Message) -> Features {
+        let mut features = Features::tokens_only(message, &self.tokenizer);
+        features.urls = crate::extract::urls::extract(message);
+        features
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -234,7 +242,11 @@ impl Engine {
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Scan {
         let active = self.active();
         let message = self.parse(raw);
-        let features = self.features(&message);
+        let mut features = self.features_without_fuzzy(&message);
+        if !self.fuzzy.is_empty() {
+            features.fuzzy =
+                crate::fuzzy::FuzzyDigests::compute(&message, &self.config.fuzzy.params());
+        }
         let input = Input::new(&message, raw, envelope);
 
         // Maps first: an allow/deny map with a forced action ends the scan
@@ -373,7 +385,7 @@ impl Engine {
         if message.headers.is_empty() {
             return Err(LearnError::NotAMessage);
         }
-        let features = Features::extract(&message, &self.tokenizer);
+        let features = Features::tokens_only(&message, &self.tokenizer);
         let digest = message_digest(raw);
         let outcome = bayes::learn(&mut self.store, digest, class, &features.tokens)?;
         Ok(Learned {

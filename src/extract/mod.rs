@@ -32,12 +32,21 @@ impl Features {
 
     /// Extracts the features of `message`.
     pub fn extract_with(message: &Message, tokenizer: &Tokenizer, fuzzy: &FuzzyParams) -> Features {
+        let mut features = Features::tokens_only(message, tokenizer);
+        features.fuzzy = FuzzyDigests::compute(message, fuzzy);
+        features.urls = urls::extract(message);
+        features
+    }
+
+    /// Only the statistical tokens: what learning and a scan against an
+    /// empty fuzzy store need. Fuzzy digests are a fifth of a scan's cost,
+    /// so they are not computed where nothing would read them.
+    pub fn tokens_only(message: &Message, tokenizer: &Tokenizer) -> Features {
         let mut tokens = Vec::with_capacity(1024);
         tokenizer.tokenize(message, &mut HashSink(&mut tokens));
         Features {
             tokens: distinct(tokens),
-            fuzzy: FuzzyDigests::compute(message, fuzzy),
-            urls: urls::extract(message),
+            ..Features::default()
         }
     }
 }

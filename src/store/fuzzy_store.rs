@@ -544,6 +544,11 @@ impl FuzzyStore {
         Ok(())
     }
 
+    /// Whether nothing was ever reported (nothing could match).
+    pub fn is_empty(&self) -> bool {
+        self.model.header().entry_count == 0 && self.overlay.entries.is_empty()
+    }
+
     pub fn stats(&self) -> FuzzyStats {
         let header = self.model.header();
         FuzzyStats {
