@@ -228,6 +228,23 @@ async fn read_body(request: Request<Incoming>, state: &State) -> Result<Vec<u8>,
     Ok(body)
 }
 
+/// Takes a scan permit, then reads the body. The permit comes first so that
+/// waiting requests stay in the kernel's buffers, not in memory; every
+/// handler that hands a body to the engine goes through here.
+async fn permit_then_body(
+    request: Request<Incoming>,
+    state: &State,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, Vec<u8>), ApiError> {
+    let permit = state
+        .scan_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let body = read_body(request, state).await?;
+    Ok((permit, body))
+}
+
 fn too_large(max_bytes: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -261,14 +278,8 @@ async fn scan_request(
     let (envelope, _options) =
         envelope_from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let compressed_request = is_zstd(&pairs);
-    // Take a scan permit before reading the body: waiting requests stay in
-    // the kernel's buffers, not in memory.
-    let permit = match state.scan_permits.clone().acquire_owned().await {
-        Ok(permit) => permit,
-        Err(_) => return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    };
-    let body = match read_body(request, state).await {
-        Ok(body) => body,
+    let (permit, body) = match permit_then_body(request, state).await {
+        Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
     let outcome = run_scan_with_permit(state, body, envelope, peer, permit).await;
@@ -401,12 +412,8 @@ async fn learn_request(
     ) {
         return error_reply(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let permit = match state.scan_permits.clone().acquire_owned().await {
-        Ok(permit) => permit,
-        Err(_) => return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    };
-    let body = match read_body(request, state).await {
-        Ok(body) => body,
+    let (permit, body) = match permit_then_body(request, state).await {
+        Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
     let task_state = state.clone();
@@ -497,12 +504,8 @@ async fn fuzzy_request(
         (Ok(flag), Ok(weight)) => (flag, weight),
         (Err(error), _) | (_, Err(error)) => return error.into_reply(),
     };
-    let permit = match state.scan_permits.clone().acquire_owned().await {
-        Ok(permit) => permit,
-        Err(_) => return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    };
-    let body = match read_body(request, state).await {
-        Ok(body) => body,
+    let (permit, body) = match permit_then_body(request, state).await {
+        Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
     let task_state = state.clone();
