@@ -117,13 +117,14 @@ fn pipeline(c: &mut Criterion) {
         .iter()
         .map(|(m, _)| message::parse(m, &limits))
         .collect();
-    let features: Vec<Features> = parsed
+    let features: Vec<Features> = sample
         .iter()
-        .map(|m| Features::extract(m, &tokenizer))
+        .zip(&parsed)
+        .map(|((raw, _), m)| Features::extract(raw, m, &tokenizer))
         .collect();
     let classified = features
         .iter()
-        .filter(|f| bayes::classify(&f.tokens, &store, &config.bayes).is_ok())
+        .filter(|f| bayes::classify(&f.tokens, &f.grams, &store, &config.bayes).is_ok())
         .count();
     assert!(classified > 0, "the trained store classified nothing");
 
@@ -140,15 +141,20 @@ fn pipeline(c: &mut Criterion) {
     });
     group.bench_function("tokenize", |b| {
         b.iter(|| {
-            for message in &parsed {
-                black_box(Features::extract(black_box(message), &tokenizer));
+            for ((raw, _), message) in sample.iter().zip(&parsed) {
+                black_box(Features::extract(raw, black_box(message), &tokenizer));
             }
         })
     });
     group.bench_function("classify", |b| {
         b.iter(|| {
             for f in &features {
-                let _ = black_box(bayes::classify(black_box(&f.tokens), &store, &config.bayes));
+                let _ = black_box(bayes::classify(
+                    black_box(&f.tokens),
+                    black_box(&f.grams),
+                    &store,
+                    &config.bayes,
+                ));
             }
         })
     });

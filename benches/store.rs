@@ -1,7 +1,8 @@
 //! Opening a large model: the mapped file makes it constant-time.
 //!
-//! Builds a model of one million tokens once, then measures
-//! `BayesStore::open_read_only` and a lookup of 1,000 tokens in it.
+//! Builds a model of one million tokens (and a full byte-gram table) once,
+//! then measures `BayesStore::open_read_only` and lookups of 1,000 tokens
+//! and 1,000 gram buckets in it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -17,6 +18,7 @@ fn build_model(dir: &std::path::Path) {
         let tokens: Vec<u64> = (0..TOKENS_PER_MESSAGE)
             .map(|i| splitmix(message * TOKENS_PER_MESSAGE + i + 1))
             .collect();
+        let grams: Vec<u32> = tokens.iter().map(|&t| gram_of(t)).collect();
         let class = if message % 2 == 0 {
             Class::Spam
         } else {
@@ -28,11 +30,16 @@ fn build_model(dir: &std::path::Path) {
                 from: None,
                 to: class,
                 tokens: &tokens,
+                grams: &grams,
             })
             .unwrap();
     }
     store.compact().unwrap();
     assert_eq!(store.stats().model_tokens, TOKENS);
+}
+
+fn gram_of(token: u64) -> u32 {
+    (token >> (64 - chaff::extract::grams::GRAM_BITS)) as u32
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -57,6 +64,14 @@ fn open_model(c: &mut Criterion) {
         b.iter(|| {
             let mut out = Vec::with_capacity(probe.len());
             store.token_counts_into(&probe, &mut out);
+            out
+        })
+    });
+    let gram_probe: Vec<u32> = probe.iter().map(|&t| gram_of(t)).collect();
+    c.bench_function("lookup 1000 gram buckets", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(gram_probe.len());
+            store.gram_counts_into(&gram_probe, &mut out);
             out
         })
     });

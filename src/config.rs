@@ -108,6 +108,11 @@ pub struct BayesConfig {
     pub min_token_hits: u32,
     pub min_deviation: f64,
     pub max_tokens: usize,
+    /// Byte-gram buckets used per message, besides the tokens (0 = none).
+    pub max_grams: usize,
+    /// `log_odds`: the summed log-likelihood ratio is divided by this before
+    /// squashing (naive Bayes counts correlated features as independent).
+    pub log_odds_scale: f64,
     pub osb_window: usize,
     pub auto_compact_journal_bytes: u64,
 }

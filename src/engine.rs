@@ -217,14 +217,14 @@ impl Engine {
         }
     }
 
-    fn features(&self, message: &Message) -> Features {
-        Features::extract_with(message, &self.tokenizer, &self.config.fuzzy.params())
+    fn features(&self, raw: &[u8], message: &Message) -> Features {
+        Features::extract_with(raw, message, &self.tokenizer, &self.config.fuzzy.params())
     }
 
     /// Tokens and URLs; fuzzy digests are added by the caller when the
     /// fuzzy store could match anything.
-    fn features_without_fuzzy(&self, message: &Message) -> Features {
-        let mut features = Features::tokens_only(message, &self.tokenizer);
+    fn features_without_fuzzy(&self, raw: &[u8], message: &Message) -> Features {
+        let mut features = Features::statistical(raw, message, &self.tokenizer);
         features.urls = crate::extract::urls::extract(message);
         features
     }
@@ -242,7 +242,7 @@ impl Engine {
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Scan {
         let active = self.active();
         let message = self.parse(raw);
-        let mut features = self.features_without_fuzzy(&message);
+        let mut features = self.features_without_fuzzy(raw, &message);
         if !self.fuzzy.is_empty() {
             features.fuzzy =
                 crate::fuzzy::FuzzyDigests::compute(&message, &self.config.fuzzy.params());
@@ -352,25 +352,34 @@ impl Engine {
     /// first, with their text.
     pub fn explain(&self, raw: &[u8], limit: usize) -> Vec<ExplainedToken> {
         let message = self.parse(raw);
-        let features = self.features(&message);
-        let Ok(classification) = bayes::classify(&features.tokens, &self.store, &self.config.bayes)
-        else {
+        let features = self.features(raw, &message);
+        let Ok(classification) = bayes::classify(
+            &features.tokens,
+            &features.grams,
+            &self.store,
+            &self.config.bayes,
+        ) else {
             return Vec::new();
         };
-        let mut texts: HashMap<u64, String> = HashMap::new();
+        let mut texts: HashMap<bayes::Feature, String> = HashMap::new();
         self.tokenizer
             .tokenize(&message, &mut |hash: u64, text: &dyn Fn() -> String| {
-                texts.entry(hash).or_insert_with(text);
+                texts
+                    .entry(bayes::Feature::Token(hash))
+                    .or_insert_with(text);
             });
+        for (bucket, text) in crate::extract::grams::gram_texts(raw) {
+            texts.entry(bayes::Feature::Gram(bucket)).or_insert(text);
+        }
         classification
             .contributions
             .into_iter()
             .take(limit)
             .map(|contribution| ExplainedToken {
                 text: texts
-                    .get(&contribution.hash)
+                    .get(&contribution.feature)
                     .cloned()
-                    .unwrap_or_else(|| format!("#{:016x}", contribution.hash)),
+                    .unwrap_or_else(|| format!("{:?}", contribution.feature)),
                 contribution,
             })
             .collect()
@@ -385,9 +394,9 @@ impl Engine {
         if message.headers.is_empty() {
             return Err(LearnError::NotAMessage);
         }
-        let features = Features::tokens_only(&message, &self.tokenizer);
+        let features = Features::statistical(raw, &message, &self.tokenizer);
         let digest = message_digest(raw);
-        let outcome = bayes::learn(&mut self.store, digest, class, &features.tokens)?;
+        let outcome = bayes::learn(&mut self.store, digest, class, &features)?;
         Ok(Learned {
             outcome,
             message_id: message.message_id,
@@ -452,7 +461,7 @@ impl Engine {
         if message.headers.is_empty() {
             return Err(LearnError::NotAMessage);
         }
-        let features = self.features(&message);
+        let features = self.features(raw, &message);
         if features.fuzzy.is_empty() {
             return Err(LearnError::NothingToHash);
         }

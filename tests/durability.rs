@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use chaff::bayes::TokenCounts;
 use chaff::config::Config;
 use chaff::extract::{Features, Tokenizer};
 use chaff::message::{Limits, parse};
@@ -210,7 +211,11 @@ fn assert_same_counts(resumed: &Path, reference: &Path, corpus: &Path) {
                 continue;
             };
             let message = parse(&raw, &Limits::default());
-            for token in Features::extract(&message, &tokenizer).tokens {
+            let features = Features::extract(&raw, &message, &tokenizer);
+            let grams = resumed.gram_counts_many(&features.grams);
+            assert_eq!(grams, reference.gram_counts_many(&features.grams));
+            checked += grams.len();
+            for token in features.tokens {
                 assert_eq!(
                     resumed.token_counts(token),
                     reference.token_counts(token),

@@ -52,7 +52,7 @@ fn regressions_do_not_panic() {
     for raw in REGRESSIONS {
         let message = message::parse(raw, &limits);
         check_message(raw, &message, &limits).unwrap();
-        check_features(&message, &Tokenizer::new(5)).unwrap();
+        check_features(raw, &message, &Tokenizer::new(5)).unwrap();
         engine.scan(raw, &Envelope::default());
     }
 }
@@ -313,8 +313,21 @@ fn check_message(raw: &[u8], message: &Message, limits: &Limits) -> Result<(), T
     Ok(())
 }
 
-fn check_features(message: &Message, tokenizer: &Tokenizer) -> Result<(), TestCaseError> {
-    let features = Features::extract(message, tokenizer);
+fn check_features(
+    raw: &[u8],
+    message: &Message,
+    tokenizer: &Tokenizer,
+) -> Result<(), TestCaseError> {
+    let features = Features::extract(raw, message, tokenizer);
+    let distinct_grams: std::collections::HashSet<u32> = features.grams.iter().copied().collect();
+    prop_assert_eq!(distinct_grams.len(), features.grams.len(), "grams repeat");
+    prop_assert!(
+        features
+            .grams
+            .iter()
+            .all(|&g| (g as usize) < chaff::extract::grams::GRAM_BUCKETS),
+        "gram bucket out of range"
+    );
     let distinct: std::collections::HashSet<u64> = features.tokens.iter().copied().collect();
     prop_assert_eq!(distinct.len(), features.tokens.len(), "tokens repeat");
     prop_assert!(
@@ -332,7 +345,7 @@ proptest! {
         let limits = Limits::default();
         let message = message::parse(&raw, &limits);
         check_message(&raw, &message, &limits)?;
-        check_features(&message, &Tokenizer::new(5))?;
+        check_features(&raw, &message, &Tokenizer::new(5))?;
     }
 
     #[test]
@@ -346,7 +359,7 @@ proptest! {
         };
         let message = message::parse(&raw, &limits);
         check_message(&raw, &message, &limits)?;
-        check_features(&message, &Tokenizer::new(1))?;
+        check_features(&raw, &message, &Tokenizer::new(1))?;
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use chaff::bayes::{self, LearnOutcome};
+use chaff::extract::Features;
+use chaff::extract::grams::GRAM_BITS;
 use chaff::store::{BayesStore, Class, JOURNAL_FILE, LockError, MODEL_FILE, StoreError};
 
 /// A small deterministic generator (SplitMix64), so runs are repeatable.
@@ -22,12 +24,17 @@ impl Rng {
     }
 }
 
-/// One synthetic learned message: digest, class and distinct tokens.
+/// One synthetic learned message: digest, class and distinct tokens (with
+/// gram buckets derived from them, so grams are shared as tokens are).
 #[derive(Clone)]
 struct Sample {
     digest: u128,
     class: Class,
-    tokens: Vec<u64>,
+    features: Features,
+}
+
+fn gram_of(token: u64) -> u32 {
+    (token >> (64 - GRAM_BITS)) as u32
 }
 
 /// `count` messages over a pool of 400 tokens, so tokens are shared.
@@ -41,10 +48,17 @@ fn samples(seed: u64, count: usize) -> (Vec<Sample>, Vec<u64>) {
                 .collect();
             tokens.sort_unstable();
             tokens.dedup();
+            let mut grams: Vec<u32> = tokens.iter().map(|&t| gram_of(t)).collect();
+            grams.sort_unstable();
+            grams.dedup();
             Sample {
                 digest: (u128::from(rng.next()) << 64) | u128::from(rng.next()),
                 class: if i % 3 == 0 { Class::Ham } else { Class::Spam },
-                tokens,
+                features: Features {
+                    tokens,
+                    grams,
+                    ..Features::default()
+                },
             }
         })
         .collect();
@@ -56,30 +70,43 @@ fn samples(seed: u64, count: usize) -> (Vec<Sample>, Vec<u64>) {
 struct Expected {
     learns: (u64, u64),
     tokens: HashMap<u64, (u32, u32)>,
+    grams: HashMap<u32, (u32, u32)>,
 }
 
 fn expected(samples: &[Sample]) -> Expected {
     let mut learns = (0, 0);
     let mut tokens: HashMap<u64, (u32, u32)> = HashMap::new();
+    let mut grams: HashMap<u32, (u32, u32)> = HashMap::new();
     for sample in samples {
         match sample.class {
             Class::Spam => learns.0 += 1,
             Class::Ham => learns.1 += 1,
         }
-        for token in &sample.tokens {
+        for token in &sample.features.tokens {
             let entry = tokens.entry(*token).or_default();
             match sample.class {
                 Class::Spam => entry.0 += 1,
                 Class::Ham => entry.1 += 1,
             }
         }
+        for gram in &sample.features.grams {
+            let entry = grams.entry(*gram).or_default();
+            match sample.class {
+                Class::Spam => entry.0 += 1,
+                Class::Ham => entry.1 += 1,
+            }
+        }
     }
-    Expected { learns, tokens }
+    Expected {
+        learns,
+        tokens,
+        grams,
+    }
 }
 
 fn learn_all(store: &mut BayesStore, samples: &[Sample]) {
     for sample in samples {
-        let outcome = bayes::learn(store, sample.digest, sample.class, &sample.tokens).unwrap();
+        let outcome = bayes::learn(store, sample.digest, sample.class, &sample.features).unwrap();
         assert_eq!(outcome, LearnOutcome::Learned);
     }
 }
@@ -95,6 +122,13 @@ fn assert_store_matches(store: &BayesStore, samples: &[Sample], pool: &[u64], co
             want,
             "{context}: token {token:#x}"
         );
+    }
+    let grams: Vec<u32> = pool.iter().map(|&t| gram_of(t)).collect();
+    let mut counts = Vec::new();
+    store.gram_counts_into(&grams, &mut counts);
+    for (gram, got) in grams.iter().zip(counts) {
+        let want = expected.grams.get(gram).copied().unwrap_or((0, 0));
+        assert_eq!(got, want, "{context}: gram {gram}");
     }
     for unseen in [2u64, 4, 0xdead_beef_0000, u64::MAX - 1] {
         assert_eq!(
@@ -303,7 +337,7 @@ fn learning_the_same_digest_twice_counts_once() {
     learn_all(&mut store, &samples);
     for sample in &samples {
         let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.features).unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     assert_store_matches(&store, &samples, &pool, "learned twice before commit");
@@ -312,7 +346,7 @@ fn learning_the_same_digest_twice_counts_once() {
     // Still known after the digest moved into the model file.
     for sample in &samples {
         let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.features).unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     store.commit().unwrap();
@@ -337,7 +371,7 @@ fn relearn_moves_counts(compact_first: bool) {
             Class::Ham => Class::Spam,
         };
         let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.tokens).unwrap();
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.features).unwrap();
         assert_eq!(outcome, LearnOutcome::Relearned);
     }
     let context = format!("relearned (compacted first: {compact_first})");
@@ -368,7 +402,16 @@ fn relearning_a_compacted_message_moves_counts() {
 fn a_read_only_store_refuses_to_learn() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = BayesStore::open_read_only(dir.path()).unwrap();
-    let error = bayes::learn(&mut store, 1, Class::Spam, &[3, 5]).unwrap_err();
+    let error = bayes::learn(
+        &mut store,
+        1,
+        Class::Spam,
+        &Features {
+            tokens: vec![3, 5],
+            ..Features::default()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(error, StoreError::ReadOnly), "{error:?}");
     assert!(store.commit().is_err());
 }

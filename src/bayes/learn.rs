@@ -1,5 +1,6 @@
 //! Learning one message: idempotent per message digest.
 
+use crate::extract::Features;
 use crate::store::{BayesStore, Change, Class, StoreError};
 
 /// What learning one message did.
@@ -13,14 +14,14 @@ pub enum LearnOutcome {
     Relearned,
 }
 
-/// Learns a message with digest `digest` and distinct `tokens` as `class`.
+/// Learns a message with digest `digest` and statistical `features` as `class`.
 /// As `sa-learn` and rspamd do, the same message twice counts once, and the
 /// other class moves its counts. Durable only after `store.commit()`.
 pub fn learn(
     store: &mut BayesStore,
     digest: u128,
     class: Class,
-    tokens: &[u64],
+    features: &Features,
 ) -> Result<LearnOutcome, StoreError> {
     let previous = store.learned_class(digest);
     if previous == Some(class) {
@@ -30,7 +31,8 @@ pub fn learn(
         digest,
         from: previous,
         to: class,
-        tokens,
+        tokens: &features.tokens,
+        grams: &features.grams,
     })?;
     Ok(if previous.is_some() {
         LearnOutcome::Relearned

@@ -32,6 +32,8 @@ pub trait TokenCounts {
     fn token_counts_many(&self, hashes: &[u64]) -> Vec<(u32, u32)> {
         hashes.iter().map(|&h| self.token_counts(h)).collect()
     }
+    /// Occurrences of byte-gram buckets, in order.
+    fn gram_counts_many(&self, buckets: &[u32]) -> Vec<(u32, u32)>;
 }
 
 impl TokenCounts for crate::store::BayesStore {
@@ -46,12 +48,24 @@ impl TokenCounts for crate::store::BayesStore {
         self.token_counts_into(hashes, &mut out);
         out
     }
+    fn gram_counts_many(&self, buckets: &[u32]) -> Vec<(u32, u32)> {
+        let mut out = Vec::with_capacity(buckets.len());
+        self.gram_counts_into(buckets, &mut out);
+        out
+    }
+}
+
+/// What a contribution counts: a word token or a byte-gram bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Feature {
+    Token(u64),
+    Gram(u32),
 }
 
 /// One token's part in a verdict, for `--explain`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contribution {
-    pub hash: u64,
+    pub feature: Feature,
     pub spam: u32,
     pub ham: u32,
     /// Robinson's f for this token.
@@ -63,9 +77,9 @@ pub struct Contribution {
 pub struct Classification {
     /// Probability that the message is spam, in [0, 1].
     pub probability: f64,
-    /// Tokens that took part.
+    /// Features (tokens and grams) that took part.
     pub tokens_used: usize,
-    /// The tokens that took part, strongest first.
+    /// The features that took part, strongest first.
     pub contributions: Vec<Contribution>,
 }
 
@@ -80,9 +94,10 @@ pub enum Abstain {
     Skipped,
 }
 
-/// Classifies a message from its distinct tokens.
+/// Classifies a message from its distinct tokens and gram buckets.
 pub fn classify(
     tokens: &[u64],
+    grams: &[u32],
     counts: &impl TokenCounts,
     config: &BayesConfig,
 ) -> Result<Classification, Abstain> {
@@ -98,48 +113,87 @@ pub fn classify(
             required: config.min_learns.max(1),
         });
     }
-    let token_counts = counts.token_counts_many(tokens);
-    let mut contributions: Vec<Contribution> = tokens
-        .iter()
-        .zip(token_counts)
-        .filter_map(|(&hash, (spam, ham))| {
-            let hits = spam + ham;
-            if hits < config.min_token_hits.max(1) {
-                return None;
-            }
-            let probability = robinson(spam, ham, spam_learns, ham_learns, config);
-            ((probability - 0.5).abs() >= config.min_deviation).then_some(Contribution {
-                hash,
-                spam,
-                ham,
-                probability,
-            })
-        })
-        .collect();
+    let learns = (spam_learns, ham_learns);
+    let mut contributions = strongest(
+        |index| Feature::Token(tokens[index]),
+        counts.token_counts_many(tokens),
+        learns,
+        config.max_tokens,
+        config,
+    );
+    if config.max_grams > 0 {
+        contributions.extend(strongest(
+            |index| Feature::Gram(grams[index]),
+            counts.gram_counts_many(grams),
+            learns,
+            config.max_grams,
+            config,
+        ));
+    }
     if contributions.is_empty() {
         return Err(Abstain::NoSignificantTokens);
-    }
-    let strongest_first = |a: &Contribution, b: &Contribution| {
-        (b.probability - 0.5)
-            .abs()
-            .total_cmp(&(a.probability - 0.5).abs())
-            .then(a.hash.cmp(&b.hash))
-    };
-    if config.max_tokens > 0 && contributions.len() > config.max_tokens {
-        // Only the strongest few are kept: select them, then sort just those.
-        contributions.select_nth_unstable_by(config.max_tokens, strongest_first);
-        contributions.truncate(config.max_tokens);
     }
     contributions.sort_unstable_by(strongest_first);
     let probability = match config.combiner {
         Combiner::ChiSquare => chi_square_combine(&contributions),
-        Combiner::LogOdds => log_odds_combine(&contributions),
+        Combiner::LogOdds => log_odds_combine(&contributions, config.log_odds_scale),
     };
     Ok(Classification {
         probability,
         tokens_used: contributions.len(),
         contributions,
     })
+}
+
+/// The `keep` strongest significant features of one family (all when 0),
+/// strongest first.
+fn strongest(
+    feature_at: impl Fn(usize) -> Feature,
+    counts: Vec<(u32, u32)>,
+    (spam_learns, ham_learns): (u64, u64),
+    keep: usize,
+    config: &BayesConfig,
+) -> Vec<Contribution> {
+    // First only each feature's strength, in a compact vector: a message has
+    // thousands of grams and only `keep` of them become contributions.
+    let mut candidates: Vec<(f64, u32)> = counts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, &(spam, ham))| {
+            if spam + ham < config.min_token_hits.max(1) {
+                return None;
+            }
+            let probability = robinson(spam, ham, spam_learns, ham_learns, config);
+            let strength = (probability - 0.5).abs();
+            (strength >= config.min_deviation).then_some((strength, index as u32))
+        })
+        .collect();
+    let by_strength = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if keep > 0 && candidates.len() > keep {
+        candidates.select_nth_unstable_by(keep, by_strength);
+        candidates.truncate(keep);
+    }
+    let mut contributions: Vec<Contribution> = candidates
+        .into_iter()
+        .map(|(_, index)| {
+            let (spam, ham) = counts[index as usize];
+            Contribution {
+                feature: feature_at(index as usize),
+                spam,
+                ham,
+                probability: robinson(spam, ham, spam_learns, ham_learns, config),
+            }
+        })
+        .collect();
+    contributions.sort_unstable_by(strongest_first);
+    contributions
+}
+
+fn strongest_first(a: &Contribution, b: &Contribution) -> std::cmp::Ordering {
+    (b.probability - 0.5)
+        .abs()
+        .total_cmp(&(a.probability - 0.5).abs())
+        .then(a.feature.cmp(&b.feature))
 }
 
 /// Robinson's smoothed per-token spam probability.
@@ -179,17 +233,16 @@ fn inverse_chi_square(chi: f64, dof: usize) -> f64 {
     sum.min(1.0)
 }
 
-/// Scale of the log-odds sum before squashing: naive Bayes treats correlated
-/// tokens as independent and so is overconfident by roughly the number of
-/// tokens that say the same thing; dividing keeps the probability graded.
-const LOG_ODDS_SCALE: f64 = 8.0;
-
-fn log_odds_combine(tokens: &[Contribution]) -> f64 {
+/// `scale` divides the log-odds sum before squashing: naive Bayes treats
+/// correlated features as independent and so is overconfident by roughly the
+/// number of features that say the same thing; dividing keeps the
+/// probability graded, and sets where the score thresholds fall.
+fn log_odds_combine(tokens: &[Contribution], scale: f64) -> f64 {
     let log_odds: f64 = tokens
         .iter()
         .map(|t| (t.probability / (1.0 - t.probability)).ln())
         .sum();
-    1.0 / (1.0 + (-log_odds / LOG_ODDS_SCALE).exp())
+    1.0 / (1.0 + (-log_odds / scale.max(f64::MIN_POSITIVE)).exp())
 }
 
 #[cfg(test)]
@@ -208,6 +261,12 @@ mod tests {
         }
         fn token_counts(&self, hash: u64) -> (u32, u32) {
             self.tokens.get(&hash).copied().unwrap_or((0, 0))
+        }
+        fn gram_counts_many(&self, buckets: &[u32]) -> Vec<(u32, u32)> {
+            buckets
+                .iter()
+                .map(|&b| self.tokens.get(&u64::from(b)).copied().unwrap_or((0, 0)))
+                .collect()
         }
     }
 
@@ -235,7 +294,7 @@ mod tests {
         let mut c = counts();
         c.learns = (10, 500);
         assert!(matches!(
-            classify(&[100], &c, &config(Combiner::LogOdds)),
+            classify(&[100], &[], &c, &config(Combiner::LogOdds)),
             Err(Abstain::NotEnoughLearns { .. })
         ));
     }
@@ -244,12 +303,14 @@ mod tests {
     fn both_combiners_separate_spammy_from_hammy() {
         for combiner in [Combiner::ChiSquare, Combiner::LogOdds] {
             let cfg = config(combiner);
-            let spam: Vec<u64> = (100..110).collect();
-            let ham: Vec<u64> = (200..210).collect();
-            let p_spam = classify(&spam, &counts(), &cfg).unwrap().probability;
-            let p_ham = classify(&ham, &counts(), &cfg).unwrap().probability;
-            assert!(p_spam > 0.9, "{combiner:?} {p_spam}");
-            assert!(p_ham < 0.1, "{combiner:?} {p_ham}");
+            // All 20 of each kind: with the default log-odds scale, ten
+            // agreeing tokens alone are deliberately not yet certainty.
+            let spam: Vec<u64> = (100..120).collect();
+            let ham: Vec<u64> = (200..220).collect();
+            let p_spam = classify(&spam, &[], &counts(), &cfg).unwrap().probability;
+            let p_ham = classify(&ham, &[], &counts(), &cfg).unwrap().probability;
+            assert!(p_spam > 0.85, "{combiner:?} {p_spam}");
+            assert!(p_ham < 0.15, "{combiner:?} {p_ham}");
         }
     }
 
@@ -257,7 +318,7 @@ mod tests {
     fn neutral_tokens_are_ignored() {
         let cfg = config(Combiner::LogOdds);
         assert_eq!(
-            classify(&[300], &counts(), &cfg),
+            classify(&[300], &[], &counts(), &cfg),
             Err(Abstain::NoSignificantTokens)
         );
     }
@@ -265,8 +326,30 @@ mod tests {
     #[test]
     fn unseen_tokens_do_not_count() {
         let cfg = config(Combiner::LogOdds);
-        let r = classify(&[100, 999_999], &counts(), &cfg).unwrap();
+        let r = classify(&[100, 999_999], &[], &counts(), &cfg).unwrap();
         assert_eq!(r.tokens_used, 1);
+    }
+
+    #[test]
+    fn grams_add_their_own_strongest_features() {
+        let mut cfg = config(Combiner::LogOdds);
+        cfg.max_tokens = 2;
+        cfg.max_grams = 3;
+        let tokens: Vec<u64> = (100..110).collect();
+        let grams: Vec<u32> = (200..210).collect();
+        let r = classify(&tokens, &grams, &counts(), &cfg).unwrap();
+        let grams_used = r
+            .contributions
+            .iter()
+            .filter(|c| matches!(c.feature, Feature::Gram(_)))
+            .count();
+        assert_eq!((r.tokens_used, grams_used), (5, 3));
+        // The hammy grams pull a spammy-worded message back toward ham.
+        let words_only = classify(&tokens, &[], &counts(), &cfg).unwrap();
+        assert!(r.probability < words_only.probability);
+        cfg.max_grams = 0;
+        let off = classify(&tokens, &grams, &counts(), &cfg).unwrap();
+        assert_eq!(off.tokens_used, 2);
     }
 
     #[test]

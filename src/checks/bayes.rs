@@ -15,7 +15,7 @@ pub fn check(
     counts: &impl TokenCounts,
     config: &BayesConfig,
 ) -> (Option<Symbol>, Result<Classification, Abstain>) {
-    let result = classify(&features.tokens, counts, config);
+    let result = classify(&features.tokens, &features.grams, counts, config);
     let symbol = result.as_ref().ok().and_then(|c| {
         let confidence = ((c.probability - 0.5) * 2.0).abs();
         if confidence <= 0.0 {

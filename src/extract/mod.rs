@@ -1,9 +1,10 @@
 //! EXTRACT: the features checks read, computed once per message.
 //!
-//! The statistical tokens, the fuzzy digests ([`crate::fuzzy`]) and the
+//! The statistical tokens and byte grams ([`grams`]), the fuzzy digests ([`crate::fuzzy`]) and the
 //! URLs ([`urls`]), so that no check re-derives what another already
 //! computed.
 
+pub mod grams;
 mod tokens;
 pub mod urls;
 
@@ -18,6 +19,8 @@ use crate::message::Message;
 pub struct Features {
     /// Distinct statistical tokens (64-bit hashes, never 0), in first-seen order.
     pub tokens: Vec<u64>,
+    /// Distinct byte 7-gram buckets of the raw message, in first-seen order.
+    pub grams: Vec<u32>,
     /// Min-hash and exact digests of text parts and attachments.
     pub fuzzy: FuzzyDigests,
     /// Every URL in the message, normalised, with its registrable domain.
@@ -25,27 +28,34 @@ pub struct Features {
 }
 
 impl Features {
-    /// Extracts the features of `message`, fuzzy digests with default sizes.
-    pub fn extract(message: &Message, tokenizer: &Tokenizer) -> Features {
-        Features::extract_with(message, tokenizer, &FuzzyParams::default())
+    /// Extracts the features of `message` (parsed from `raw`), fuzzy digests
+    /// with default sizes.
+    pub fn extract(raw: &[u8], message: &Message, tokenizer: &Tokenizer) -> Features {
+        Features::extract_with(raw, message, tokenizer, &FuzzyParams::default())
     }
 
-    /// Extracts the features of `message`.
-    pub fn extract_with(message: &Message, tokenizer: &Tokenizer, fuzzy: &FuzzyParams) -> Features {
-        let mut features = Features::tokens_only(message, tokenizer);
+    /// Extracts the features of `message` (parsed from `raw`).
+    pub fn extract_with(
+        raw: &[u8],
+        message: &Message,
+        tokenizer: &Tokenizer,
+        fuzzy: &FuzzyParams,
+    ) -> Features {
+        let mut features = Features::statistical(raw, message, tokenizer);
         features.fuzzy = FuzzyDigests::compute(message, fuzzy);
         features.urls = urls::extract(message);
         features
     }
 
-    /// Only the statistical tokens: what learning and a scan against an
-    /// empty fuzzy store need. Fuzzy digests are a fifth of a scan's cost,
-    /// so they are not computed where nothing would read them.
-    pub fn tokens_only(message: &Message, tokenizer: &Tokenizer) -> Features {
+    /// Only the statistical features, tokens and grams: what learning and a
+    /// scan against an empty fuzzy store need. Fuzzy digests are a fifth of a
+    /// scan's cost, so they are not computed where nothing would read them.
+    pub fn statistical(raw: &[u8], message: &Message, tokenizer: &Tokenizer) -> Features {
         let mut tokens = Vec::with_capacity(1024);
         tokenizer.tokenize(message, &mut HashSink(&mut tokens));
         Features {
             tokens: distinct(tokens),
+            grams: grams::byte_grams(raw),
             ..Features::default()
         }
     }

@@ -27,8 +27,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::message::{Message, TextKind};
 
-/// Bump whenever any token would hash differently.
-pub const TOKENIZER_VERSION: u32 = 1;
+/// Bump whenever any token or gram would hash differently (2: byte grams).
+pub const TOKENIZER_VERSION: u32 = 2;
 
 /// Words longer than this (in chars) are reduced to a shape token, as
 /// SpamAssassin does: long strings are mostly encoded junk or unique ids.

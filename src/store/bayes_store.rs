@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use bytemuck::Zeroable;
 
 use super::format::{
-    Class, DigestEntry, FORMAT_VERSION, HEADER_LEN, MAX_LOAD, MODEL_MAGIC, ModelHeader, TokenEntry,
-    home_slot,
+    Class, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MAX_LOAD, MODEL_MAGIC, ModelHeader,
+    TokenEntry, home_slot,
 };
 use super::journal::{self, JournalWriter};
 use super::lock::WriterLock;
@@ -14,6 +14,7 @@ use super::model_file::ModelFile;
 use super::overlay::{Overlay, add_delta};
 use super::{JOURNAL_FILE, LOCK_FILE, MODEL_FILE, StoreError, atomic_file};
 use crate::extract::TOKENIZER_VERSION;
+use crate::extract::grams::{GRAM_BITS, GRAM_BUCKETS};
 
 /// One message's move into a class (and, for a relearn, out of another).
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +24,8 @@ pub struct Change<'a> {
     pub to: Class,
     /// The message's distinct tokens.
     pub tokens: &'a [u64],
+    /// The message's distinct byte-gram buckets.
+    pub grams: &'a [u32],
 }
 
 /// Figures for `chaff model stat`.
@@ -35,6 +38,10 @@ pub struct StoreStats {
     pub model_tokens: u64,
     pub model_slots: u64,
     pub model_bytes: u64,
+    /// Buckets of the byte-gram table (0 before the first compaction).
+    pub gram_buckets: u64,
+    /// Buckets with any count.
+    pub gram_buckets_used: u64,
     pub learned_messages: u64,
     pub journal_bytes: u64,
     pub journal_generation: u64,
@@ -140,6 +147,23 @@ impl BayesStore {
         }
     }
 
+    /// (spam, ham) counts of many gram buckets, in order, appended to `out`.
+    pub fn gram_counts_into(&self, buckets: &[u32], out: &mut Vec<(u32, u32)>) {
+        let start = out.len();
+        self.model.grams_into(buckets, out);
+        if self.overlay.grams.is_empty() {
+            return;
+        }
+        for (counts, &bucket) in out[start..].iter_mut().zip(buckets) {
+            if let Some(&(spam_delta, ham_delta)) = self.overlay.grams.get(bucket as usize) {
+                *counts = (
+                    add_delta(counts.0, i64::from(spam_delta)),
+                    add_delta(counts.1, i64::from(ham_delta)),
+                );
+            }
+        }
+    }
+
     /// The class a message was learned as, if it was.
     pub fn learned_class(&self, digest: u128) -> Option<Class> {
         self.overlay
@@ -153,11 +177,20 @@ impl BayesStore {
     /// Not durable until [`BayesStore::commit`].
     pub fn record(&mut self, change: Change<'_>) -> Result<(), StoreError> {
         let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
-        writer
-            .journal
-            .append(change.digest, change.from, change.to, change.tokens);
-        self.overlay
-            .apply(change.digest, change.from, change.to, change.tokens);
+        writer.journal.append(
+            change.digest,
+            change.from,
+            change.to,
+            change.tokens,
+            change.grams,
+        );
+        self.overlay.apply(
+            change.digest,
+            change.from,
+            change.to,
+            change.tokens,
+            change.grams,
+        );
         Ok(())
     }
 
@@ -182,14 +215,18 @@ impl BayesStore {
         let next_generation = self.model.header().journal_generation + 1;
         let (tokens, token_count) = self.merged_token_table();
         let digests = self.merged_digests();
+        let grams = self.merged_grams();
         let (spam_learns, ham_learns) = self.learns();
         let tokens_offset = HEADER_LEN as u64;
         let token_bytes: &[u8] = bytemuck::cast_slice(&tokens);
         let digest_bytes: &[u8] = bytemuck::cast_slice(&digests);
+        let gram_bytes: &[u8] = bytemuck::cast_slice(&grams);
         let digests_offset = tokens_offset + token_bytes.len() as u64;
+        let grams_offset = digests_offset + digest_bytes.len() as u64;
         let mut body_crc = crc32fast::Hasher::new();
         body_crc.update(token_bytes);
         body_crc.update(digest_bytes);
+        body_crc.update(gram_bytes);
         let mut header = ModelHeader {
             magic: MODEL_MAGIC,
             format_version: FORMAT_VERSION,
@@ -202,14 +239,21 @@ impl BayesStore {
             journal_generation: next_generation,
             tokens_offset,
             digests_offset,
-            file_len: digests_offset + digest_bytes.len() as u64,
+            gram_bits: if grams.is_empty() { 0 } else { GRAM_BITS },
+            grams_offset,
+            file_len: grams_offset + gram_bytes.len() as u64,
             body_crc: body_crc.finalize(),
             ..ModelHeader::zeroed()
         };
         header.header_crc = header.compute_crc();
         atomic_file::replace(
             &model_path,
-            &[bytemuck::bytes_of(&header), token_bytes, digest_bytes],
+            &[
+                bytemuck::bytes_of(&header),
+                token_bytes,
+                digest_bytes,
+                gram_bytes,
+            ],
         )
         .map_err(StoreError::io(&model_path))?;
         // From here the new model is durable and the old journal is stale
@@ -266,6 +310,28 @@ impl BayesStore {
         (table, count)
     }
 
+    /// The model's gram table plus the overlay's deltas; empty when neither
+    /// has any, so a store without grams carries no table.
+    fn merged_grams(&self) -> Vec<GramEntry> {
+        let model = self.model.grams();
+        if model.is_empty() && self.overlay.grams.is_empty() {
+            return Vec::new();
+        }
+        let mut table = vec![GramEntry::zeroed(); GRAM_BUCKETS];
+        if !model.is_empty() {
+            table.copy_from_slice(model);
+        }
+        for (entry, &(spam_delta, ham_delta)) in table.iter_mut().zip(&self.overlay.grams) {
+            if spam_delta != 0 || ham_delta != 0 {
+                *entry = GramEntry::fitted(
+                    i64::from(entry.spam) + i64::from(spam_delta),
+                    i64::from(entry.ham) + i64::from(ham_delta),
+                );
+            }
+        }
+        table
+    }
+
     fn merged_digests(&self) -> Vec<DigestEntry> {
         let mut digests: Vec<DigestEntry> = self
             .model
@@ -301,6 +367,13 @@ impl BayesStore {
             model_tokens: header.token_count,
             model_slots: header.token_slots,
             model_bytes: self.model.file_len(),
+            gram_buckets: self.model.grams().len() as u64,
+            gram_buckets_used: self
+                .model
+                .grams()
+                .iter()
+                .filter(|g| g.spam > 0 || g.ham > 0)
+                .count() as u64,
             learned_messages: header.digest_count
                 + self
                     .overlay
@@ -344,7 +417,13 @@ fn replay_into(
     }
     if replayed.generation == model_generation {
         for record in records {
-            overlay.apply(record.digest, record.from, record.to, &record.tokens);
+            overlay.apply(
+                record.digest,
+                record.from,
+                record.to,
+                &record.tokens,
+                &record.grams,
+            );
         }
     }
     Ok(Some((replayed.generation, replayed.valid_len)))

@@ -16,9 +16,13 @@ pub const MODEL_MAGIC: [u8; 8] = *b"CHAFFBM\0";
 /// First eight bytes of every journal file.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"CHAFFJL\0";
 /// The layout this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: the byte-gram table and `gram_bits`/`grams_offset` in the header;
+/// journal records carry grams. Version 1 models also used another
+/// tokenizer, so they could not be read usefully and are refused.
+pub const FORMAT_VERSION: u32 = 2;
 /// The oldest layout this build still reads.
-pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
+pub const OLDEST_SUPPORTED_VERSION: u32 = 2;
 /// The token table is grown to keep its load at or below this fraction, so a
 /// lookup is one cache miss with rare probing.
 pub const MAX_LOAD: f64 = 0.6;
@@ -64,7 +68,8 @@ pub struct ModelHeader {
     pub header_crc: u32,
     /// The tokenizer version the counts were learned with.
     pub tokenizer_version: u32,
-    pub reserved0: u32,
+    /// log2 of the gram table's buckets; 0 when there is no gram table.
+    pub gram_bits: u32,
     pub spam_learns: u64,
     pub ham_learns: u64,
     /// Slots in the token table: zero or a power of two.
@@ -80,7 +85,9 @@ pub struct ModelHeader {
     /// CRC-32 of everything after the header.
     pub body_crc: u32,
     pub reserved1: u32,
-    pub reserved: [u64; 3],
+    /// Offset of the gram table: `2^gram_bits` [`GramEntry`], indexed by bucket.
+    pub grams_offset: u64,
+    pub reserved: [u64; 2],
 }
 
 pub const HEADER_LEN: usize = std::mem::size_of::<ModelHeader>();
@@ -103,6 +110,50 @@ pub struct TokenEntry {
     pub hash: u64,
     pub spam: u32,
     pub ham: u32,
+}
+
+/// Counts of one byte-gram bucket ([`crate::extract::grams`]). The table is
+/// dense: the bucket number is the index, so there is no key.
+///
+/// Counts are 16-bit to keep the table at 32 MiB (compaction rewrites it
+/// whole). A bucket about to overflow has both counts halved: Robinson's
+/// probability depends on `spam/ham` only through their ratio, which halving
+/// keeps, and at such counts the confidence shrink no longer matters.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct GramEntry {
+    pub spam: u16,
+    pub ham: u16,
+}
+
+impl GramEntry {
+    /// The entry for counts `spam` and `ham` (clamped at zero), halved as
+    /// often as needed to fit.
+    pub fn fitted(mut spam: i64, mut ham: i64) -> GramEntry {
+        spam = spam.max(0);
+        ham = ham.max(0);
+        while spam > i64::from(u16::MAX) || ham > i64::from(u16::MAX) {
+            spam /= 2;
+            ham /= 2;
+        }
+        GramEntry {
+            spam: spam as u16,
+            ham: ham as u16,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gram_counts_halve_to_fit_and_keep_their_ratio() {
+        assert_eq!(GramEntry::fitted(3, -2), GramEntry { spam: 3, ham: 0 });
+        let big = GramEntry::fitted(200_000, 50_000);
+        assert!(big.spam > 40_000);
+        assert_eq!(u32::from(big.spam), 4 * u32::from(big.ham));
+    }
 }
 
 /// One learned message, in a table sorted by `(digest_hi, digest_lo)`.

@@ -16,7 +16,7 @@ use super::atomic_file;
 use super::format::{Class, FORMAT_VERSION, JOURNAL_HEADER_LEN, JOURNAL_MAGIC, JournalHeader};
 
 const FRAME_HEADER: usize = 8;
-const PAYLOAD_FIXED: usize = 24;
+const PAYLOAD_FIXED: usize = 32;
 
 /// One replayed record.
 pub struct JournalRecord {
@@ -24,6 +24,7 @@ pub struct JournalRecord {
     pub from: Option<Class>,
     pub to: Class,
     pub tokens: Vec<u64>,
+    pub grams: Vec<u32>,
 }
 
 /// What reading a journal found.
@@ -123,18 +124,25 @@ fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     let to = Class::from_u8(payload[1])?;
     let n_tokens = read_u32(payload, 4)? as usize;
     let digest = u128::from(read_u64(payload, 8)?) | (u128::from(read_u64(payload, 16)?) << 64);
-    if payload.len() != PAYLOAD_FIXED + n_tokens.checked_mul(8)? {
+    let n_grams = read_u32(payload, 24)? as usize;
+    let grams_at = PAYLOAD_FIXED.checked_add(n_tokens.checked_mul(8)?)?;
+    if payload.len() != grams_at.checked_add(n_grams.checked_mul(4)?)? {
         return None;
     }
-    let tokens = payload[PAYLOAD_FIXED..]
+    let tokens = payload[PAYLOAD_FIXED..grams_at]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    let grams = payload[grams_at..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     Some(JournalRecord {
         digest,
         from,
         to,
         tokens,
+        grams,
     })
 }
 
@@ -204,14 +212,27 @@ impl JournalWriter {
     }
 
     /// Buffers one Bayes record.
-    pub fn append(&mut self, digest: u128, from: Option<Class>, to: Class, tokens: &[u64]) {
+    pub fn append(
+        &mut self,
+        digest: u128,
+        from: Option<Class>,
+        to: Class,
+        tokens: &[u64],
+        grams: &[u32],
+    ) {
         self.append_frame(|pending| {
+            pending.reserve(PAYLOAD_FIXED + tokens.len() * 8 + grams.len() * 4);
             pending.extend_from_slice(&[from.map_or(0, Class::as_u8), to.as_u8(), 0, 0]);
             pending.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
             pending.extend_from_slice(&(digest as u64).to_le_bytes());
             pending.extend_from_slice(&((digest >> 64) as u64).to_le_bytes());
+            pending.extend_from_slice(&(grams.len() as u32).to_le_bytes());
+            pending.extend_from_slice(&0u32.to_le_bytes());
             for token in tokens {
                 pending.extend_from_slice(&token.to_le_bytes());
+            }
+            for gram in grams {
+                pending.extend_from_slice(&gram.to_le_bytes());
             }
         });
     }

@@ -8,7 +8,7 @@ use memmap2::Mmap;
 
 use super::StoreError;
 use super::format::{
-    Class, DigestEntry, FORMAT_VERSION, HEADER_LEN, MODEL_MAGIC, ModelHeader,
+    Class, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MODEL_MAGIC, ModelHeader,
     OLDEST_SUPPORTED_VERSION, TokenEntry, home_slot,
 };
 use crate::extract::TOKENIZER_VERSION;
@@ -93,6 +93,39 @@ impl ModelFile {
     }
 
     /// The sorted digest table.
+    /// The dense gram table: empty, or one entry per bucket.
+    pub fn grams(&self) -> &[GramEntry] {
+        let buckets = if self.header.gram_bits == 0 {
+            0
+        } else {
+            1u64 << self.header.gram_bits
+        };
+        self.table(self.header.grams_offset, buckets)
+    }
+
+    /// (spam, ham) counts of many gram buckets, in order, appended to `out`.
+    /// Lookups are issued in groups with prefetches, as for tokens.
+    pub fn grams_into(&self, buckets: &[u32], out: &mut Vec<(u32, u32)>) {
+        let table = self.grams();
+        if table.is_empty() {
+            out.extend(buckets.iter().map(|_| (0, 0)));
+            return;
+        }
+        const GROUP: usize = 16;
+        for group in buckets.chunks(GROUP) {
+            for &bucket in group {
+                if let Some(entry) = table.get(bucket as usize) {
+                    prefetch(entry);
+                }
+            }
+            for &bucket in group {
+                out.push(table.get(bucket as usize).map_or((0, 0), |entry| {
+                    (u32::from(entry.spam), u32::from(entry.ham))
+                }));
+            }
+        }
+    }
+
     pub fn digests(&self) -> &[DigestEntry] {
         self.table(self.header.digests_offset, self.header.digest_count)
     }
@@ -208,12 +241,30 @@ fn check_layout(header: &ModelHeader, file_len: usize) -> Result<(), String> {
     {
         return Err("tables overlap or run past the end of the file".into());
     }
+    if header.gram_bits != 0 {
+        if header.gram_bits != crate::extract::grams::GRAM_BITS {
+            return Err(format!(
+                "gram table of 2^{} buckets, this build uses 2^{}",
+                header.gram_bits,
+                crate::extract::grams::GRAM_BITS
+            ));
+        }
+        let grams_end = span(
+            header.grams_offset,
+            1u64 << header.gram_bits,
+            std::mem::size_of::<GramEntry>(),
+        )
+        .ok_or("gram table offset is invalid")?;
+        if header.grams_offset < digests_end || grams_end > file_len as u64 {
+            return Err("gram table overlaps or runs past the end of the file".into());
+        }
+    }
     Ok(())
 }
 
 /// Hints the CPU to start loading `entry`'s cache line.
 #[inline(always)]
-fn prefetch(entry: &TokenEntry) {
+fn prefetch<T>(entry: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -221,7 +272,7 @@ fn prefetch(entry: &TokenEntry) {
         // reference, and SSE is part of the x86_64 baseline.
         #[allow(unused_unsafe)]
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>((entry as *const TokenEntry).cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>((entry as *const T).cast::<i8>());
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

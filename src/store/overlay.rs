@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::format::Class;
+use crate::extract::grams::GRAM_BUCKETS;
 
 /// Token hashes are already uniformly mixed 64-bit values, so hashing them
 /// again (SipHash) would only cost time.
@@ -33,6 +34,10 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<PassThroughHasher>>;
 #[derive(Default)]
 pub struct Overlay {
     pub tokens: FastMap<u64, (i64, i64)>,
+    /// Gram bucket deltas, dense like the model's gram table (a learn touches
+    /// thousands of buckets; one increment each is what keeps learning fast).
+    /// Empty until the first learn with grams.
+    pub grams: Vec<(i32, i32)>,
     pub digests: FastMap<u128, Class>,
     pub spam_learns: i64,
     pub ham_learns: i64,
@@ -40,7 +45,14 @@ pub struct Overlay {
 
 impl Overlay {
     /// Moves one message's counts: out of `from` (a relearn) and into `to`.
-    pub fn apply(&mut self, digest: u128, from: Option<Class>, to: Class, tokens: &[u64]) {
+    pub fn apply(
+        &mut self,
+        digest: u128,
+        from: Option<Class>,
+        to: Class,
+        tokens: &[u64],
+        grams: &[u32],
+    ) {
         let (spam_delta, ham_delta) = match (from, to) {
             (Some(Class::Spam), Class::Spam) | (Some(Class::Ham), Class::Ham) => return,
             (Some(Class::Ham), Class::Spam) => (1, -1),
@@ -54,6 +66,15 @@ impl Overlay {
             let entry = self.tokens.entry(token).or_insert((0, 0));
             entry.0 += spam_delta;
             entry.1 += ham_delta;
+        }
+        if !grams.is_empty() && self.grams.is_empty() {
+            self.grams = vec![(0, 0); GRAM_BUCKETS];
+        }
+        for &gram in grams {
+            if let Some(entry) = self.grams.get_mut(gram as usize) {
+                entry.0 += spam_delta as i32;
+                entry.1 += ham_delta as i32;
+            }
         }
         self.digests.insert(digest, to);
     }
