@@ -6,37 +6,127 @@
 //! pattern's syntax tree; all of them, ASCII-lowercased, go into one
 //! Aho-Corasick automaton (case-insensitive). Scanning a text:
 //!
-//! 1. one Aho-Corasick pass finds which patterns *could* match;
+//! 1. one Aho-Corasick pass finds which patterns *could* match, and where;
 //! 2. one `RegexSet` pass covers the patterns with no usable literal;
-//! 3. only candidates from step 1 (and fancy patterns) run their own regex.
+//! 3. only candidates from step 1 (and fancy patterns) run their own regex:
+//!    anchored at each place one of its prefix literals occurs, or, for a
+//!    pattern known by its suffix literals, only up to the last of them.
 //!
 //! So the text is read once or twice whatever the number of patterns, and
-//! the per-pattern cost is paid only by patterns whose literals occur.
+//! the per-pattern cost is paid only by patterns whose literals occur, in
+//! proportion to the stretch of text they could match, not to its length.
+//! Nothing per message is sized by the number of patterns.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::{RegexSet, RegexSetBuilder};
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::pool::Pool;
+use regex_automata::{Anchored, Input, meta};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 /// Size limit for one compiled pattern (SpamAssassin has some large ones).
 const REGEX_SIZE_LIMIT: usize = 32 << 20;
 /// Literals shorter than this make a pattern a candidate too often to help.
 const MIN_LITERAL: usize = 3;
+/// Anchored tries per pattern and text; past them one unanchored search
+/// from the next occurrence settles it (a literal occurring hundreds of
+/// times, each try running to the end of a long line, would cost more).
+const MAX_ANCHORED_TRIES: usize = 8;
 
 /// One compiled pattern.
 #[derive(Debug, Clone)]
 pub enum Compiled {
-    Std(Regex),
+    /// The `regex` crate's engine, used directly for anchored searches
+    /// from a position with the text around it still seen by `\b` and `^`.
+    Std(meta::Regex),
     Fancy(Box<fancy_regex::Regex>),
+}
+
+/// As the `regex` crate builds a `Regex` (leftmost-first, UTF-8), without
+/// capture groups, which `is_match` never reads.
+fn build_std(source: &str) -> Result<meta::Regex, String> {
+    meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                .utf8_empty(true)
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .hybrid_cache_capacity(2 << 20)
+                .which_captures(WhichCaptures::None),
+        )
+        .syntax(regex_automata::util::syntax::Config::new().utf8(true))
+        .build(source)
+        .map_err(|e| {
+            if let Some(limit) = e.size_limit() {
+                format!("compiled regex exceeds size limit of {limit} bytes")
+            } else if let Some(syntax) = e.syntax_error() {
+                syntax.to_string()
+            } else {
+                e.to_string()
+            }
+        })
+}
+
+type CacheFn =
+    Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+/// A pattern known by its suffix literals, run backwards by a lazy DFA,
+/// anchored where one of them ends: the forward regex could only search
+/// everything before the literal for where a match might start.
+#[derive(Debug)]
+struct Reverse {
+    dfa: DFA,
+    caches: Pool<Cache, CacheFn>,
+}
+
+impl Reverse {
+    /// None when the lazy DFA cannot take the pattern; the forward search
+    /// then does.
+    fn new(source: &str) -> Option<Reverse> {
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(regex_automata::MatchKind::All)
+                    .unicode_word_boundary(true),
+            )
+            .syntax(regex_automata::util::syntax::Config::new().utf8(true))
+            .thompson(
+                thompson::Config::new()
+                    .reverse(true)
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .which_captures(WhichCaptures::None),
+            )
+            .build(&ascii_word_boundaries(source))
+            .ok()?;
+        let for_caches = dfa.clone();
+        let create: CacheFn = Box::new(move || for_caches.create_cache());
+        Some(Reverse {
+            dfa,
+            caches: Pool::new(create),
+        })
+    }
+
+    /// Whether a match ends exactly at `end`; None when the DFA gave up
+    /// (a Unicode `\b` next to non-ASCII text).
+    fn matches_ending_at(&self, text: &str, end: usize) -> Option<bool> {
+        let input = Input::new(text)
+            .range(..end)
+            .anchored(Anchored::Yes)
+            .earliest(true);
+        let mut cache = self.caches.get();
+        self.dfa
+            .try_search_rev(&mut cache, &input)
+            .ok()
+            .map(|found| found.is_some())
+    }
 }
 
 impl Compiled {
     /// Compiles `source` (inline flags already applied) with `regex`, or
     /// with `fancy-regex` when `regex` does not support a feature it uses.
     pub fn new(source: &str) -> Result<Compiled, String> {
-        match RegexBuilder::new(&ascii_word_boundaries(source))
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
+        match build_std(&ascii_word_boundaries(source)) {
             Ok(regex) => Ok(Compiled::Std(regex)),
             // fancy-regex does not take `(?-u:…)`: its `\b` stays Unicode.
             Err(std_error) => match fancy_regex::RegexBuilder::new(source)
@@ -59,6 +149,22 @@ impl Compiled {
         match self {
             Compiled::Std(regex) => regex.is_match(text),
             // A pattern that exhausts the backtracking limit does not match.
+            Compiled::Fancy(regex) => regex.is_match(text).unwrap_or(false),
+        }
+    }
+
+    /// Whether a match of `text` lies within `range` (the text outside it
+    /// still decides `\b`, `^` and `$`), starting at `range.start` when
+    /// `anchored`.
+    fn is_match_in(&self, text: &str, range: std::ops::Range<usize>, anchored: bool) -> bool {
+        match self {
+            Compiled::Std(regex) => {
+                let mut input = Input::new(text).range(range).earliest(true);
+                if anchored {
+                    input = input.anchored(Anchored::Yes);
+                }
+                regex.is_match(input)
+            }
             Compiled::Fancy(regex) => regex.is_match(text).unwrap_or(false),
         }
     }
@@ -142,34 +248,48 @@ fn first_line(error: &str) -> String {
         )
 }
 
-/// Literals every match of `source` contains, ASCII-lowercased, if they are
-/// all at least [`MIN_LITERAL`] bytes long.
+/// Where in a match its required literals are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Every match starts with one of them.
+    Prefix,
+    /// Every match ends with one of them.
+    Suffix,
+}
+
+/// Literals every match of `source` starts (or ends) with, ASCII-lowercased,
+/// if they are all at least [`MIN_LITERAL`] bytes long.
 ///
 /// The automaton is ASCII case-insensitive, so a leading `(?i)` is dropped
 /// before extracting: otherwise every case variant of every letter would be
 /// enumerated and long alternations would yield no usable literal. (The
 /// cost: a text that spells an ASCII letter with a non-ASCII case variant,
 /// the Kelvin sign for `k` or the long `ſ` for `s`, is not a candidate.)
-fn required_literals(source: &str) -> Option<Vec<Vec<u8>>> {
+fn required_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
     let folded = drop_leading_case_flag(source);
     if folded != source {
         // Only when every literal is ASCII: the automaton folds ASCII case
         // only, so `(?i)straße` must keep its enumerated variants (ẞ).
-        let literals = extract_literals(&folded)?;
+        let (side, literals) = extract_literals(&folded)?;
         if literals.iter().all(|l| l.is_ascii()) {
-            return Some(literals);
+            return Some((side, literals));
         }
     }
     extract_literals(source)
 }
 
-fn extract_literals(source: &str) -> Option<Vec<Vec<u8>>> {
+/// Prefix literals win unless the suffix ones are more selective (longer,
+/// or not a link's scheme).
+fn extract_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
     let hir = regex_syntax::ParserBuilder::new()
         .build()
         .parse(source)
         .ok()?;
-    let mut best: Option<Vec<Vec<u8>>> = None;
-    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+    let mut best: Option<(Side, Vec<Vec<u8>>)> = None;
+    for (kind, side) in [
+        (ExtractKind::Prefix, Side::Prefix),
+        (ExtractKind::Suffix, Side::Suffix),
+    ] {
         let mut extractor = Extractor::new();
         extractor
             .kind(kind)
@@ -190,15 +310,30 @@ fn extract_literals(source: &str) -> Option<Vec<Vec<u8>>> {
         if lowered.is_empty() || lowered.iter().any(|l| l.len() < MIN_LITERAL) {
             continue;
         }
-        let shortest = |v: &Vec<Vec<u8>>| v.iter().map(Vec::len).min().unwrap_or(0);
         if best
             .as_ref()
-            .is_none_or(|b| shortest(&lowered) > shortest(b))
+            .is_none_or(|(_, b)| selectivity(&lowered) > selectivity(b))
         {
-            best = Some(lowered);
+            best = Some((side, lowered));
         }
     }
     best
+}
+
+/// Literals nearly every message contains many times over; a pattern
+/// known only by them is a candidate everywhere, once per link.
+const UBIQUITOUS: &[&[u8]] = &[b"http", b"www.", b"mailto:", b"<a ", b"href"];
+
+/// How rarely a set of literals is expected to occur: its shortest
+/// literal's length, or 0 when one of them starts with a ubiquitous one.
+fn selectivity(literals: &[Vec<u8>]) -> usize {
+    if literals
+        .iter()
+        .any(|l| UBIQUITOUS.iter().any(|u| l.starts_with(u)))
+    {
+        return 0;
+    }
+    literals.iter().map(Vec::len).min().unwrap_or(0)
 }
 
 /// `(?im)x` → `(?m)x`; `(?i)x` → `x`; anything else unchanged.
@@ -223,9 +358,14 @@ fn drop_leading_case_flag(source: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug, Default)]
 pub struct MultiMatcher {
     patterns: Vec<Compiled>,
-    /// Aho-Corasick over all extracted literals; pattern id → pattern.
+    /// Aho-Corasick over all extracted literals; literal id → pattern.
     prefilter: Option<AhoCorasick>,
     literal_owner: Vec<u32>,
+    /// Per pattern: which end of a match its literals are at (unused for
+    /// patterns outside the prefilter).
+    side: Vec<Side>,
+    /// Per pattern with suffix literals: its reverse matcher.
+    reverse: Vec<Option<Box<Reverse>>>,
     /// Std patterns with no literal, matched as one set.
     set: Option<RegexSet>,
     set_members: Vec<u32>,
@@ -250,14 +390,22 @@ impl MultiMatcher {
         let mut set_sources = Vec::new();
         let mut set_members = Vec::new();
         let mut fancy = Vec::new();
+        let mut side = vec![Side::Prefix; patterns.len()];
+        let mut reverse: Vec<Option<Box<Reverse>>> = Vec::new();
+        reverse.resize_with(patterns.len(), || None);
         for (index, (pattern, source)) in patterns.iter().zip(sources).enumerate() {
+            let at = index;
             let index = index as u32;
             if pattern.is_fancy() {
                 fancy.push(index);
                 continue;
             }
             match required_literals(source) {
-                Some(found) => {
+                Some((found_side, found)) => {
+                    side[at] = found_side;
+                    if found_side == Side::Suffix {
+                        reverse[at] = Reverse::new(source).map(Box::new);
+                    }
                     for literal in found {
                         literals.push(literal);
                         literal_owner.push(index);
@@ -276,6 +424,10 @@ impl MultiMatcher {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
+                    // A full DFA: one table look-up per byte, however many
+                    // literals (the default for many literals is an NFA
+                    // whose per-byte cost grows with the automaton).
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&literals)
                     .map_err(|e| e.to_string())?,
             )
@@ -295,6 +447,8 @@ impl MultiMatcher {
             patterns,
             prefilter,
             literal_owner,
+            side,
+            reverse,
             set,
             set_members,
             fancy,
@@ -317,28 +471,33 @@ impl MultiMatcher {
         }
     }
 
-    /// Sets `matched[i]` for every pattern `i` that matches `text`.
-    pub fn matches(&self, text: &str, matched: &mut [bool]) {
+    /// Appends to `matched` every pattern `i` that matches `text`, each
+    /// once, in no particular order.
+    pub fn matches(&self, text: &str, matched: &mut Vec<u32>) {
         if let Some(prefilter) = &self.prefilter {
-            let mut candidate = vec![false; self.patterns.len()];
-            for found in prefilter.find_overlapping_iter(text) {
-                if let Some(&owner) = self.literal_owner.get(found.pattern().as_usize()) {
-                    candidate[owner as usize] = true;
-                }
-            }
-            for (index, is_candidate) in candidate.into_iter().enumerate() {
-                if is_candidate
-                    && !matched[index]
-                    && self.patterns.get(index).is_some_and(|p| p.is_match(text))
-                {
-                    matched[index] = true;
+            // (pattern, start, end) of every literal occurrence: as many as
+            // the text has hits, however many patterns there are.
+            let mut hits: Vec<(u32, usize, usize)> = prefilter
+                .find_overlapping_iter(text)
+                .filter_map(|found| {
+                    let owner = *self.literal_owner.get(found.pattern().as_usize())?;
+                    Some((owner, found.start(), found.end()))
+                })
+                .collect();
+            hits.sort_unstable();
+            for run in hits.chunk_by(|a, b| a.0 == b.0) {
+                let Some(&(owner, _, _)) = run.first() else {
+                    continue;
+                };
+                if self.candidate_matches(owner, run, text) {
+                    matched.push(owner);
                 }
             }
         }
         if let Some(set) = &self.set {
             for hit in set.matches(text).iter() {
                 if let Some(&index) = self.set_members.get(hit) {
-                    matched[index as usize] = true;
+                    matched.push(index);
                 }
             }
         }
@@ -346,7 +505,67 @@ impl MultiMatcher {
             if let Some(pattern) = self.patterns.get(index as usize)
                 && pattern.is_match(text)
             {
-                matched[index as usize] = true;
+                matched.push(index);
+            }
+        }
+    }
+
+    /// Confirms pattern `owner` from its literal occurrences `hits`
+    /// (sorted by start).
+    fn candidate_matches(&self, owner: u32, hits: &[(u32, usize, usize)], text: &str) -> bool {
+        let Some(pattern) = self.patterns.get(owner as usize) else {
+            return false;
+        };
+        let side = self
+            .side
+            .get(owner as usize)
+            .copied()
+            .unwrap_or(Side::Prefix);
+        match side {
+            Side::Prefix => {
+                let mut starts = hits.iter().map(|h| h.1).peekable();
+                let mut tries = 0;
+                while let Some(start) = starts.next() {
+                    // Overlapping literals of one pattern can share a start.
+                    while starts.peek() == Some(&start) {
+                        starts.next();
+                    }
+                    if tries == MAX_ANCHORED_TRIES {
+                        return pattern.is_match_in(text, start..text.len(), false);
+                    }
+                    tries += 1;
+                    if pattern.is_match_in(text, start..text.len(), true) {
+                        return true;
+                    }
+                }
+                false
+            }
+            Side::Suffix => {
+                let mut ends: Vec<usize> = hits.iter().map(|h| h.2).collect();
+                ends.sort_unstable();
+                ends.dedup();
+                let last = ends.last().copied().unwrap_or(text.len());
+                if let Some(Some(reverse)) = self.reverse.get(owner as usize)
+                    && ends.len() <= MAX_ANCHORED_TRIES
+                {
+                    let mut gave_up = false;
+                    for &end in &ends {
+                        match reverse.matches_ending_at(text, end) {
+                            Some(true) => return true,
+                            Some(false) => {}
+                            None => {
+                                gave_up = true;
+                                break;
+                            }
+                        }
+                    }
+                    if !gave_up {
+                        return false;
+                    }
+                }
+                // Every match ends at one of the literals, so not after
+                // the last.
+                pattern.is_match_in(text, 0..last, false)
             }
         }
     }
@@ -363,8 +582,13 @@ mod tests {
     }
 
     fn hits(m: &MultiMatcher, text: &str) -> Vec<bool> {
+        let mut found = Vec::new();
+        m.matches(text, &mut found);
         let mut out = vec![false; m.len()];
-        m.matches(text, &mut out);
+        for i in found {
+            assert!(!out[i as usize], "pattern {i} reported twice");
+            out[i as usize] = true;
+        }
         out
     }
 
@@ -393,6 +617,77 @@ mod tests {
     }
 
     #[test]
+    fn confirmation_at_the_literal_sees_the_text_around_it() {
+        let m = matcher(&[
+            r"(?i)\bfree\s+money\b",
+            r"(?m)^click here",
+            r"\w+@example\.com\b",
+            r"(?i)\bwin\b.{0,5}now",
+        ]);
+        assert_eq!(m.shape().prefiltered, 4);
+        // `\b` and `^` before the literal are judged on the whole text.
+        assert_eq!(
+            hits(&m, "carefree money; not click here"),
+            vec![false, false, false, false]
+        );
+        assert_eq!(
+            hits(&m, "carefree money, FREE  Money\nclick here"),
+            vec![true, true, false, false]
+        );
+        // Suffix literals: the match ends at the last occurrence at latest.
+        assert_eq!(
+            hits(&m, "x@example.community bob@example.com"),
+            vec![false, false, true, false]
+        );
+        // More occurrences than anchored tries: the last one matches.
+        let many = format!("{}win now", "win later ".repeat(3 * MAX_ANCHORED_TRIES));
+        assert_eq!(hits(&m, &many), vec![false, false, false, true]);
+        let none = "win later ".repeat(3 * MAX_ANCHORED_TRIES);
+        assert_eq!(hits(&m, &none), vec![false, false, false, false]);
+        let m = matcher(&[r"(?i)\d{2} dollars\b"]);
+        assert_eq!(
+            required_literals(r"(?i)\d{2} dollars\b").map(|l| l.0),
+            Some(Side::Suffix)
+        );
+        for repeat in [1, 3 * MAX_ANCHORED_TRIES] {
+            let text = "a dollars, 7 DOLLARS, 12 dollarsx; ".repeat(repeat);
+            assert_eq!(hits(&m, &text), vec![false]);
+            assert_eq!(hits(&m, &format!("{text}12 Dollars")), vec![true]);
+        }
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_each_regex_alone() {
+        let sources = [
+            r"(?i)\b(?:free|freedom|fre+ gift)\b",
+            r"(?i)(?:act )?now\b",
+            r"(?im)^sub(?:ject)?:\s*\$\d+",
+            r"(?s)<font[^>]*>.{0,20}</font>",
+            r"(?i)\d{3}[-.]\d{4}\s+call",
+            r"(?i)(?:viagra|cialis)$",
+            r"\bunsubscribe\b.*\bhere\b",
+            r"(?i)straße",
+        ];
+        let m = matcher(&sources);
+        let compiled: Vec<Compiled> = sources.iter().map(|s| Compiled::new(s).unwrap()).collect();
+        let texts = [
+            "",
+            "Freedom! act  now, FREEE GIFT now",
+            "subject: $50\nSub: 7",
+            "<font color=red>hi</font> and <font>a very long text that goes past</font>",
+            "555-1234   CALL now; 555.1234 calls",
+            "cheap VIAGRA\nonline cialis",
+            "unsubscribe here\nor unsubscribe\nthere",
+            "STRASSE straße Straße",
+            "the now-famous unsubscribed; heres",
+        ];
+        for text in texts {
+            let expected: Vec<bool> = compiled.iter().map(|c| c.is_match(text)).collect();
+            assert_eq!(hits(&m, text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
     fn word_boundaries_become_ascii_outside_classes() {
         assert_eq!(
             ascii_word_boundaries(r"\bfoo\B[\b]\\b"),
@@ -418,9 +713,11 @@ mod tests {
     #[test]
     fn literal_extraction_prefers_long_literals() {
         let lits = required_literals("(?i)click here").unwrap();
-        assert_eq!(lits, vec![b"click here".to_vec()]);
+        assert_eq!(lits, (Side::Prefix, vec![b"click here".to_vec()]));
         let lits = required_literals(r"(?im)\b(?:Free Gift|act now|order today)\b").unwrap();
-        assert_eq!(lits.len(), 3);
+        assert_eq!(lits.1.len(), 3);
+        let lits = required_literals(r"\w+@example\.com").unwrap();
+        assert_eq!(lits, (Side::Suffix, vec![b"@example.com".to_vec()]));
         assert!(required_literals(r"\w+").is_none());
         assert!(required_literals("a|bc").is_none());
     }

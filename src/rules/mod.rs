@@ -181,6 +181,8 @@ struct TargetRules {
     matcher: MultiMatcher,
     /// Per pattern: its rule index and whether it fires on no match.
     rules: Vec<(usize, bool)>,
+    /// The patterns with `negate`, which fire unless they match.
+    negated: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -299,35 +301,49 @@ impl RuleSet {
     }
 
     /// Runs the pattern, exists and eval rules.
+    ///
+    /// Work per message follows the rules that could match it, not the
+    /// number of rules: nothing here is sized by the ruleset.
     pub fn check(&self, input: &Input<'_>) -> Vec<Symbol> {
-        let mut fired = vec![false; self.names.len()];
+        let mut fired: Vec<usize> = Vec::new();
         let mut matched = Vec::new();
         for group in &self.targets {
             let text = input.text(&group.target);
             matched.clear();
-            matched.resize(group.matcher.len(), false);
             group.matcher.matches(&text, &mut matched);
-            for (&hit, &(rule, negate)) in matched.iter().zip(&group.rules) {
-                if hit != negate {
-                    fired[rule] = true;
+            for &pattern in &matched {
+                if let Some(&(rule, false)) = group.rules.get(pattern as usize) {
+                    fired.push(rule);
+                }
+            }
+            if !group.negated.is_empty() {
+                matched.sort_unstable();
+                for &pattern in &group.negated {
+                    if matched.binary_search(&pattern).is_err()
+                        && let Some(&(rule, _)) = group.rules.get(pattern as usize)
+                    {
+                        fired.push(rule);
+                    }
                 }
             }
         }
         for (header, negate, rule) in &self.exists {
             if input.has_header(header) != *negate {
-                fired[*rule] = true;
+                fired.push(*rule);
             }
         }
         for (function, negate, rule) in &self.evals {
             if function.run(input) != *negate {
-                fired[*rule] = true;
+                fired.push(*rule);
             }
         }
+        // In rule order, as they were written.
+        fired.sort_unstable();
+        fired.dedup();
         fired
-            .iter()
-            .zip(&self.names)
-            .filter(|(f, _)| **f)
-            .map(|(_, name)| Symbol::new(name.clone()))
+            .into_iter()
+            .filter_map(|rule| self.names.get(rule))
+            .map(|name| Symbol::new(name.clone()))
             .collect()
     }
 
@@ -542,10 +558,14 @@ fn compile(
         report.prefiltered += shape.prefiltered;
         report.in_set += shape.in_set;
         report.fancy += shape.fancy;
+        let negated = (0..rules.len() as u32)
+            .filter(|&i| rules.get(i as usize).is_some_and(|r| r.1))
+            .collect();
         set.targets.push(TargetRules {
             target,
             matcher,
             rules,
+            negated,
         });
     }
     *report.loaded.entry("exists".into()).or_default() += set.exists.len();
