@@ -174,7 +174,11 @@ impl Engine {
         let active = Active::load(&config)?;
         Ok(Engine {
             lists: crate::lists::Lists::new(&config),
-            tokenizer: Tokenizer::new(config.bayes.osb_window),
+            tokenizer: if config.bayes.max_grams == 0 {
+                Tokenizer::new(config.bayes.osb_window).without_grams()
+            } else {
+                Tokenizer::new(config.bayes.osb_window)
+            },
             config,
             store,
             fuzzy,

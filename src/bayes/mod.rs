@@ -160,7 +160,7 @@ fn strongest(
         .iter()
         .enumerate()
         .filter_map(|(index, &(spam, ham))| {
-            if spam + ham < config.min_token_hits.max(1) {
+            if spam.saturating_add(ham) < config.min_token_hits.max(1) {
                 return None;
             }
             let probability = robinson(spam, ham, spam_learns, ham_learns, config);
@@ -198,12 +198,13 @@ fn strongest_first(a: &Contribution, b: &Contribution) -> std::cmp::Ordering {
 
 /// Robinson's smoothed per-token spam probability.
 fn robinson(spam: u32, ham: u32, spam_learns: u64, ham_learns: u64, config: &BayesConfig) -> f64 {
-    let spam_freq = f64::from(spam) / spam_learns as f64;
-    let ham_freq = f64::from(ham) / ham_learns as f64;
-    let p = spam_freq / (spam_freq + ham_freq);
-    let n = f64::from(spam + ham);
+    // p = (s/S) / (s/S + h/H) = sH / (sH + hS), and f = (k·x + n·p) / (k + n)
+    // folded into one division: this runs for every gram of every message.
+    let a = f64::from(spam) * ham_learns as f64;
+    let b = f64::from(ham) * spam_learns as f64;
+    let n = f64::from(spam) + f64::from(ham);
     let k = config.robinson_strength;
-    let f = (k * config.robinson_x + n * p) / (k + n);
+    let f = (k * config.robinson_x * (a + b) + n * a) / ((k + n) * (a + b));
     // Never exactly 0 or 1: one token must not veto all the others.
     f.clamp(1e-4, 1.0 - 1e-4)
 }

@@ -6,17 +6,18 @@
 //! quoted-printable texture. Overlapping byte n-grams of the raw message see
 //! all of it without any parsing, which is why character n-gram models did so
 //! well in the TREC spam tracks. On the development split of the SpamAssassin
-//! corpus (`tools/eval --dev`), adding the strongest 7-gram buckets to the
-//! word tokens' verdict cut 1 − AUC by about two thirds; 3- to 12-grams,
-//! header-only and body-only grams and subsampling were all measured and
-//! were worse.
+//! corpus (`tools/eval --dev`), adding the 25 strongest 7-gram buckets to the
+//! word tokens' verdict cut 1 − AUC from 0.00081 to 0.00027; 3- to 12-grams,
+//! header-only and body-only grams, 15 to 60 kept grams and subsampling the
+//! grams were all measured and were worse or no better, and a logistic
+//! regression over the same features was worse than this naive Bayes.
 //!
 //! Each gram is hashed straight to one of [`GRAM_BUCKETS`] buckets, with no
 //! key stored: the counts live in a dense array in the model file
 //! ([`crate::store`]), so learning a gram is one increment and looking one up
 //! is one memory access, and the model never grows whatever is learned.
-//! Colliding grams share counts; with 2^23 buckets that costs nothing
-//! measurable on the corpus.
+//! Colliding grams share counts; 2^22 and 2^23 buckets measured the same
+//! on the development split, and 2^23 leaves room for larger training sets.
 //!
 //! Headers (up to [`HEADER_BYTES`]) and body (up to [`BODY_BYTES`]) are hashed
 //! under different seeds, so `From:` in a header and in a quoted reply are
@@ -34,7 +35,7 @@ pub const GRAM_LEN: usize = 7;
 /// Header bytes read; beyond it Received chains only repeat themselves.
 pub const HEADER_BYTES: usize = 3_000;
 /// Body bytes read: bounds the cost of a large message.
-pub const BODY_BYTES: usize = 100_000;
+pub const BODY_BYTES: usize = 32_768;
 
 const HEADER_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 const BODY_SEED: u64 = 0xc2b2_ae3d_27d4_eb4f;
@@ -133,7 +134,8 @@ fn header_end(raw: &[u8]) -> usize {
 }
 
 /// Removes repeated buckets, keeping first occurrences. An open-addressed
-/// set sized for the input: sorting was slower at these sizes.
+/// set sized for the input stays in L1/L2; a bitmap over all buckets (1 MiB)
+/// and sorting were both measured slower.
 fn distinct(buckets: Vec<u32>) -> Vec<u32> {
     const EMPTY: u32 = u32::MAX;
     let slots = (buckets.len() * 2).next_power_of_two().max(16);
@@ -141,7 +143,9 @@ fn distinct(buckets: Vec<u32>) -> Vec<u32> {
     let mut seen = vec![EMPTY; slots];
     let mut out = Vec::with_capacity(buckets.len());
     for bucket in buckets {
-        let mut slot = (bucket as usize).wrapping_mul(0x9e37_79b9) & mask;
+        // Buckets are the top bits of a mixed hash: their low bits are as
+        // uniform as any.
+        let mut slot = bucket as usize & mask;
         loop {
             match seen[slot] {
                 EMPTY => {

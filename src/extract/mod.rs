@@ -55,7 +55,11 @@ impl Features {
         tokenizer.tokenize(message, &mut HashSink(&mut tokens));
         Features {
             tokens: distinct(tokens),
-            grams: grams::byte_grams(raw),
+            grams: if tokenizer.byte_grams() {
+                grams::byte_grams(raw)
+            } else {
+                Vec::new()
+            },
             ..Features::default()
         }
     }

@@ -116,6 +116,7 @@ const VALUE_HEADERS: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
     window: usize,
+    byte_grams: bool,
 }
 
 impl Tokenizer {
@@ -123,7 +124,22 @@ impl Tokenizer {
     pub fn new(window: usize) -> Tokenizer {
         Tokenizer {
             window: window.clamp(1, 8),
+            byte_grams: true,
         }
+    }
+
+    /// The same without byte grams ([`super::grams`]), for a classifier
+    /// configured not to use them: they are most of the extraction cost.
+    pub fn without_grams(self) -> Tokenizer {
+        Tokenizer {
+            byte_grams: false,
+            ..self
+        }
+    }
+
+    /// Whether [`super::Features`] get byte grams.
+    pub fn byte_grams(&self) -> bool {
+        self.byte_grams
     }
 
     /// Emits every token of `message` to `sink`, duplicates included.
