@@ -264,7 +264,7 @@ fn check_layout(header: &ModelHeader, file_len: usize) -> Result<(), String> {
 
 /// Hints the CPU to start loading `entry`'s cache line.
 #[inline(always)]
-fn prefetch<T>(entry: &T) {
+pub(super) fn prefetch<T>(entry: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

@@ -34,10 +34,7 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<PassThroughHasher>>;
 #[derive(Default)]
 pub struct Overlay {
     pub tokens: FastMap<u64, (i64, i64)>,
-    /// Gram bucket deltas, dense like the model's gram table (a learn touches
-    /// thousands of buckets; one increment each is what keeps learning fast).
-    /// Empty until the first learn with grams.
-    pub grams: Vec<(i32, i32)>,
+    pub grams: GramDeltas,
     pub digests: FastMap<u128, Class>,
     pub spam_learns: i64,
     pub ham_learns: i64,
@@ -67,16 +64,62 @@ impl Overlay {
             entry.0 += spam_delta;
             entry.1 += ham_delta;
         }
-        if !grams.is_empty() && self.grams.is_empty() {
-            self.grams = vec![(0, 0); GRAM_BUCKETS];
-        }
-        for &gram in grams {
-            if let Some(entry) = self.grams.get_mut(gram as usize) {
-                entry.0 += spam_delta as i32;
-                entry.1 += ham_delta as i32;
+        self.grams.add(grams, spam_delta as i32, ham_delta as i32);
+        self.digests.insert(digest, to);
+    }
+}
+
+/// Gram bucket deltas, dense like the model's gram table: each of a
+/// message's thousands of grams is one increment when learning and one read
+/// when scanning. Allocated zeroed on the first learn with grams, so the
+/// pages no learn touched are never made resident (a journal replay of a
+/// few learns costs a few MiB, not the whole 64 MiB).
+#[derive(Debug, Default)]
+pub struct GramDeltas {
+    /// `(spam, ham)` of bucket `b` at `2b` and `2b + 1`; empty until used.
+    /// Plain `i32`s so the allocation is a zeroed one.
+    deltas: Vec<i32>,
+}
+
+impl GramDeltas {
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+    }
+
+    /// The delta of one bucket, if any learn touched the table.
+    pub fn get(&self, bucket: u32) -> Option<(i32, i32)> {
+        let at = bucket as usize * 2;
+        Some((*self.deltas.get(at)?, *self.deltas.get(at + 1)?))
+    }
+
+    /// The address of a bucket's delta, to prefetch before a batch of reads.
+    pub fn slot(&self, bucket: u32) -> Option<&i32> {
+        self.deltas.get(bucket as usize * 2)
+    }
+
+    /// Every bucket with a non-zero delta.
+    pub fn for_each(&self, mut visit: impl FnMut(u32, (i32, i32))) {
+        for (bucket, pair) in self.deltas.chunks_exact(2).enumerate() {
+            if pair[0] != 0 || pair[1] != 0 {
+                visit(bucket as u32, (pair[0], pair[1]));
             }
         }
-        self.digests.insert(digest, to);
+    }
+
+    fn add(&mut self, buckets: &[u32], spam_delta: i32, ham_delta: i32) {
+        if buckets.is_empty() {
+            return;
+        }
+        if self.deltas.is_empty() {
+            self.deltas = vec![0; GRAM_BUCKETS * 2];
+        }
+        for &bucket in buckets {
+            let at = bucket as usize * 2;
+            if let Some(pair) = self.deltas.get_mut(at..at + 2) {
+                pair[0] += spam_delta;
+                pair[1] += ham_delta;
+            }
+        }
     }
 }
 
@@ -85,4 +128,25 @@ impl Overlay {
 /// original learn; clamping keeps that harmless.
 pub fn add_delta(base: u32, delta: i64) -> u32 {
     (i64::from(base) + delta).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gram_deltas_add_up_per_bucket() {
+        let mut deltas = GramDeltas::default();
+        assert!(deltas.is_empty() && deltas.get(7).is_none());
+        deltas.add(&[7, 9], 1, 0);
+        deltas.add(&[7], 0, 1);
+        deltas.add(&[9], -1, 0);
+        assert_eq!((deltas.get(7), deltas.get(9)), (Some((1, 1)), Some((0, 0))));
+        assert_eq!(deltas.get(8), Some((0, 0)));
+        let mut seen = Vec::new();
+        deltas.for_each(|bucket, delta| seen.push((bucket, delta)));
+        assert_eq!(seen, vec![(7, (1, 1))]);
+        deltas.add(&[u32::MAX], 1, 1);
+        assert_eq!(deltas.get(u32::MAX), None);
+    }
 }
