@@ -311,6 +311,64 @@ fn model_compact_keeps_counts() {
 }
 
 #[test]
+fn explain_shows_word_tokens_and_byte_grams_with_their_counts() {
+    let s = scratch();
+    let config = s.data.parent().unwrap().join("chaff.toml");
+    std::fs::write(
+        &config,
+        "[bayes]\nmin_learns = 1\nmax_tokens = 5\nmax_grams = 5\n",
+    )
+    .unwrap();
+    for (class, files) in [
+        (
+            "--spam",
+            [corpus("spam-plain.eml"), corpus("html-only.eml")],
+        ),
+        ("--ham", [corpus("ham-plain.eml"), corpus("utf8.eml")]),
+    ] {
+        let output = chaff(&s.data)
+            .arg("--config")
+            .arg(&config)
+            .arg("learn")
+            .arg(class)
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    }
+    let output = chaff(&s.data)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "scan",
+            "--explain",
+            &corpus("spam-plain.eml").to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Statistics: spam probability"), "{text}");
+    // Rows are `spam ham p text`; the strongest evidence for a learned spam
+    // is what no ham has.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() >= 4 && cols[2].starts_with("0."))
+        .collect();
+    let grams = rows
+        .iter()
+        .filter(|cols| cols[3].starts_with("header:") || cols[3].starts_with("body:"))
+        .count();
+    assert_eq!(rows.len(), 10, "{text}");
+    assert_eq!(grams, 5, "{text}");
+    assert!(
+        rows.iter().all(|cols| cols[0] != "0" && cols[1] == "0"),
+        "{text}"
+    );
+}
+
+#[test]
 fn an_unknown_config_key_fails_naming_it() {
     let s = scratch();
     let config = s.data.parent().unwrap().join("chaff.toml");

@@ -43,6 +43,10 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
                     "model tokens:      {} in {} slots",
                     stats.model_tokens, stats.model_slots
                 );
+                println!(
+                    "byte-gram buckets: {} of {} used",
+                    stats.gram_buckets_used, stats.gram_buckets
+                );
                 println!("model file:        {} bytes", stats.model_bytes);
                 println!(
                     "journal:           {} bytes, {} tokens not yet compacted (generation {})",

@@ -230,10 +230,14 @@ fn print_explanation(
         Ok(classification) => {
             writeln!(
                 out,
-                "Statistics: spam probability {:.4} from {} tokens; strongest:",
+                "Statistics: spam probability {:.4} from {} tokens and byte grams; strongest:",
                 classification.probability, classification.tokens_used
             )?;
-            writeln!(out, "  {:>7} {:>7} {:>6}  token", "spam", "ham", "p")?;
+            writeln!(
+                out,
+                "  {:>7} {:>7} {:>6}  token or gram",
+                "spam", "ham", "p"
+            )?;
             for token in engine.explain(raw, limit) {
                 let c = &token.contribution;
                 writeln!(
