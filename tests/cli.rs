@@ -294,8 +294,15 @@ fn model_stat_prints_the_format_version() {
 #[test]
 fn model_compact_keeps_counts() {
     let s = scratch();
-    learn(&s.data, "--spam", &[corpus("mbox-sample.mbox")], 0);
+    let mbox = corpus("mbox-sample.mbox");
+    let output = run(
+        &s.data,
+        &["learn", "--no-compact", "--spam", &mbox.to_string_lossy()],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
     let before = model_stat_json(&s.data);
+    assert!(before["overlay_tokens"].as_u64().unwrap() > 0, "{before}");
+    assert_eq!(before["model_tokens"], 0, "{before}");
     let output = run(&s.data, &["model", "compact"]);
     assert!(output.status.success(), "{}", describe(&output));
     assert!(
@@ -308,6 +315,16 @@ fn model_compact_keeps_counts() {
     assert_eq!(after["learned_messages"], 3);
     assert!(after["model_tokens"].as_u64().unwrap() > 0, "{after}");
     assert_eq!(after["overlay_tokens"], 0, "{after}");
+}
+
+#[test]
+fn learn_leaves_a_compacted_model() {
+    let s = scratch();
+    learn(&s.data, "--spam", &[corpus("mbox-sample.mbox")], 0);
+    let stat = model_stat_json(&s.data);
+    assert_eq!(stat["overlay_tokens"], 0, "{stat}");
+    assert!(stat["model_tokens"].as_u64().unwrap() > 0, "{stat}");
+    assert!(stat["gram_buckets_used"].as_u64().unwrap() > 0, "{stat}");
 }
 
 #[test]

@@ -27,7 +27,8 @@ pub struct LearnArgs {
     /// Learn the messages as ham.
     #[arg(long)]
     ham: bool,
-    /// Do not fold the journal into the model at the end, whatever its size.
+    /// Leave the learns in the journal instead of folding them into the
+    /// model at the end (a later learn or `model compact` folds them).
     #[arg(long)]
     no_compact: bool,
     /// Message files, directory trees, mbox files or maildirs.
@@ -98,7 +99,7 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
     let compacted = if args.no_compact {
         false
     } else {
-        engine.compact_if_due()?
+        engine.compact_after_batch()?
     };
     let seconds = started.elapsed().as_secs_f64();
     let total = durable.learned + durable.already_known + durable.relearned;

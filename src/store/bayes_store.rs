@@ -212,6 +212,11 @@ impl BayesStore {
         Ok(())
     }
 
+    /// Whether the journal holds learns not yet folded into the model.
+    pub fn has_uncompacted(&self) -> bool {
+        !self.overlay.digests.is_empty()
+    }
+
     /// Bytes in the journal not yet folded into the model.
     pub fn journal_bytes(&self) -> u64 {
         self.journal_bytes
