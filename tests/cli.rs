@@ -324,6 +324,25 @@ fn learn_leaves_a_compacted_model() {
     let stat = model_stat_json(&s.data);
     assert_eq!(stat["overlay_tokens"], 0, "{stat}");
     assert!(stat["model_tokens"].as_u64().unwrap() > 0, "{stat}");
+    // Byte grams are off by default: no table.
+    assert_eq!(stat["gram_buckets"], 0, "{stat}");
+
+    let grams = scratch();
+    let config = grams.data.parent().unwrap().join("chaff.toml");
+    std::fs::write(&config, "[bayes]\nmax_grams = 25\n").unwrap();
+    let mbox = corpus("mbox-sample.mbox");
+    let output = chaff(&grams.data)
+        .arg("--config")
+        .arg(&config)
+        .args(["learn", "--spam", &mbox.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let stat = model_stat_json(&grams.data);
+    assert_eq!(
+        stat["gram_buckets"],
+        1u64 << chaff::extract::grams::GRAM_BITS
+    );
     assert!(stat["gram_buckets_used"].as_u64().unwrap() > 0, "{stat}");
 }
 

@@ -304,8 +304,11 @@ mod tests {
     fn both_combiners_separate_spammy_from_hammy() {
         for combiner in [Combiner::ChiSquare, Combiner::LogOdds] {
             let cfg = config(combiner);
-            // All 20 of each kind: with the default log-odds scale, ten
-            // agreeing tokens alone are deliberately not yet certainty.
+            // All 20 of each kind: with the log-odds scale used with byte
+            // grams, ten agreeing tokens alone are deliberately not yet
+            // certainty.
+            let mut cfg = cfg;
+            cfg.log_odds_scale = 40.0;
             let spam: Vec<u64> = (100..120).collect();
             let ham: Vec<u64> = (200..220).collect();
             let p_spam = classify(&spam, &[], &counts(), &cfg).unwrap().probability;
