@@ -510,10 +510,26 @@ impl Engine {
     /// Folds each writable store's journal into its model if it has grown
     /// past the configured size.
     pub fn compact_if_due(&mut self) -> Result<bool, StoreError> {
+        let bayes_due = self.store.journal_bytes() >= self.config.bayes.auto_compact_journal_bytes;
+        self.compact_where(bayes_due)
+    }
+
+    /// Folds what a batch learn recorded into the model, whatever the
+    /// journal's size, and compacts the fuzzy store if due. The end of a
+    /// batch is when a scan-ready model is wanted (as `sa-learn` syncs at its
+    /// end): a journal left behind costs every later scan an overlay lookup
+    /// per token and gram. The daemon, learning a message at a time, uses
+    /// [`Engine::compact_if_due`] instead.
+    pub fn compact_after_batch(&mut self) -> Result<bool, StoreError> {
+        let bayes_due = self.store.has_uncompacted();
+        self.compact_where(bayes_due)
+    }
+
+    /// Compacts the Bayes store if `bayes_due`, the fuzzy store if its
+    /// journal passed its size; says whether either was.
+    fn compact_where(&mut self, bayes_due: bool) -> Result<bool, StoreError> {
         let mut compacted = false;
-        if self.store.is_writable()
-            && self.store.journal_bytes() >= self.config.bayes.auto_compact_journal_bytes
-        {
+        if self.store.is_writable() && bayes_due {
             self.store.compact()?;
             compacted = true;
         }
@@ -527,27 +543,6 @@ impl Engine {
     }
 
     /// Folds the journals of the writable stores into their models now.
-    /// Folds what a batch learn recorded into the model, whatever the
-    /// journal's size, and compacts the fuzzy store if due. The end of a
-    /// batch is when a scan-ready model is wanted (as `sa-learn` syncs at its
-    /// end): a journal left behind costs every later scan an overlay lookup
-    /// per token and gram. The daemon, learning a message at a time, uses
-    /// [`Engine::compact_if_due`] instead.
-    pub fn compact_after_batch(&mut self) -> Result<bool, StoreError> {
-        let mut compacted = false;
-        if self.store.is_writable() && self.store.has_uncompacted() {
-            self.store.compact()?;
-            compacted = true;
-        }
-        if self.fuzzy.is_writable()
-            && self.fuzzy.journal_bytes() >= self.config.fuzzy.auto_compact_journal_bytes
-        {
-            self.compact_fuzzy()?;
-            compacted = true;
-        }
-        Ok(compacted)
-    }
-
     pub fn compact(&mut self) -> Result<(), StoreError> {
         if self.store.is_writable() {
             self.store.compact()?;
