@@ -74,12 +74,10 @@ bits = {{ "8" = "URIBL_BITS_PH", "64" = "URIBL_BITS_ABUSE" }}
     Config::from_toml_over_defaults(&text).unwrap()
 }
 
-fn scan(config: Config, raw: &str, envelope: &Envelope) -> (Scan, Duration) {
+fn scan(config: Config, raw: &str, envelope: &Envelope) -> Scan {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config, dir.path()).unwrap();
-    let started = Instant::now();
-    let scan = engine.scan(raw.as_bytes(), envelope);
-    (scan, started.elapsed())
+    engine.scan(raw.as_bytes(), envelope)
 }
 
 fn symbol<'a>(scan: &'a Scan, name: &str) -> Option<&'a chaff::verdict::ScoredSymbol> {
@@ -108,16 +106,16 @@ const PLAIN: &str = "From: alice@sender.test\nSubject: hi\n\nhello\n";
 #[test]
 fn rbl_return_codes_map_to_symbols() {
     let server = DnsServer::start(zones());
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
     let found = symbol(&s, "RBL_TEST_SPAM").unwrap_or_else(|| panic!("{:?}", names(&s)));
     assert_eq!(found.options, vec!["192.0.2.10"]);
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.11"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.11"));
     assert!(symbol(&s, "RBL_TEST_EXPLOIT").is_some(), "{:?}", names(&s));
     // A code no map names: the list's own symbol, with its configured weight.
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.12"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.12"));
     assert_eq!(symbol(&s, "RBL_TEST").unwrap().weight, 1.0);
     // Not listed: nothing.
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.99"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.99"));
     assert!(
         !names(&s).iter().any(|n| n.starts_with("RBL_TEST")),
         "{:?}",
@@ -128,7 +126,7 @@ fn rbl_return_codes_map_to_symbols() {
 #[test]
 fn a_refusal_answer_is_a_failure_not_a_listing() {
     let server = DnsServer::start(zones());
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
     assert!(symbol(&s, "RBL_REFUSING").is_none());
     assert!(symbol(&s, "RBL_REFUSING_FAIL").is_some(), "{:?}", names(&s));
 }
@@ -137,7 +135,7 @@ fn a_refusal_answer_is_a_failure_not_a_listing() {
 fn client_comes_from_received_when_envelope_has_none() {
     let server = DnsServer::start(zones());
     let raw = "Received: from x.sender.test (x.sender.test [192.0.2.10]) by mx.local; Mon, 1 Jan 2024 00:00:00 +0000\nFrom: alice@sender.test\nSubject: hi\n\nhello\n";
-    let (s, _) = scan(config(&server, ""), raw, &Envelope::default());
+    let s = scan(config(&server, ""), raw, &Envelope::default());
     assert!(symbol(&s, "RBL_TEST_SPAM").is_some(), "{:?}", names(&s));
 }
 
@@ -145,7 +143,7 @@ fn client_comes_from_received_when_envelope_has_none() {
 fn uribl_by_registrable_domain_codes_and_bits() {
     let server = DnsServer::start(zones());
     let raw = "From: alice@sender.test\nSubject: links\n\nhttp://www.spamdomain.test/a and hxxp://login.phishdomain[.]test/x\n";
-    let (s, _) = scan(config(&server, ""), raw, &envelope("192.0.2.99"));
+    let s = scan(config(&server, ""), raw, &envelope("192.0.2.99"));
     assert_eq!(
         symbol(&s, "URIBL_TEST_SPAM").unwrap().options,
         vec!["spamdomain.test"]
@@ -161,20 +159,20 @@ fn uribl_by_registrable_domain_codes_and_bits() {
 fn sender_domain_without_mx_or_address() {
     let server = DnsServer::start(zones());
     let mut env = envelope("192.0.2.99");
-    let (s, _) = scan(config(&server, ""), PLAIN, &env);
+    let s = scan(config(&server, ""), PLAIN, &env);
     assert!(
         symbol(&s, "HFILTER_FROMHOST_NORES_A_OR_MX").is_none(),
         "{:?}",
         names(&s)
     );
     env.mail_from = Some("bob@nomx.test".into());
-    let (s, _) = scan(config(&server, ""), PLAIN, &env);
+    let s = scan(config(&server, ""), PLAIN, &env);
     assert!(
         symbol(&s, "HFILTER_FROMHOST_NORES_A_OR_MX").is_none(),
         "A record suffices"
     );
     env.mail_from = Some("bob@nowhere.test".into());
-    let (s, _) = scan(config(&server, ""), PLAIN, &env);
+    let s = scan(config(&server, ""), PLAIN, &env);
     assert!(
         symbol(&s, "HFILTER_FROMHOST_NORES_A_OR_MX").is_some(),
         "{:?}",
@@ -197,7 +195,7 @@ zone = "silent.test"
 symbol = "URIBL_SILENT"
 "#;
     let raw = "From: alice@sender.test\nSubject: links\n\nhttp://www.spamdomain.test/a\n";
-    let (s, took) = scan(config(&server, extra), raw, &envelope("192.0.2.10"));
+    let s = scan(config(&server, extra), raw, &envelope("192.0.2.10"));
     assert!(symbol(&s, "RBL_BROKEN_FAIL").is_some(), "{:?}", names(&s));
     assert!(symbol(&s, "RBL_SLOW_FAIL").is_some(), "{:?}", names(&s));
     assert!(symbol(&s, "URIBL_SILENT_FAIL").is_some(), "{:?}", names(&s));
@@ -205,8 +203,8 @@ symbol = "URIBL_SILENT"
     // The healthy lists still answered within the same budget.
     assert!(symbol(&s, "RBL_TEST_SPAM").is_some(), "{:?}", names(&s));
     assert!(symbol(&s, "URIBL_TEST_SPAM").is_some(), "{:?}", names(&s));
-    // Generous bound only: the budget is 1.2 s; a hang would be minutes.
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    // DNS_TIMEOUT above says the budget, not the silent lists, ended the
+    // wait; speed itself is not asserted in tests.
 }
 
 #[test]
@@ -215,12 +213,11 @@ fn a_silent_server_costs_one_budget_and_says_so_everywhere() {
     server.go_silent();
     let extra = "[auth]\nspf = true\ndkim = true\ndmarc = true\narc = true\n";
     let raw = "From: alice@sender.test\nSubject: links\n\nhttp://www.spamdomain.test/a\n";
-    let (s, took) = scan(config(&server, extra), raw, &envelope("192.0.2.10"));
+    let s = scan(config(&server, extra), raw, &envelope("192.0.2.10"));
     assert!(symbol(&s, "DNS_TIMEOUT").is_some(), "{:?}", names(&s));
     assert!(symbol(&s, "RBL_TEST_FAIL").is_some(), "{:?}", names(&s));
     assert!(symbol(&s, "URIBL_TEST_FAIL").is_some(), "{:?}", names(&s));
     assert!(symbol(&s, "R_SPF_DNSFAIL").is_some(), "{:?}", names(&s));
-    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 #[test]
@@ -228,7 +225,7 @@ fn network_off_means_no_queries() {
     let server = DnsServer::start(zones());
     let mut config = config(&server, "");
     config.network.enabled = false;
-    let (s, _) = scan(config, PLAIN, &envelope("192.0.2.10"));
+    let s = scan(config, PLAIN, &envelope("192.0.2.10"));
     assert!(symbol(&s, "RBL_TEST_SPAM").is_none());
     assert!(server.queries.lock().unwrap().is_empty());
 }
@@ -304,19 +301,19 @@ fn envelope_sanity_without_network() {
 fn helo_is_compared_with_the_looked_up_reverse_name() {
     let server = DnsServer::start(zones());
     // 192.0.2.10 reverses to mail.sender.test, the HELO: nothing.
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.10"));
     assert!(
         symbol(&s, "HFILTER_HELO_NOT_RDNS").is_none(),
         "{:?}",
         names(&s)
     );
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.11"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.11"));
     let found = symbol(&s, "HFILTER_HELO_NOT_RDNS").unwrap_or_else(|| panic!("{:?}", names(&s)));
     assert_eq!(
         found.options,
         vec!["mail.sender.test != dynamic-11.isp.test"]
     );
-    let (s, _) = scan(config(&server, ""), PLAIN, &envelope("192.0.2.99"));
+    let s = scan(config(&server, ""), PLAIN, &envelope("192.0.2.99"));
     assert!(
         symbol(&s, "HFILTER_HOSTNAME_UNKNOWN").is_some(),
         "{:?}",
