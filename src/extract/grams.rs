@@ -42,36 +42,57 @@ const BODY_SEED: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
 /// The distinct gram buckets of `raw`, in first-seen order.
 pub fn byte_grams(raw: &[u8]) -> Vec<u32> {
-    let raw = skip_mbox_line(raw);
-    let split = header_end(raw);
-    let (header, body) = raw.split_at(split);
-    let header = &header[..header.len().min(HEADER_BYTES)];
-    let body = &body[..body.len().min(BODY_BYTES)];
-    let mut out = Vec::with_capacity(header.len() + body.len());
-    push_grams(header, HEADER_SEED, &mut out);
-    push_grams(body, BODY_SEED, &mut out);
+    let sections = sections(raw);
+    let mut out = Vec::with_capacity(sections.iter().map(|s| s.bytes.len()).sum());
+    for section in &sections {
+        push_grams(section.bytes, section.seed, &mut out);
+    }
     distinct(out)
 }
 
 /// Each gram of `raw` with its bucket, for `scan --explain`.
 pub fn gram_texts(raw: &[u8]) -> Vec<(u32, String)> {
-    let raw = skip_mbox_line(raw);
-    let split = header_end(raw);
-    let (header, body) = raw.split_at(split);
-    let header = &header[..header.len().min(HEADER_BYTES)];
-    let body = &body[..body.len().min(BODY_BYTES)];
     let mut out = Vec::new();
-    for (part, seed, place) in [(header, HEADER_SEED, "header"), (body, BODY_SEED, "body")] {
-        for window in part.windows(GRAM_LEN) {
+    for section in sections(raw) {
+        for window in section.bytes.windows(GRAM_LEN) {
             let mut word = [0u8; 8];
             for (to, &from) in word.iter_mut().zip(window) {
                 *to = fold_digit(from);
             }
-            let bucket = bucket_of(u64::from_le_bytes(word), seed);
-            out.push((bucket, format!("{place}:{}", window.escape_ascii())));
+            let bucket = bucket_of(u64::from_le_bytes(word), section.seed);
+            out.push((
+                bucket,
+                format!("{}:{}", section.name, window.escape_ascii()),
+            ));
         }
     }
     out
+}
+
+/// The part of a message its grams are taken from, with the seed that
+/// keeps its grams apart from the other part's.
+struct Section<'a> {
+    bytes: &'a [u8],
+    seed: u64,
+    name: &'static str,
+}
+
+/// The header (up to [`HEADER_BYTES`]) and body (up to [`BODY_BYTES`]).
+fn sections(raw: &[u8]) -> [Section<'_>; 2] {
+    let raw = skip_mbox_line(raw);
+    let (header, body) = raw.split_at(header_end(raw));
+    [
+        Section {
+            bytes: &header[..header.len().min(HEADER_BYTES)],
+            seed: HEADER_SEED,
+            name: "header",
+        },
+        Section {
+            bytes: &body[..body.len().min(BODY_BYTES)],
+            seed: BODY_SEED,
+            name: "body",
+        },
+    ]
 }
 
 /// Hashes every window of `GRAM_LEN` bytes. The window is kept in the low 56
