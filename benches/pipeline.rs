@@ -9,7 +9,7 @@
 //! pipeline`; under `cargo test` each bench runs once as a smoke test.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chaff::Engine;
 use chaff::bayes;
@@ -20,26 +20,10 @@ use chaff::message::{self, Envelope, Message};
 use chaff::store::{BayesStore, Class};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const PER_CLASS: usize = 200;
+mod common;
+use common::{corpus_dir, files_in, fixtures_dir};
 
-/// Sorted regular files of `dir`, skipping hidden files and the corpus'
-/// `cmds` index files.
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            !name.starts_with('.') && name != "cmds"
-        })
-        .collect();
-    files.sort();
-    files
-}
+const PER_CLASS: usize = 200;
 
 /// The first `limit` messages found in `dirs`, in order.
 fn read_messages(dirs: &[PathBuf], limit: usize) -> Vec<Vec<u8>> {
@@ -53,8 +37,7 @@ fn read_messages(dirs: &[PathBuf], limit: usize) -> Vec<Vec<u8>> {
 
 /// (message, class) pairs, and where they came from.
 fn sample() -> (Vec<(Vec<u8>, Class)>, &'static str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let work = root.join("tools/.work/corpus");
+    let work = corpus_dir();
     let spam = read_messages(&[work.join("spam"), work.join("spam_2")], PER_CLASS);
     let ham = read_messages(
         &[
@@ -70,7 +53,7 @@ fn sample() -> (Vec<(Vec<u8>, Class)>, &'static str) {
         sample.extend(ham.into_iter().map(|m| (m, Class::Ham)));
         return (sample, "tools/.work/corpus");
     }
-    let corpus = root.join("corpus");
+    let corpus = fixtures_dir();
     let sample = files_in(&corpus)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "eml"))

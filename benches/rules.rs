@@ -26,13 +26,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chaff::config::Config;
 use chaff::mailbox::Messages;
 use chaff::message::{self, Envelope, Message};
 use chaff::rules::{Input, RuleSet, Target};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+mod common;
+use common::{corpus_dir, files_in, fixtures_dir};
 
 const PER_CLASS: usize = 100;
 /// How many messages per class, after the measured ones, the rule
@@ -43,27 +46,9 @@ const VOCABULARY_SOURCE: usize = 600;
 const SKIP_COMMON: usize = 150;
 const VOCABULARY: usize = 6000;
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            !name.starts_with('.') && name != "cmds" && !name.ends_with(".toml")
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 /// The measured messages, and the messages the vocabulary comes from.
 fn messages() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let work = root.join("tools/.work/corpus");
+    let work = corpus_dir();
     let (mut measured, mut source) = (Vec::new(), Vec::new());
     for dirs in [
         vec![work.join("spam"), work.join("spam_2")],
@@ -78,7 +63,7 @@ fn messages() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         source.extend(all);
     }
     if measured.is_empty() {
-        let files = files_in(&root.join("corpus"));
+        let files = files_in(&fixtures_dir());
         measured.extend(
             Messages::new(&files)
                 .filter_map(Result::ok)
