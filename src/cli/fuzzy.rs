@@ -58,35 +58,32 @@ pub fn run(context: &Context, command: FuzzyCommand) -> anyhow::Result<ExitCode>
                 .with_context(|| format!("cannot open {}", context.data_dir.display()))?;
             let stats = engine.fuzzy_stats();
             let intact = engine.verify_fuzzy_store();
-            if json {
-                let mut value = serde_json::to_value(&stats)?;
-                value["checksum_ok"] = serde_json::Value::Bool(intact);
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                println!("data dir:          {}", context.data_dir.display());
-                println!(
-                    "format version:    {} (digests {})",
-                    stats.format_version, stats.digest_version
-                );
-                println!(
-                    "model entries:     {} ({} with min-hash signatures)",
-                    stats.model_entries, stats.model_signatures
-                );
-                println!("model file:        {} bytes", stats.model_bytes);
-                println!(
-                    "journal:           {} bytes, {} entries not yet compacted (generation {})",
-                    stats.journal_bytes, stats.overlay_entries, stats.journal_generation
-                );
-                println!(
-                    "checksum:          {}",
-                    if intact { "ok" } else { "MISMATCH" }
-                );
-            }
-            Ok(if intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            let lines = [
+                ("data dir", context.data_dir.display().to_string()),
+                (
+                    "format version",
+                    format!(
+                        "{} (digests {})",
+                        stats.format_version, stats.digest_version
+                    ),
+                ),
+                (
+                    "model entries",
+                    format!(
+                        "{} ({} with min-hash signatures)",
+                        stats.model_entries, stats.model_signatures
+                    ),
+                ),
+                ("model file", format!("{} bytes", stats.model_bytes)),
+                (
+                    "journal",
+                    format!(
+                        "{} bytes, {} entries not yet compacted (generation {})",
+                        stats.journal_bytes, stats.overlay_entries, stats.journal_generation
+                    ),
+                ),
+            ];
+            super::print_store_stats(json, &stats, &lines, intact)
         }
         FuzzyCommand::Compact => {
             let mut engine =

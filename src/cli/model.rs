@@ -26,42 +26,36 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
                 .with_context(|| format!("cannot open {}", context.data_dir.display()))?;
             let stats = engine.store_stats();
             let intact = engine.verify_store();
-            if json {
-                let mut value = serde_json::to_value(&stats)?;
-                value["checksum_ok"] = serde_json::Value::Bool(intact);
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                println!("data dir:          {}", context.data_dir.display());
-                println!(
-                    "format version:    {} (tokenizer {})",
-                    stats.format_version, stats.tokenizer_version
-                );
-                println!("learned spam:      {}", stats.spam_learns);
-                println!("learned ham:       {}", stats.ham_learns);
-                println!("learned messages:  {}", stats.learned_messages);
-                println!(
-                    "model tokens:      {} in {} slots",
-                    stats.model_tokens, stats.model_slots
-                );
-                println!(
-                    "byte-gram buckets: {} of {} used",
-                    stats.gram_buckets_used, stats.gram_buckets
-                );
-                println!("model file:        {} bytes", stats.model_bytes);
-                println!(
-                    "journal:           {} bytes, {} tokens not yet compacted (generation {})",
-                    stats.journal_bytes, stats.overlay_tokens, stats.journal_generation
-                );
-                println!(
-                    "checksum:          {}",
-                    if intact { "ok" } else { "MISMATCH" }
-                );
-            }
-            Ok(if intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            let lines = [
+                ("data dir", context.data_dir.display().to_string()),
+                (
+                    "format version",
+                    format!(
+                        "{} (tokenizer {})",
+                        stats.format_version, stats.tokenizer_version
+                    ),
+                ),
+                ("learned spam", stats.spam_learns.to_string()),
+                ("learned ham", stats.ham_learns.to_string()),
+                ("learned messages", stats.learned_messages.to_string()),
+                (
+                    "model tokens",
+                    format!("{} in {} slots", stats.model_tokens, stats.model_slots),
+                ),
+                (
+                    "byte-gram buckets",
+                    format!("{} of {} used", stats.gram_buckets_used, stats.gram_buckets),
+                ),
+                ("model file", format!("{} bytes", stats.model_bytes)),
+                (
+                    "journal",
+                    format!(
+                        "{} bytes, {} tokens not yet compacted (generation {})",
+                        stats.journal_bytes, stats.overlay_tokens, stats.journal_generation
+                    ),
+                ),
+            ];
+            super::print_store_stats(json, &stats, &lines, intact)
         }
         ModelCommand::Compact => {
             let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
