@@ -404,13 +404,8 @@ async fn learn_request(
     class: Class,
 ) -> Reply {
     let pairs = request_pairs(&request);
-    if !allowed(
-        &state.config().server,
-        peer.ip(),
-        header(&pairs, "password"),
-        Privilege::Write,
-    ) {
-        return error_reply(StatusCode::UNAUTHORIZED, "Unauthorized");
+    if let Some(refusal) = refusal(&pairs, peer, state, Privilege::Write) {
+        return refusal;
     }
     let (permit, body) = match permit_then_body(request, state).await {
         Ok(taken) => taken,
@@ -481,13 +476,8 @@ async fn fuzzy_request(
     add: bool,
 ) -> Reply {
     let pairs = request_pairs(&request);
-    if !allowed(
-        &state.config().server,
-        peer.ip(),
-        header(&pairs, "password"),
-        Privilege::Write,
-    ) {
-        return error_reply(StatusCode::UNAUTHORIZED, "Unauthorized");
+    if let Some(refusal) = refusal(&pairs, peer, state, Privilege::Write) {
+        return refusal;
     }
     let number = |name: &str, default: u32| -> Result<u32, ApiError> {
         match header(&pairs, name).map(str::trim) {
@@ -560,17 +550,27 @@ fn guarded(
     privilege: Privilege,
     respond: impl FnOnce() -> Reply,
 ) -> Reply {
-    let pairs = request_pairs(request);
-    if allowed(
+    match refusal(&request_pairs(request), peer, state, privilege) {
+        Some(refusal) => refusal,
+        None => respond(),
+    }
+}
+
+/// The 401 reply when the peer and the request's `Password` do not grant
+/// `privilege`; `None` when they do.
+fn refusal(
+    pairs: &[(String, String)],
+    peer: SocketAddr,
+    state: &State,
+    privilege: Privilege,
+) -> Option<Reply> {
+    (!allowed(
         &state.config().server,
         peer.ip(),
-        header(&pairs, "password"),
+        header(pairs, "password"),
         privilege,
-    ) {
-        respond()
-    } else {
-        error_reply(StatusCode::UNAUTHORIZED, "Unauthorized")
-    }
+    ))
+    .then(|| error_reply(StatusCode::UNAUTHORIZED, "Unauthorized"))
 }
 
 fn stat(state: &State) -> Reply {
