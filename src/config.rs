@@ -113,6 +113,15 @@ pub struct BayesConfig {
     /// `log_odds`: the summed log-likelihood ratio is divided by this before
     /// squashing (naive Bayes counts correlated features as independent).
     pub log_odds_scale: f64,
+    /// BAYES_SPAM's points are its weight × tanh(z / this), z the verdict's
+    /// log-odds: 2 gives the weight × (2p − 1), as rspamd scales by
+    /// confidence, so the points rise steeply to the add-header threshold.
+    pub spam_points_span: f64,
+    /// BAYES_HAM's points are its weight × tanh(|z| / this). Wider than the
+    /// spam side so the points keep ordering the ham Bayes is sure of instead
+    /// of all sitting at the full weight, where any rule point would lift a
+    /// ham above a spam Bayes missed (tools/rules-fit, on the train half).
+    pub ham_points_span: f64,
     pub osb_window: usize,
     pub auto_compact_journal_bytes: u64,
 }
@@ -271,6 +280,9 @@ impl Config {
             return Err("fuzzy.min_similarity must be in [0, 1]".into());
         }
         crate::lists::validate(self)?;
+        if !(self.bayes.spam_points_span > 0.0 && self.bayes.ham_points_span > 0.0) {
+            return Err("bayes.spam_points_span and ham_points_span must be positive".into());
+        }
         if self.bayes.osb_window == 0 || self.bayes.osb_window > 8 {
             return Err("bayes.osb_window must be between 1 and 8".into());
         }

@@ -77,6 +77,10 @@ pub struct Contribution {
 pub struct Classification {
     /// Probability that the message is spam, in [0, 1].
     pub probability: f64,
+    /// The same verdict as log-odds, ln(p / (1 - p)), kept apart because the
+    /// probability rounds to exactly 0 or 1 for most mail while the log-odds
+    /// still orders it: how sure the classifier is decides BAYES_HAM's points.
+    pub log_odds: f64,
     /// Features (tokens and grams) that took part.
     pub tokens_used: usize,
     /// The features that took part, strongest first.
@@ -134,12 +138,22 @@ pub fn classify(
         return Err(Abstain::NoSignificantTokens);
     }
     contributions.sort_unstable_by(strongest_first);
-    let probability = match config.combiner {
-        Combiner::ChiSquare => chi_square_combine(&contributions),
-        Combiner::LogOdds => log_odds_combine(&contributions, config.log_odds_scale),
+    let (probability, log_odds) = match config.combiner {
+        Combiner::ChiSquare => {
+            let p = chi_square_combine(&contributions);
+            // Chi-square gives no log-odds of its own; 1e-12 keeps the
+            // logarithm finite for a verdict of exactly 0 or 1.
+            let q = p.clamp(1e-12, 1.0 - 1e-12);
+            (p, (q / (1.0 - q)).ln())
+        }
+        Combiner::LogOdds => {
+            let z = log_odds_sum(&contributions) / config.log_odds_scale.max(f64::MIN_POSITIVE);
+            (1.0 / (1.0 + (-z).exp()), z)
+        }
     };
     Ok(Classification {
         probability,
+        log_odds,
         tokens_used: contributions.len(),
         contributions,
     })
@@ -234,16 +248,16 @@ fn inverse_chi_square(chi: f64, dof: usize) -> f64 {
     sum.min(1.0)
 }
 
-/// `scale` divides the log-odds sum before squashing: naive Bayes treats
-/// correlated features as independent and so is overconfident by roughly the
-/// number of features that say the same thing; dividing keeps the
-/// probability graded, and sets where the score thresholds fall.
-fn log_odds_combine(tokens: &[Contribution], scale: f64) -> f64 {
-    let log_odds: f64 = tokens
+/// The summed per-feature log-likelihood ratio. `classify` divides it by
+/// `log_odds_scale` before squashing: naive Bayes treats correlated features
+/// as independent and so is overconfident by roughly the number of features
+/// that say the same thing; dividing keeps the probability graded, and sets
+/// where the score thresholds fall.
+fn log_odds_sum(tokens: &[Contribution]) -> f64 {
+    tokens
         .iter()
         .map(|t| (t.probability / (1.0 - t.probability)).ln())
-        .sum();
-    1.0 / (1.0 + (-log_odds / scale.max(f64::MIN_POSITIVE)).exp())
+        .sum()
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! BAYES_SPAM / BAYES_HAM from the statistical classifier.
 //!
 //! As rspamd does, the symbol's strength is the classifier's confidence, so
-//! its points scale from 0 (p = 0.5) to the full configured weight (p = 0 or
-//! 1), and the probability is shown as an option (`99.50%`).
+//! its points scale from 0 (p = 0.5) towards the full configured weight, and
+//! the probability is shown as an option (`99.50%`). Confidence is
+//! tanh(|log-odds| / span), one span per side (`spam_points_span`,
+//! `ham_points_span`): a span of 2 is rspamd's |2p − 1|.
 
 use crate::bayes::{Abstain, Classification, TokenCounts, classify};
 use crate::config::BayesConfig;
@@ -17,15 +19,10 @@ pub fn check(
 ) -> (Option<Symbol>, Result<Classification, Abstain>) {
     let result = classify(&features.tokens, &features.grams, counts, config);
     let symbol = result.as_ref().ok().and_then(|c| {
-        let confidence = ((c.probability - 0.5) * 2.0).abs();
-        if confidence <= 0.0 {
+        let (name, confidence) = graded(c.log_odds, config);
+        if confidence.is_nan() || confidence <= 0.0 {
             return None;
         }
-        let name = if c.probability > 0.5 {
-            "BAYES_SPAM"
-        } else {
-            "BAYES_HAM"
-        };
         Some(
             Symbol::new(name)
                 .with_strength(confidence)
@@ -33,4 +30,55 @@ pub fn check(
         )
     });
     (symbol, result)
+}
+
+/// The symbol a verdict of these log-odds gets, and the fraction of its
+/// weight it scores.
+fn graded(log_odds: f64, config: &BayesConfig) -> (&'static str, f64) {
+    let (name, span) = if log_odds > 0.0 {
+        ("BAYES_SPAM", config.spam_points_span)
+    } else {
+        ("BAYES_HAM", config.ham_points_span)
+    };
+    (name, (log_odds.abs() / span).tanh())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn config(spam_span: f64, ham_span: f64) -> BayesConfig {
+        let mut bayes = Config::embedded().bayes;
+        bayes.spam_points_span = spam_span;
+        bayes.ham_points_span = ham_span;
+        bayes
+    }
+
+    #[test]
+    fn a_span_of_two_is_rspamds_confidence() {
+        let config = config(2.0, 2.0);
+        for z in [-30.0, -3.0, -0.5, 0.5, 3.0, 30.0] {
+            let p = 1.0 / (1.0 + f64::exp(-z));
+            let (_, confidence) = graded(z, &config);
+            assert!(
+                (confidence - ((p - 0.5) * 2.0).abs()).abs() < 1e-12,
+                "z = {z}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_side_decides_symbol_and_span() {
+        let config = config(2.0, 10.0);
+        assert_eq!(graded(4.0, &config).0, "BAYES_SPAM");
+        assert_eq!(graded(-4.0, &config).0, "BAYES_HAM");
+        // The wide ham side still tells a sure ham from a doubtful one where
+        // the spam side's span would give both the full weight.
+        let (_, sure) = graded(-40.0, &config);
+        let (_, doubtful) = graded(-8.0, &config);
+        assert!(sure - doubtful > 0.3, "{sure} vs {doubtful}");
+        let (_, spam_side) = graded(8.0, &config);
+        assert!(spam_side > 0.99);
+    }
 }
