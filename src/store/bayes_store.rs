@@ -1,20 +1,28 @@
 //! The Bayes token store: mapped model + journal + overlay behind one type.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytemuck::Zeroable;
 
 use super::format::{
-    Class, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MAX_LOAD, MODEL_MAGIC, ModelHeader,
+    Class, DigestEntry, FORMAT_VERSION, GramEntry, JOURNAL_MAGIC, MAX_LOAD, ModelHeader,
     TokenEntry, home_slot,
 };
-use super::journal::{self, JournalWriter};
-use super::lock::WriterLock;
+use super::journal;
+use super::journaled::{Files, Journal};
+use super::mapped::{self, Header};
 use super::model_file::{ModelFile, prefetch};
 use super::overlay::{Overlay, add_delta};
-use super::{JOURNAL_FILE, LOCK_FILE, MODEL_FILE, StoreError, atomic_file};
-use crate::extract::TOKENIZER_VERSION;
+use super::{JOURNAL_FILE, LOCK_FILE, MODEL_FILE, StoreError};
 use crate::extract::grams::{GRAM_BITS, GRAM_BUCKETS};
+
+const FILES: Files = Files {
+    model: MODEL_FILE,
+    journal: JOURNAL_FILE,
+    lock: LOCK_FILE,
+    journal_magic: JOURNAL_MAGIC,
+    journal_version: FORMAT_VERSION,
+};
 
 /// One message's move into a class (and, for a relearn, out of another).
 #[derive(Debug, Clone, Copy)]
@@ -48,66 +56,48 @@ pub struct StoreStats {
     pub overlay_tokens: u64,
 }
 
-struct Writer {
-    journal: JournalWriter,
-    _lock: WriterLock,
-}
-
 /// Token counts and learned-message digests of one data directory.
 pub struct BayesStore {
-    dir: PathBuf,
     model: ModelFile,
     overlay: Overlay,
-    journal_bytes: u64,
-    writer: Option<Writer>,
+    journal: Journal,
 }
 
 impl BayesStore {
     /// Opens for scanning: no lock, the journal replayed read-only. A missing
     /// directory is an empty store.
     pub fn open_read_only(dir: &Path) -> Result<BayesStore, StoreError> {
-        let model = ModelFile::open(&dir.join(MODEL_FILE))?;
-        let mut overlay = Overlay::default();
-        let journal_bytes = replay_into(dir, &model, &mut overlay)?.map_or(0, |(_, len)| len);
-        Ok(BayesStore {
-            dir: dir.to_owned(),
-            model,
-            overlay,
-            journal_bytes,
-            writer: None,
-        })
+        BayesStore::open(dir, false)
     }
 
     /// Opens for learning: takes the writer lock (failing with the holder's
     /// name), replays the journal and cuts any torn tail off it.
     pub fn open_writer(dir: &Path) -> Result<BayesStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
-        let lock = WriterLock::acquire(&dir.join(LOCK_FILE))?;
-        let model = ModelFile::open(&dir.join(MODEL_FILE))?;
+        BayesStore::open(dir, true)
+    }
+
+    fn open(dir: &Path, writable: bool) -> Result<BayesStore, StoreError> {
+        let (model, journal, records) =
+            Journal::open(dir, &FILES, writable, journal::decode_payload)?;
         let mut overlay = Overlay::default();
-        let journal_path = dir.join(JOURNAL_FILE);
-        let journal = match replay_into(dir, &model, &mut overlay)? {
-            Some((generation, valid_len)) if generation == model.header().journal_generation => {
-                JournalWriter::open_at(&journal_path, valid_len)?
-            }
-            // Absent, or already folded into the model by a compaction that
-            // crashed before it could start the next journal.
-            _ => JournalWriter::create(&journal_path, model.header().journal_generation)?,
-        };
+        for record in records {
+            overlay.apply(
+                record.digest,
+                record.from,
+                record.to,
+                &record.tokens,
+                &record.grams,
+            );
+        }
         Ok(BayesStore {
-            dir: dir.to_owned(),
-            journal_bytes: journal.len(),
             model,
             overlay,
-            writer: Some(Writer {
-                journal,
-                _lock: lock,
-            }),
+            journal,
         })
     }
 
     pub fn is_writable(&self) -> bool {
-        self.writer.is_some()
+        self.journal.is_writable()
     }
 
     /// Learned messages per class: (spam, ham).
@@ -186,8 +176,7 @@ impl BayesStore {
     /// Records a change in the journal buffer and applies it to the overlay.
     /// Not durable until [`BayesStore::commit`].
     pub fn record(&mut self, change: Change<'_>) -> Result<(), StoreError> {
-        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
-        writer.journal.append(
+        self.journal.writer()?.append(
             change.digest,
             change.from,
             change.to,
@@ -206,10 +195,7 @@ impl BayesStore {
 
     /// Makes every recorded change durable (one fsync for the batch).
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
-        writer.journal.sync()?;
-        self.journal_bytes = writer.journal.len();
-        Ok(())
+        self.journal.commit()
     }
 
     /// Whether the journal holds learns not yet folded into the model.
@@ -219,67 +205,46 @@ impl BayesStore {
 
     /// Bytes in the journal not yet folded into the model.
     pub fn journal_bytes(&self) -> u64 {
-        self.journal_bytes
+        self.journal.bytes()
     }
 
     /// Folds the journal into a new model file and starts the next journal
     /// generation. Commits first, so nothing recorded is lost.
     pub fn compact(&mut self) -> Result<(), StoreError> {
         self.commit()?;
-        let model_path = self.dir.join(MODEL_FILE);
         let next_generation = self.model.header().journal_generation + 1;
         let (tokens, token_count) = self.merged_token_table();
         let digests = self.merged_digests();
         let grams = self.merged_grams();
         let (spam_learns, ham_learns) = self.learns();
-        let tokens_offset = HEADER_LEN as u64;
-        let token_bytes: &[u8] = bytemuck::cast_slice(&tokens);
-        let digest_bytes: &[u8] = bytemuck::cast_slice(&digests);
-        let gram_bytes: &[u8] = bytemuck::cast_slice(&grams);
-        let digests_offset = tokens_offset + token_bytes.len() as u64;
-        let grams_offset = digests_offset + digest_bytes.len() as u64;
-        let mut body_crc = crc32fast::Hasher::new();
-        body_crc.update(token_bytes);
-        body_crc.update(digest_bytes);
-        body_crc.update(gram_bytes);
-        let mut header = ModelHeader {
-            magic: MODEL_MAGIC,
-            format_version: FORMAT_VERSION,
-            tokenizer_version: TOKENIZER_VERSION,
-            spam_learns,
-            ham_learns,
-            token_slots: tokens.len() as u64,
-            token_count,
-            digest_count: digests.len() as u64,
-            journal_generation: next_generation,
-            tokens_offset,
-            digests_offset,
-            gram_bits: if grams.is_empty() { 0 } else { GRAM_BITS },
-            grams_offset,
-            file_len: grams_offset + gram_bytes.len() as u64,
-            body_crc: body_crc.finalize(),
-            ..ModelHeader::zeroed()
-        };
-        header.header_crc = header.compute_crc();
-        atomic_file::replace(
-            &model_path,
-            &[
-                bytemuck::bytes_of(&header),
-                token_bytes,
-                digest_bytes,
-                gram_bytes,
+        mapped::write(
+            &self.journal.model_path(),
+            [
+                bytemuck::cast_slice(&tokens),
+                bytemuck::cast_slice(&digests),
+                bytemuck::cast_slice(&grams),
             ],
-        )
-        .map_err(StoreError::io(&model_path))?;
-        // From here the new model is durable and the old journal is stale
-        // (its generation is now behind): a crash before the next line is safe.
-        let journal = JournalWriter::create(&self.dir.join(JOURNAL_FILE), next_generation)?;
-        self.model = ModelFile::open(&model_path)?;
+            |layout| {
+                let [tokens_offset, digests_offset, grams_offset] = layout.offsets;
+                ModelHeader {
+                    spam_learns,
+                    ham_learns,
+                    token_slots: tokens.len() as u64,
+                    token_count,
+                    digest_count: digests.len() as u64,
+                    journal_generation: next_generation,
+                    tokens_offset,
+                    digests_offset,
+                    gram_bits: if grams.is_empty() { 0 } else { GRAM_BITS },
+                    grams_offset,
+                    file_len: layout.file_len,
+                    body_crc: layout.body_crc,
+                    ..ModelHeader::empty()
+                }
+            },
+        )?;
+        self.model = self.journal.start_generation(next_generation)?;
         self.overlay = Overlay::default();
-        self.journal_bytes = journal.len();
-        if let Some(writer) = self.writer.as_mut() {
-            writer.journal = journal;
-        }
         Ok(())
     }
 
@@ -398,7 +363,7 @@ impl BayesStore {
                     .keys()
                     .filter(|d| self.model.digest_class(**d).is_none())
                     .count() as u64,
-            journal_bytes: self.journal_bytes,
+            journal_bytes: self.journal.bytes(),
             journal_generation: header.journal_generation,
             overlay_tokens: self.overlay.tokens.len() as u64,
         }
@@ -408,40 +373,4 @@ impl BayesStore {
     pub fn verify(&self) -> bool {
         self.model.verify_body()
     }
-}
-
-/// Replays the journal into `overlay` if its generation matches the model's.
-/// Returns the journal's generation and intact length, if there is a journal.
-fn replay_into(
-    dir: &Path,
-    model: &ModelFile,
-    overlay: &mut Overlay,
-) -> Result<Option<(u64, u64)>, StoreError> {
-    let model_generation = model.header().journal_generation;
-    let path = dir.join(JOURNAL_FILE);
-    let mut records = Vec::new();
-    let Some(replayed) = journal::replay(&path, |record| records.push(record))? else {
-        return Ok(None);
-    };
-    if replayed.generation > model_generation {
-        return Err(StoreError::Corrupt {
-            path,
-            reason: format!(
-                "journal generation {} is newer than the model's {model_generation}",
-                replayed.generation
-            ),
-        });
-    }
-    if replayed.generation == model_generation {
-        for record in records {
-            overlay.apply(
-                record.digest,
-                record.from,
-                record.to,
-                &record.tokens,
-                &record.grams,
-            );
-        }
-    }
-    Ok(Some((replayed.generation, replayed.valid_len)))
 }

@@ -11,6 +11,19 @@ use bytemuck::{Pod, Zeroable};
 #[cfg(target_endian = "big")]
 compile_error!("the chaff model format is little-endian and read in place");
 
+/// Every model header starts with `magic`, `format_version` and
+/// `header_crc`, in that order: `mapped.rs` checks those (and computes the
+/// CRC with `header_crc` zeroed) the same way for every format.
+macro_rules! assert_shared_prefix {
+    ($header:ty) => {
+        assert!(
+            std::mem::offset_of!($header, magic) == 0
+                && std::mem::offset_of!($header, format_version) == 8
+                && std::mem::offset_of!($header, header_crc) == 12
+        )
+    };
+}
+
 /// First eight bytes of every model file.
 pub const MODEL_MAGIC: [u8; 8] = *b"CHAFFBM\0";
 /// First eight bytes of every journal file.
@@ -92,15 +105,7 @@ pub struct ModelHeader {
 
 pub const HEADER_LEN: usize = std::mem::size_of::<ModelHeader>();
 const _: () = assert!(HEADER_LEN == 128);
-
-impl ModelHeader {
-    /// The header's CRC as it should be stored.
-    pub fn compute_crc(&self) -> u32 {
-        let mut copy = *self;
-        copy.header_crc = 0;
-        crc32fast::hash(bytemuck::bytes_of(&copy))
-    }
-}
+const _: () = assert_shared_prefix!(ModelHeader);
 
 /// One slot of the open-addressed token table. `hash == 0` marks an empty
 /// slot; the tokenizer never produces 0.
@@ -242,15 +247,7 @@ pub struct FuzzyHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<FuzzyHeader>() == 128);
-
-impl FuzzyHeader {
-    /// The header's CRC as it should be stored.
-    pub fn compute_crc(&self) -> u32 {
-        let mut copy = *self;
-        copy.header_crc = 0;
-        crc32fast::hash(bytemuck::bytes_of(&copy))
-    }
-}
+const _: () = assert_shared_prefix!(FuzzyHeader);
 
 /// One stored digest under one list flag.
 #[repr(C)]

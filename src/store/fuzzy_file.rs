@@ -1,114 +1,93 @@
 //! Opening `fuzzy.model` and reading it in place.
 
-use std::fs::File;
 use std::path::Path;
 
 use bytemuck::Zeroable;
-use memmap2::Mmap;
 
 use super::StoreError;
 use super::format::{
     BandRow, FUZZY_FORMAT_VERSION, FUZZY_MAGIC, FUZZY_OLDEST_SUPPORTED_VERSION, FuzzyEntry,
     FuzzyHeader, NO_MINHASH,
 };
+use super::mapped::{Header, Mapped, table_end};
 use crate::fuzzy::{FUZZY_DIGEST_VERSION, MINHASH_VALUES, MinHash};
 
-const HEADER_LEN: usize = std::mem::size_of::<FuzzyHeader>();
-
 /// A fuzzy model file, mapped and checked; or the empty model.
-#[derive(Debug)]
-pub struct FuzzyFile {
-    map: Option<Mmap>,
-    header: FuzzyHeader,
-}
+pub type FuzzyFile = Mapped<FuzzyHeader>;
 
-impl FuzzyFile {
-    pub fn empty() -> FuzzyFile {
-        FuzzyFile {
-            map: None,
-            header: FuzzyHeader {
-                magic: FUZZY_MAGIC,
-                format_version: FUZZY_FORMAT_VERSION,
-                digest_version: FUZZY_DIGEST_VERSION,
-                minhash_values: MINHASH_VALUES as u32,
-                ..FuzzyHeader::zeroed()
-            },
+impl Header for FuzzyHeader {
+    const MAGIC: [u8; 8] = FUZZY_MAGIC;
+    const VERSION: u32 = FUZZY_FORMAT_VERSION;
+    const OLDEST_VERSION: u32 = FUZZY_OLDEST_SUPPORTED_VERSION;
+
+    fn empty() -> FuzzyHeader {
+        FuzzyHeader {
+            magic: FUZZY_MAGIC,
+            format_version: FUZZY_FORMAT_VERSION,
+            digest_version: FUZZY_DIGEST_VERSION,
+            minhash_values: MINHASH_VALUES as u32,
+            ..FuzzyHeader::zeroed()
         }
     }
 
-    /// Maps `path` and checks its header and table bounds; constant time
-    /// whatever the size.
-    pub fn open(path: &Path) -> Result<FuzzyFile, StoreError> {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FuzzyFile::empty()),
-            Err(e) => return Err(StoreError::io(path)(e)),
-        };
-        // SAFETY: as for `bayes.model`: the file is never modified in place,
-        // only replaced by rename, so the mapped pages stay valid.
-        let map = unsafe { Mmap::map(&file) }.map_err(StoreError::io(path))?;
-        let corrupt = |reason: String| StoreError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
-        let header_bytes = map
-            .get(..HEADER_LEN)
-            .ok_or_else(|| corrupt(format!("{} bytes is shorter than a header", map.len())))?;
-        let header: FuzzyHeader = bytemuck::pod_read_unaligned(header_bytes);
-        if header.magic != FUZZY_MAGIC {
-            return Err(corrupt("bad magic".into()));
-        }
-        if !(FUZZY_OLDEST_SUPPORTED_VERSION..=FUZZY_FORMAT_VERSION).contains(&header.format_version)
-        {
-            return Err(StoreError::Incompatible {
-                path: path.to_owned(),
-                found: header.format_version,
-                oldest: FUZZY_OLDEST_SUPPORTED_VERSION,
-                newest: FUZZY_FORMAT_VERSION,
-            });
-        }
-        if header.compute_crc() != header.header_crc {
-            return Err(corrupt("header checksum mismatch".into()));
-        }
-        if header.digest_version != FUZZY_DIGEST_VERSION
-            || header.minhash_values != MINHASH_VALUES as u32
+    fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    fn body_crc(&self) -> u32 {
+        self.body_crc
+    }
+
+    fn journal_generation(&self) -> u64 {
+        self.journal_generation
+    }
+
+    fn check_producer(&self, path: &Path) -> Result<(), StoreError> {
+        // A signature of another width would be read as the wrong rows.
+        if self.digest_version != FUZZY_DIGEST_VERSION
+            || self.minhash_values != MINHASH_VALUES as u32
         {
             return Err(StoreError::TokenizerMismatch {
                 path: path.to_owned(),
-                found: header.digest_version,
+                found: self.digest_version,
                 expected: FUZZY_DIGEST_VERSION,
             });
         }
-        check_layout(&header, map.len()).map_err(corrupt)?;
-        Ok(FuzzyFile {
-            map: Some(map),
-            header,
-        })
+        Ok(())
     }
 
-    pub fn header(&self) -> &FuzzyHeader {
-        &self.header
+    fn check_tables(&self, file_len: u64) -> Result<(), String> {
+        if self.entry_count > u64::from(u32::MAX) || self.minhash_count > self.entry_count {
+            return Err("impossible table sizes".into());
+        }
+        let entries_end = table_end::<FuzzyEntry>(self.entries_offset, self.entry_count)
+            .ok_or("entry table offset is invalid")?;
+        let minhashes_end = table_end::<MinHash>(self.minhashes_offset, self.minhash_count)
+            .ok_or("signature table offset is invalid")?;
+        let bands_end = table_end::<BandRow>(self.bands_offset, self.band_rows)
+            .ok_or("band table offset is invalid")?;
+        if self.entries_offset < size_of::<FuzzyHeader>() as u64
+            || entries_end > self.minhashes_offset
+            || minhashes_end > self.bands_offset
+            || bands_end > file_len
+        {
+            return Err("tables overlap or run past the end of the file".into());
+        }
+        Ok(())
     }
+}
 
+impl FuzzyFile {
     pub fn entries(&self) -> &[FuzzyEntry] {
-        self.table(self.header.entries_offset, self.header.entry_count)
+        self.table(self.header().entries_offset, self.header().entry_count)
     }
 
     pub fn minhashes(&self) -> &[MinHash] {
-        self.table(self.header.minhashes_offset, self.header.minhash_count)
+        self.table(self.header().minhashes_offset, self.header().minhash_count)
     }
 
     pub fn bands(&self) -> &[BandRow] {
-        self.table(self.header.bands_offset, self.header.band_rows)
-    }
-
-    fn table<T: bytemuck::Pod>(&self, offset: u64, count: u64) -> &[T] {
-        let Some(map) = &self.map else { return &[] };
-        let start = offset as usize;
-        let end = start + count as usize * std::mem::size_of::<T>();
-        map.get(start..end)
-            .and_then(|bytes| bytemuck::try_cast_slice(bytes).ok())
-            .unwrap_or(&[])
+        self.table(self.header().bands_offset, self.header().band_rows)
     }
 
     /// The signature of an entry, if it has one.
@@ -142,17 +121,6 @@ impl FuzzyFile {
                 .take_while(|r| r.key == key)
                 .map(|r| r.entry),
         );
-    }
-
-    pub fn verify_body(&self) -> bool {
-        match &self.map {
-            None => true,
-            Some(map) => crc32fast::hash(&map[HEADER_LEN..]) == self.header.body_crc,
-        }
-    }
-
-    pub fn file_len(&self) -> u64 {
-        self.map.as_ref().map_or(0, |m| m.len() as u64)
     }
 }
 
@@ -212,48 +180,6 @@ fn lower_bound<T>(table: &[T], key: u64, less: impl Fn(&T) -> bool) -> usize {
         }
     }
     hi
-}
-
-fn check_layout(header: &FuzzyHeader, file_len: usize) -> Result<(), String> {
-    if header.file_len != file_len as u64 {
-        return Err(format!(
-            "header says {} bytes, file has {file_len}",
-            header.file_len
-        ));
-    }
-    if header.entry_count > u64::from(u32::MAX) || header.minhash_count > header.entry_count {
-        return Err("impossible table sizes".into());
-    }
-    let span = |offset: u64, count: u64, size: usize| -> Option<u64> {
-        offset.is_multiple_of(8).then_some(())?;
-        offset.checked_add(count.checked_mul(size as u64)?)
-    };
-    let entries_end = span(
-        header.entries_offset,
-        header.entry_count,
-        std::mem::size_of::<FuzzyEntry>(),
-    )
-    .ok_or("entry table offset is invalid")?;
-    let minhashes_end = span(
-        header.minhashes_offset,
-        header.minhash_count,
-        std::mem::size_of::<MinHash>(),
-    )
-    .ok_or("signature table offset is invalid")?;
-    let bands_end = span(
-        header.bands_offset,
-        header.band_rows,
-        std::mem::size_of::<BandRow>(),
-    )
-    .ok_or("band table offset is invalid")?;
-    if header.entries_offset < HEADER_LEN as u64
-        || entries_end > header.minhashes_offset
-        || minhashes_end > header.bands_offset
-        || bands_end > file_len as u64
-    {
-        return Err("tables overlap or run past the end of the file".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

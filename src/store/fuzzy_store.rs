@@ -15,26 +15,29 @@
 //! each, and at most [`MAX_VERIFY`] candidates whose stored signatures are
 //! compared with the message's. The cost is bounded whatever the store size.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use bytemuck::Zeroable;
-
+use super::StoreError;
 use super::format::{
-    BandRow, FUZZY_FORMAT_VERSION, FUZZY_JOURNAL_MAGIC, FUZZY_MAGIC, FuzzyEntry, FuzzyHeader,
-    NO_MINHASH,
+    BandRow, FUZZY_FORMAT_VERSION, FUZZY_JOURNAL_MAGIC, FuzzyEntry, FuzzyHeader, NO_MINHASH,
 };
 use super::fuzzy_file::FuzzyFile;
-use super::journal::{self, JournalWriter};
-use super::lock::WriterLock;
+use super::journaled::{Files, Journal};
+use super::mapped::{self, Header};
 use super::overlay::FastMap;
-use super::{StoreError, atomic_file};
-use crate::fuzzy::{
-    BANDS, FUZZY_DIGEST_VERSION, FuzzyDigests, MINHASH_VALUES, MinHash, band_key, similarity,
-};
+use crate::fuzzy::{BANDS, FuzzyDigests, MINHASH_VALUES, MinHash, band_key, similarity};
 
 pub const FUZZY_MODEL_FILE: &str = "fuzzy.model";
 pub const FUZZY_JOURNAL_FILE: &str = "fuzzy.journal";
 pub const FUZZY_LOCK_FILE: &str = "fuzzy.lock";
+
+const FILES: Files = Files {
+    model: FUZZY_MODEL_FILE,
+    journal: FUZZY_JOURNAL_FILE,
+    lock: FUZZY_LOCK_FILE,
+    journal_magic: FUZZY_JOURNAL_MAGIC,
+    journal_version: FUZZY_FORMAT_VERSION,
+};
 
 /// Rows read per LSH band: a band key shared by very many stored messages
 /// (a common phrase) says little, and must not make a lookup slow.
@@ -126,103 +129,40 @@ struct View<'a> {
     minhash: Option<&'a MinHash>,
 }
 
-struct Writer {
-    journal: JournalWriter,
-    _lock: WriterLock,
-}
-
 /// Reported digests of one data directory.
 pub struct FuzzyStore {
-    dir: PathBuf,
     model: FuzzyFile,
     overlay: Overlay,
-    journal_bytes: u64,
-    writer: Option<Writer>,
+    journal: Journal,
 }
 
 impl FuzzyStore {
     /// Opens for scanning: no lock, the journal replayed read-only.
     pub fn open_read_only(dir: &Path) -> Result<FuzzyStore, StoreError> {
-        let model = FuzzyFile::open(&dir.join(FUZZY_MODEL_FILE))?;
-        let mut store = FuzzyStore {
-            dir: dir.to_owned(),
-            model,
-            overlay: Overlay::default(),
-            journal_bytes: 0,
-            writer: None,
-        };
-        store.journal_bytes = store.replay()?.map_or(0, |(_, len)| len);
-        Ok(store)
+        FuzzyStore::open(dir, false)
     }
 
     /// Opens for reporting: takes `fuzzy.lock`, replays the journal and cuts
     /// any torn tail off it.
     pub fn open_writer(dir: &Path) -> Result<FuzzyStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
-        let lock = WriterLock::acquire(&dir.join(FUZZY_LOCK_FILE))?;
-        let model = FuzzyFile::open(&dir.join(FUZZY_MODEL_FILE))?;
+        FuzzyStore::open(dir, true)
+    }
+
+    fn open(dir: &Path, writable: bool) -> Result<FuzzyStore, StoreError> {
+        let (model, journal, records) = Journal::open(dir, &FILES, writable, decode_record)?;
         let mut store = FuzzyStore {
-            dir: dir.to_owned(),
             model,
             overlay: Overlay::default(),
-            journal_bytes: 0,
-            writer: None,
-        };
-        let journal_path = dir.join(FUZZY_JOURNAL_FILE);
-        let generation = store.model.header().journal_generation;
-        let journal = match store.replay()? {
-            Some((found, valid_len)) if found == generation => {
-                JournalWriter::open_at(&journal_path, valid_len)?
-            }
-            _ => new_journal(&journal_path, generation)?,
-        };
-        store.journal_bytes = journal.len();
-        store.writer = Some(Writer {
             journal,
-            _lock: lock,
-        });
+        };
+        for record in records {
+            store.apply(record);
+        }
         Ok(store)
     }
 
     pub fn is_writable(&self) -> bool {
-        self.writer.is_some()
-    }
-
-    /// Replays the journal if its generation matches the model's.
-    fn replay(&mut self) -> Result<Option<(u64, u64)>, StoreError> {
-        let path = self.dir.join(FUZZY_JOURNAL_FILE);
-        let mut records = Vec::new();
-        let Some(replayed) = journal::replay_frames(
-            &path,
-            FUZZY_JOURNAL_MAGIC,
-            FUZZY_FORMAT_VERSION,
-            |payload| match decode_record(payload) {
-                Some(record) => {
-                    records.push(record);
-                    true
-                }
-                None => false,
-            },
-        )?
-        else {
-            return Ok(None);
-        };
-        let model_generation = self.model.header().journal_generation;
-        if replayed.generation > model_generation {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!(
-                    "journal generation {} is newer than the model's {model_generation}",
-                    replayed.generation
-                ),
-            });
-        }
-        if replayed.generation == model_generation {
-            for record in records {
-                self.apply(record);
-            }
-        }
-        Ok(Some((replayed.generation, replayed.valid_len)))
+        self.journal.is_writable()
     }
 
     /// Records one report of `digest` under `flag` (weight added to any
@@ -262,9 +202,8 @@ impl FuzzyStore {
     }
 
     fn record(&mut self, record: Record) -> Result<(), StoreError> {
-        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
-        writer
-            .journal
+        self.journal
+            .writer()?
             .append_frame(|pending| encode_record(&record, pending));
         self.apply(record);
         Ok(())
@@ -482,14 +421,11 @@ impl FuzzyStore {
 
     /// Makes every recorded report durable (one fsync).
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        let writer = self.writer.as_mut().ok_or(StoreError::ReadOnly)?;
-        writer.journal.sync()?;
-        self.journal_bytes = writer.journal.len();
-        Ok(())
+        self.journal.commit()
     }
 
     pub fn journal_bytes(&self) -> u64 {
-        self.journal_bytes
+        self.journal.bytes()
     }
 
     /// Folds the journal into a new model file, dropping deleted entries and
@@ -530,17 +466,10 @@ impl FuzzyStore {
                 }
             }
         }
-        let model_path = self.dir.join(FUZZY_MODEL_FILE);
         let next_generation = self.model.header().journal_generation + 1;
-        write_fuzzy_model(&model_path, next_generation, entries)?;
-        // The new model is durable; the old journal is now stale.
-        let journal = new_journal(&self.dir.join(FUZZY_JOURNAL_FILE), next_generation)?;
-        self.model = FuzzyFile::open(&model_path)?;
+        write_fuzzy_model(&self.journal.model_path(), next_generation, entries)?;
+        self.model = self.journal.start_generation(next_generation)?;
         self.overlay = Overlay::default();
-        self.journal_bytes = journal.len();
-        if let Some(writer) = self.writer.as_mut() {
-            writer.journal = journal;
-        }
         Ok(())
     }
 
@@ -558,7 +487,7 @@ impl FuzzyStore {
             model_signatures: header.minhash_count,
             model_bytes: self.model.file_len(),
             overlay_entries: self.overlay.entries.values().map(|l| l.len() as u64).sum(),
-            journal_bytes: self.journal_bytes,
+            journal_bytes: self.journal.bytes(),
             journal_generation: header.journal_generation,
         }
     }
@@ -567,10 +496,6 @@ impl FuzzyStore {
     pub fn verify(&self) -> bool {
         self.model.verify_body()
     }
-}
-
-fn new_journal(path: &Path, generation: u64) -> Result<JournalWriter, StoreError> {
-    JournalWriter::create_with(path, FUZZY_JOURNAL_MAGIC, FUZZY_FORMAT_VERSION, generation)
 }
 
 fn encode_record(record: &Record, out: &mut Vec<u8>) {
@@ -673,44 +598,29 @@ pub fn write_fuzzy_model(
     }
     drop(entries);
     bands.sort_unstable_by_key(|row| (row.key, row.entry));
-    let header_len = std::mem::size_of::<FuzzyHeader>() as u64;
-    let entry_bytes: &[u8] = bytemuck::cast_slice(&table);
-    let minhash_bytes: &[u8] = bytemuck::cast_slice(&minhashes);
-    let band_bytes: &[u8] = bytemuck::cast_slice(&bands);
-    let entries_offset = header_len;
-    let minhashes_offset = entries_offset + entry_bytes.len() as u64;
-    let bands_offset = minhashes_offset + minhash_bytes.len() as u64;
-    let mut body_crc = crc32fast::Hasher::new();
-    body_crc.update(entry_bytes);
-    body_crc.update(minhash_bytes);
-    body_crc.update(band_bytes);
-    let mut header = FuzzyHeader {
-        magic: FUZZY_MAGIC,
-        format_version: FUZZY_FORMAT_VERSION,
-        digest_version: FUZZY_DIGEST_VERSION,
-        minhash_values: MINHASH_VALUES as u32,
-        entry_count: table.len() as u64,
-        minhash_count: minhashes.len() as u64,
-        band_rows: bands.len() as u64,
-        journal_generation,
-        entries_offset,
-        minhashes_offset,
-        bands_offset,
-        file_len: bands_offset + band_bytes.len() as u64,
-        body_crc: body_crc.finalize(),
-        ..FuzzyHeader::zeroed()
-    };
-    header.header_crc = header.compute_crc();
-    atomic_file::replace(
+    mapped::write(
         path,
-        &[
-            bytemuck::bytes_of(&header),
-            entry_bytes,
-            minhash_bytes,
-            band_bytes,
+        [
+            bytemuck::cast_slice(&table),
+            bytemuck::cast_slice(&minhashes),
+            bytemuck::cast_slice(&bands),
         ],
+        |layout| {
+            let [entries_offset, minhashes_offset, bands_offset] = layout.offsets;
+            FuzzyHeader {
+                entry_count: table.len() as u64,
+                minhash_count: minhashes.len() as u64,
+                band_rows: bands.len() as u64,
+                journal_generation,
+                entries_offset,
+                minhashes_offset,
+                bands_offset,
+                file_len: layout.file_len,
+                body_crc: layout.body_crc,
+                ..FuzzyHeader::empty()
+            }
+        },
     )
-    .map_err(StoreError::io(path))
 }
 
 #[cfg(test)]

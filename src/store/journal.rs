@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 use super::atomic_file;
-use super::format::{Class, FORMAT_VERSION, JOURNAL_HEADER_LEN, JOURNAL_MAGIC, JournalHeader};
+use super::format::{Class, JOURNAL_HEADER_LEN, JournalHeader};
 
 const FRAME_HEADER: usize = 8;
 const PAYLOAD_FIXED: usize = 32;
@@ -32,17 +32,6 @@ pub struct Replayed {
     pub generation: u64,
     /// Bytes of intact records including the header; a torn tail starts here.
     pub valid_len: u64,
-}
-
-/// Reads the journal at `path`, calling `apply` for each intact record.
-/// Returns `None` when there is no journal.
-pub fn replay(
-    path: &Path,
-    mut apply: impl FnMut(JournalRecord),
-) -> Result<Option<Replayed>, StoreError> {
-    replay_frames(path, JOURNAL_MAGIC, FORMAT_VERSION, |payload| {
-        decode_payload(payload).map(&mut apply).is_some()
-    })
 }
 
 /// Reads a framed journal with the given magic and version, calling `apply`
@@ -113,7 +102,7 @@ fn decode_frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
 }
 
 /// Decodes one Bayes record.
-fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
+pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     if payload.len() < PAYLOAD_FIXED {
         return None;
     }
@@ -178,12 +167,8 @@ impl JournalWriter {
         Ok(writer)
     }
 
-    /// Atomically replaces the journal with an empty one of `generation`.
-    pub fn create(path: &Path, generation: u64) -> Result<JournalWriter, StoreError> {
-        JournalWriter::create_with(path, JOURNAL_MAGIC, FORMAT_VERSION, generation)
-    }
-
-    /// [`JournalWriter::create`] for a journal with its own magic and version.
+    /// Atomically replaces the journal with an empty one of `generation`,
+    /// framed with `magic` and `version`.
     pub fn create_with(
         path: &Path,
         magic: [u8; 8],

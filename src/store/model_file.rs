@@ -1,106 +1,106 @@
 //! Opening `bayes.model` and reading it in place.
 
-use std::fs::File;
 use std::path::Path;
 
 use bytemuck::Zeroable;
-use memmap2::Mmap;
 
 use super::StoreError;
 use super::format::{
     Class, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MODEL_MAGIC, ModelHeader,
     OLDEST_SUPPORTED_VERSION, TokenEntry, home_slot,
 };
+use super::mapped::{Header, Mapped, table_end};
 use crate::extract::TOKENIZER_VERSION;
 
 /// A model file, mapped and checked; or the empty model when there is no file yet.
-#[derive(Debug)]
-pub struct ModelFile {
-    map: Option<Mmap>,
-    header: ModelHeader,
-}
+pub type ModelFile = Mapped<ModelHeader>;
 
-impl ModelFile {
-    /// The model of a store that has never been compacted.
-    pub fn empty() -> ModelFile {
-        ModelFile {
-            map: None,
-            header: ModelHeader {
-                magic: MODEL_MAGIC,
-                format_version: FORMAT_VERSION,
-                tokenizer_version: TOKENIZER_VERSION,
-                ..ModelHeader::zeroed()
-            },
+impl Header for ModelHeader {
+    const MAGIC: [u8; 8] = MODEL_MAGIC;
+    const VERSION: u32 = FORMAT_VERSION;
+    const OLDEST_VERSION: u32 = OLDEST_SUPPORTED_VERSION;
+
+    fn empty() -> ModelHeader {
+        ModelHeader {
+            magic: MODEL_MAGIC,
+            format_version: FORMAT_VERSION,
+            tokenizer_version: TOKENIZER_VERSION,
+            ..ModelHeader::zeroed()
         }
     }
 
-    /// Maps `path` and checks its header and table bounds. Cost does not depend
-    /// on the file's size: the tables are not read until looked up.
-    pub fn open(path: &Path) -> Result<ModelFile, StoreError> {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModelFile::empty()),
-            Err(e) => return Err(StoreError::io(path)(e)),
-        };
-        // SAFETY: the model file is never modified in place: writers build a
-        // new file and rename it over this one, so the mapped pages stay valid
-        // and unchanged for as long as this mapping lives. A process that
-        // truncated the file by hand would break that; chaff never does.
-        let map = unsafe { Mmap::map(&file) }.map_err(StoreError::io(path))?;
-        let corrupt = |reason: String| StoreError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
-        let header_bytes = map
-            .get(..HEADER_LEN)
-            .ok_or_else(|| corrupt(format!("{} bytes is shorter than a header", map.len())))?;
-        let header: ModelHeader = bytemuck::pod_read_unaligned(header_bytes);
-        if header.magic != MODEL_MAGIC {
-            return Err(corrupt("bad magic".into()));
-        }
-        if !(OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION).contains(&header.format_version) {
-            return Err(StoreError::Incompatible {
-                path: path.to_owned(),
-                found: header.format_version,
-                oldest: OLDEST_SUPPORTED_VERSION,
-                newest: FORMAT_VERSION,
-            });
-        }
-        if header.compute_crc() != header.header_crc {
-            return Err(corrupt("header checksum mismatch".into()));
-        }
-        if header.tokenizer_version != TOKENIZER_VERSION {
+    fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    fn body_crc(&self) -> u32 {
+        self.body_crc
+    }
+
+    fn journal_generation(&self) -> u64 {
+        self.journal_generation
+    }
+
+    fn check_producer(&self, path: &Path) -> Result<(), StoreError> {
+        if self.tokenizer_version != TOKENIZER_VERSION {
             return Err(StoreError::TokenizerMismatch {
                 path: path.to_owned(),
-                found: header.tokenizer_version,
+                found: self.tokenizer_version,
                 expected: TOKENIZER_VERSION,
             });
         }
-        check_layout(&header, map.len()).map_err(corrupt)?;
-        Ok(ModelFile {
-            map: Some(map),
-            header,
-        })
+        Ok(())
     }
 
-    pub fn header(&self) -> &ModelHeader {
-        &self.header
+    fn check_tables(&self, file_len: u64) -> Result<(), String> {
+        if self.token_slots != 0 && !self.token_slots.is_power_of_two() {
+            return Err("token table size is not a power of two".into());
+        }
+        if self.token_count > self.token_slots {
+            return Err("more tokens than slots".into());
+        }
+        let tokens_end = table_end::<TokenEntry>(self.tokens_offset, self.token_slots)
+            .ok_or("token table offset is invalid")?;
+        let digests_end = table_end::<DigestEntry>(self.digests_offset, self.digest_count)
+            .ok_or("digest table offset is invalid")?;
+        if self.tokens_offset < HEADER_LEN as u64
+            || tokens_end > self.digests_offset
+            || digests_end > file_len
+        {
+            return Err("tables overlap or run past the end of the file".into());
+        }
+        if self.gram_bits != 0 {
+            if self.gram_bits != crate::extract::grams::GRAM_BITS {
+                return Err(format!(
+                    "gram table of 2^{} buckets, this build uses 2^{}",
+                    self.gram_bits,
+                    crate::extract::grams::GRAM_BITS
+                ));
+            }
+            let grams_end = table_end::<GramEntry>(self.grams_offset, 1u64 << self.gram_bits)
+                .ok_or("gram table offset is invalid")?;
+            if self.grams_offset < digests_end || grams_end > file_len {
+                return Err("gram table overlaps or runs past the end of the file".into());
+            }
+        }
+        Ok(())
     }
+}
 
+impl ModelFile {
     /// The token table, empty for the empty model.
     pub fn tokens(&self) -> &[TokenEntry] {
-        self.table(self.header.tokens_offset, self.header.token_slots)
+        self.table(self.header().tokens_offset, self.header().token_slots)
     }
 
-    /// The sorted digest table.
     /// The dense gram table: empty, or one entry per bucket.
     pub fn grams(&self) -> &[GramEntry] {
-        let buckets = if self.header.gram_bits == 0 {
+        let buckets = if self.header().gram_bits == 0 {
             0
         } else {
-            1u64 << self.header.gram_bits
+            1u64 << self.header().gram_bits
         };
-        self.table(self.header.grams_offset, buckets)
+        self.table(self.header().grams_offset, buckets)
     }
 
     /// (spam, ham) counts of many gram buckets, in order, appended to `out`.
@@ -126,19 +126,9 @@ impl ModelFile {
         }
     }
 
+    /// The sorted digest table.
     pub fn digests(&self) -> &[DigestEntry] {
-        self.table(self.header.digests_offset, self.header.digest_count)
-    }
-
-    fn table<T: bytemuck::Pod>(&self, offset: u64, count: u64) -> &[T] {
-        let Some(map) = &self.map else { return &[] };
-        let start = offset as usize;
-        let end = start + count as usize * std::mem::size_of::<T>();
-        // Bounds and alignment were checked at open; this cannot fail, and if
-        // it somehow did, an empty table is a safe answer.
-        map.get(start..end)
-            .and_then(|bytes| bytemuck::try_cast_slice(bytes).ok())
-            .unwrap_or(&[])
+        self.table(self.header().digests_offset, self.header().digest_count)
     }
 
     /// The counts of one token, if the model has it.
@@ -191,75 +181,6 @@ impl ModelFile {
             .ok()?;
         Class::from_u8(table[index].class as u8)
     }
-
-    /// Recomputes the body checksum: reads the whole file, so only on demand.
-    pub fn verify_body(&self) -> bool {
-        match &self.map {
-            None => true,
-            Some(map) => crc32fast::hash(&map[HEADER_LEN..]) == self.header.body_crc,
-        }
-    }
-
-    /// Bytes of the mapped file.
-    pub fn file_len(&self) -> u64 {
-        self.map.as_ref().map_or(0, |m| m.len() as u64)
-    }
-}
-
-fn check_layout(header: &ModelHeader, file_len: usize) -> Result<(), String> {
-    if header.file_len != file_len as u64 {
-        return Err(format!(
-            "header says {} bytes, file has {file_len}",
-            header.file_len
-        ));
-    }
-    if header.token_slots != 0 && !header.token_slots.is_power_of_two() {
-        return Err("token table size is not a power of two".into());
-    }
-    if header.token_count > header.token_slots {
-        return Err("more tokens than slots".into());
-    }
-    let span = |offset: u64, count: u64, size: usize| -> Option<u64> {
-        offset.is_multiple_of(8).then_some(())?;
-        offset.checked_add(count.checked_mul(size as u64)?)
-    };
-    let tokens_end = span(
-        header.tokens_offset,
-        header.token_slots,
-        std::mem::size_of::<TokenEntry>(),
-    )
-    .ok_or("token table offset is invalid")?;
-    let digests_end = span(
-        header.digests_offset,
-        header.digest_count,
-        std::mem::size_of::<DigestEntry>(),
-    )
-    .ok_or("digest table offset is invalid")?;
-    if header.tokens_offset < HEADER_LEN as u64
-        || tokens_end > header.digests_offset
-        || digests_end > file_len as u64
-    {
-        return Err("tables overlap or run past the end of the file".into());
-    }
-    if header.gram_bits != 0 {
-        if header.gram_bits != crate::extract::grams::GRAM_BITS {
-            return Err(format!(
-                "gram table of 2^{} buckets, this build uses 2^{}",
-                header.gram_bits,
-                crate::extract::grams::GRAM_BITS
-            ));
-        }
-        let grams_end = span(
-            header.grams_offset,
-            1u64 << header.gram_bits,
-            std::mem::size_of::<GramEntry>(),
-        )
-        .ok_or("gram table offset is invalid")?;
-        if header.grams_offset < digests_end || grams_end > file_len as u64 {
-            return Err("gram table overlaps or runs past the end of the file".into());
-        }
-    }
-    Ok(())
 }
 
 /// Hints the CPU to start loading `entry`'s cache line.
