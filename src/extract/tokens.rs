@@ -183,7 +183,12 @@ impl Tokenizer {
                 emit_text(sink, &name, &domain);
             }
         }
-        for helo in message.received_helos.iter().take(4) {
+        for helo in message
+            .relays
+            .iter()
+            .filter_map(|relay| relay.helo.as_ref())
+            .take(4)
+        {
             emit_text(sink, "helo", helo);
             if let Some(tail) = last_labels(helo, 2) {
                 emit_text(sink, "helod", tail);

@@ -3,7 +3,7 @@
 use mail_parser::{Address, HeaderValue, Host, MessageParser, MimeHeaders, PartType};
 
 use super::{
-    Attachment, HeaderField, Limits, Message, ParseProblem, TextKind, TextPart, html_to_text,
+    Attachment, HeaderField, Limits, Message, ParseProblem, Relay, TextKind, TextPart, html_to_text,
 };
 
 /// Parses raw message bytes. Never fails and never panics: whatever cannot be
@@ -61,10 +61,21 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
             continue;
         }
         let value = header_value_text(&header.value, raw, header.offset_start, header.offset_end);
-        if let HeaderValue::Received(received) = &header.value
-            && let Some(helo) = received.helo.as_ref().or(received.from.as_ref())
-        {
-            message.received_helos.push(host_text(helo));
+        if let HeaderValue::Received(received) = &header.value {
+            message.relays.push(Relay {
+                helo: received
+                    .helo
+                    .as_ref()
+                    .or(received.from.as_ref())
+                    .map(host_text),
+                rdns: received
+                    .from_iprev
+                    .as_deref()
+                    .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+                    .filter(|name| !name.is_empty()),
+                ip: received.from_ip,
+                received_at: received.date.as_ref().map(|date| date.to_timestamp()),
+            });
         }
         message.headers.push(HeaderField {
             name: header.name.as_str().to_owned(),
@@ -371,6 +382,26 @@ mod tests {
         let m = parse_default(
             b"Received: from mx.example.net (mx.example.net [192.0.2.1]) by a.example.org; Mon, 1 Jan 2024 00:00:00 +0000\nSubject: x\n\nbody\n",
         );
-        assert_eq!(m.received_helos, vec!["mx.example.net".to_owned()]);
+        assert_eq!(m.relays.len(), 1);
+        assert_eq!(m.relays[0].helo.as_deref(), Some("mx.example.net"));
+    }
+
+    #[test]
+    fn relays_keep_helo_rdns_address_and_date_newest_first() {
+        let m = parse_default(
+            b"Received: from unknown (HELO mbox.example.com) (207.49.16.5)\n  by mx.example.org with SMTP; 29 Jul 2002 21:03:49 -0000\n\
+Received: from Mail.Example.NET (mail.example.net. [193.120.211.219]) by\n    relay.example.org (8.11.6/8.11.6) with ESMTP id g79EWmb07857; Fri, 9 Aug 2002 15:32:48 +0100\n\
+Subject: x\n\nbody\n",
+        );
+        assert_eq!(m.relays.len(), 2);
+        let newest = &m.relays[0];
+        assert_eq!(newest.helo.as_deref(), Some("mbox.example.com"));
+        assert_eq!(newest.ip, Some("207.49.16.5".parse().expect("literal")));
+        assert_eq!(newest.received_at, Some(1_027_976_629));
+        let older = &m.relays[1];
+        assert_eq!(older.helo.as_deref(), Some("mail.example.net"));
+        assert_eq!(older.rdns.as_deref(), Some("mail.example.net"));
+        assert_eq!(older.ip, Some("193.120.211.219".parse().expect("literal")));
+        assert_eq!(older.received_at, Some(1_028_903_568));
     }
 }

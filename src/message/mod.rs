@@ -123,6 +123,22 @@ pub enum ParseProblem {
     ParserFailed,
 }
 
+/// One hop of the Received chain, as the host that took the message wrote
+/// it: "from HELO (rdns [ip]) by … ; date". Hops below the ones our own
+/// servers added can be forged; checks that read them weigh little.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Relay {
+    /// The name the sending host gave (HELO/EHLO), lowercased; an address
+    /// literal as its address text.
+    pub helo: Option<String>,
+    /// The sending host's reverse-DNS name as the receiver looked it up.
+    pub rdns: Option<String>,
+    /// The sending host's address.
+    pub ip: Option<std::net::IpAddr>,
+    /// When the receiver took the message (seconds since 1970, UTC).
+    pub received_at: Option<i64>,
+}
+
 /// Everything later stages need from a message, extracted once.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
@@ -149,8 +165,8 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// `type/subtype` of every leaf part, in order.
     pub content_types: Vec<String>,
-    /// HELO names from the Received chain, newest first.
-    pub received_helos: Vec<String>,
+    /// The Received chain, newest (our side) first.
+    pub relays: Vec<Relay>,
     /// Bytes of the raw message.
     pub raw_size: usize,
     /// What the parser worked around, each kind once.

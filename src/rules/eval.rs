@@ -1,6 +1,8 @@
 //! `eval` rules: the few tests a regular expression cannot state, written
 //! in Rust and named in rule files (SpamAssassin calls these `eval:`).
 
+use std::net::IpAddr;
+
 use super::input::Input;
 
 /// A named test.
@@ -16,15 +18,37 @@ pub enum EvalFn {
     BodyMostlyUpper,
     /// The message has no text at all (no text part with content).
     NoText,
+    /// The Date header is more than 12 hours after the newest Received
+    /// stamp: clocks set ahead so the mail sorts to the top of an inbox.
+    DateInFuture,
+    /// The Date header is more than 96 hours before the newest Received
+    /// stamp: a date reused from a template or a stale queue. Shorter
+    /// delays are common in legitimate mail (slow lists, outboxes).
+    DateInPast,
+    /// The newest hop from a public address gave a HELO that is an address
+    /// literal or a bare word rather than a host name, as bots do.
+    RelayHeloNotFqdn,
+    /// A relay's reverse-DNS name lies in the From address's registrable
+    /// domain: the mail passed through its sender's own servers. A ham
+    /// sign, but one a forged Received line can fake, so weighed lightly.
+    FromDomainRelayed,
+    /// The Message-ID's domain is the From address's registrable domain
+    /// (rspamd's MID_RHS_MATCH_FROM); bulk tools and bots mint their own.
+    MsgidFromDomain,
 }
 
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 5] = [
+    pub const ALL: [(&'static str, EvalFn); 10] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
         ("body_mostly_upper", EvalFn::BodyMostlyUpper),
         ("no_text", EvalFn::NoText),
+        ("date_in_future", EvalFn::DateInFuture),
+        ("date_in_past", EvalFn::DateInPast),
+        ("relay_helo_not_fqdn", EvalFn::RelayHeloNotFqdn),
+        ("from_domain_relayed", EvalFn::FromDomainRelayed),
+        ("msgid_from_domain", EvalFn::MsgidFromDomain),
     ];
 
     pub fn from_name(name: &str) -> Option<EvalFn> {
@@ -64,6 +88,78 @@ impl EvalFn {
                 letters >= 40 && upper * 10 > letters * 6
             }
             EvalFn::NoText => message.text_parts.iter().all(|p| p.text.trim().is_empty()),
+            EvalFn::DateInFuture => date_skew(message).is_some_and(|ahead| ahead > 12 * HOUR),
+            EvalFn::DateInPast => date_skew(message).is_some_and(|ahead| ahead < -96 * HOUR),
+            EvalFn::RelayHeloNotFqdn => message
+                .relays
+                .iter()
+                .find(|relay| relay.ip.is_some_and(is_public))
+                .and_then(|relay| relay.helo.as_deref())
+                .is_some_and(|helo| {
+                    let bare = helo.trim_matches(['[', ']']);
+                    bare.parse::<IpAddr>().is_ok() || !helo.contains('.')
+                }),
+            EvalFn::FromDomainRelayed => from_domain(message).is_some_and(|from| {
+                message.relays.iter().any(|relay| {
+                    relay
+                        .rdns
+                        .as_deref()
+                        .and_then(registrable_domain)
+                        .is_some_and(|domain| domain == from)
+                })
+            }),
+            EvalFn::MsgidFromDomain => from_domain(message).is_some_and(|from| {
+                message
+                    .message_id
+                    .as_deref()
+                    .and_then(|id| id.rsplit_once('@'))
+                    .map(|(_, right)| right.trim_end_matches('>').to_ascii_lowercase())
+                    .and_then(|right| registrable_domain(&right).map(str::to_owned))
+                    .is_some_and(|domain| domain == from)
+            }),
+        }
+    }
+}
+
+const HOUR: i64 = 3600;
+
+/// Seconds the Date header is ahead of the newest Received stamp (negative:
+/// behind), when both are there. The Received stamp rather than the clock
+/// now, so that rescoring an old archive gives the verdict it got then.
+fn date_skew(message: &crate::message::Message) -> Option<i64> {
+    let date = mail_parser::DateTime::parse_rfc822(message.header("date")?.trim())?;
+    let received = message.relays.iter().find_map(|relay| relay.received_at)?;
+    Some(date.to_timestamp() - received)
+}
+
+/// The From address's registrable domain (`mail.example.co.uk` →
+/// `example.co.uk`), lowercased.
+fn from_domain(message: &crate::message::Message) -> Option<String> {
+    let (_, host) = message.from_address.rsplit_once('@')?;
+    registrable_domain(host).map(str::to_owned)
+}
+
+fn registrable_domain(host: &str) -> Option<&str> {
+    psl::domain_str(host.trim_end_matches('.'))
+}
+
+/// Not loopback, private, link-local or otherwise local: a hop from such an
+/// address is inside someone's network, not the one that handed the mail in.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -138,5 +234,75 @@ mod tests {
         assert_eq!(host_in_text("click here"), None);
         assert_eq!(base_domain("a.b.example.co.uk"), "example.co.uk");
         assert_eq!(base_domain("www.example.com"), "example.com");
+    }
+
+    fn fires(function: EvalFn, raw: &str) -> bool {
+        let message = crate::message::parse(raw.as_bytes(), &crate::message::Limits::default());
+        let envelope = crate::message::Envelope::default();
+        function.run(&Input::new(&message, raw.as_bytes(), &envelope))
+    }
+
+    const RECEIVED: &str = "Received: from mail.example.com (mail.example.com [192.0.2.7]) \
+        by mx.example.org; Tue, 16 Jul 2002 10:00:00 +0100\n";
+
+    #[test]
+    fn date_skew_is_measured_against_the_newest_received_stamp() {
+        let with_date = |date: &str| format!("{RECEIVED}Date: {date}\nSubject: x\n\nbody\n");
+        // 13 hours ahead, and an hour behind (in another zone): only the
+        // first is in the future.
+        let ahead = with_date("Tue, 16 Jul 2002 23:00:00 +0100");
+        let behind = with_date("Tue, 16 Jul 2002 04:00:00 -0400");
+        assert!(fires(EvalFn::DateInFuture, &ahead));
+        assert!(!fires(EvalFn::DateInFuture, &behind));
+        assert!(!fires(EvalFn::DateInPast, &behind));
+        let stale = with_date("Thu, 11 Jul 2002 10:00:00 +0100");
+        assert!(fires(EvalFn::DateInPast, &stale));
+        // Without a Received stamp there is nothing to compare with.
+        assert!(!fires(
+            EvalFn::DateInFuture,
+            "Date: Tue, 16 Jul 2030 23:00:00 +0100\n\nbody\n"
+        ));
+    }
+
+    #[test]
+    fn the_helo_of_the_newest_public_hop_must_be_a_host_name() {
+        let hop = |helo: &str, ip: &str| {
+            format!(
+                "Received: from {helo} (unknown [{ip}]) by mx.example.org; Tue, 16 Jul 2002 10:00:00 +0100\n\nx\n"
+            )
+        };
+        assert!(fires(
+            EvalFn::RelayHeloNotFqdn,
+            &hop("[192.0.2.9]", "192.0.2.9")
+        ));
+        assert!(fires(
+            EvalFn::RelayHeloNotFqdn,
+            &hop("desktop", "192.0.2.9")
+        ));
+        assert!(!fires(
+            EvalFn::RelayHeloNotFqdn,
+            &hop("mail.example.com", "192.0.2.9")
+        ));
+        // A host inside the receiver's network names itself as it likes.
+        assert!(!fires(
+            EvalFn::RelayHeloNotFqdn,
+            &hop("desktop", "10.0.0.5")
+        ));
+    }
+
+    #[test]
+    fn sender_domain_alignment() {
+        let message = |from: &str, id: &str| {
+            format!("{RECEIVED}From: A <a@{from}>\nMessage-ID: <1.2@{id}>\n\nbody\n")
+        };
+        let aligned = message("news.example.com", "mta3.example.com");
+        assert!(fires(EvalFn::FromDomainRelayed, &aligned));
+        assert!(fires(EvalFn::MsgidFromDomain, &aligned));
+        let elsewhere = message("example.net", "bulk.example.org");
+        assert!(!fires(EvalFn::FromDomainRelayed, &elsewhere));
+        assert!(!fires(EvalFn::MsgidFromDomain, &elsewhere));
+        // Registrable domains, not the last two labels.
+        let uk = message("a.example.co.uk", "b.other.co.uk");
+        assert!(!fires(EvalFn::MsgidFromDomain, &uk));
     }
 }
