@@ -15,6 +15,10 @@ pub struct Symbol {
     pub strength: f64,
     /// Free-form details shown to the admin (rspamd's `options`).
     pub options: Vec<String>,
+    /// What the symbol counts as in a meta expression: 1, or for a rule
+    /// that counts its matches (SpamAssassin's `tflags multiple`) how many
+    /// it found. Points are given once whatever the count.
+    pub hits: u32,
 }
 
 impl Symbol {
@@ -24,6 +28,7 @@ impl Symbol {
             name: name.into(),
             strength: 1.0,
             options: Vec::new(),
+            hits: 1,
         }
     }
 

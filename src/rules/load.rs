@@ -49,6 +49,8 @@ struct RuleDef {
     #[serde(default)]
     policy: Option<String>,
     #[serde(default)]
+    max_hits: Option<u32>,
+    #[serde(default)]
     weight: f64,
     #[serde(default)]
     description: Option<String>,
@@ -66,6 +68,10 @@ struct RuleFile {
     #[serde(default)]
     map: Vec<MapDef>,
 }
+
+/// The most matches a counting rule counts: past it a hostile message
+/// could make one rule walk its whole text for nothing a meta needs.
+pub(crate) const MAX_HITS_LIMIT: u32 = 1000;
 
 /// 1-based line of byte offset `at` in `text`.
 pub(crate) fn line_of(text: &str, at: usize) -> usize {
@@ -371,5 +377,6 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
         group: def.group,
         force_action: def.force_action,
         lenient: false,
+        max_hits: def.max_hits.unwrap_or(1).clamp(1, MAX_HITS_LIMIT),
     })
 }

@@ -174,6 +174,63 @@ impl Compiled {
     }
 }
 
+/// A pattern that counts its matches (SpamAssassin's `tflags multiple`).
+/// Compiled apart from the matcher's copy, which is built without match
+/// spans (it only answers whether a pattern matches): counting has to know
+/// where each match ends to look for the next.
+#[derive(Debug, Clone)]
+pub enum Counter {
+    Std(regex::Regex),
+    Fancy(Box<fancy_regex::Regex>),
+}
+
+impl Counter {
+    pub fn new(source: &str) -> Result<Counter, String> {
+        match regex::RegexBuilder::new(&ascii_word_boundaries(source))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(regex) => Ok(Counter::Std(regex)),
+            Err(std_error) => fancy_regex::RegexBuilder::new(source)
+                .delegate_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map(|fancy| Counter::Fancy(Box::new(fancy)))
+                .map_err(|_| first_line(&std_error.to_string())),
+        }
+    }
+
+    /// Non-overlapping matches in `text`, counting no further than `limit`.
+    pub fn count(&self, text: &str, limit: u32) -> u32 {
+        let limit = limit as usize;
+        let found = match self {
+            Counter::Std(regex) => regex.find_iter(text).take(limit).count(),
+            // A search that exhausts the backtracking limit ends the count.
+            Counter::Fancy(regex) => regex
+                .find_iter(text)
+                .take(limit)
+                .take_while(Result::is_ok)
+                .count(),
+        };
+        found as u32
+    }
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::Counter;
+
+    #[test]
+    fn counts_non_overlapping_matches_up_to_the_limit() {
+        let std = Counter::new("!!").unwrap();
+        assert_eq!(std.count("wow!! great!! now!! and!!", 3), 3);
+        assert_eq!(std.count("wow!!!", 10), 1);
+        // Look-behind: the fancy-regex engine.
+        let fancy = Counter::new(r"(?<=\d)x").unwrap();
+        assert!(matches!(fancy, Counter::Fancy(_)));
+        assert_eq!(fancy.count("1x 2x ax 3x", 10), 3);
+    }
+}
+
 /// Rewrites `\b` and `\B` (outside classes) as ASCII word boundaries.
 ///
 /// A Unicode word boundary makes the regex crate's DFAs give up on any text

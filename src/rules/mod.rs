@@ -30,7 +30,7 @@ pub use eval::EvalFn;
 pub use expr::{Expr, Policy};
 pub use input::{EnvelopeField, HeaderForm, Input, Target};
 pub(crate) use load::{line_of as load_line, with_flags as load_with_flags};
-pub use matcher::{Compiled, MultiMatcher};
+pub use matcher::{Compiled, Counter, MultiMatcher};
 
 /// The rule files compiled into the binary (`rules/` in the source tree).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -122,6 +122,9 @@ pub struct RuleSpec {
     /// SpamAssassin rules are skipped when they cannot be used; chaff's own
     /// rules are errors.
     pub lenient: bool,
+    /// Matches counted for metas: 1 for most rules, more for a rule that
+    /// counts (`max_hits`, SpamAssassin's `tflags multiple maxhits=N`).
+    pub max_hits: u32,
 }
 
 /// A rule left out, and why.
@@ -198,6 +201,8 @@ pub struct RuleSet {
     /// Weight, description, group, forced action of every rule symbol.
     symbols: BTreeMap<String, SymbolConfig>,
     names: Vec<String>,
+    /// Counting rules (`max_hits` > 1): rule → its counter and limit.
+    counters: HashMap<usize, (Counter, u32)>,
     targets: Vec<TargetRules>,
     exists: Vec<(String, bool, usize)>,
     evals: Vec<(EvalFn, bool, usize)>,
@@ -215,6 +220,7 @@ impl RuleSet {
         RuleSet {
             symbols: BTreeMap::new(),
             names: Vec::new(),
+            counters: HashMap::new(),
             targets: Vec::new(),
             exists: Vec::new(),
             evals: Vec::new(),
@@ -306,6 +312,8 @@ impl RuleSet {
     /// number of rules: nothing here is sized by the ruleset.
     pub fn check(&self, input: &Input<'_>) -> Vec<Symbol> {
         let mut fired: Vec<usize> = Vec::new();
+        // (rule, matches) of the counting rules that fired.
+        let mut counted: Vec<(usize, u32)> = Vec::new();
         let mut matched = Vec::new();
         for group in &self.targets {
             let text = input.text(&group.target);
@@ -314,6 +322,11 @@ impl RuleSet {
             for &pattern in &matched {
                 if let Some(&(rule, false)) = group.rules.get(pattern as usize) {
                     fired.push(rule);
+                    // Counted only once the rule is known to match, so the
+                    // extra pass is paid by the few rules that fire.
+                    if let Some((counter, limit)) = self.counters.get(&rule) {
+                        counted.push((rule, counter.count(&text, *limit)));
+                    }
                 }
             }
             if !group.negated.is_empty() {
@@ -342,8 +355,13 @@ impl RuleSet {
         fired.dedup();
         fired
             .into_iter()
-            .filter_map(|rule| self.names.get(rule))
-            .map(|name| Symbol::new(name.clone()))
+            .filter_map(|rule| {
+                let mut symbol = Symbol::new(self.names.get(rule)?.clone());
+                if let Some(&(_, hits)) = counted.iter().find(|(r, _)| *r == rule) {
+                    symbol.hits = hits.max(1);
+                }
+                Some(symbol)
+            })
             .collect()
     }
 
@@ -354,24 +372,28 @@ impl RuleSet {
         if self.metas.is_empty() && self.hidden.is_empty() {
             return symbols;
         }
-        let mut present: HashSet<String> = symbols.iter().map(|s| s.name.clone()).collect();
+        // Symbol → its value in expressions: 1, or a counting rule's matches.
+        let mut present: HashMap<String, f64> = symbols
+            .iter()
+            .map(|s| (s.name.clone(), f64::from(s.hits)))
+            .collect();
         // Member symbol → the policies of the fired composites naming it.
         let mut removals: HashMap<String, Vec<(Policy, String)>> = HashMap::new();
         let mut fired_metas = Vec::new();
         for meta in &self.metas {
             let value = meta
                 .expr
-                .eval(&|name| f64::from(u8::from(present.contains(name))));
+                .eval(&|name| present.get(name).copied().unwrap_or(0.0));
             if value == 0.0 {
                 continue;
             }
-            present.insert(meta.symbol.clone());
+            present.insert(meta.symbol.clone(), 1.0);
             fired_metas.push(Symbol::new(meta.symbol.clone()));
             if meta.policy == Policy::Leave {
                 continue;
             }
             for (member, prefix, negated) in meta.expr.symbols() {
-                if !negated && present.contains(member) {
+                if !negated && present.contains_key(member) {
                     removals
                         .entry(member.to_owned())
                         .or_default()
@@ -521,6 +543,13 @@ fn compile(
                 let entry = patterns.entry(target.clone()).or_default();
                 entry.0.push(compiled);
                 entry.1.push(source.clone());
+                if spec.max_hits > 1 && !*negate {
+                    // Compiles: the matcher's copy above took the same source.
+                    if let Ok(counter) = Counter::new(source) {
+                        set.counters
+                            .insert(set.names.len(), (counter, spec.max_hits));
+                    }
+                }
                 entry.2.push((set.names.len(), *negate));
                 set.names.push(spec.symbol.clone());
                 add_symbol(&mut set, &spec);

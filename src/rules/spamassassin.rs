@@ -254,14 +254,21 @@ impl CfParser {
                 force_action: None,
                 hidden,
                 lenient: true,
+                max_hits: 1,
             };
             let flags: Vec<&str> = entry.tflags.split_whitespace().collect();
+            if flags.contains(&"multiple") {
+                // SpamAssassin counts without end unless told `maxhits=N`;
+                // chaff stops at MAX_HITS_LIMIT either way.
+                spec.max_hits = flags
+                    .iter()
+                    .find_map(|f| f.strip_prefix("maxhits="))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(super::load::MAX_HITS_LIMIT)
+                    .clamp(1, super::load::MAX_HITS_LIMIT);
+            }
             let skip = match entry.def {
                 _ if flags.contains(&"net") => Some(("net".to_owned(), entry.kind)),
-                _ if flags.contains(&"multiple") => Some((
-                    "tflags multiple: hit counts not supported".to_owned(),
-                    entry.kind,
-                )),
                 _ if flags.contains(&"replace") => {
                     Some(("tflags replace: tag replacement".to_owned(), entry.kind))
                 }

@@ -219,3 +219,74 @@ fn the_builtin_ruleset_loads() {
     assert!(set.len() > 40);
     assert!(set.report.skipped.is_empty());
 }
+
+#[test]
+fn counting_rules_give_metas_their_number_of_matches() {
+    let set = set(r#"
+[[rule]]
+symbol = "__EXCLAIM"
+kind = "body"
+pattern = '''!!'''
+max_hits = 3
+
+[[rule]]
+symbol = "EXCLAIMS_3"
+kind = "meta"
+expression = "__EXCLAIM >= 3"
+weight = 1.0
+
+[[rule]]
+symbol = "EXCLAIMS_ANY"
+kind = "meta"
+expression = "__EXCLAIM"
+weight = 1.0
+"#);
+    let scan = |body: &str| {
+        let raw = format!("Subject: x\n\n{body}\n");
+        let message = parse(raw.as_bytes(), &Limits::default());
+        let envelope = Envelope::default();
+        let symbols = set.check(&Input::new(&message, raw.as_bytes(), &envelope));
+        let mut out: Vec<String> = set
+            .finish(symbols, &|_| 1.0)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(scan("wow!! great!! now"), vec!["EXCLAIMS_ANY"]);
+    assert_eq!(
+        scan("wow!! great!! now!! and!!"),
+        vec!["EXCLAIMS_3", "EXCLAIMS_ANY"]
+    );
+    assert!(scan("calm").is_empty());
+}
+
+#[test]
+fn spamassassin_tflags_multiple_counts_up_to_maxhits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cf = dir.path().join("t.cf");
+    std::fs::write(
+        &cf,
+        "body __CASH /\\bcash\\b/i\ntflags __CASH multiple maxhits=2\n\
+         meta CASH_TWICE __CASH > 1\nscore CASH_TWICE 1.0\n\
+         meta CASH_THRICE __CASH > 2\nscore CASH_THRICE 1.0\n",
+    )
+    .unwrap();
+    let mut config = Config::embedded();
+    config.rules.builtin = false;
+    config.rules.spamassassin = vec![cf];
+    let set = RuleSet::load(&config).unwrap();
+    assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
+    let raw = "Subject: x\n\ncash cash cash cash\n";
+    let message = parse(raw.as_bytes(), &Limits::default());
+    let envelope = Envelope::default();
+    let symbols = set.check(&Input::new(&message, raw.as_bytes(), &envelope));
+    let names: Vec<String> = set
+        .finish(symbols, &|_| 1.0)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    // maxhits=2: four matches count as two.
+    assert_eq!(names, vec!["CASH_TWICE"]);
+}
