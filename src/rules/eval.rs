@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::input::Input;
+use crate::extract::urls::registrable_domain;
 
 /// A named test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,7 @@ impl EvalFn {
         match self {
             EvalFn::LinkTextMismatch => message.anchors.iter().any(|a| {
                 match (host_of_url(&a.href), host_in_text(&a.text)) {
-                    (Some(href), Some(text)) => base_domain(&href) != base_domain(&text),
+                    (Some(href), Some(text)) => site(&href) != site(&text),
                     _ => false,
                 }
             }),
@@ -88,8 +89,8 @@ impl EvalFn {
                 letters >= 40 && upper * 10 > letters * 6
             }
             EvalFn::NoText => message.text_parts.iter().all(|p| p.text.trim().is_empty()),
-            EvalFn::DateInFuture => date_skew(message).is_some_and(|ahead| ahead > 12 * HOUR),
-            EvalFn::DateInPast => date_skew(message).is_some_and(|ahead| ahead < -96 * HOUR),
+            EvalFn::DateInFuture => input.date_skew().is_some_and(|ahead| ahead > 12 * HOUR),
+            EvalFn::DateInPast => input.date_skew().is_some_and(|ahead| ahead < -96 * HOUR),
             EvalFn::RelayHeloNotFqdn => message
                 .relays
                 .iter()
@@ -113,8 +114,7 @@ impl EvalFn {
                     .message_id
                     .as_deref()
                     .and_then(|id| id.rsplit_once('@'))
-                    .map(|(_, right)| right.trim_end_matches('>').to_ascii_lowercase())
-                    .and_then(|right| registrable_domain(&right).map(str::to_owned))
+                    .and_then(|(_, right)| registrable_domain(right.trim_end_matches('>')))
                     .is_some_and(|domain| domain == from)
             }),
         }
@@ -123,24 +123,11 @@ impl EvalFn {
 
 const HOUR: i64 = 3600;
 
-/// Seconds the Date header is ahead of the newest Received stamp (negative:
-/// behind), when both are there. The Received stamp rather than the clock
-/// now, so that rescoring an old archive gives the verdict it got then.
-fn date_skew(message: &crate::message::Message) -> Option<i64> {
-    let date = mail_parser::DateTime::parse_rfc822(message.header("date")?.trim())?;
-    let received = message.relays.iter().find_map(|relay| relay.received_at)?;
-    Some(date.to_timestamp() - received)
-}
-
 /// The From address's registrable domain (`mail.example.co.uk` →
 /// `example.co.uk`), lowercased.
 fn from_domain(message: &crate::message::Message) -> Option<String> {
     let (_, host) = message.from_address.rsplit_once('@')?;
-    registrable_domain(host).map(str::to_owned)
-}
-
-fn registrable_domain(host: &str) -> Option<&str> {
-    psl::domain_str(host.trim_end_matches('.'))
+    registrable_domain(host)
 }
 
 /// Not loopback, private, link-local or otherwise local: a hop from such an
@@ -200,21 +187,10 @@ fn host_in_text(text: &str) -> Option<String> {
     plausible.then(|| host.to_owned())
 }
 
-/// The last two labels (three under a two-letter country code with a short
-/// second level, as `example.co.uk`): close enough to the registrable
-/// domain to tell two sites apart.
-fn base_domain(host: &str) -> String {
-    let labels: Vec<&str> = host.split('.').collect();
-    let n = labels.len();
-    let keep = if n >= 3
-        && labels[n - 1].len() == 2
-        && matches!(labels[n - 2], "co" | "com" | "net" | "org" | "ac" | "gov")
-    {
-        3
-    } else {
-        2
-    };
-    labels[n.saturating_sub(keep)..].join(".")
+/// The site a host belongs to: its registrable domain, or the host itself
+/// for an address.
+fn site(host: &str) -> String {
+    registrable_domain(host).unwrap_or_else(|| host.to_owned())
 }
 
 #[cfg(test)]
@@ -222,7 +198,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_and_base_domains() {
+    fn hosts_and_sites() {
         assert_eq!(
             host_of_url("HTTP://user@Www.Bank.example:80/x").as_deref(),
             Some("www.bank.example")
@@ -232,8 +208,8 @@ mod tests {
             Some("www.paypal.com")
         );
         assert_eq!(host_in_text("click here"), None);
-        assert_eq!(base_domain("a.b.example.co.uk"), "example.co.uk");
-        assert_eq!(base_domain("www.example.com"), "example.com");
+        assert_eq!(site("a.b.example.co.uk"), "example.co.uk");
+        assert_eq!(site("192.0.2.1"), "192.0.2.1");
     }
 
     fn fires(function: EvalFn, raw: &str) -> bool {

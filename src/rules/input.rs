@@ -93,6 +93,7 @@ pub struct Input<'a> {
     pub raw: &'a [u8],
     pub envelope: &'a Envelope,
     raw_headers: OnceCell<Vec<(String, String)>>,
+    date_skew: OnceCell<Option<i64>>,
 }
 
 impl<'a> Input<'a> {
@@ -102,7 +103,24 @@ impl<'a> Input<'a> {
             raw,
             envelope,
             raw_headers: OnceCell::new(),
+            date_skew: OnceCell::new(),
         }
+    }
+
+    /// Seconds the Date header is ahead of the newest Received stamp
+    /// (negative: behind), when both are there; parsed once for the rules
+    /// that read it. The Received stamp rather than the clock now, so that
+    /// rescoring an old archive gives the verdict it got then.
+    pub fn date_skew(&self) -> Option<i64> {
+        *self.date_skew.get_or_init(|| {
+            let date = mail_parser::DateTime::parse_rfc822(self.message.header("date")?.trim())?;
+            let received = self
+                .message
+                .relays
+                .iter()
+                .find_map(|relay| relay.received_at)?;
+            Some(date.to_timestamp() - received)
+        })
     }
 
     /// Whether a header field named `name` (or, for a pseudo-header such
