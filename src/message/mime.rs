@@ -1,5 +1,7 @@
 //! The walk over mail-parser's part tree that fills a [`Message`].
 
+use std::sync::LazyLock;
+
 use mail_parser::{Address, HeaderValue, Host, MessageParser, MimeHeaders, PartType};
 
 use super::{
@@ -126,6 +128,16 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 s
             })
             .unwrap_or_else(|| "text/plain".to_owned());
+        // From the headers, not `part.encoding`: mail-parser resets that
+        // when the base64 does not decode, and broken base64 is common in
+        // exactly the mail this flags.
+        if matches!(content_type.as_str(), "text/plain" | "text/html")
+            && part
+                .content_transfer_encoding()
+                .is_some_and(|cte| cte.trim().eq_ignore_ascii_case("base64"))
+        {
+            message.base64_text = true;
+        }
         match &part.body {
             PartType::Multipart(children) => {
                 // Reverse so the stack pops children in document order.
@@ -200,10 +212,13 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
 /// character that cannot be part of a URL. Plain-text spam carries its links
 /// this way; HTML links come from `href`/`src` instead.
 fn collect_bare_urls(text: &str, links: &mut Vec<String>) {
+    // Built once: `memmem::find` would build its searcher on every call.
+    static HTTP: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"http"));
     const MAX_LINKS: usize = 256;
     let mut rest = text;
     while links.len() < MAX_LINKS {
-        let Some(at) = memchr::memmem::find(rest.as_bytes(), b"http") else {
+        let Some(at) = HTTP.find(rest.as_bytes()) else {
             return;
         };
         let candidate = &rest[at..];
@@ -403,5 +418,28 @@ Subject: x\n\nbody\n",
         assert_eq!(older.rdns.as_deref(), Some("mail.example.net"));
         assert_eq!(older.ip, Some("193.120.211.219".parse().expect("literal")));
         assert_eq!(older.received_at, Some(1_028_903_568));
+    }
+
+    #[test]
+    fn base64_text_parts_are_flagged_even_when_the_base64_is_broken() {
+        let message = |cte: &str, body: &str| {
+            parse_default(
+                format!(
+                    "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+                     Content-Type: text/html; charset=\"iso-8859-1\"\n\
+                     Content-Transfer-Encoding: {cte}\n\n{body}\n--b--\n"
+                )
+                .as_bytes(),
+            )
+        };
+        assert!(message("base64", "PGI+aGk8L2I+").base64_text);
+        assert!(message("BASE64", "not base64 at all \u{1}").base64_text);
+        assert!(!message("7bit", "<b>hi</b>").base64_text);
+        // An attachment in base64 is how attachments travel: not flagged.
+        let attachment = parse_default(
+            b"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhi\n--b\n\
+              Content-Type: image/png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--b--\n",
+        );
+        assert!(!attachment.base64_text);
     }
 }

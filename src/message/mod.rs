@@ -167,6 +167,10 @@ pub struct Message {
     pub content_types: Vec<String>,
     /// The Received chain, newest (our side) first.
     pub relays: Vec<Relay>,
+    /// A text part (plain or HTML) came base64-encoded: text has no need
+    /// of it, and bulk tools use it to hide words from filters that read
+    /// the raw message.
+    pub base64_text: bool,
     /// Bytes of the raw message.
     pub raw_size: usize,
     /// What the parser worked around, each kind once.

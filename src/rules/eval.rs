@@ -19,6 +19,9 @@ pub enum EvalFn {
     BodyMostlyUpper,
     /// The message has no text at all (no text part with content).
     NoText,
+    /// A text part came base64-encoded (read from the MIME parse, not by a
+    /// regex over the whole raw message).
+    TextBase64,
     /// The Date header is more than 12 hours after the newest Received
     /// stamp: clocks set ahead so the mail sorts to the top of an inbox.
     DateInFuture,
@@ -39,12 +42,13 @@ pub enum EvalFn {
 }
 
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 10] = [
+    pub const ALL: [(&'static str, EvalFn); 11] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
         ("body_mostly_upper", EvalFn::BodyMostlyUpper),
         ("no_text", EvalFn::NoText),
+        ("text_base64", EvalFn::TextBase64),
         ("date_in_future", EvalFn::DateInFuture),
         ("date_in_past", EvalFn::DateInPast),
         ("relay_helo_not_fqdn", EvalFn::RelayHeloNotFqdn),
@@ -89,6 +93,7 @@ impl EvalFn {
                 letters >= 40 && upper * 10 > letters * 6
             }
             EvalFn::NoText => message.text_parts.iter().all(|p| p.text.trim().is_empty()),
+            EvalFn::TextBase64 => message.base64_text,
             EvalFn::DateInFuture => input.date_skew().is_some_and(|ahead| ahead > 12 * HOUR),
             EvalFn::DateInPast => input.date_skew().is_some_and(|ahead| ahead < -96 * HOUR),
             EvalFn::RelayHeloNotFqdn => message
