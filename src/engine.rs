@@ -40,6 +40,10 @@ pub enum LearnError {
     NothingToHash,
     #[error("fuzzy flag {0} is not configured ([fuzzy.flags.{0}])")]
     UnknownFlag(u32),
+    #[error(
+        "hash `{0}` is not 8 to 32 hex digits (a digest, or the prefix a fuzzy symbol's options show)"
+    )]
+    BadHash(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -454,6 +458,39 @@ impl Engine {
         })
     }
 
+    /// Removes from list `flag` every stored digest a hash names: all 32
+    /// hex digits, or a prefix of at least 8 (what a fuzzy symbol's options
+    /// show, `1:3f9a2c1b:87%`). rspamd's `/fuzzydelhash`, for the admin who
+    /// has the hash from a scan but not the message.
+    pub fn fuzzy_del_hashes(
+        &mut self,
+        hashes: &[&str],
+        flag: u32,
+    ) -> Result<FuzzyLearned, LearnError> {
+        if self.config.fuzzy.flag(flag).is_none() {
+            return Err(LearnError::UnknownFlag(flag));
+        }
+        let ranges = hashes
+            .iter()
+            .map(|hash| {
+                digest_range(hash.trim()).ok_or_else(|| LearnError::BadHash((*hash).to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = unix_now();
+        let mut removed = 0;
+        for (low, high) in ranges {
+            for digest in self.fuzzy.digests_between(low, high, flag) {
+                if self.fuzzy.delete(digest, flag, now)? {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(FuzzyLearned {
+            digests: removed,
+            message_id: None,
+        })
+    }
+
     fn fuzzy_features(&self, raw: &[u8], flag: u32) -> Result<(Message, Features), LearnError> {
         if self.config.fuzzy.flag(flag).is_none() {
             return Err(LearnError::UnknownFlag(flag));
@@ -609,9 +646,46 @@ pub fn message_digest(raw: &[u8]) -> u128 {
     hasher.digest128()
 }
 
+/// The digests a hex hash or hash prefix names: `3f9a2c1b` is every digest
+/// from `3f9a2c1b000…` to `3f9a2c1bfff…`. Fewer than 8 digits would name
+/// too many reports to delete by accident.
+fn digest_range(hex: &str) -> Option<(u128, u128)> {
+    if !(8..=32).contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let value = u128::from_str_radix(hex, 16).ok()?;
+    let free_bits = 4 * (32 - hex.len() as u32);
+    let low = value.checked_shl(free_bits).unwrap_or(0);
+    let spread = if free_bits == 0 {
+        0
+    } else {
+        u128::MAX >> (128 - free_bits)
+    };
+    Some((low, low | spread))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_prefix_names_a_range_of_digests() {
+        let (low, high) = digest_range("3f9a2c1b").expect("8 hex digits");
+        assert_eq!(low, 0x3f9a2c1b_u128 << 96);
+        assert_eq!(high, (0x3f9a2c1b_u128 << 96) | (u128::MAX >> 32));
+        let full = "0123456789abcdef0123456789ABCDEF";
+        let (low, high) = digest_range(full).expect("32 hex digits");
+        assert_eq!((low, high), (low, low));
+        assert_eq!(format!("{low:032x}"), full.to_ascii_lowercase());
+        for bad in [
+            "3f9a2c1",
+            "",
+            "3f9a2c1g",
+            "0123456789abcdef0123456789abcdef0",
+        ] {
+            assert_eq!(digest_range(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn digest_ignores_envelope_line_and_crlf() {

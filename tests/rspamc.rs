@@ -242,6 +242,42 @@ fn rspamc_fuzzy_add_then_scan_then_fuzzy_del() {
 }
 
 #[test]
+fn rspamc_fuzzy_delhash_removes_the_hash_a_scan_showed() {
+    let (_s, daemon) = start();
+    let spam = corpus("spam-plain.eml");
+    let out = rspamc_ok(
+        daemon.controller,
+        &["fuzzy_add", "-f", "1", "-w", "10", path_str(&spam)],
+    );
+    assert_line(&out, "success = true;");
+    // `Symbol: FUZZY_DENIED (12.00)[1:3f9a2c1b:100%]`: the admin copies the
+    // hash prefix from the options.
+    let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
+    let prefix = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Symbol: FUZZY_DENIED (12.00)[1:"))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no FUZZY_DENIED option in {out}"))
+        .to_owned();
+    assert_eq!(prefix.len(), 8, "{out}");
+    // A malformed hash is refused, and nothing is deleted.
+    let output = rspamc(
+        daemon.controller,
+        &["fuzzy_delhash", "-f", "1", "not-a-hash"],
+    );
+    assert_line(
+        &String::from_utf8_lossy(&output.stdout),
+        "HTTP error: 400, Bad Request",
+    );
+    let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
+    assert!(out.contains("FUZZY_DENIED"), "{out}");
+    let out = rspamc_ok(daemon.controller, &["fuzzy_delhash", "-f", "1", &prefix]);
+    assert_line(&out, "success = true;");
+    let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
+    assert!(!out.contains("FUZZY_DENIED"), "{out}");
+}
+
+#[test]
 fn rspamc_envelope_flags_reach_the_server() {
     let (_s, daemon) = start();
     let gtube = corpus("gtube.eml");

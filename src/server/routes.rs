@@ -68,14 +68,7 @@ pub async fn handle(
         (Role::Controller, "learnham") => learn_request(request, peer, &state, Class::Ham).await,
         (Role::Controller, "fuzzyadd") => fuzzy_request(request, peer, &state, true).await,
         (Role::Controller, "fuzzydel") => fuzzy_request(request, peer, &state, false).await,
-        (Role::Controller, "fuzzydelhash") => {
-            guarded(&request, peer, &state, Privilege::Write, || {
-                error_reply(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "deleting by hash is not supported; send the message to /fuzzydel",
-                )
-            })
-        }
+        (Role::Controller, "fuzzydelhash") => fuzzy_delhash_request(request, peer, &state).await,
         (Role::Controller, "stat" | "auth") => {
             guarded(&request, peer, &state, Privilege::ReadOnly, || stat(&state))
         }
@@ -538,6 +531,72 @@ async fn fuzzy_request(
     match result {
         // A delete of what is not stored succeeds, as rspamd's storage acks it.
         Some(Ok(_)) => json_reply(StatusCode::OK, &json!({"success": true})),
+        Some(Err(error)) => error.into_reply(),
+        None => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "fuzzy request failed"),
+    }
+}
+
+/// `rspamc fuzzy_delhash -f FLAG HASH...`: one `Hash` header per hash, no
+/// body (rspamc sends it as a GET).
+async fn fuzzy_delhash_request(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+) -> Reply {
+    let pairs = request_pairs(&request);
+    if let Some(refusal) = refusal(&pairs, peer, state, Privilege::Write) {
+        return refusal;
+    }
+    let flag = match header(&pairs, "flag").map(str::trim) {
+        None | Some("") => 1,
+        Some(text) => match text.parse::<u32>() {
+            Ok(flag) => flag,
+            Err(_) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Flag must be a non-negative integer, not `{text}`"),
+                );
+            }
+        },
+    };
+    let hashes: Vec<String> = pairs
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("hash"))
+        .map(|(_, value)| value.clone())
+        .collect();
+    if hashes.is_empty() {
+        return error_reply(StatusCode::BAD_REQUEST, "no Hash header");
+    }
+    let task_state = state.clone();
+    let result = state
+        .run_cpu(move || {
+            let mut engine = task_state.engine.write().map_err(|_| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned")
+            })?;
+            let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+            let done = engine
+                .fuzzy_del_hashes(&hashes, flag)
+                .map_err(|e| match e {
+                    LearnError::Store(store) => ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot store the fuzzy deletes: {store}"),
+                    ),
+                    other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+                })?;
+            engine.commit().map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot store the fuzzy deletes: {e}"),
+                )
+            })?;
+            Ok::<_, ApiError>(done)
+        })
+        .await;
+    match result {
+        Some(Ok(done)) => json_reply(
+            StatusCode::OK,
+            &json!({"success": true, "hashes": done.digests}),
+        ),
         Some(Err(error)) => error.into_reply(),
         None => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "fuzzy request failed"),
     }

@@ -100,10 +100,16 @@ impl FuzzyFile {
 
     /// Indices of the entries of `digest` (one per flag).
     pub fn find_digest(&self, digest: u128) -> std::ops::Range<usize> {
+        self.digests_between(digest, digest)
+    }
+
+    /// Indices of the entries whose digest is in `low..=high`: the table is
+    /// sorted by digest, so a digest prefix is one contiguous run.
+    pub fn digests_between(&self, low: u128, high: u128) -> std::ops::Range<usize> {
         let entries = self.entries();
-        let start = lower_bound(entries, (digest >> 64) as u64, |e| e.digest() < digest);
+        let start = lower_bound(entries, (low >> 64) as u64, |e| e.digest() < low);
         let mut end = start;
-        while end < entries.len() && entries[end].digest() == digest {
+        while end < entries.len() && entries[end].digest() <= high {
             end += 1;
         }
         start..end

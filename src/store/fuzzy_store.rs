@@ -187,6 +187,32 @@ impl FuzzyStore {
         })
     }
 
+    /// The digests stored under `flag` (and not deleted) in `low..=high`:
+    /// what a hash prefix an admin copied from a symbol's options names
+    /// (`rspamc fuzzy_delhash`).
+    pub fn digests_between(&self, low: u128, high: u128, flag: u32) -> Vec<u128> {
+        let entries = self.model.entries();
+        let mut found: Vec<u128> = self
+            .model
+            .digests_between(low, high)
+            .map(|i| &entries[i])
+            .filter(|entry| entry.flag == flag && self.view_of_model(entry).is_some())
+            .map(|entry| entry.digest())
+            .collect();
+        for (&digest, list) in &self.overlay.entries {
+            if (low..=high).contains(&digest)
+                && list
+                    .iter()
+                    .any(|(listed, state)| *listed == flag && state.is_some())
+            {
+                found.push(digest);
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
     /// Records the removal of `digest` from list `flag`; true if it was there.
     pub fn delete(&mut self, digest: u128, flag: u32, time: u64) -> Result<bool, StoreError> {
         let present = self.views_of(digest).iter().any(|v| v.flag == flag);
