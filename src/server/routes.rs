@@ -472,18 +472,10 @@ async fn fuzzy_request(
     if let Some(refusal) = refusal(&pairs, peer, state, Privilege::Write) {
         return refusal;
     }
-    let number = |name: &str, default: u32| -> Result<u32, ApiError> {
-        match header(&pairs, name).map(str::trim) {
-            None | Some("") => Ok(default),
-            Some(text) => text.parse::<u32>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("{name} must be a non-negative integer, not `{text}`"),
-                )
-            }),
-        }
-    };
-    let (flag, weight) = match (number("flag", 1), number("weight", 1)) {
+    let (flag, weight) = match (
+        number_header(&pairs, "flag", 1),
+        number_header(&pairs, "weight", 1),
+    ) {
         (Ok(flag), Ok(weight)) => (flag, weight),
         (Err(error), _) | (_, Err(error)) => return error.into_reply(),
     };
@@ -491,19 +483,76 @@ async fn fuzzy_request(
         Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
+    fuzzy_change(state, move |engine| {
+        let _permit = permit;
+        if add {
+            engine.fuzzy_add(&body, flag, weight)
+        } else {
+            engine.fuzzy_del(&body, flag)
+        }
+    })
+    .await
+}
+
+/// `rspamc fuzzy_delhash -f FLAG HASH...`: one `Hash` header per hash, no
+/// body (rspamc sends it as a GET).
+async fn fuzzy_delhash_request(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+) -> Reply {
+    let pairs = request_pairs(&request);
+    if let Some(refusal) = refusal(&pairs, peer, state, Privilege::Write) {
+        return refusal;
+    }
+    let flag = match number_header(&pairs, "flag", 1) {
+        Ok(flag) => flag,
+        Err(error) => return error.into_reply(),
+    };
+    let hashes: Vec<String> = pairs
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("hash"))
+        .map(|(_, value)| value.clone())
+        .collect();
+    if hashes.is_empty() {
+        return error_reply(StatusCode::BAD_REQUEST, "no Hash header");
+    }
+    fuzzy_change(state, move |engine| {
+        let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+        engine.fuzzy_del_hashes(&hashes, flag)
+    })
+    .await
+}
+
+/// A header that must be a non-negative integer; `default` when absent.
+fn number_header(pairs: &[(String, String)], name: &str, default: u32) -> Result<u32, ApiError> {
+    match header(pairs, name).map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be a non-negative integer, not `{text}`"),
+            )
+        }),
+    }
+}
+
+/// Runs one change to the fuzzy store on the CPU pool, commits it before
+/// replying (an acknowledged report survives a crash) and folds a large
+/// journal; replies as rspamd does.
+async fn fuzzy_change(
+    state: &Arc<State>,
+    change: impl FnOnce(&mut chaff::engine::Engine) -> Result<chaff::engine::FuzzyLearned, LearnError>
+    + Send
+    + 'static,
+) -> Reply {
     let task_state = state.clone();
     let result = state
         .run_cpu(move || {
-            let _permit = permit;
             let mut engine = task_state.engine.write().map_err(|_| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned")
             })?;
-            let done = if add {
-                engine.fuzzy_add(&body, flag, weight)
-            } else {
-                engine.fuzzy_del(&body, flag)
-            };
-            let done = done.map_err(|e| match e {
+            let done = change(&mut engine).map_err(|e| match e {
                 // As rspamd: nothing written is a 404.
                 LearnError::NothingToHash => {
                     ApiError::new(StatusCode::NOT_FOUND, "No hashes have been written")
@@ -531,72 +580,6 @@ async fn fuzzy_request(
     match result {
         // A delete of what is not stored succeeds, as rspamd's storage acks it.
         Some(Ok(_)) => json_reply(StatusCode::OK, &json!({"success": true})),
-        Some(Err(error)) => error.into_reply(),
-        None => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "fuzzy request failed"),
-    }
-}
-
-/// `rspamc fuzzy_delhash -f FLAG HASH...`: one `Hash` header per hash, no
-/// body (rspamc sends it as a GET).
-async fn fuzzy_delhash_request(
-    request: Request<Incoming>,
-    peer: SocketAddr,
-    state: &Arc<State>,
-) -> Reply {
-    let pairs = request_pairs(&request);
-    if let Some(refusal) = refusal(&pairs, peer, state, Privilege::Write) {
-        return refusal;
-    }
-    let flag = match header(&pairs, "flag").map(str::trim) {
-        None | Some("") => 1,
-        Some(text) => match text.parse::<u32>() {
-            Ok(flag) => flag,
-            Err(_) => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    &format!("Flag must be a non-negative integer, not `{text}`"),
-                );
-            }
-        },
-    };
-    let hashes: Vec<String> = pairs
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("hash"))
-        .map(|(_, value)| value.clone())
-        .collect();
-    if hashes.is_empty() {
-        return error_reply(StatusCode::BAD_REQUEST, "no Hash header");
-    }
-    let task_state = state.clone();
-    let result = state
-        .run_cpu(move || {
-            let mut engine = task_state.engine.write().map_err(|_| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned")
-            })?;
-            let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
-            let done = engine
-                .fuzzy_del_hashes(&hashes, flag)
-                .map_err(|e| match e {
-                    LearnError::Store(store) => ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("cannot store the fuzzy deletes: {store}"),
-                    ),
-                    other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
-                })?;
-            engine.commit().map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot store the fuzzy deletes: {e}"),
-                )
-            })?;
-            Ok::<_, ApiError>(done)
-        })
-        .await;
-    match result {
-        Some(Ok(done)) => json_reply(
-            StatusCode::OK,
-            &json!({"success": true, "hashes": done.digests}),
-        ),
         Some(Err(error)) => error.into_reply(),
         None => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "fuzzy request failed"),
     }
