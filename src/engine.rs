@@ -668,6 +668,22 @@ fn digest_range(hex: &str) -> Option<(u128, u128)> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_digest_range_or_refused(text in "\\PC{0,40}") {
+            let _ = digest_range(&text);
+        }
+
+        #[test]
+        fn every_prefix_of_a_digest_names_it(digest: u128, digits in 8usize..=32) {
+            let hex = format!("{digest:032x}");
+            let (low, high) = digest_range(&hex[..digits]).expect("hex digits");
+            proptest::prop_assert!(low <= digest && digest <= high);
+            let spread = if digits == 32 { 0 } else { u128::MAX >> (4 * digits) };
+            proptest::prop_assert_eq!(high - low, spread);
+        }
+    }
+
     #[test]
     fn a_hash_prefix_names_a_range_of_digests() {
         let (low, high) = digest_range("3f9a2c1b").expect("8 hex digits");

@@ -208,15 +208,21 @@ fn rspamc_counters_and_uptime() {
     assert!(out.lines().any(|l| l.starts_with("Uptime: ")), "{out}");
 }
 
-#[test]
-fn rspamc_fuzzy_add_then_scan_then_fuzzy_del() {
-    let (_s, mut daemon) = start();
+/// `rspamc fuzzy_add -f 1 -w 10` of the spam fixture, which it returns.
+fn report_spam_to_fuzzy_list_1(daemon: &Daemon) -> PathBuf {
     let spam = corpus("spam-plain.eml");
     let out = rspamc_ok(
         daemon.controller,
         &["fuzzy_add", "-f", "1", "-w", "10", path_str(&spam)],
     );
     assert_line(&out, "success = true;");
+    spam
+}
+
+#[test]
+fn rspamc_fuzzy_add_then_scan_then_fuzzy_del() {
+    let (_s, mut daemon) = start();
+    let spam = report_spam_to_fuzzy_list_1(&daemon);
     let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
     assert!(
         out.lines()
@@ -244,12 +250,7 @@ fn rspamc_fuzzy_add_then_scan_then_fuzzy_del() {
 #[test]
 fn rspamc_fuzzy_delhash_removes_the_hash_a_scan_showed() {
     let (_s, daemon) = start();
-    let spam = corpus("spam-plain.eml");
-    let out = rspamc_ok(
-        daemon.controller,
-        &["fuzzy_add", "-f", "1", "-w", "10", path_str(&spam)],
-    );
-    assert_line(&out, "success = true;");
+    let spam = report_spam_to_fuzzy_list_1(&daemon);
     // `Symbol: FUZZY_DENIED (12.00)[1:3f9a2c1b:100%]`: the admin copies the
     // hash prefix from the options.
     let out = rspamc_ok(daemon.worker, &["symbols", path_str(&spam)]);
