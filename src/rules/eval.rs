@@ -79,9 +79,7 @@ impl EvalFn {
                         .iter()
                         .all(|p| p.kind == crate::message::TextKind::Html)
             }
-            EvalFn::DateInvalid => message
-                .header("date")
-                .is_some_and(|d| mail_parser::DateTime::parse_rfc822(d.trim()).is_none()),
+            EvalFn::DateInvalid => input.date() == Some(None),
             EvalFn::BodyMostlyUpper => {
                 let (mut upper, mut letters) = (0usize, 0usize);
                 for part in &message.text_parts {

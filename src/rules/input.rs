@@ -93,7 +93,7 @@ pub struct Input<'a> {
     pub raw: &'a [u8],
     pub envelope: &'a Envelope,
     raw_headers: OnceCell<Vec<(String, String)>>,
-    date_skew: OnceCell<Option<i64>>,
+    date: OnceCell<Option<Option<i64>>>,
 }
 
 impl<'a> Input<'a> {
@@ -103,24 +103,32 @@ impl<'a> Input<'a> {
             raw,
             envelope,
             raw_headers: OnceCell::new(),
-            date_skew: OnceCell::new(),
+            date: OnceCell::new(),
         }
     }
 
-    /// Seconds the Date header is ahead of the newest Received stamp
-    /// (negative: behind), when both are there; parsed once for the rules
-    /// that read it. The Received stamp rather than the clock now, so that
-    /// rescoring an old archive gives the verdict it got then.
-    pub fn date_skew(&self) -> Option<i64> {
-        *self.date_skew.get_or_init(|| {
-            let date = mail_parser::DateTime::parse_rfc822(self.message.header("date")?.trim())?;
-            let received = self
-                .message
-                .relays
-                .iter()
-                .find_map(|relay| relay.received_at)?;
-            Some(date.to_timestamp() - received)
+    /// The Date header, parsed once for every rule that reads it: `None`
+    /// when there is none, `Some(None)` when it is not an RFC 5322 date,
+    /// else its time (seconds since 1970, UTC).
+    pub fn date(&self) -> Option<Option<i64>> {
+        *self.date.get_or_init(|| {
+            let text = self.message.header("date")?;
+            Some(mail_parser::DateTime::parse_rfc822(text.trim()).map(|d| d.to_timestamp()))
         })
+    }
+
+    /// Seconds the Date header is ahead of the newest Received stamp
+    /// (negative: behind), when both are there. The Received stamp rather
+    /// than the clock now, so that rescoring an old archive gives the
+    /// verdict it got then.
+    pub fn date_skew(&self) -> Option<i64> {
+        let date = self.date().flatten()?;
+        let received = self
+            .message
+            .relays
+            .iter()
+            .find_map(|relay| relay.received_at)?;
+        Some(date - received)
     }
 
     /// Whether a header field named `name` (or, for a pseudo-header such
