@@ -220,6 +220,20 @@ fn the_builtin_ruleset_loads() {
     assert!(set.report.skipped.is_empty());
 }
 
+/// The symbols a message ends with after metas (every weight 1), sorted.
+fn reported(set: &RuleSet, raw: &str) -> Vec<String> {
+    let message = parse(raw.as_bytes(), &Limits::default());
+    let envelope = Envelope::default();
+    let symbols = set.check(&Input::new(&message, raw.as_bytes(), &envelope));
+    let mut names: Vec<String> = set
+        .finish(symbols, &|_| 1.0)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn counting_rules_give_metas_their_number_of_matches() {
     let set = set(r#"
@@ -241,19 +255,7 @@ kind = "meta"
 expression = "__EXCLAIM"
 weight = 1.0
 "#);
-    let scan = |body: &str| {
-        let raw = format!("Subject: x\n\n{body}\n");
-        let message = parse(raw.as_bytes(), &Limits::default());
-        let envelope = Envelope::default();
-        let symbols = set.check(&Input::new(&message, raw.as_bytes(), &envelope));
-        let mut out: Vec<String> = set
-            .finish(symbols, &|_| 1.0)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        out.sort();
-        out
-    };
+    let scan = |body: &str| reported(&set, &format!("Subject: x\n\n{body}\n"));
     assert_eq!(scan("wow!! great!! now"), vec!["EXCLAIMS_ANY"]);
     assert_eq!(
         scan("wow!! great!! now!! and!!"),
@@ -278,15 +280,9 @@ fn spamassassin_tflags_multiple_counts_up_to_maxhits() {
     config.rules.spamassassin = vec![cf];
     let set = RuleSet::load(&config).unwrap();
     assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
-    let raw = "Subject: x\n\ncash cash cash cash\n";
-    let message = parse(raw.as_bytes(), &Limits::default());
-    let envelope = Envelope::default();
-    let symbols = set.check(&Input::new(&message, raw.as_bytes(), &envelope));
-    let names: Vec<String> = set
-        .finish(symbols, &|_| 1.0)
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
     // maxhits=2: four matches count as two.
-    assert_eq!(names, vec!["CASH_TWICE"]);
+    assert_eq!(
+        reported(&set, "Subject: x\n\ncash cash cash cash\n"),
+        vec!["CASH_TWICE"]
+    );
 }
