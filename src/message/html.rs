@@ -5,7 +5,11 @@
 //! reader sees plus every link and image target, nothing else. A full HTML5
 //! parser would build a DOM we never use and cost more than the rest of the
 //! scan, so this is a tolerant tag scanner: it cannot fail, treats anything it
-//! does not understand as text, and runs in time linear in its input.
+//! does not understand as text, and runs in time linear in its input. It
+//! keeps just enough of the open elements' styles ([`super::html_style`]) to
+//! count the text drawn where no reader can see it.
+
+use super::html_style::Look;
 
 /// What [`html_to_text`] finds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,6 +20,27 @@ pub struct HtmlText {
     pub links: Vec<String>,
     /// Each `<a href>` with the visible text inside it, in document order.
     pub anchors: Vec<Anchor>,
+    /// Letters and digits the reader cannot see ([`InvisibleText`]).
+    pub invisible: InvisibleText,
+}
+
+/// Letters and digits an HTML part draws where no reader sees them, by why.
+/// They stay in [`HtmlText::text`]: the statistics learn them like any word,
+/// and only the rules ask how much was hidden.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvisibleText {
+    /// Inside `display:none`, `visibility:hidden`, a zero font size, or
+    /// transparent text.
+    pub hidden_chars: usize,
+    /// In (nearly) the colour of their background: white on white.
+    pub low_contrast_chars: usize,
+}
+
+impl InvisibleText {
+    pub fn add(&mut self, other: InvisibleText) {
+        self.hidden_chars += other.hidden_chars;
+        self.low_contrast_chars += other.low_contrast_chars;
+    }
 }
 
 /// A link and the text a reader sees on it (to tell when they disagree).
@@ -30,6 +55,67 @@ const MAX_ANCHORS: usize = 256;
 
 /// Elements whose content is never shown to a reader.
 const INVISIBLE: &[&str] = &["script", "style", "head", "title", "template", "noscript"];
+
+/// Elements that never have content, so never get a closing tag.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
+];
+
+/// Elements whose start tag closes an open one of the same name (`<p>a<p>b`).
+const SELF_NESTING_NOT_ALLOWED: &[&str] = &["p", "li", "td", "th", "tr", "option", "dt", "dd"];
+
+/// Open elements kept for their [`Look`]; deeper ones inherit the innermost
+/// kept look. Bounds memory on tag soup that never closes anything.
+const MAX_OPEN_ELEMENTS: usize = 256;
+
+/// The looks of the open elements, innermost last.
+struct OpenElements {
+    stack: Vec<(String, Look)>,
+    page: Look,
+}
+
+impl OpenElements {
+    fn new() -> OpenElements {
+        OpenElements {
+            stack: Vec::new(),
+            page: Look::default(),
+        }
+    }
+
+    fn current(&self) -> &Look {
+        self.stack.last().map_or(&self.page, |(_, look)| look)
+    }
+
+    fn open(&mut self, tag: &Tag<'_>) {
+        let name = tag.name.as_str();
+        if VOID.contains(&name) || tag.self_closing || name.starts_with(['!', '?']) {
+            return;
+        }
+        if SELF_NESTING_NOT_ALLOWED.contains(&name)
+            && self.stack.last().is_some_and(|(open, _)| open == name)
+        {
+            self.stack.pop();
+        }
+        // Most tags have no attributes, and those inherit the look as it is.
+        let look = if tag.attributes.trim().is_empty() {
+            *self.current()
+        } else {
+            self.current().child(name, |attribute| tag.attr(attribute))
+        };
+        if self.stack.len() < MAX_OPEN_ELEMENTS {
+            self.stack.push((tag.name.clone(), look));
+        }
+    }
+
+    /// Closes the innermost open element named `name` and everything opened
+    /// inside it; a closing tag with nothing to close is ignored.
+    fn close(&mut self, name: &str) {
+        if let Some(at) = self.stack.iter().rposition(|(open, _)| open == name) {
+            self.stack.truncate(at);
+        }
+    }
+}
 
 /// Elements that break a line when rendered.
 const BLOCK: &[&str] = &[
@@ -65,9 +151,10 @@ pub fn html_to_text(html: &str) -> HtmlText {
     let mut text_start = 0;
     // The open `<a href>`: its target and where its text starts in `out.text`.
     let mut open_anchor: Option<(String, usize)> = None;
+    let mut open_elements = OpenElements::new();
     while let Some(offset) = memchr::memchr(b'<', &bytes[pos..]) {
         let lt = pos + offset;
-        push_decoded(&mut out.text, &html[text_start..lt]);
+        push_text(&mut out, open_elements.current(), &html[text_start..lt]);
         let after = &html[lt + 1..];
         if after.starts_with("!--") {
             // Comments end at the first `-->`; unterminated ones swallow the rest.
@@ -86,6 +173,11 @@ pub fn html_to_text(html: &str) -> HtmlText {
             continue;
         };
         pos = lt + 1 + tag.length;
+        if tag.closing {
+            open_elements.close(&tag.name);
+        } else {
+            open_elements.open(&tag);
+        }
         if tag.name == "a" {
             if let Some((href, start)) = open_anchor.take() {
                 close_anchor(&mut out, href, start);
@@ -110,6 +202,8 @@ pub fn html_to_text(html: &str) -> HtmlText {
                 let closing = format!("</{}", tag.name);
                 pos = find_ascii_case_insensitive(&html[pos..], &closing)
                     .map_or(bytes.len(), |end| pos + end);
+                // Its closing tag is skipped with the content.
+                open_elements.close(&tag.name);
             }
         }
         if BLOCK.contains(&tag.name.as_str()) {
@@ -120,11 +214,32 @@ pub fn html_to_text(html: &str) -> HtmlText {
         }
         text_start = pos;
     }
-    push_decoded(&mut out.text, &html[text_start.min(html.len())..]);
+    push_text(
+        &mut out,
+        open_elements.current(),
+        &html[text_start.min(html.len())..],
+    );
     if let Some((href, start)) = open_anchor {
         close_anchor(&mut out, href, start);
     }
     out
+}
+
+/// Appends a run of text drawn with `look`, counting what no reader sees.
+fn push_text(out: &mut HtmlText, look: &Look, text: &str) {
+    let start = out.text.len();
+    push_decoded(&mut out.text, text);
+    if look.invisible() {
+        let letters = out.text[start..]
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .count();
+        if look.hidden {
+            out.invisible.hidden_chars += letters;
+        } else {
+            out.invisible.low_contrast_chars += letters;
+        }
+    }
 }
 
 fn close_anchor(out: &mut HtmlText, href: String, start: usize) {
@@ -403,6 +518,37 @@ mod tests {
         let r = html_to_text("<td>cheap</td><td>pills</td>");
         assert!(r.text.contains("cheap") && r.text.contains("pills"));
         assert!(!r.text.contains("cheappills"));
+    }
+
+    #[test]
+    fn invisible_text_is_counted_by_why_and_visible_text_is_not() {
+        let r = html_to_text(
+            "<html><head><style>.menu{color:#ffffff} .x{display:none}</style></head>\
+             <body><p>Shown text here</p>\
+             <div style=\"display:none\">cheap pills <b>online</b></div>\
+             <font color=#ffffff>viagra cialis</font>\
+             <table bgcolor=#003366><tr><td><font color=white>Home News</font></td></tr></table>\
+             <font size=1>small print</font></body></html>",
+        );
+        // display:none: "cheap pills online" (16), inner <b> included.
+        assert_eq!(r.invisible.hidden_chars, 16);
+        // White on the white page: "viagra cialis" (12); white on the dark
+        // cell and the stylesheet's white class do not count.
+        assert_eq!(r.invisible.low_contrast_chars, 12);
+        // The text stays for the statistics.
+        assert!(r.text.contains("cheap pills"));
+    }
+
+    #[test]
+    fn a_closing_tag_restores_the_outer_look_even_through_unclosed_ones() {
+        let r = html_to_text(
+            "<div style='display:none'><span>a<i>b</div>visible words after the div\
+             </i></span><p>x<p style='font-size:0'>hidden<p>shown again",
+        );
+        assert_eq!(r.invisible.hidden_chars, 2 + "hidden".len());
+        // A stray closing tag with nothing open changes nothing.
+        let r = html_to_text("</div></td>plain text");
+        assert_eq!(r.invisible, InvisibleText::default());
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 let rendered = html_to_text(html);
                 message.links.extend(rendered.links);
                 message.anchors.extend(rendered.anchors);
+                message.invisible_text.add(rendered.invisible);
                 let room = limits.max_text_bytes.saturating_sub(html_bytes);
                 let mut source = html.to_string();
                 if source.len() > room {

@@ -8,13 +8,14 @@
 //! shape limits live in [`Limits`], in this one place.
 
 mod html;
+mod html_style;
 mod mime;
 
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
-pub use html::{Anchor, HtmlText, html_to_text};
+pub use html::{Anchor, HtmlText, InvisibleText, html_to_text};
 pub use mime::parse;
 
 /// Bounds on what one message may cost. Input beyond a bound is not an
@@ -158,6 +159,8 @@ pub struct Message {
     pub links: Vec<String>,
     /// HTML links with their visible text (`<a href>…</a>`), in order.
     pub anchors: Vec<Anchor>,
+    /// Text the HTML parts draw where no reader sees it, summed over parts.
+    pub invisible_text: InvisibleText,
     /// The decoded, unrendered source of each HTML part, in order (for
     /// rules on the raw body: hidden text, styles, comments).
     pub html_sources: Vec<String>,

@@ -39,10 +39,21 @@ pub enum EvalFn {
     /// The Message-ID's domain is the From address's registrable domain
     /// (rspamd's MID_RHS_MATCH_FROM); bulk tools and bots mint their own.
     MsgidFromDomain,
+    /// HTML draws at least [`MIN_INVISIBLE_LETTERS`] letters inside
+    /// `display:none`, `visibility:hidden` or a zero font size: words for the
+    /// filter that the reader must not see.
+    HtmlHiddenText,
+    /// HTML draws at least [`MIN_INVISIBLE_LETTERS`] letters in (nearly) the
+    /// colour of their background: white on white.
+    HtmlLowContrastText,
 }
 
+/// Invisible letters before the HTML visibility tests fire: more than a
+/// stray spacer character, less than one sentence of bait.
+const MIN_INVISIBLE_LETTERS: usize = 8;
+
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 11] = [
+    pub const ALL: [(&'static str, EvalFn); 13] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
@@ -54,6 +65,8 @@ impl EvalFn {
         ("relay_helo_not_fqdn", EvalFn::RelayHeloNotFqdn),
         ("from_domain_relayed", EvalFn::FromDomainRelayed),
         ("msgid_from_domain", EvalFn::MsgidFromDomain),
+        ("html_hidden_text", EvalFn::HtmlHiddenText),
+        ("html_low_contrast_text", EvalFn::HtmlLowContrastText),
     ];
 
     pub fn from_name(name: &str) -> Option<EvalFn> {
@@ -120,6 +133,10 @@ impl EvalFn {
                     .and_then(|(_, right)| registrable_domain(right.trim_end_matches('>')))
                     .is_some_and(|domain| domain == from)
             }),
+            EvalFn::HtmlHiddenText => message.invisible_text.hidden_chars >= MIN_INVISIBLE_LETTERS,
+            EvalFn::HtmlLowContrastText => {
+                message.invisible_text.low_contrast_chars >= MIN_INVISIBLE_LETTERS
+            }
         }
     }
 }
@@ -240,6 +257,33 @@ mod tests {
         assert!(!fires(
             EvalFn::DateInFuture,
             "Date: Tue, 16 Jul 2030 23:00:00 +0100\n\nbody\n"
+        ));
+    }
+
+    #[test]
+    fn hidden_and_white_text_need_enough_invisible_letters_drawn() {
+        let html = |body: &str| {
+            format!(
+                "Content-Type: text/html\n\n<html><head><style>.m{{color:#fff}}</style></head><body>{body}</body></html>\n"
+            )
+        };
+        let hidden = html("<p>Hi</p><div style=\"display:none\">cheap meds online</div>");
+        assert!(fires(EvalFn::HtmlHiddenText, &hidden));
+        assert!(!fires(EvalFn::HtmlLowContrastText, &hidden));
+        let white = html("<font color=\"#FFFFFF\">cheap meds online</font>");
+        assert!(fires(EvalFn::HtmlLowContrastText, &white));
+        // A stylesheet's white class, white menu text on a dark cell, a
+        // hidden spacer and a small font are not hidden text.
+        let newsletter = html(
+            "<td bgcolor=#003366><font color=white>Home | News | Help</font></td>\
+             <span style='display:none'>.</span><font size=1>small print here</font>",
+        );
+        assert!(!fires(EvalFn::HtmlHiddenText, &newsletter));
+        assert!(!fires(EvalFn::HtmlLowContrastText, &newsletter));
+        // Fewer than 8 letters: a stray word, not bait.
+        assert!(!fires(
+            EvalFn::HtmlHiddenText,
+            &html("<i style='font-size:0'>x y</i>")
         ));
     }
 
