@@ -119,6 +119,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
         if part.is_encoding_problem {
             message.note(ParseProblem::EncodingProblem);
         }
+        keep_header_block(message, owner, part);
         let content_type = part
             .content_type()
             .map(|ct| {
@@ -313,6 +314,24 @@ fn is_field_name(name: &str) -> bool {
 
 fn unfold(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Keeps `part`'s header block as written, within the byte budget.
+fn keep_header_block(
+    message: &mut Message,
+    owner: &mail_parser::Message<'_>,
+    part: &mail_parser::MessagePart<'_>,
+) {
+    let used: usize = message.mime_header_blocks.iter().map(String::len).sum();
+    let span = part.offset_header as usize..part.offset_body as usize;
+    if let Some(block) = owner.raw_message.get(span)
+        && !block.is_empty()
+        && used + block.len() <= super::MAX_MIME_HEADER_BYTES
+    {
+        message
+            .mime_header_blocks
+            .push(String::from_utf8_lossy(block).into_owned());
+    }
 }
 
 #[cfg(test)]

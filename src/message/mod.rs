@@ -140,6 +140,10 @@ pub struct Relay {
     pub received_at: Option<i64>,
 }
 
+/// Bytes of MIME part headers kept in [`Message::mime_header_blocks`]:
+/// legitimate parts have a few hundred each; past this a message is junk.
+pub const MAX_MIME_HEADER_BYTES: usize = 64 * 1024;
+
 /// Everything later stages need from a message, extracted once.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
@@ -159,6 +163,10 @@ pub struct Message {
     pub links: Vec<String>,
     /// HTML links with their visible text (`<a href>…</a>`), in order.
     pub anchors: Vec<Anchor>,
+    /// The header block of every MIME part as written, the top-level one
+    /// first, for SpamAssassin's `mimeheader` rules. At most
+    /// `MAX_MIME_HEADER_BYTES` in all.
+    pub mime_header_blocks: Vec<String>,
     /// Text the HTML parts draw where no reader sees it, summed over parts.
     pub invisible_text: InvisibleText,
     /// The decoded, unrendered source of each HTML part, in order (for

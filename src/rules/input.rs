@@ -62,6 +62,9 @@ pub enum Target {
     /// A header by lowercased name (or a pseudo-header: `ALL`, `ToCc`,
     /// `MESSAGEID`, `EnvelopeFrom`), every occurrence, one per line.
     Header(String, HeaderForm),
+    /// A header of any MIME part, the top-level headers included
+    /// (SpamAssassin's `mimeheader`), every occurrence, one per line.
+    MimeHeader(String, HeaderForm),
     /// Subject, then the rendered text, one paragraph per line.
     Body,
     /// The decoded text parts, HTML unrendered.
@@ -78,6 +81,7 @@ impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Header(..) => "header",
+            Target::MimeHeader(..) => "mimeheader",
             Target::Body => "body",
             Target::RawBody => "rawbody",
             Target::Uri => "uri",
@@ -146,6 +150,7 @@ impl<'a> Input<'a> {
     pub fn text(&self, target: &Target) -> Cow<'a, str> {
         match target {
             Target::Header(name, form) => Cow::Owned(self.header(name, *form)),
+            Target::MimeHeader(name, form) => Cow::Owned(self.mime_header(name, *form)),
             Target::Body => Cow::Owned(body_text(self.message)),
             Target::RawBody => Cow::Owned(raw_body_text(self.message)),
             Target::Uri => Cow::Owned(self.message.links.join("\n")),
@@ -165,6 +170,24 @@ impl<'a> Input<'a> {
             EnvelopeField::Rcpt => e.recipients.join("\n"),
             EnvelopeField::User => e.user.clone().unwrap_or_default(),
         }
+    }
+
+    /// Every part's fields named `name`: as written (`raw`) or unfolded.
+    /// Part headers are ASCII in practice (RFC 2047 words live in the
+    /// top-level Subject and From), so `decoded` does not decode words.
+    fn mime_header(&self, name: &str, form: HeaderForm) -> String {
+        let mut values = Vec::new();
+        for block in &self.message.mime_header_blocks {
+            for (field, value) in raw_header_fields(block.as_bytes()) {
+                if field.eq_ignore_ascii_case(name) {
+                    values.push(match form {
+                        HeaderForm::Raw => value,
+                        _ => unfold(&value),
+                    });
+                }
+            }
+        }
+        values.join("\n")
     }
 
     fn raw_headers(&self) -> &[(String, String)] {

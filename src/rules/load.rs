@@ -246,11 +246,11 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
             })
     };
     let kind = match kind_name.as_str() {
-        "header" => {
+        "header" | "mimeheader" => {
             let Some(header) = def.header.as_deref() else {
                 return fail(
                     kind_origin,
-                    format!("{symbol}: a header rule needs `header`"),
+                    format!("{symbol}: a {kind_name} rule needs `header`"),
                 );
             };
             let form = match def.form.as_deref() {
@@ -265,8 +265,13 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
                     }
                 },
             };
+            let target = if kind_name == "mimeheader" {
+                Target::MimeHeader(header.to_ascii_lowercase(), form)
+            } else {
+                Target::Header(super::input::header_key(header), form)
+            };
             SpecKind::Pattern {
-                target: Target::Header(super::input::header_key(header), form),
+                target,
                 source: pattern(def.pattern, &def.flags, false)?,
                 negate: def.negate,
             }

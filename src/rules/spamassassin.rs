@@ -1,6 +1,6 @@
 //! SpamAssassin `.cf` rule files, with SpamAssassin's meaning.
 //!
-//! Read: `header`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
+//! Read: `header`, `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
 //! `describe`, `tflags`, and the `ifplugin`/`if`/`else`/`endif`
 //! conditionals (a plugin counts as loaded when a `loadplugin` line for it
 //! was read, from the `.pre` files beside the rules or in
@@ -8,7 +8,7 @@
 //! tests (Perl code), network tests (`tflags net`), tag replacement
 //! (`tflags replace`), header options chaff does not implement (`:host`,
 //! `if-unset:`, SpamAssassin's relay pseudo-headers), other rule types
-//! (`mimeheader`, `uri_detail`, DNS lists), and patterns that neither
+//! (`uri_detail`, DNS lists), and patterns that neither
 //! `regex` nor `fancy-regex` accepts after translation. Metas naming a
 //! skipped rule are skipped too.
 //!
@@ -177,9 +177,10 @@ impl CfParser {
                 "tflags" => {
                     self.tflags.insert(name.to_owned(), body.to_owned());
                 }
-                "header" | "body" | "rawbody" | "uri" | "full" | "meta" => {
+                "header" | "mimeheader" | "body" | "rawbody" | "uri" | "full" | "meta" => {
                     let kind: &'static str = match directive {
                         "header" => "header",
+                        "mimeheader" => "mimeheader",
                         "body" => "body",
                         "rawbody" => "rawbody",
                         "uri" => "uri",
@@ -205,10 +206,9 @@ impl CfParser {
                         },
                     );
                 }
-                "mimeheader" | "uri_detail" | "askdns" | "urirhsbl" | "urirhssub"
-                | "urinsrhsbl" | "urinsrhssub" | "urifullnsrhsbl" | "hashbl_acl" | "check_rbl" => {
+                "uri_detail" | "askdns" | "urirhsbl" | "urirhssub" | "urinsrhsbl"
+                | "urinsrhssub" | "urifullnsrhsbl" | "hashbl_acl" | "check_rbl" => {
                     let kind: &'static str = match directive {
-                        "mimeheader" => "mimeheader",
                         "uri_detail" => "uri_detail",
                         _ => "dns",
                     };
@@ -346,7 +346,8 @@ fn rule_def(kind: &str, body: &str) -> Def {
             }),
             Err(e) => Def::Skip("meta", format!("cannot parse: {e}")),
         },
-        "header" => header_def(body),
+        "header" => header_def(body, false),
+        "mimeheader" => header_def(body, true),
         _ => {
             let (pattern, flags) = match split_regex(body) {
                 Ok(p) => p,
@@ -372,7 +373,12 @@ fn rule_def(kind: &str, body: &str) -> Def {
     }
 }
 
-fn header_def(body: &str) -> Def {
+/// A `header` rule, or with `mime` a `mimeheader` rule (same syntax, read
+/// from every MIME part's headers).
+fn header_def(body: &str, mime: bool) -> Def {
+    if mime && body.starts_with("exists:") {
+        return Def::Skip("mimeheader", "exists: not supported".into());
+    }
     if let Some(name) = body.strip_prefix("exists:") {
         return Def::Rule(SpecKind::Exists {
             header: name.trim().to_owned(),
@@ -415,9 +421,14 @@ fn header_def(body: &str) -> Def {
     {
         return Def::Skip("header", format!("pseudo-header {name}"));
     }
+    let target = if mime {
+        Target::MimeHeader(lower, form)
+    } else {
+        Target::Header(super::input::header_key(name), form)
+    };
     match translate(&pattern, &flags, false) {
         Ok(source) => Def::Rule(SpecKind::Pattern {
-            target: Target::Header(super::input::header_key(name), form),
+            target,
             source,
             negate,
         }),

@@ -286,3 +286,48 @@ fn spamassassin_tflags_multiple_counts_up_to_maxhits() {
         vec!["CASH_TWICE"]
     );
 }
+
+#[test]
+fn mimeheader_rules_read_every_parts_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cf = dir.path().join("t.cf");
+    std::fs::write(
+        &cf,
+        "mimeheader SA_PDF_PART Content-Type =~ /application\\/pdf/i\nscore SA_PDF_PART 1.0\n",
+    )
+    .unwrap();
+    let mut config = Config::embedded();
+    config.rules.builtin = false;
+    config.rules.spamassassin = vec![cf];
+    let set = RuleSet::load(&config).unwrap();
+    assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
+    let toml = self::set(
+        r#"
+[[rule]]
+symbol = "ZIP_PART"
+kind = "mimeheader"
+header = "Content-Disposition"
+pattern = '''filename="?[^"]*\.zip'''
+flags = "i"
+"#,
+    );
+    let multipart = |attachment_type: &str, file: &str| {
+        format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+             --b\nContent-Type: text/plain\n\nhello\n\
+             --b\nContent-Type: {attachment_type}\nContent-Disposition: attachment; filename=\"{file}\"\n\
+             Content-Transfer-Encoding: base64\n\nAAAA\n--b--\n"
+        )
+    };
+    let pdf = multipart("application/pdf", "invoice.pdf");
+    let zip = multipart("application/zip", "invoice.zip");
+    assert_eq!(reported(&set, &pdf), vec!["SA_PDF_PART"]);
+    assert!(reported(&set, &zip).is_empty());
+    assert_eq!(reported(&toml, &zip), vec!["ZIP_PART"]);
+    assert!(reported(&toml, &pdf).is_empty());
+    // The top-level headers are a part's headers too, as in SpamAssassin.
+    assert_eq!(
+        reported(&set, "Content-Type: application/pdf\n\n%PDF-1.4\n"),
+        vec!["SA_PDF_PART"]
+    );
+}
