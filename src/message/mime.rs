@@ -103,6 +103,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
     let mut visited = 0usize;
     let mut text_bytes = 0usize;
     let mut html_bytes = 0usize;
+    let mut header_bytes = 0usize;
     while let Some((owner, part_id, depth)) = stack.pop() {
         if depth > limits.max_mime_depth {
             message.note(ParseProblem::TooDeep);
@@ -119,7 +120,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
         if part.is_encoding_problem {
             message.note(ParseProblem::EncodingProblem);
         }
-        keep_header_block(message, owner, part);
+        keep_header_block(message, owner, part, &mut header_bytes);
         let content_type = part
             .content_type()
             .map(|ct| {
@@ -321,13 +322,14 @@ fn keep_header_block(
     message: &mut Message,
     owner: &mail_parser::Message<'_>,
     part: &mail_parser::MessagePart<'_>,
+    header_bytes: &mut usize,
 ) {
-    let used: usize = message.mime_header_blocks.iter().map(String::len).sum();
     let span = part.offset_header as usize..part.offset_body as usize;
     if let Some(block) = owner.raw_message.get(span)
         && !block.is_empty()
-        && used + block.len() <= super::MAX_MIME_HEADER_BYTES
+        && *header_bytes + block.len() <= super::MAX_MIME_HEADER_BYTES
     {
+        *header_bytes += block.len();
         message
             .mime_header_blocks
             .push(String::from_utf8_lossy(block).into_owned());

@@ -264,22 +264,26 @@ weight = 1.0
     assert!(scan("calm").is_empty());
 }
 
+/// A rule set of only the SpamAssassin rules in `cf`, every one loaded.
+fn spamassassin_set(cf: &str) -> RuleSet {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.cf");
+    std::fs::write(&path, cf).unwrap();
+    let mut config = Config::embedded();
+    config.rules.builtin = false;
+    config.rules.spamassassin = vec![path];
+    let set = RuleSet::load(&config).unwrap();
+    assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
+    set
+}
+
 #[test]
 fn spamassassin_tflags_multiple_counts_up_to_maxhits() {
-    let dir = tempfile::tempdir().unwrap();
-    let cf = dir.path().join("t.cf");
-    std::fs::write(
-        &cf,
+    let set = spamassassin_set(
         "body __CASH /\\bcash\\b/i\ntflags __CASH multiple maxhits=2\n\
          meta CASH_TWICE __CASH > 1\nscore CASH_TWICE 1.0\n\
          meta CASH_THRICE __CASH > 2\nscore CASH_THRICE 1.0\n",
-    )
-    .unwrap();
-    let mut config = Config::embedded();
-    config.rules.builtin = false;
-    config.rules.spamassassin = vec![cf];
-    let set = RuleSet::load(&config).unwrap();
-    assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
+    );
     // maxhits=2: four matches count as two.
     assert_eq!(
         reported(&set, "Subject: x\n\ncash cash cash cash\n"),
@@ -289,18 +293,9 @@ fn spamassassin_tflags_multiple_counts_up_to_maxhits() {
 
 #[test]
 fn mimeheader_rules_read_every_parts_headers() {
-    let dir = tempfile::tempdir().unwrap();
-    let cf = dir.path().join("t.cf");
-    std::fs::write(
-        &cf,
+    let set = spamassassin_set(
         "mimeheader SA_PDF_PART Content-Type =~ /application\\/pdf/i\nscore SA_PDF_PART 1.0\n",
-    )
-    .unwrap();
-    let mut config = Config::embedded();
-    config.rules.builtin = false;
-    config.rules.spamassassin = vec![cf];
-    let set = RuleSet::load(&config).unwrap();
-    assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
+    );
     let toml = self::set(
         r#"
 [[rule]]
