@@ -283,6 +283,18 @@ fn html_ish() -> impl Strategy<Value = String> {
                     "<a",
                     " href=",
                     "x",
+                    "<font color=",
+                    "</font>",
+                    " style=\"",
+                    "display:none;",
+                    "color:#fff;",
+                    "font-size:0",
+                    " bgcolor=",
+                    "rgb(",
+                    "white",
+                    "<td",
+                    "</div>",
+                    "<body text=",
                 ])
                 .prop_map(str::to_owned),
                 "[a-z0-9 ]{0,8}",
@@ -302,6 +314,8 @@ fn check_message(raw: &[u8], message: &Message, limits: &Limits) -> Result<(), T
     let parts_len: usize = message.text_parts.iter().map(|p| p.text.len()).sum();
     prop_assert!(parts_len <= limits.max_text_bytes);
     prop_assert!(message.headers.len() <= limits.max_headers);
+    let header_bytes: usize = message.mime_header_blocks.iter().map(String::len).sum();
+    prop_assert!(header_bytes <= message::MAX_MIME_HEADER_BYTES);
     prop_assert!(text.len() >= parts_len);
     let mut problems = message.problems.clone();
     problems.dedup();
@@ -366,6 +380,10 @@ proptest! {
     fn html_to_text_never_panics(html in html_ish()) {
         let rendered = message::html_to_text(&html);
         prop_assert!(rendered.links.iter().all(|l| !l.is_empty()));
+        // Invisible letters are counted among the rendered ones, never beyond.
+        let letters = rendered.text.chars().filter(|c| c.is_alphanumeric()).count();
+        let invisible = rendered.invisible.hidden_chars + rendered.invisible.low_contrast_chars;
+        prop_assert!(invisible <= letters, "{} invisible of {}", invisible, letters);
         if !html.contains('&') {
             // Without character references, a `<` before a letter always
             // starts a tag, so markup never reaches the visible text.
