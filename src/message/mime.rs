@@ -64,6 +64,15 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
         }
         let value = header_value_text(&header.value, raw, header.offset_start, header.offset_end);
         if let HeaderValue::Received(received) = &header.value {
+            // Sendmail writes "(user@rdns [ip])", which mail-parser reads as
+            // one ident: the user is the ident and the host the rDNS name.
+            let (ident_user, ident_host) = match received.ident.as_deref() {
+                Some(ident) => match ident.split_once('@') {
+                    Some((user, host)) => (Some(user), Some(host)),
+                    None => (Some(ident), None),
+                },
+                None => (None, None),
+            };
             message.relays.push(Relay {
                 helo: received
                     .helo
@@ -73,10 +82,18 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
                 rdns: received
                     .from_iprev
                     .as_deref()
-                    .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+                    .or(ident_host)
+                    .map(|name| name.trim_end_matches('.').to_owned())
                     .filter(|name| !name.is_empty()),
                 ip: received.from_ip,
                 received_at: received.date.as_ref().map(|date| date.to_timestamp()),
+                by: received.by.as_ref().map(host_text),
+                id: received.id.as_deref().map(str::to_owned),
+                ident: ident_user.map(str::to_owned),
+                protocol: received
+                    .with
+                    .as_ref()
+                    .map(|protocol| format!("{protocol:?}")),
             });
         }
         message.headers.push(HeaderField {

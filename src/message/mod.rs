@@ -132,12 +132,59 @@ pub struct Relay {
     /// The name the sending host gave (HELO/EHLO), lowercased; an address
     /// literal as its address text.
     pub helo: Option<String>,
-    /// The sending host's reverse-DNS name as the receiver looked it up.
+    /// The sending host's reverse-DNS name as the receiver looked it up and
+    /// wrote it (case kept: some SpamAssassin patterns are case-sensitive).
     pub rdns: Option<String>,
     /// The sending host's address.
     pub ip: Option<std::net::IpAddr>,
     /// When the receiver took the message (seconds since 1970, UTC).
     pub received_at: Option<i64>,
+    /// The receiving host ("by").
+    pub by: Option<String>,
+    /// The receiver's queue id ("id").
+    pub id: Option<String>,
+    /// The ident (RFC 1413) user, when the receiver recorded one.
+    pub ident: Option<String>,
+    /// The protocol ("with"): `ESMTP`, `ESMTPSA` (authenticated), `POP3`
+    /// and `IMAP` (a mail fetcher's hop, not a handover between servers), …
+    pub protocol: Option<String>,
+}
+
+impl Relay {
+    /// The authenticated protocol, when the sender logged in to send: such
+    /// a hop is the sender's own submission.
+    pub fn auth(&self) -> Option<&str> {
+        self.protocol
+            .as_deref()
+            .filter(|p| p.ends_with('A') && p.contains("MTP"))
+    }
+
+    /// A mail fetcher's hop (fetchmail writing "with POP3"): the message
+    /// was collected from a mailbox, not handed over by a server.
+    pub fn fetched(&self) -> bool {
+        matches!(self.protocol.as_deref(), Some("POP3" | "IMAP"))
+    }
+}
+
+/// Not loopback, private, link-local or otherwise local: a hop from such an
+/// address is inside someone's network, not the one that handed the mail in.
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
 }
 
 /// Bytes of MIME part headers kept in [`Message::mime_header_blocks`]:

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::input::Input;
 use crate::extract::urls::registrable_domain;
+use crate::message::is_public_address;
 
 /// A named test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +111,7 @@ impl EvalFn {
             EvalFn::RelayHeloNotFqdn => message
                 .relays
                 .iter()
-                .find(|relay| relay.ip.is_some_and(is_public))
+                .find(|relay| relay.ip.is_some_and(is_public_address))
                 .and_then(|relay| relay.helo.as_deref())
                 .is_some_and(|helo| {
                     let bare = helo.trim_matches(['[', ']']);
@@ -148,27 +149,6 @@ const HOUR: i64 = 3600;
 fn from_domain(message: &crate::message::Message) -> Option<String> {
     let (_, host) = message.from_address.rsplit_once('@')?;
     registrable_domain(host)
-}
-
-/// Not loopback, private, link-local or otherwise local: a hop from such an
-/// address is inside someone's network, not the one that handed the mail in.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast())
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
 }
 
 /// The lowercased host of an absolute http(s) URL.

@@ -98,6 +98,8 @@ pub struct Input<'a> {
     pub envelope: &'a Envelope,
     raw_headers: OnceCell<Vec<(String, String)>>,
     date: OnceCell<Option<Option<i64>>>,
+    /// SpamAssassin's relay pseudo-headers: (trusted, untrusted).
+    relays: OnceCell<(String, String)>,
 }
 
 impl<'a> Input<'a> {
@@ -108,6 +110,7 @@ impl<'a> Input<'a> {
             envelope,
             raw_headers: OnceCell::new(),
             date: OnceCell::new(),
+            relays: OnceCell::new(),
         }
     }
 
@@ -195,6 +198,17 @@ impl<'a> Input<'a> {
     }
 
     fn header(&self, name: &str, form: HeaderForm) -> String {
+        if let Some(which) = name.strip_prefix(":relays-") {
+            let (trusted, untrusted) = self
+                .relays
+                .get_or_init(|| relay_pseudo_headers(self.message, self.envelope));
+            return if which == "trusted" {
+                trusted
+            } else {
+                untrusted
+            }
+            .clone();
+        }
         if name == ":all" {
             return self
                 .raw_headers()
@@ -282,8 +296,68 @@ pub fn header_key(name: &str) -> String {
         "ToCc" => ":tocc".into(),
         "MESSAGEID" => ":messageid".into(),
         "EnvelopeFrom" => ":envelopefrom".into(),
-        other => other.to_ascii_lowercase(),
+        other => {
+            let lower = other.to_ascii_lowercase();
+            match lower.as_str() {
+                "x-spam-relays-trusted" | "x-spam-relays-internal" => ":relays-trusted".into(),
+                "x-spam-relays-untrusted" | "x-spam-relays-external" => ":relays-untrusted".into(),
+                _ => lower,
+            }
+        }
     }
+}
+
+/// SpamAssassin's X-Spam-Relays-Trusted and -Untrusted pseudo-headers: each
+/// hop that names an address as `[ ip=… rdns=… helo=… by=… ident= envfrom=
+/// intl=… id=… auth=… msa=0 ]`, newest first, with the envelope's client as
+/// the newest hop (the one our MTA took, whose Received line it has not
+/// written yet). Trust is SpamAssassin's inference without
+/// `trusted_networks`: hops stay trusted while they come from private
+/// addresses or authenticated senders; the first other hop and every one
+/// after it are untrusted. Internal and external are the same split, as
+/// SpamAssassin makes them when neither network list is configured.
+fn relay_pseudo_headers(message: &Message, envelope: &Envelope) -> (String, String) {
+    let client = envelope.client_ip.map(|ip| crate::message::Relay {
+        helo: envelope.helo.clone(),
+        rdns: envelope.client_hostname.clone(),
+        ip: Some(ip),
+        protocol: Some(
+            if envelope.user.is_some() {
+                "ESMTPA"
+            } else {
+                "ESMTP"
+            }
+            .to_owned(),
+        ),
+        ..Default::default()
+    });
+    let (mut trusted, mut untrusted) = (Vec::new(), Vec::new());
+    let mut in_trusted = true;
+    for relay in client.iter().chain(&message.relays) {
+        let Some(ip) = relay.ip.filter(|_| !relay.fetched()) else {
+            continue;
+        };
+        if in_trusted && crate::message::is_public_address(ip) && relay.auth().is_none() {
+            in_trusted = false;
+        }
+        let field = |value: &Option<String>| value.as_deref().unwrap_or_default().to_owned();
+        let text = format!(
+            "[ ip={ip} rdns={} helo={} by={} ident={} envfrom= intl={} id={} auth={} msa=0 ]",
+            field(&relay.rdns),
+            field(&relay.helo),
+            field(&relay.by),
+            field(&relay.ident),
+            u8::from(in_trusted),
+            field(&relay.id),
+            relay.auth().unwrap_or_default(),
+        );
+        if in_trusted {
+            trusted.push(text);
+        } else {
+            untrusted.push(text);
+        }
+    }
+    (trusted.join(" "), untrusted.join(" "))
 }
 
 /// Folding line breaks removed, the whitespace after them kept.

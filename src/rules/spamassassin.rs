@@ -7,7 +7,7 @@
 //! `/etc/spamassassin`). Left out and counted, with the reason: `eval:`
 //! tests (Perl code), network tests (`tflags net`), tag replacement
 //! (`tflags replace`), header options chaff does not implement (`:host`,
-//! `if-unset:`, SpamAssassin's relay pseudo-headers), other rule types
+//! `if-unset:`, `ALL-TRUSTED` and kin), other rule types
 //! (`uri_detail`, DNS lists), and patterns that neither
 //! `regex` nor `fancy-regex` accepts after translation. Metas naming a
 //! skipped rule are skipped too.
@@ -415,9 +415,16 @@ fn header_def(body: &str, mime: bool) -> Def {
         };
     }
     let lower = name.to_ascii_lowercase();
-    if lower.starts_with("x-spam-relays-")
+    let relay_pseudo_header = matches!(
+        lower.as_str(),
+        "x-spam-relays-trusted"
+            | "x-spam-relays-untrusted"
+            | "x-spam-relays-internal"
+            | "x-spam-relays-external"
+    );
+    if (lower.starts_with("x-spam-relays") && !relay_pseudo_header)
         || lower.starts_with("all-")
-        || matches!(lower.as_str(), "x-spam-relays" | "x-spam-status")
+        || lower == "x-spam-status"
     {
         return Def::Skip("header", format!("pseudo-header {name}"));
     }

@@ -326,3 +326,55 @@ flags = "i"
         vec!["SA_PDF_PART"]
     );
 }
+
+#[test]
+fn spamassassin_relay_pseudo_headers_follow_its_trust_inference() {
+    let set = spamassassin_set(
+        "header RDNS_NONE X-Spam-Relays-External =~ /^[^\\]]+ rdns= /\nscore RDNS_NONE 1.0\n\
+         header AUTH_HOP X-Spam-Relays-Trusted =~ / auth=ESMTPSA /\nscore AUTH_HOP 1.0\n",
+    );
+    let local = "Received: from localhost (localhost [127.0.0.1]) by mx.example.org \
+                 with ESMTP id A1; Tue, 16 Jul 2002 10:00:00 +0100\n";
+    let fetched = "Received: from pop.example.net [198.51.100.1] by localhost with POP3 \
+                   (fetchmail-5.9.0); Tue, 16 Jul 2002 10:00:00 +0100\n";
+    let message = |hop: &str| format!("{local}{fetched}{hop}Subject: x\n\nbody\n");
+    // The first public hop (the fetchmail hop skipped) has no rDNS name.
+    let bare = message(
+        "Received: from spammer.example ([203.0.113.9]) by mx.example.org with SMTP id B2; \
+         Tue, 16 Jul 2002 09:59:00 +0100\n",
+    );
+    assert_eq!(reported(&set, &bare), vec!["RDNS_NONE"]);
+    // Sendmail's "(user@rdns [ip])" names the rDNS host.
+    let named = message(
+        "Received: from lists.example.org (root@lists.example.org [192.0.2.45]) by \
+         mx.example.org (8.11.6/8.11.6) with ESMTP id C3; Tue, 16 Jul 2002 09:59:00 +0100\n",
+    );
+    assert!(reported(&set, &named).is_empty());
+    // A sender that authenticated stays trusted; the hop before it is not
+    // looked at for RDNS_NONE.
+    let submitted = message(
+        "Received: from laptop ([203.0.113.10]) by smtp.example.org with ESMTPSA id D4; \
+         Tue, 16 Jul 2002 09:59:00 +0100\n",
+    );
+    assert_eq!(reported(&set, &submitted), vec!["AUTH_HOP"]);
+    // A pseudo-header written into the message itself is not believed.
+    let forged = format!("X-Spam-Relays-External: [ ip=1.2.3.4 rdns= helo= ]\n{named}");
+    assert!(reported(&set, &forged).is_empty());
+}
+
+#[test]
+fn the_envelope_client_is_the_newest_relay() {
+    let set = spamassassin_set(
+        "header RDNS_NONE X-Spam-Relays-External =~ /^[^\\]]+ rdns= /\nscore RDNS_NONE 1.0\n",
+    );
+    let raw = "Received: from spammer.example ([203.0.113.9]) by relay.example.net with SMTP; \
+               Tue, 16 Jul 2002 09:59:00 +0100\nSubject: x\n\nbody\n";
+    let client = |hostname: Option<&str>| Envelope {
+        client_ip: Some("198.51.100.7".parse().unwrap()),
+        client_hostname: hostname.map(str::to_owned),
+        ..Envelope::default()
+    };
+    assert_eq!(fired(&set, raw, &Envelope::default()), vec!["RDNS_NONE"]);
+    assert!(fired(&set, raw, &client(Some("relay.example.net"))).is_empty());
+    assert_eq!(fired(&set, raw, &client(None)), vec!["RDNS_NONE"]);
+}
