@@ -282,6 +282,14 @@ fn header_names(key: &str) -> Vec<&str> {
         ":tocc" => vec!["to", "cc"],
         ":messageid" => vec!["message-id", "resent-message-id", "x-message-id"],
         ":envelopefrom" => vec!["return-path", "x-envelope-from"],
+        // SpamAssassin's all_from_addrs: every header naming the sender.
+        ":allfrom" => vec![
+            "from",
+            "envelope-sender",
+            "resent-sender",
+            "x-envelope-from",
+            "return-path",
+        ],
         other => vec![other],
     }
 }

@@ -1,6 +1,8 @@
 //! SpamAssassin `.cf` rule files, with SpamAssassin's meaning.
 //!
-//! Read: `header`, `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
+//! Read: `header` (with the relay pseudo-headers, and the FreeMail plugin's
+//! `check_freemail_from`/`check_freemail_header` evals over
+//! `freemail_domains`), `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
 //! `describe`, `tflags`, and the `ifplugin`/`if`/`else`/`endif`
 //! conditionals (a plugin counts as loaded when a `loadplugin` line for it
 //! was read, from the `.pre` files beside the rules or in
@@ -47,6 +49,13 @@ pub fn cf_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 enum Def {
     Rule(SpecKind),
     Skip(&'static str, String),
+    /// The FreeMail plugin's `check_freemail_from([regex])` (`header` None)
+    /// and `check_freemail_header(header[, regex])`: built at the end of
+    /// parsing, once every `freemail_domains` line has been read.
+    Freemail {
+        header: Option<String>,
+        regex: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +75,10 @@ pub struct CfParser {
     scores: HashMap<String, f64>,
     describe: HashMap<String, String>,
     tflags: HashMap<String, String>,
+    /// `freemail_domains` entries, lowercased (`*` and `?` wildcards kept).
+    freemail_domains: Vec<String>,
+    /// `freemail_welcomelist` addresses and domains, lowercased.
+    freemail_welcome: Vec<String>,
     /// Conditional stack: whether each open block is active.
     conditions: Vec<bool>,
 }
@@ -99,6 +112,8 @@ impl CfParser {
             scores: HashMap::new(),
             describe: HashMap::new(),
             tflags: HashMap::new(),
+            freemail_domains: Vec::new(),
+            freemail_welcome: Vec::new(),
             conditions: Vec::new(),
         }
     }
@@ -176,6 +191,21 @@ impl CfParser {
                 }
                 "tflags" => {
                     self.tflags.insert(name.to_owned(), body.to_owned());
+                }
+                "freemail_domains" => {
+                    // As the plugin: letters, digits, `.`, `-` and wildcards.
+                    self.freemail_domains.extend(
+                        rest.split_whitespace()
+                            .filter(|d| {
+                                d.bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b"._*?-".contains(&b))
+                            })
+                            .map(str::to_ascii_lowercase),
+                    );
+                }
+                "freemail_welcomelist" | "freemail_whitelist" => {
+                    self.freemail_welcome
+                        .extend(rest.split_whitespace().map(str::to_ascii_lowercase));
                 }
                 "header" | "mimeheader" | "body" | "rawbody" | "uri" | "full" | "meta" => {
                     let kind: &'static str = match directive {
@@ -277,6 +307,27 @@ impl CfParser {
                     spec.kind = kind;
                     None
                 }
+                Def::Freemail { header, regex } => {
+                    match freemail_pattern(
+                        &self.freemail_domains,
+                        &self.freemail_welcome,
+                        regex.as_deref(),
+                    ) {
+                        Ok(source) => {
+                            let key = header.map_or_else(
+                                || ":allfrom".to_owned(),
+                                |h| super::input::header_key(&h),
+                            );
+                            spec.kind = SpecKind::Pattern {
+                                target: Target::Header(key, HeaderForm::Addr),
+                                source,
+                                negate: false,
+                            };
+                            None
+                        }
+                        Err(reason) => Some((format!("eval: {reason}"), entry.kind)),
+                    }
+                }
             };
             match skip {
                 Some((reason, kind)) => report.skipped.push(super::Skip {
@@ -330,6 +381,11 @@ fn eval_if(condition: &str, plugins: &HashSet<String>) -> bool {
 
 /// Parses a rule definition's body for `kind`.
 fn rule_def(kind: &str, body: &str) -> Def {
+    if kind == "header"
+        && let Some(def) = freemail_def(body)
+    {
+        return def;
+    }
     if body.starts_with("eval:") {
         let function = body
             .trim_start_matches("eval:")
@@ -441,6 +497,83 @@ fn header_def(body: &str, mime: bool) -> Def {
         }),
         Err(e) => Def::Skip("regex", e),
     }
+}
+
+/// `eval:check_freemail_from(…)` / `eval:check_freemail_header(…)` with
+/// their quoted arguments; `None` for any other body.
+fn freemail_def(body: &str) -> Option<Def> {
+    let call = body.strip_prefix("eval:")?.trim();
+    let (function, arguments) = call.split_once('(')?;
+    let arguments: Vec<String> = arguments
+        .trim_end()
+        .strip_suffix(')')?
+        .split(',')
+        .map(|a| a.trim().trim_matches(['\'', '"']).to_owned())
+        .filter(|a| !a.is_empty())
+        .collect();
+    Some(match (function.trim(), arguments.as_slice()) {
+        ("check_freemail_from", []) => Def::Freemail {
+            header: None,
+            regex: None,
+        },
+        ("check_freemail_from", [regex]) => Def::Freemail {
+            header: None,
+            regex: Some(regex.clone()),
+        },
+        ("check_freemail_header", [header, rest @ ..]) if rest.len() <= 1 => Def::Freemail {
+            header: Some(header.trim_end_matches(":addr").to_owned()),
+            regex: rest.first().cloned(),
+        },
+        _ => return None,
+    })
+}
+
+/// The FreeMail plugin's test as one pattern over addresses, one per line:
+/// the domain is a freemail domain (exact, or a wildcard with `*` for one
+/// label's characters and `?` for one character), the address is not on the
+/// plugin's built-in or configured welcome lists, and it matches `regex`.
+fn freemail_pattern(
+    domains: &[String],
+    welcome: &[String],
+    regex: Option<&str>,
+) -> Result<String, String> {
+    if domains.is_empty() {
+        return Err("no freemail_domains read".into());
+    }
+    let domain_alternatives: Vec<String> = domains
+        .iter()
+        .map(|d| {
+            regex::escape(d)
+                .replace("\\*", "[^.\\n]*")
+                .replace("\\?", "[^\\n]")
+        })
+        .collect();
+    // The plugin's default welcome list: role and bounce addresses.
+    let mut unwelcome = vec![
+        "(?:abuse|support|sales|info|helpdesk|contact|kontakt|(?:post|host|domain)master\
+         |undisclosed[^\\n]*|request-[a-f0-9]{16}|bounced?-\
+         |[a-f0-9]{8}(?:\\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})\
+         |[^\\n]+=[^\\n]+=[^\\n]+)@"
+            .to_owned(),
+    ];
+    for entry in welcome {
+        let escaped = regex::escape(entry);
+        // An address, or a domain after the `@`.
+        unwelcome.push(if entry.contains('@') {
+            format!("{escaped}$")
+        } else {
+            format!("[^\\n]*@{escaped}$")
+        });
+    }
+    let wanted = match regex {
+        Some(re) => format!("(?=[^\\n]*(?:{}))", translate(re, "", false)?),
+        None => String::new(),
+    };
+    Ok(format!(
+        "(?mi)^(?!{}){wanted}[^\\n@]*@(?:{})$",
+        unwelcome.join("|"),
+        domain_alternatives.join("|")
+    ))
 }
 
 fn split_regex(text: &str) -> Result<(String, String), String> {

@@ -378,3 +378,47 @@ fn the_envelope_client_is_the_newest_relay() {
     assert!(fired(&set, raw, &client(Some("relay.example.net"))).is_empty());
     assert_eq!(fired(&set, raw, &client(None)), vec!["RDNS_NONE"]);
 }
+
+#[test]
+fn freemail_checks_become_address_patterns_over_the_listed_domains() {
+    let set = spamassassin_set(
+        "header FREEMAIL_FROM eval:check_freemail_from()\nscore FREEMAIL_FROM 1.0\n\
+         header FM_RT_DIGIT eval:check_freemail_header('Reply-To', '\\d@')\nscore FM_RT_DIGIT 1.0\n\
+         freemail_domains mail.example aol.* *.isp.example\n\
+         freemail_welcomelist friend@mail.example\n",
+    );
+    let from = |address: &str| format!("From: Someone <{address}>\nSubject: x\n\nbody\n");
+    for freemail in [
+        "bob@mail.example",
+        "Bob@AOL.com",
+        "x@pop.isp.example",
+        "x@MAIL.example",
+    ] {
+        assert_eq!(
+            reported(&set, &from(freemail)),
+            vec!["FREEMAIL_FROM"],
+            "{freemail}"
+        );
+    }
+    for not_freemail in [
+        "bob@company.example",
+        "bob@mail.example.org",
+        "bob@aol.co.uk",
+        "support@mail.example",
+        "friend@mail.example",
+    ] {
+        assert!(
+            reported(&set, &from(not_freemail)).is_empty(),
+            "{not_freemail}"
+        );
+    }
+    let reply_to = |address: &str| {
+        format!("From: a@company.example\nReply-To: {address}\nSubject: x\n\nbody\n")
+    };
+    assert_eq!(
+        reported(&set, &reply_to("joe42@mail.example")),
+        vec!["FM_RT_DIGIT"]
+    );
+    assert!(reported(&set, &reply_to("joe@mail.example")).is_empty());
+    assert!(reported(&set, &reply_to("joe42@company.example")).is_empty());
+}
