@@ -47,6 +47,15 @@ pub enum EvalFn {
     /// HTML draws at least [`MIN_INVISIBLE_LETTERS`] letters in (nearly) the
     /// colour of their background: white on white.
     HtmlLowContrastText,
+    /// SpamAssassin's `check_for_shifted_date(min, max)`: the Date header
+    /// minus the nearest Received stamp (its [`Input::sa_date_diff`]) lies in
+    /// [min, max) hours, an open end where `None`. Only SpamAssassin files
+    /// name it; chaff's own DATE_IN_FUTURE / DATE_IN_PAST read the newest
+    /// stamp instead.
+    ShiftedDate {
+        min_hours: Option<i64>,
+        max_hours: Option<i64>,
+    },
 }
 
 /// Invisible letters before the HTML visibility tests fire: more than a
@@ -137,6 +146,14 @@ impl EvalFn {
             EvalFn::HtmlHiddenText => message.invisible_text.hidden_chars >= MIN_INVISIBLE_LETTERS,
             EvalFn::HtmlLowContrastText => {
                 message.invisible_text.low_contrast_chars >= MIN_INVISIBLE_LETTERS
+            }
+            EvalFn::ShiftedDate {
+                min_hours,
+                max_hours,
+            } => {
+                let diff = input.sa_date_diff();
+                min_hours.is_none_or(|min| diff >= min * HOUR)
+                    && max_hours.is_none_or(|max| diff < max * HOUR)
             }
         }
     }

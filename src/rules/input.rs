@@ -3,6 +3,9 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use crate::message::{Envelope, Message};
 
@@ -100,6 +103,7 @@ pub struct Input<'a> {
     date: OnceCell<Option<Option<i64>>>,
     /// SpamAssassin's relay pseudo-headers: (trusted, untrusted).
     relays: OnceCell<(String, String)>,
+    sa_date_diff: OnceCell<i64>,
 }
 
 impl<'a> Input<'a> {
@@ -111,6 +115,7 @@ impl<'a> Input<'a> {
             raw_headers: OnceCell::new(),
             date: OnceCell::new(),
             relays: OnceCell::new(),
+            sa_date_diff: OnceCell::new(),
         }
     }
 
@@ -136,6 +141,74 @@ impl<'a> Input<'a> {
             .iter()
             .find_map(|relay| relay.received_at)?;
         Some(date - received)
+    }
+
+    /// Seconds from the Received stamp nearest to the Date header to the
+    /// Date header, as SpamAssassin's HeaderEval computes it for
+    /// `check_for_shifted_date`: Resent-Date before Date; the stamps of every
+    /// Received line except the local delivery and fetchmail lines on top;
+    /// the oldest stamp dropped when it equals the Date exactly; 0 when
+    /// either side is missing.
+    pub fn sa_date_diff(&self) -> i64 {
+        *self.sa_date_diff.get_or_init(|| {
+            let fields = self.raw_headers();
+            let date = ["resent-date", "date"].iter().find_map(|name| {
+                fields
+                    .iter()
+                    .filter(|(field, _)| field.eq_ignore_ascii_case(name))
+                    .find_map(|(_, value)| super::sa_date::parse(&unfold(value)))
+            });
+            let Some(date) = date else {
+                return 0;
+            };
+            let mut received: Vec<String> = fields
+                .iter()
+                .filter(|(field, _)| field.eq_ignore_ascii_case("received"))
+                .map(|(_, value)| unfold(value))
+                .filter(|value| !value.trim().is_empty())
+                .collect();
+            static LOCAL: LazyLock<Option<Regex>> = LazyLock::new(|| {
+                Regex::new(
+                    r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)|qmail \d+ invoked by uid \d+",
+                )
+                .ok()
+            });
+            static FETCHMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
+                Regex::new(r"\bby localhost with \w+ \(fetchmail-[\d.]+").ok()
+            });
+            static STAMP: LazyLock<Option<Regex>> = LazyLock::new(|| {
+                Regex::new(r"\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+").ok()
+            });
+            let matches = |re: &LazyLock<Option<Regex>>, text: &str| {
+                re.as_ref().is_some_and(|re| re.is_match(text))
+            };
+            let top_is_local = received.first().is_some_and(|r| matches(&LOCAL, r));
+            let mut skipped = usize::from(top_is_local);
+            if received
+                .get(skipped)
+                .is_some_and(|r| matches(&FETCHMAIL, r))
+            {
+                skipped += 1;
+            } else {
+                // A local line without a fetchmail line after it counts.
+                skipped = 0;
+            }
+            received.drain(..skipped);
+            let mut diffs: Vec<i64> = received
+                .iter()
+                .filter_map(|line| {
+                    let stamp = STAMP.as_ref()?.find(line)?;
+                    super::sa_date::parse(stamp.as_str())
+                })
+                .map(|stamp| date - stamp)
+                .collect();
+            if diffs.len() > 1 && diffs.last() == Some(&0) {
+                diffs.pop();
+            }
+            // Stable, as Perl's sort: ties keep the newest stamp.
+            diffs.sort_by_key(|diff| diff.unsigned_abs());
+            diffs.first().copied().unwrap_or(0)
+        })
     }
 
     /// Whether a header field named `name` (or, for a pseudo-header such

@@ -16,6 +16,7 @@ pub mod expr;
 pub mod input;
 mod load;
 pub mod matcher;
+mod sa_date;
 pub mod spamassassin;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,7 +2,7 @@
 //!
 //! Read: `header` (with the relay pseudo-headers, and the FreeMail plugin's
 //! `check_freemail_from`/`check_freemail_header` evals over
-//! `freemail_domains`), `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
+//! `freemail_domains`, and `check_for_shifted_date`), `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
 //! `describe`, `tflags`, and the `ifplugin`/`if`/`else`/`endif`
 //! conditionals (a plugin counts as loaded when a `loadplugin` line for it
 //! was read, from the `.pre` files beside the rules or in
@@ -386,6 +386,14 @@ fn rule_def(kind: &str, body: &str) -> Def {
     {
         return def;
     }
+    if kind == "header"
+        && let Some(function) = shifted_date_def(body)
+    {
+        return Def::Rule(SpecKind::Eval {
+            function,
+            negate: false,
+        });
+    }
     if body.starts_with("eval:") {
         let function = body
             .trim_start_matches("eval:")
@@ -497,6 +505,27 @@ fn header_def(body: &str, mime: bool) -> Def {
         }),
         Err(e) => Def::Skip("regex", e),
     }
+}
+
+/// `eval:check_for_shifted_date('min', 'max')`, hours or `undef`.
+fn shifted_date_def(body: &str) -> Option<super::EvalFn> {
+    let arguments = body
+        .strip_prefix("eval:check_for_shifted_date(")?
+        .trim_end()
+        .strip_suffix(')')?;
+    let bound = |text: &str| -> Option<Option<i64>> {
+        let text = text.trim().trim_matches(['\'', '"']);
+        if text == "undef" {
+            Some(None)
+        } else {
+            text.parse().ok().map(Some)
+        }
+    };
+    let (min, max) = arguments.split_once(',')?;
+    Some(super::EvalFn::ShiftedDate {
+        min_hours: bound(min)?,
+        max_hours: bound(max)?,
+    })
 }
 
 /// `eval:check_freemail_from(…)` / `eval:check_freemail_header(…)` with

@@ -422,3 +422,38 @@ fn freemail_checks_become_address_patterns_over_the_listed_domains() {
     assert!(reported(&set, &reply_to("joe@mail.example")).is_empty());
     assert!(reported(&set, &reply_to("joe42@company.example")).is_empty());
 }
+
+#[test]
+fn shifted_date_compares_the_date_with_the_nearest_received_stamp() {
+    let set = spamassassin_set(
+        "header FUTURE_12_24 eval:check_for_shifted_date('12', '24')\nscore FUTURE_12_24 1.0\n\
+         header PAST_96_XX eval:check_for_shifted_date('undef', '-96')\nscore PAST_96_XX 1.0\n",
+    );
+    // The local delivery and fetchmail lines on top are not the hops the
+    // Date is compared with; the nearest remaining stamp is 12h01 behind.
+    let received = "Received: from localhost (localhost [127.0.0.1]) by mx.example.org; \
+                    Fri, 23 Aug 2002 19:00:00 +0100\n\
+                    Received: from pop.example.net [198.51.100.1] by localhost with POP3 \
+                    (fetchmail-5.9.0); Fri, 23 Aug 2002 19:00:00 +0100\n\
+                    Received: from a.example (a.example [192.0.2.1]) by mx.example.org; \
+                    Fri, 23 Aug 2002 08:40:00 +0100\n\
+                    Received: from b.example ([192.0.2.2]) by a.example; \
+                    Fri, 23 Aug 2002 07:00:00 +0100\n";
+    let with_date = |date: &str| format!("{received}Date: {date}\nSubject: x\n\nbody\n");
+    assert_eq!(
+        reported(&set, &with_date("Fri, 23 Aug 2002 20:41:00 +0100")),
+        vec!["FUTURE_12_24"]
+    );
+    // A zone without its sign is UTC to SpamAssassin (12h20 ahead), where a
+    // strict reader would take +0300 (9h20).
+    assert_eq!(
+        reported(&set, &with_date("Fri, 23 Aug 2002 20:00:00 0300")),
+        vec!["FUTURE_12_24"]
+    );
+    assert_eq!(
+        reported(&set, &with_date("Sun, 18 Aug 2002 08:00:00 +0100")),
+        vec!["PAST_96_XX"]
+    );
+    // No Date: nothing is shifted.
+    assert!(reported(&set, &format!("{received}Subject: x\n\nbody\n")).is_empty());
+}
