@@ -223,4 +223,24 @@ mod tests {
         );
         assert_eq!(parse("no date here"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_to_nothing_or_a_time_in_range(text in "\\PC{0,60}") {
+            if let Some(time) = parse(&text) {
+                // 1970 to the end of 2037, a day of zone either side.
+                proptest::prop_assert!((-86_400..2_145_916_800 + 86_400).contains(&time));
+            }
+        }
+
+        #[test]
+        fn date_shaped_text_always_parses(
+            day in 0u32..40, month in 0usize..12, year in 0u32..3000,
+            hour in 0u32..100, zone in "[-+ ]?[0-9]{4}|[A-Z]{2,4}|",
+        ) {
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+            let text = format!("{day} {} {year:04} {hour}:00:00 {zone}", months[month]);
+            proptest::prop_assert!(parse(&text).is_some(), "{}", text);
+        }
+    }
 }
