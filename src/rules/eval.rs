@@ -56,6 +56,16 @@ pub enum EvalFn {
         min_hours: Option<i64>,
         max_hours: Option<i64>,
     },
+    /// A text/html part exists (SpamAssassin's HTML_MESSAGE, `__MIME_HTML`).
+    HtmlPart,
+    /// The top-level type is text/html, or some part is text/html and no
+    /// other part is text/* (SpamAssassin's MIME_HTML_ONLY; chaff's own
+    /// `html_only` looks at the decoded text parts instead).
+    MimeHtmlOnly,
+    /// The From address and the envelope sender are in different
+    /// "second-level" domains, their last two labels as SpamAssassin cuts
+    /// them (HEADER_FROM_DIFFERENT_DOMAINS).
+    FromDomainsDiffer,
 }
 
 /// Invisible letters before the HTML visibility tests fire: more than a
@@ -63,7 +73,7 @@ pub enum EvalFn {
 const MIN_INVISIBLE_LETTERS: usize = 8;
 
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 13] = [
+    pub const ALL: [(&'static str, EvalFn); 16] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
@@ -77,6 +87,9 @@ impl EvalFn {
         ("msgid_from_domain", EvalFn::MsgidFromDomain),
         ("html_hidden_text", EvalFn::HtmlHiddenText),
         ("html_low_contrast_text", EvalFn::HtmlLowContrastText),
+        ("html_part", EvalFn::HtmlPart),
+        ("mime_html_only", EvalFn::MimeHtmlOnly),
+        ("from_domains_differ", EvalFn::FromDomainsDiffer),
     ];
 
     pub fn from_name(name: &str) -> Option<EvalFn> {
@@ -154,6 +167,37 @@ impl EvalFn {
                 let diff = input.sa_date_diff();
                 min_hours.is_none_or(|min| diff >= min * HOUR)
                     && max_hours.is_none_or(|max| diff < max * HOUR)
+            }
+            EvalFn::HtmlPart => message.content_types.iter().any(|t| t == "text/html"),
+            EvalFn::MimeHtmlOnly => {
+                let top_is_html = message
+                    .header("content-type")
+                    .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+                let html = message.content_types.iter().filter(|t| *t == "text/html");
+                let other_text = message
+                    .content_types
+                    .iter()
+                    .filter(|t| t.starts_with("text/") && *t != "text/html");
+                top_is_html || (html.count() > 0 && other_text.count() == 0)
+            }
+            EvalFn::FromDomainsDiffer => {
+                let second_level = |address: &str| {
+                    let (_, domain) = address.rsplit_once('@')?;
+                    let labels: Vec<&str> = domain.split('.').collect();
+                    let tail = if labels.len() > 2 && labels.iter().all(|l| !l.is_empty()) {
+                        labels[labels.len() - 2..].join(".")
+                    } else {
+                        domain.to_owned()
+                    };
+                    (!tail.is_empty()).then(|| tail.to_ascii_lowercase())
+                };
+                match (
+                    second_level(&message.from_address),
+                    input.sa_envelope_from().as_deref().and_then(second_level),
+                ) {
+                    (Some(from), Some(envelope)) => from != envelope,
+                    _ => false,
+                }
             }
         }
     }

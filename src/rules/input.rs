@@ -211,6 +211,45 @@ impl<'a> Input<'a> {
         })
     }
 
+    /// The envelope sender as SpamAssassin finds it (`EnvelopeFrom`): the
+    /// MTA's MAIL FROM when it passed one; else none when an X-Sender and a
+    /// fetchmail hop make headers untrustworthy; else the first
+    /// X-Envelope-From, Envelope-Sender or Return-Path address written above
+    /// every Received line (an X-Envelope-From below one ends the search).
+    pub fn sa_envelope_from(&self) -> Option<String> {
+        if let Some(from) = &self.envelope.mail_from {
+            return Some(from.clone());
+        }
+        let fields = self.raw_headers();
+        let is = |field: &str, name: &str| field.eq_ignore_ascii_case(name);
+        let fetched = fields
+            .iter()
+            .any(|(f, v)| is(f, "received") && v.contains("(fetchmail"));
+        let x_sender = fields
+            .iter()
+            .any(|(f, v)| is(f, "x-sender") && v.contains('@'));
+        if fetched && x_sender {
+            return None;
+        }
+        for name in ["x-envelope-from", "envelope-sender", "return-path"] {
+            let Some(at) = fields.iter().position(|(f, _)| is(f, name)) else {
+                continue;
+            };
+            let below_received = fields[..at].iter().any(|(f, _)| is(f, "received"));
+            if !below_received {
+                let address = split_addresses(&unfold(&fields[at].1))
+                    .into_iter()
+                    .map(|(_, address)| address)
+                    .next()?;
+                return address.contains('@').then_some(address);
+            }
+            if name == "x-envelope-from" {
+                return None;
+            }
+        }
+        None
+    }
+
     /// Whether a header field named `name` (or, for a pseudo-header such
     /// as `ToCc`, any field it stands for) is present.
     pub fn has_header(&self, name: &str) -> bool {

@@ -2,7 +2,8 @@
 //!
 //! Read: `header` (with the relay pseudo-headers, and the FreeMail plugin's
 //! `check_freemail_from`/`check_freemail_header` evals over
-//! `freemail_domains`, and `check_for_shifted_date`), `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
+//! `freemail_domains`, `check_for_shifted_date`, and the few argument-free
+//! evals chaff has a test for), `mimeheader`, `body`, `rawbody`, `uri`, `full`, `meta`, `score`,
 //! `describe`, `tflags`, and the `ifplugin`/`if`/`else`/`endif`
 //! conditionals (a plugin counts as loaded when a `loadplugin` line for it
 //! was read, from the `.pre` files beside the rules or in
@@ -394,6 +395,12 @@ fn rule_def(kind: &str, body: &str) -> Def {
             negate: false,
         });
     }
+    if let Some(function) = argumentless_eval(body) {
+        return Def::Rule(SpecKind::Eval {
+            function,
+            negate: false,
+        });
+    }
     if body.starts_with("eval:") {
         let function = body
             .trim_start_matches("eval:")
@@ -505,6 +512,22 @@ fn header_def(body: &str, mime: bool) -> Def {
         }),
         Err(e) => Def::Skip("regex", e),
     }
+}
+
+/// SpamAssassin evals chaff has a test for, called without arguments (or
+/// with the one argument that names the test).
+fn argumentless_eval(body: &str) -> Option<super::EvalFn> {
+    let call: String = body
+        .strip_prefix("eval:")?
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
+        .collect();
+    Some(match call.as_str() {
+        "html_test(html)" | "check_for_mime_html()" => super::EvalFn::HtmlPart,
+        "check_for_mime_html_only()" => super::EvalFn::MimeHtmlOnly,
+        "check_equal_from_domains()" => super::EvalFn::FromDomainsDiffer,
+        _ => return None,
+    })
 }
 
 /// `eval:check_for_shifted_date('min', 'max')`, hours or `undef`.

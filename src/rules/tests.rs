@@ -457,3 +457,29 @@ fn shifted_date_compares_the_date_with_the_nearest_received_stamp() {
     // No Date: nothing is shifted.
     assert!(reported(&set, &format!("{received}Subject: x\n\nbody\n")).is_empty());
 }
+
+#[test]
+fn spamassassin_mime_and_sender_domain_evals() {
+    let set = spamassassin_set(
+        "body HTML_MESSAGE eval:html_test('html')\nscore HTML_MESSAGE 0.001\n\
+         body MIME_HTML_ONLY eval:check_for_mime_html_only()\nscore MIME_HTML_ONLY 1\n\
+         header DIFF_DOMAINS eval:check_equal_from_domains()\nscore DIFF_DOMAINS 1\n",
+    );
+    let alternative = "From: a@mail.example.com\nReturn-Path: <bounce@lists.example.com>\n\
+                       Content-Type: multipart/alternative; boundary=b\n\n\
+                       --b\nContent-Type: text/plain\n\nhi\n\
+                       --b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n";
+    // Same second-level domain (example.com), both kinds of text part.
+    assert_eq!(reported(&set, alternative), vec!["HTML_MESSAGE"]);
+    let html_only = "From: a@example.com\nReturn-Path: <b@other.example.net>\n\
+                     Content-Type: text/html\n\n<p>hi</p>\n";
+    assert_eq!(
+        reported(&set, html_only),
+        vec!["DIFF_DOMAINS", "HTML_MESSAGE", "MIME_HTML_ONLY"]
+    );
+    // A Return-Path below a Received line is not the envelope sender.
+    let late_return_path = "Received: from x ([192.0.2.1]) by mx.example.org; \
+                            Tue, 16 Jul 2002 10:00:00 +0100\nFrom: a@example.com\n\
+                            Return-Path: <b@other.example.net>\n\nplain\n";
+    assert!(reported(&set, late_return_path).is_empty());
+}
