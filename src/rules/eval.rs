@@ -66,6 +66,10 @@ pub enum EvalFn {
     /// "second-level" domains, their last two labels as SpamAssassin cuts
     /// them (HEADER_FROM_DIFFERENT_DOMAINS).
     FromDomainsDiffer,
+    /// A Message-ID in Outlook's `<HHHHTTTTTTTT$…$…@` form whose time part
+    /// matches neither the Date nor the Received time: an id forged to look
+    /// like Outlook's (SpamAssassin's MSGID_OUTLOOK_INVALID).
+    OutlookMessageIdInvalid,
 }
 
 /// Invisible letters before the HTML visibility tests fire: more than a
@@ -73,7 +77,7 @@ pub enum EvalFn {
 const MIN_INVISIBLE_LETTERS: usize = 8;
 
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 16] = [
+    pub const ALL: [(&'static str, EvalFn); 17] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
@@ -90,6 +94,10 @@ impl EvalFn {
         ("html_part", EvalFn::HtmlPart),
         ("mime_html_only", EvalFn::MimeHtmlOnly),
         ("from_domains_differ", EvalFn::FromDomainsDiffer),
+        (
+            "outlook_message_id_invalid",
+            EvalFn::OutlookMessageIdInvalid,
+        ),
     ];
 
     pub fn from_name(name: &str) -> Option<EvalFn> {
@@ -199,11 +207,40 @@ impl EvalFn {
                     _ => false,
                 }
             }
+            EvalFn::OutlookMessageIdInvalid => outlook_message_id_invalid(input),
         }
     }
 }
 
 const HOUR: i64 = 3600;
+
+/// SpamAssassin's check_for_outlook_message_id: Outlook writes the send
+/// time into its Message-IDs, `<` then 4 hex digits, then 8 hex digits of
+/// time in units of about 430 s. An id of that shape whose time is more
+/// than 250 units from both the Date and the Received time was not written
+/// by Outlook. As in SpamAssassin, "the Received time" is the first date in
+/// all Received headers read as one text, and a missing date counts as 0.
+fn outlook_message_id_invalid(input: &Input<'_>) -> bool {
+    use super::input::{HeaderForm, Target};
+    static SHAPE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@").ok()
+    });
+    let header = |name: &str| input.text(&Target::Header(name.to_owned(), HeaderForm::Decoded));
+    let ids = header(":messageid");
+    let Some(time_token) = SHAPE
+        .as_ref()
+        .and_then(|shape| shape.captures(&ids))
+        .and_then(|c| i64::from_str_radix(&c[1], 16).ok())
+    else {
+        return false;
+    };
+    let far_from = |text: &str| {
+        let seconds = super::sa_date::parse(text).unwrap_or(0);
+        let expected = (seconds as f64 * 0.002_328_306_436_538_7 + 27_111_902.832_984_9) as i64;
+        (time_token - expected).abs() >= 250
+    };
+    far_from(&header("date")) && far_from(&header("received"))
+}
 
 /// The From address's registrable domain (`mail.example.co.uk` →
 /// `example.co.uk`), lowercased.

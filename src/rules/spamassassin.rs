@@ -526,6 +526,7 @@ fn argumentless_eval(body: &str) -> Option<super::EvalFn> {
         "html_test(html)" | "check_for_mime_html()" => super::EvalFn::HtmlPart,
         "check_for_mime_html_only()" => super::EvalFn::MimeHtmlOnly,
         "check_equal_from_domains()" => super::EvalFn::FromDomainsDiffer,
+        "check_outlook_message_id()" => super::EvalFn::OutlookMessageIdInvalid,
         _ => return None,
     })
 }

@@ -483,3 +483,27 @@ fn spamassassin_mime_and_sender_domain_evals() {
                             Return-Path: <b@other.example.net>\n\nplain\n";
     assert!(reported(&set, late_return_path).is_empty());
 }
+
+#[test]
+fn an_outlook_shaped_message_id_must_carry_the_send_time() {
+    let set = spamassassin_set(
+        "header MSGID_OUTLOOK_INVALID eval:check_outlook_message_id()\n\
+         score MSGID_OUTLOOK_INVALID 1\n",
+    );
+    let message = |id: &str| {
+        format!(
+            "Received: from a.example ([192.0.2.1]) by mx.example.org; \
+             Fri, 23 Aug 2002 08:45:00 +0100\n\
+             Date: Fri, 23 Aug 2002 08:41:13 +0100\nMessage-ID: <{id}>\n\nbody\n"
+        )
+    };
+    // 01c24a78 is the Date's time in Outlook's units.
+    assert!(reported(&set, &message("000001c24a78$0a0b0c0d$01020304@pc")).is_empty());
+    // 1,000 units (about five days) off both the Date and the Received time.
+    assert_eq!(
+        reported(&set, &message("000001c24e60$0a0b0c0d$01020304@pc")),
+        vec!["MSGID_OUTLOOK_INVALID"]
+    );
+    // Not Outlook's shape: nothing to check.
+    assert!(reported(&set, &message("12345.67890@mail.example")).is_empty());
+}
