@@ -382,32 +382,16 @@ fn eval_if(condition: &str, plugins: &HashSet<String>) -> bool {
 
 /// Parses a rule definition's body for `kind`.
 fn rule_def(kind: &str, body: &str) -> Def {
-    if kind == "header"
-        && let Some(def) = freemail_def(body)
-    {
-        return def;
-    }
-    if kind == "header"
-        && let Some(function) = shifted_date_def(body)
-    {
-        return Def::Rule(SpecKind::Eval {
-            function,
-            negate: false,
-        });
-    }
-    if let Some(function) = argumentless_eval(body) {
-        return Def::Rule(SpecKind::Eval {
-            function,
-            negate: false,
-        });
-    }
-    if body.starts_with("eval:") {
-        let function = body
-            .trim_start_matches("eval:")
-            .split('(')
-            .next()
-            .unwrap_or_default();
-        return Def::Skip("eval", function.to_owned());
+    if let Some(rest) = body.strip_prefix("eval:") {
+        return match eval_call(rest) {
+            Some((name, arguments)) => {
+                known_eval(name, &arguments).unwrap_or_else(|| Def::Skip("eval", name.to_owned()))
+            }
+            None => Def::Skip(
+                "eval",
+                rest.split('(').next().unwrap_or_default().to_owned(),
+            ),
+        };
     }
     match kind {
         "meta" => match expr::parse(body) {
@@ -514,68 +498,67 @@ fn header_def(body: &str, mime: bool) -> Def {
     }
 }
 
-/// SpamAssassin evals chaff has a test for, called without arguments (or
-/// with the one argument that names the test).
-fn argumentless_eval(body: &str) -> Option<super::EvalFn> {
-    let call: String = body
-        .strip_prefix("eval:")?
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
+/// `name(arg, 'arg', "arg")` → the name and its arguments, unquoted.
+/// Commas inside quotes (a regex argument's `{1,3}`) do not split.
+fn eval_call(call: &str) -> Option<(&str, Vec<String>)> {
+    let (name, rest) = call.trim().split_once('(')?;
+    let inside = rest.trim_end().strip_suffix(')')?;
+    let mut arguments = Vec::new();
+    let mut current = String::new();
+    let mut quote = None;
+    for c in inside.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, ',') => arguments.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    arguments.push(current);
+    let arguments: Vec<String> = arguments
+        .into_iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
         .collect();
-    Some(match call.as_str() {
-        "html_test(html)" | "check_for_mime_html()" => super::EvalFn::HtmlPart,
-        "check_for_mime_html_only()" => super::EvalFn::MimeHtmlOnly,
-        "check_equal_from_domains()" => super::EvalFn::FromDomainsDiffer,
-        "check_outlook_message_id()" => super::EvalFn::OutlookMessageIdInvalid,
-        _ => return None,
-    })
+    Some((name.trim(), arguments))
 }
 
-/// `eval:check_for_shifted_date('min', 'max')`, hours or `undef`.
-fn shifted_date_def(body: &str) -> Option<super::EvalFn> {
-    let arguments = body
-        .strip_prefix("eval:check_for_shifted_date(")?
-        .trim_end()
-        .strip_suffix(')')?;
-    let bound = |text: &str| -> Option<Option<i64>> {
-        let text = text.trim().trim_matches(['\'', '"']);
+/// The SpamAssassin evals chaff runs itself; `None` for the rest, which
+/// are skipped. FreeMail checks become patterns at the end of parsing,
+/// once every `freemail_domains` line is read.
+fn known_eval(name: &str, arguments: &[String]) -> Option<Def> {
+    use super::EvalFn;
+    let eval = |function| {
+        Def::Rule(SpecKind::Eval {
+            function,
+            negate: false,
+        })
+    };
+    // check_for_shifted_date's bounds: hours, or `undef` for an open end.
+    let hours = |text: &str| -> Option<Option<i64>> {
         if text == "undef" {
             Some(None)
         } else {
             text.parse().ok().map(Some)
         }
     };
-    let (min, max) = arguments.split_once(',')?;
-    Some(super::EvalFn::ShiftedDate {
-        min_hours: bound(min)?,
-        max_hours: bound(max)?,
-    })
-}
-
-/// `eval:check_freemail_from(…)` / `eval:check_freemail_header(…)` with
-/// their quoted arguments; `None` for any other body.
-fn freemail_def(body: &str) -> Option<Def> {
-    let call = body.strip_prefix("eval:")?.trim();
-    let (function, arguments) = call.split_once('(')?;
-    let arguments: Vec<String> = arguments
-        .trim_end()
-        .strip_suffix(')')?
-        .split(',')
-        .map(|a| a.trim().trim_matches(['\'', '"']).to_owned())
-        .filter(|a| !a.is_empty())
-        .collect();
-    Some(match (function.trim(), arguments.as_slice()) {
-        ("check_freemail_from", []) => Def::Freemail {
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    Some(match (name, arguments.as_slice()) {
+        ("html_test", ["html"]) | ("check_for_mime_html", []) => eval(EvalFn::HtmlPart),
+        ("check_for_mime_html_only", []) => eval(EvalFn::MimeHtmlOnly),
+        ("check_equal_from_domains", []) => eval(EvalFn::FromDomainsDiffer),
+        ("check_outlook_message_id", []) => eval(EvalFn::OutlookMessageIdInvalid),
+        ("check_for_shifted_date", [min, max]) => eval(EvalFn::ShiftedDate {
+            min_hours: hours(min)?,
+            max_hours: hours(max)?,
+        }),
+        ("check_freemail_from", regex) if regex.len() <= 1 => Def::Freemail {
             header: None,
-            regex: None,
+            regex: regex.first().map(|r| (*r).to_owned()),
         },
-        ("check_freemail_from", [regex]) => Def::Freemail {
-            header: None,
-            regex: Some(regex.clone()),
-        },
-        ("check_freemail_header", [header, rest @ ..]) if rest.len() <= 1 => Def::Freemail {
+        ("check_freemail_header", [header, regex @ ..]) if regex.len() <= 1 => Def::Freemail {
             header: Some(header.trim_end_matches(":addr").to_owned()),
-            regex: rest.first().cloned(),
+            regex: regex.first().map(|r| (*r).to_owned()),
         },
         _ => return None,
     })
@@ -946,5 +929,21 @@ mod tests {
         assert!(reasons.contains(&"eval: check_for_x"), "{reasons:?}");
         assert!(reasons.contains(&"net"));
         assert!(reasons.iter().any(|r| r.contains(":host")));
+    }
+
+    #[test]
+    fn eval_calls_split_arguments_outside_quotes_only() {
+        let (name, arguments) =
+            eval_call("check_freemail_header('Reply-To', '\\d{1,3}@')").unwrap();
+        assert_eq!(name, "check_freemail_header");
+        assert_eq!(arguments, vec!["Reply-To", "\\d{1,3}@"]);
+        let (name, arguments) = eval_call(" check_for_shifted_date(\"undef\", -96) ").unwrap();
+        assert_eq!(
+            (name, arguments),
+            ("check_for_shifted_date", vec!["undef".into(), "-96".into()])
+        );
+        assert_eq!(eval_call("html_test()").unwrap().1, Vec::<String>::new());
+        assert!(eval_call("no_parentheses").is_none());
+        assert!(known_eval("check_for_shifted_date", &["x".into(), "1".into()]).is_none());
     }
 }
