@@ -233,3 +233,50 @@ fn rules_check_loads_spamassassin_files_and_counts_skips() {
         "{text}"
     );
 }
+
+#[test]
+fn network_evals_are_not_run_and_metas_naming_them_still_fire() {
+    // As SpamAssassin in a score set without network tests (chaff's default
+    // is set 2): the DNS eval never fires, and a meta over it reads it as 0.
+    let dir = tempfile::tempdir().unwrap();
+    let cf = dir.path().join("local.cf");
+    write(
+        &cf,
+        "header LOCAL_SUBJ Subject =~ /cheap/i\n\
+         header LOCAL_DNSBL eval:check_rbl('local', 'bl.example.')\ntflags LOCAL_DNSBL net\n\
+         meta LOCAL_UNLISTED LOCAL_SUBJ && !LOCAL_DNSBL\nscore LOCAL_UNLISTED 1\n",
+    );
+    let out = chaff(&["rules", "check", "--spamassassin", cf.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not run: 1 network evals"), "{text}");
+    assert!(!text.contains("depends on"), "{text}");
+
+    let config = dir.path().join("chaff.toml");
+    write(
+        &config,
+        &format!("[rules]\nspamassassin = [{:?}]\n", cf.to_str().unwrap()),
+    );
+    let spam = dir.path().join("spam.eml");
+    write(&spam, SPAMMY);
+    let data = dir.path().join("data");
+    let out = chaff(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "scan",
+        "--json",
+        spam.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("LOCAL_UNLISTED") && !text.contains("LOCAL_DNSBL"),
+        "{text}"
+    );
+}

@@ -103,6 +103,12 @@ fn check(
         }
     }
     println!("{:<12} {total_loaded:>8} {total_skipped:>8}", "total");
+    if !report.not_run.is_empty() {
+        println!(
+            "not run: {} network evals, as SpamAssassin in this score set (metas read them as 0)",
+            report.not_run.len()
+        );
+    }
     println!(
         "patterns: {} behind the literal prefilter, {} in the no-literal set, {} by fancy-regex",
         report.prefiltered, report.in_set, report.fancy
@@ -117,6 +123,12 @@ fn check(
             println!(
                 "skipped {} {} ({}): {}",
                 skip.origin, skip.symbol, skip.kind, skip.reason
+            );
+        }
+        for rule in &report.not_run {
+            println!(
+                "not run {} {} ({}): {}",
+                rule.origin, rule.symbol, rule.kind, rule.reason
             );
         }
     }

@@ -142,6 +142,10 @@ pub struct Skip {
 pub struct LoadReport {
     pub loaded: BTreeMap<String, usize>,
     pub skipped: Vec<Skip>,
+    /// Rules deliberately not run, which metas may still name (they read
+    /// as 0): SpamAssassin's network evals in its score sets without network
+    /// tests, where SpamAssassin does not run them either.
+    pub not_run: Vec<Skip>,
     /// Per target kind: patterns behind the literal prefilter, in the
     /// no-literal `RegexSet`, and run by `fancy-regex`.
     pub prefiltered: usize,
@@ -608,6 +612,7 @@ fn compile(
     known.extend(config.fuzzy.flags.values().map(|f| f.symbol.clone()));
     known.extend(extra_symbols.iter().cloned());
     known.extend(metas.iter().map(|(spec, _, _)| spec.symbol.clone()));
+    known.extend(report.not_run.iter().map(|rule| rule.symbol.clone()));
     loop {
         let mut removed = false;
         let mut still = Vec::new();

@@ -8,7 +8,9 @@
 //! conditionals (a plugin counts as loaded when a `loadplugin` line for it
 //! was read, from the `.pre` files beside the rules or in
 //! `/etc/spamassassin`). Left out and counted, with the reason: `eval:`
-//! tests (Perl code), network tests (`tflags net`), tag replacement
+//! tests (Perl code), network evals (`tflags net` on an eval) in the score
+//! sets with network tests (in the others SpamAssassin does not run them
+//! either: they are counted as not run, and metas read them as 0), tag replacement
 //! (`tflags replace`), header options chaff does not implement (`:host`,
 //! `if-unset:`, `ALL-TRUSTED` and kin), other rule types
 //! (`uri_detail`, DNS lists), and patterns that neither
@@ -298,8 +300,28 @@ impl CfParser {
                     .unwrap_or(super::load::MAX_HITS_LIMIT)
                     .clamp(1, super::load::MAX_HITS_LIMIT);
             }
+            // SpamAssassin skips only *eval* rules flagged `net`, and only in
+            // the score sets without network tests (0 and 2); a `net` meta
+            // or regex still runs, and metas read a skipped eval as 0.
+            // chaff does not make SpamAssassin's own DNS lookups: in those
+            // score sets such an eval is "not run" and metas may name it
+            // (as 0, as SpamAssassin's do); in the network sets it is
+            // skipped, and so are metas naming it.
+            let net_eval = flags.contains(&"net") && entry.kind == "eval";
+            if net_eval && self.score_set & 1 == 0 {
+                report.not_run.push(super::Skip {
+                    origin: entry.origin,
+                    symbol: name.clone(),
+                    kind: entry.kind.to_owned(),
+                    reason: format!(
+                        "net: SpamAssassin does not run it in score set {} either",
+                        self.score_set
+                    ),
+                });
+                continue;
+            }
             let skip = match entry.def {
-                _ if flags.contains(&"net") => Some(("net".to_owned(), entry.kind)),
+                _ if net_eval => Some(("net".to_owned(), entry.kind)),
                 _ if flags.contains(&"replace") => {
                     Some(("tflags replace: tag replacement".to_owned(), entry.kind))
                 }
@@ -917,18 +939,37 @@ mod tests {
             "header FOO Subject =~ /viagra/i\nscore FOO 2.5\ndescribe FOO Pills\n\
              body __BAR m{cheap\\s+meds}i\nheader EV eval:check_for_x()\n\
              meta BAZ FOO && __BAR\nmeta QUX EV || FOO\nheader EX exists:X-Foo\n\
-             uri NET /x/\ntflags NET net\nheader HOST From:host =~ /x/\n",
+             uri NET /x/\ntflags NET net\nheader HOST From:host =~ /x/\n\
+             header DNSBL eval:check_rbl('x', 'y.example.')\ntflags DNSBL net\n",
         );
         let mut report = LoadReport::default();
         let specs = parser.finish(&mut report);
         let names: Vec<&str> = specs.iter().map(|s| s.symbol.as_str()).collect();
-        assert_eq!(names, vec!["FOO", "__BAR", "BAZ", "QUX", "EX"]);
+        // A `net` regex runs (SpamAssassin skips only `net` evals).
+        assert_eq!(names, vec!["FOO", "__BAR", "BAZ", "QUX", "EX", "NET"]);
         assert_eq!(specs[0].weight, 2.5);
         assert!(specs[1].hidden);
         let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert!(reasons.contains(&"eval: check_for_x"), "{reasons:?}");
-        assert!(reasons.contains(&"net"));
         assert!(reasons.iter().any(|r| r.contains(":host")));
+        // Score set 0 has no network tests: the DNS eval is not run, as in
+        // SpamAssassin, rather than skipped.
+        let not_run: Vec<&str> = report.not_run.iter().map(|r| r.symbol.as_str()).collect();
+        assert_eq!(not_run, vec!["DNSBL"]);
+        assert!(!report.skipped.iter().any(|s| s.symbol == "DNSBL"));
+    }
+
+    #[test]
+    fn net_evals_are_skipped_in_network_score_sets() {
+        let mut parser = CfParser::new(1);
+        parser.parse(
+            "t.cf",
+            "header DNSBL eval:check_rbl('x', 'y.example.')\ntflags DNSBL net\n",
+        );
+        let mut report = LoadReport::default();
+        assert!(parser.finish(&mut report).is_empty());
+        assert!(report.not_run.is_empty());
+        assert_eq!(report.skipped[0].reason, "net");
     }
 
     #[test]
