@@ -34,12 +34,17 @@ pub struct InvisibleText {
     pub hidden_chars: usize,
     /// In (nearly) the colour of their background: white on white.
     pub low_contrast_chars: usize,
+    /// Runs of text (anything but white space) whose colour is within
+    /// SpamAssassin's font_low_contrast distance of the background: its
+    /// HTML_FONT_LOW_CONTRAST test, which fires on a single such run.
+    pub sa_low_contrast_runs: usize,
 }
 
 impl InvisibleText {
     pub fn add(&mut self, other: InvisibleText) {
         self.hidden_chars += other.hidden_chars;
         self.low_contrast_chars += other.low_contrast_chars;
+        self.sa_low_contrast_runs += other.sa_low_contrast_runs;
     }
 }
 
@@ -229,6 +234,9 @@ pub fn html_to_text(html: &str) -> HtmlText {
 fn push_text(out: &mut HtmlText, look: &Look, text: &str) {
     let start = out.text.len();
     push_decoded(&mut out.text, text);
+    if look.sa_low_contrast() && out.text[start..].chars().any(|c| !c.is_whitespace()) {
+        out.invisible.sa_low_contrast_runs += 1;
+    }
     if look.invisible() {
         let letters = out.text[start..]
             .chars()

@@ -23,6 +23,13 @@ pub struct Look {
     pub foreground: Option<Rgb>,
     /// Background colour; `None` when unknown (an image, an unparsed name).
     pub background: Option<Rgb>,
+    /// The background as SpamAssassin 4.0's HTML.pm tracks it, for its
+    /// font_low_contrast test only: the page's white, changed by a CSS
+    /// `background(-color)` on the tags it reads styles of, and never by a
+    /// `bgcolor` attribute (its code converts that attribute and then does
+    /// not apply it), so white text in a coloured cell is "low contrast"
+    /// there.
+    pub sa_background: Option<Rgb>,
 }
 
 impl Default for Look {
@@ -32,6 +39,7 @@ impl Default for Look {
             hidden: false,
             foreground: Some(Rgb(0, 0, 0)),
             background: Some(Rgb(255, 255, 255)),
+            sa_background: Some(Rgb(255, 255, 255)),
         }
     }
 }
@@ -50,6 +58,25 @@ impl Look {
     pub fn low_contrast(&self) -> bool {
         match (self.foreground, self.background) {
             (Some(fg), Some(bg)) => distance(fg, bg) < MIN_VISIBLE_DISTANCE,
+            _ => false,
+        }
+    }
+
+    /// SpamAssassin's font_low_contrast test (HTML.pm): against
+    /// [`Look::sa_background`], the same colour or a distance under 12 with
+    /// each channel weighted by its share of luminance (out of 191).
+    /// Stricter than [`Look::low_contrast`] on green, looser on blue; kept
+    /// apart so SpamAssassin's rule means what it means there.
+    pub fn sa_low_contrast(&self) -> bool {
+        match (self.foreground, self.sa_background) {
+            (Some(fg), Some(bg)) => {
+                let d = |x: u8, y: u8, weight: f64| weight * (f64::from(x) - f64::from(y));
+                let distance = (d(fg.0, bg.0, 0.2126).powi(2)
+                    + d(fg.1, bg.1, 0.7152).powi(2)
+                    + d(fg.2, bg.2, 0.0722).powi(2))
+                .sqrt();
+                distance < 12.0
+            }
             _ => false,
         }
     }
@@ -75,11 +102,19 @@ impl Look {
             set_foreground(&mut look, &colour);
         }
         if let Some(style) = attr("style") {
+            let background = look.sa_background;
             apply_style(&mut look, &style);
+            // HTML.pm reads the styles of these tags only.
+            if !SA_STYLED_TAGS.contains(&tag) {
+                look.sa_background = background;
+            }
         }
         look
     }
 }
+
+/// The tags whose `style` SpamAssassin's HTML.pm applies (`th` read as `td`).
+const SA_STYLED_TAGS: [&str; 8] = ["table", "td", "th", "tr", "span", "p", "div", "a"];
 
 fn distance(a: Rgb, b: Rgb) -> f64 {
     let d = |x: u8, y: u8| f64::from(x) - f64::from(y);
@@ -113,12 +148,17 @@ fn apply_style(look: &mut Look, style: &str) {
             "font-size" if is_zero_size(&value) => look.hidden = true,
             "opacity" if value.parse::<f64>().is_ok_and(|o| o < 0.05) => look.hidden = true,
             "color" => set_foreground(look, &value),
-            "background-color" => look.background = parse_colour(&value),
+            "background-color" => {
+                look.background = parse_colour(&value);
+                look.sa_background = look.background;
+            }
             "background" => {
+                // SpamAssassin takes the colour even beside an image.
+                look.sa_background = value.split_whitespace().find_map(parse_colour);
                 look.background = if value.contains("url(") {
                     None
                 } else {
-                    value.split_whitespace().find_map(parse_colour)
+                    look.sa_background
                 }
             }
             _ => {}

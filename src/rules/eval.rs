@@ -70,6 +70,11 @@ pub enum EvalFn {
     /// matches neither the Date nor the Received time: an id forged to look
     /// like Outlook's (SpamAssassin's MSGID_OUTLOOK_INVALID).
     OutlookMessageIdInvalid,
+    /// Some text run is drawn in (nearly) its background's colour by
+    /// SpamAssassin's luminance-weighted measure (HTML_FONT_LOW_CONTRAST,
+    /// `html_test('font_low_contrast')`); chaff's own HTML_WHITE_TEXT asks
+    /// for 8 letters and plain RGB distance instead.
+    FontLowContrast,
 }
 
 /// Invisible letters before the HTML visibility tests fire: more than a
@@ -77,7 +82,7 @@ pub enum EvalFn {
 const MIN_INVISIBLE_LETTERS: usize = 8;
 
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 17] = [
+    pub const ALL: [(&'static str, EvalFn); 18] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
@@ -98,6 +103,7 @@ impl EvalFn {
             "outlook_message_id_invalid",
             EvalFn::OutlookMessageIdInvalid,
         ),
+        ("font_low_contrast", EvalFn::FontLowContrast),
     ];
 
     pub fn from_name(name: &str) -> Option<EvalFn> {
@@ -177,6 +183,7 @@ impl EvalFn {
                     && max_hours.is_none_or(|max| diff < max * HOUR)
             }
             EvalFn::HtmlPart => message.content_types.iter().any(|t| t == "text/html"),
+            EvalFn::FontLowContrast => message.invisible_text.sa_low_contrast_runs > 0,
             EvalFn::MimeHtmlOnly => {
                 let top_is_html = message
                     .header("content-type")
@@ -358,6 +365,24 @@ mod tests {
         );
         assert!(!fires(EvalFn::HtmlHiddenText, &newsletter));
         assert!(!fires(EvalFn::HtmlLowContrastText, &newsletter));
+        // SpamAssassin's measure weighs channels by luminance: dark blue on
+        // black is low contrast there (and one run is enough), far apart in
+        // plain RGB.
+        let navy_on_black = html("<p style='background:#000;color:#0000a0'>x</p>");
+        assert!(fires(EvalFn::FontLowContrast, &navy_on_black));
+        assert!(!fires(EvalFn::HtmlLowContrastText, &navy_on_black));
+        assert!(fires(EvalFn::FontLowContrast, &white));
+        assert!(!fires(
+            EvalFn::FontLowContrast,
+            &html("<font color=#cccccc>light grey, still legible</font>")
+        ));
+        // As in SpamAssassin 4.0, whose HTML.pm never applies a `bgcolor`
+        // attribute: white on a navy cell counts, on a CSS navy it does not.
+        assert!(fires(EvalFn::FontLowContrast, &newsletter));
+        assert!(!fires(
+            EvalFn::FontLowContrast,
+            &html("<td style='background-color:#003366'><font color=white>Home</font></td>")
+        ));
         // Fewer than 8 letters: a stray word, not bait.
         assert!(!fires(
             EvalFn::HtmlHiddenText,

@@ -567,6 +567,7 @@ fn known_eval(name: &str, arguments: &[String]) -> Option<Def> {
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     Some(match (name, arguments.as_slice()) {
         ("html_test", ["html"]) | ("check_for_mime_html", []) => eval(EvalFn::HtmlPart),
+        ("html_test", ["font_low_contrast"]) => eval(EvalFn::FontLowContrast),
         ("check_for_mime_html_only", []) => eval(EvalFn::MimeHtmlOnly),
         ("check_equal_from_domains", []) => eval(EvalFn::FromDomainsDiffer),
         ("check_outlook_message_id", []) => eval(EvalFn::OutlookMessageIdInvalid),
