@@ -150,13 +150,23 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
         // From the headers, not `part.encoding`: mail-parser resets that
         // when the base64 does not decode, and broken base64 is common in
         // exactly the mail this flags.
-        if matches!(content_type.as_str(), "text/plain" | "text/html")
-            && part
-                .content_transfer_encoding()
-                .is_some_and(|cte| cte.trim().eq_ignore_ascii_case("base64"))
-        {
+        let declared_base64 = part
+            .content_transfer_encoding()
+            .is_some_and(|cte| cte.trim().eq_ignore_ascii_case("base64"));
+        if matches!(content_type.as_str(), "text/plain" | "text/html") && declared_base64 {
             message.base64_text = true;
         }
+        // A base64 text part mail-parser could not decode arrives as its
+        // base64; decoded leniently instead, its words reach the rules and
+        // the statistics, as SpamAssassin's decoder would give them.
+        let recovered = |text: &str| {
+            (declared_base64 && part.is_encoding_problem)
+                .then(|| {
+                    let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
+                    lenient_base64_text(text, charset)
+                })
+                .flatten()
+        };
         match &part.body {
             PartType::Multipart(children) => {
                 // Reverse so the stack pops children in document order.
@@ -177,43 +187,21 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 }
                 stack.push((nested, 0, depth + 1));
             }
-            PartType::Text(text) => {
+            PartType::Text(text) | PartType::Html(text) => {
+                // A recovered part is HTML when its header says so: mail-parser
+                // hands an undecodable one back as plain text.
+                let is_html = matches!(part.body, PartType::Html(_));
+                let (text, is_html) = match recovered(text) {
+                    Some(decoded) => (decoded, is_html || content_type == "text/html"),
+                    None => (text.to_string(), is_html),
+                };
                 message.content_types.push(content_type);
-                collect_bare_urls(text, &mut message.links);
-                push_text(
-                    message,
-                    TextKind::Plain,
-                    text.to_string(),
-                    &mut text_bytes,
-                    limits,
-                );
-            }
-            PartType::Html(html) => {
-                message.content_types.push(content_type);
-                let rendered = html_to_text(html);
-                message.links.extend(rendered.links);
-                message.anchors.extend(rendered.anchors);
-                message.invisible_text.add(rendered.invisible);
-                let room = limits.max_text_bytes.saturating_sub(html_bytes);
-                let mut source = html.to_string();
-                if source.len() > room {
-                    let mut cut = room;
-                    while cut > 0 && !source.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    source.truncate(cut);
+                if is_html {
+                    push_html(message, text, &mut html_bytes, &mut text_bytes, limits);
+                } else {
+                    collect_bare_urls(&text, &mut message.links);
+                    push_text(message, TextKind::Plain, text, &mut text_bytes, limits);
                 }
-                html_bytes += source.len();
-                if !source.is_empty() {
-                    message.html_sources.push(source);
-                }
-                push_text(
-                    message,
-                    TextKind::Html,
-                    rendered.text,
-                    &mut text_bytes,
-                    limits,
-                );
             }
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                 message.attachments.push(Attachment {
@@ -226,6 +214,49 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
             }
         }
     }
+}
+
+/// The text of a base64 body that mail-parser gave back undecoded (it does
+/// so when the part runs into the end of the message without its closing
+/// boundary, or carries junk after the padding). Decoded the way Perl's
+/// MIME::Base64, and so SpamAssassin, does: characters outside the base64
+/// alphabet are skipped and decoding stops at the first `=`. `None` when
+/// that gives nothing.
+fn lenient_base64_text(encoded: &str, charset: Option<&str>) -> Option<String> {
+    let mut bytes = Vec::with_capacity(encoded.len() / 4 * 3);
+    let (mut chunk, mut count) = (0u32, 0u8);
+    for byte in encoded.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        chunk = (chunk << 6) | u32::from(value);
+        count += 1;
+        if count == 4 {
+            bytes.extend_from_slice(&chunk.to_be_bytes()[1..]);
+            (chunk, count) = (0, 0);
+        }
+    }
+    // A final group of 2 or 3 characters still holds 1 or 2 bytes.
+    match count {
+        2 => bytes.push((chunk >> 4) as u8),
+        3 => bytes.extend_from_slice(&((chunk >> 2) as u16).to_be_bytes()),
+        _ => {}
+    }
+    if bytes.is_empty() {
+        return None;
+    }
+    let decoder =
+        charset.and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes()));
+    Some(match decoder {
+        Some(decode) => decode(&bytes),
+        None => String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 /// Links written as plain text (`http://…`, `https://…`), up to the first
@@ -262,6 +293,34 @@ fn collect_bare_urls(text: &str, links: &mut Vec<String>) {
         }
         rest = &candidate[end.max(scheme_len)..];
     }
+}
+
+/// Renders an HTML part: its visible text, links, anchors and invisible
+/// letters, and its source (within the text budget) for `rawbody` rules.
+fn push_html(
+    message: &mut Message,
+    mut source: String,
+    html_bytes: &mut usize,
+    text_bytes: &mut usize,
+    limits: &Limits,
+) {
+    let rendered = html_to_text(&source);
+    message.links.extend(rendered.links);
+    message.anchors.extend(rendered.anchors);
+    message.invisible_text.add(rendered.invisible);
+    let room = limits.max_text_bytes.saturating_sub(*html_bytes);
+    if source.len() > room {
+        let mut cut = room;
+        while cut > 0 && !source.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        source.truncate(cut);
+    }
+    *html_bytes += source.len();
+    if !source.is_empty() {
+        message.html_sources.push(source);
+    }
+    push_text(message, TextKind::Html, rendered.text, text_bytes, limits);
 }
 
 fn push_text(
@@ -480,5 +539,39 @@ Subject: x\n\nbody\n",
               Content-Type: image/png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--b--\n",
         );
         assert!(!attachment.base64_text);
+    }
+
+    #[test]
+    fn base64_text_mail_parser_cannot_decode_is_decoded_leniently() {
+        // "<p>Cheap <b>ink</b> here</p>" in Latin-1 (with an é), base64, in a
+        // part that runs into the end of the message without its closing
+        // boundary: mail-parser gives the base64 back undecoded.
+        let encoded = "PHA+Q2hlYXAgPGI+aW5rPC9iPiBoZXJlIOk8L3A+";
+        let message = parse_default(
+            format!(
+                "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+                 Content-Type: text/html; charset=\"iso-8859-1\"\n\
+                 Content-Transfer-Encoding: base64\n\n\n{encoded}\n"
+            )
+            .as_bytes(),
+        );
+        let text: String = message.text_parts.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(
+            text.trim(),
+            "Cheap ink here \u{e9}",
+            "{:?}",
+            message.text_parts
+        );
+        assert_eq!(message.text_parts[0].kind, TextKind::Html);
+        assert_eq!(message.content_types, vec!["text/html"]);
+
+        // Perl's rules: characters outside the alphabet are skipped, and
+        // decoding stops at the first `=`.
+        assert_eq!(
+            lenient_base64_text("aGkg*d29y\nbGQ=bm90", None).as_deref(),
+            Some("hi world")
+        );
+        assert_eq!(lenient_base64_text("aGk", None).as_deref(), Some("hi"));
+        assert_eq!(lenient_base64_text("!!", None), None);
     }
 }
