@@ -9,6 +9,10 @@
 //! keeps just enough of the open elements' styles ([`super::html_style`]) to
 //! count the text drawn where no reader can see it.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use super::html_style::Look;
 
 /// What [`html_to_text`] finds.
@@ -22,6 +26,8 @@ pub struct HtmlText {
     pub anchors: Vec<Anchor>,
     /// Letters and digits the reader cannot see ([`InvisibleText`]).
     pub invisible: InvisibleText,
+    /// SpamAssassin's HTML tests ([`HtmlTests`]).
+    pub tests: HtmlTests,
 }
 
 /// Letters and digits an HTML part draws where no reader sees them, by why.
@@ -34,19 +40,45 @@ pub struct InvisibleText {
     pub hidden_chars: usize,
     /// In (nearly) the colour of their background: white on white.
     pub low_contrast_chars: usize,
-    /// Runs of text (anything but white space) whose colour is within
-    /// SpamAssassin's font_low_contrast distance of the background: its
-    /// HTML_FONT_LOW_CONTRAST test, which fires on a single such run.
-    pub sa_low_contrast_runs: usize,
 }
 
 impl InvisibleText {
     pub fn add(&mut self, other: InvisibleText) {
         self.hidden_chars += other.hidden_chars;
         self.low_contrast_chars += other.low_contrast_chars;
-        self.sa_low_contrast_runs += other.sa_low_contrast_runs;
     }
 }
+
+/// SpamAssassin's HTML tests (`html_test('…')`, from its HTML.pm) that
+/// chaff computes while rendering, with SpamAssassin's meaning, for its
+/// rule files. chaff's own rules read [`InvisibleText`] instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HtmlTests {
+    /// `font_low_contrast`: some text (not white space) is drawn within
+    /// SpamAssassin's luminance-weighted distance of its background
+    /// ([`Look::sa_low_contrast`]).
+    pub font_low_contrast: bool,
+    /// `font_face_bad`: a `<font face>` that is not a list of plain font
+    /// names.
+    pub font_face_bad: bool,
+}
+
+impl HtmlTests {
+    pub fn add(&mut self, other: HtmlTests) {
+        self.font_low_contrast |= other.font_low_contrast;
+        self.font_face_bad |= other.font_face_bad;
+    }
+}
+
+/// SpamAssassin's pattern of an acceptable `<font face>`: font names of
+/// letters, spaces and hyphens (a digit may end one), optionally quoted,
+/// separated by commas. (`None` cannot happen: the pattern is a constant.)
+static FONT_FACE_OK: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)^\s*["'.]?[a-z ][a-z -]*[a-z][0-9]?["']?(?:,\s*["']?[a-z][a-z -]*[a-z][0-9]?["']?)*;?\n?$"#,
+    )
+    .ok()
+});
 
 /// A link and the text a reader sees on it (to tell when they disagree).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -182,6 +214,12 @@ pub fn html_to_text(html: &str) -> HtmlText {
             open_elements.close(&tag.name);
         } else {
             open_elements.open(&tag);
+            if tag.name == "font"
+                && let Some(face) = tag.attr("face")
+                && FONT_FACE_OK.as_ref().is_some_and(|ok| !ok.is_match(&face))
+            {
+                out.tests.font_face_bad = true;
+            }
         }
         if tag.name == "a" {
             if let Some((href, start)) = open_anchor.take() {
@@ -235,7 +273,7 @@ fn push_text(out: &mut HtmlText, look: &Look, text: &str) {
     let start = out.text.len();
     push_decoded(&mut out.text, text);
     if look.sa_low_contrast() && out.text[start..].chars().any(|c| !c.is_whitespace()) {
-        out.invisible.sa_low_contrast_runs += 1;
+        out.tests.font_low_contrast = true;
     }
     if look.invisible() {
         let letters = out.text[start..]

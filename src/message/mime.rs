@@ -308,6 +308,7 @@ fn push_html(
     message.links.extend(rendered.links);
     message.anchors.extend(rendered.anchors);
     message.invisible_text.add(rendered.invisible);
+    message.html_tests.add(rendered.tests);
     let room = limits.max_text_bytes.saturating_sub(*html_bytes);
     if source.len() > room {
         let mut cut = room;

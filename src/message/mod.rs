@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-pub use html::{Anchor, HtmlText, InvisibleText, html_to_text};
+pub use html::{Anchor, HtmlTests, HtmlText, InvisibleText, html_to_text};
 pub use mime::parse;
 
 /// Bounds on what one message may cost. Input beyond a bound is not an
@@ -216,6 +216,8 @@ pub struct Message {
     pub mime_header_blocks: Vec<String>,
     /// Text the HTML parts draw where no reader sees it, summed over parts.
     pub invisible_text: InvisibleText,
+    /// SpamAssassin's HTML tests, over all HTML parts.
+    pub html_tests: HtmlTests,
     /// The decoded, unrendered source of each HTML part, in order (for
     /// rules on the raw body: hidden text, styles, comments).
     pub html_sources: Vec<String>,

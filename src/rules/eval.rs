@@ -2,8 +2,11 @@
 //! in Rust and named in rule files (SpamAssassin calls these `eval:`).
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
-use super::input::Input;
+use regex::Regex;
+
+use super::input::{HeaderForm, Input};
 use crate::extract::urls::registrable_domain;
 use crate::message::is_public_address;
 
@@ -75,6 +78,17 @@ pub enum EvalFn {
     /// `html_test('font_low_contrast')`); chaff's own HTML_WHITE_TEXT asks
     /// for 8 letters and plain RGB distance instead.
     FontLowContrast,
+    /// A `<font face>` that is not a plain list of font names
+    /// (SpamAssassin's HTML_FONT_FACE_BAD, `html_test('font_face_bad')`).
+    FontFaceBad,
+    /// SpamAssassin's SUBJ_ALL_CAPS (`subject_is_all_caps`): a Subject of
+    /// more than one word and at least 10 characters, after any `Re:`/`Fwd:`
+    /// prefixes, whose letters are all capitals, unless it is encoded in a
+    /// charset whose encoded form is capitals anyway.
+    SubjectAllCaps,
+    /// Neither a To nor an Apparently-To header (SpamAssassin's
+    /// MISSING_HEADERS, `check_for_missing_to_header`).
+    ToMissing,
 }
 
 /// Invisible letters before the HTML visibility tests fire: more than a
@@ -82,7 +96,7 @@ pub enum EvalFn {
 const MIN_INVISIBLE_LETTERS: usize = 8;
 
 impl EvalFn {
-    pub const ALL: [(&'static str, EvalFn); 18] = [
+    pub const ALL: [(&'static str, EvalFn); 21] = [
         ("link_text_mismatch", EvalFn::LinkTextMismatch),
         ("html_only", EvalFn::HtmlOnly),
         ("date_invalid", EvalFn::DateInvalid),
@@ -104,6 +118,9 @@ impl EvalFn {
             EvalFn::OutlookMessageIdInvalid,
         ),
         ("font_low_contrast", EvalFn::FontLowContrast),
+        ("font_face_bad", EvalFn::FontFaceBad),
+        ("subject_all_caps", EvalFn::SubjectAllCaps),
+        ("to_missing", EvalFn::ToMissing),
     ];
 
     pub fn from_name(name: &str) -> Option<EvalFn> {
@@ -183,7 +200,14 @@ impl EvalFn {
                     && max_hours.is_none_or(|max| diff < max * HOUR)
             }
             EvalFn::HtmlPart => message.content_types.iter().any(|t| t == "text/html"),
-            EvalFn::FontLowContrast => message.invisible_text.sa_low_contrast_runs > 0,
+            EvalFn::FontLowContrast => message.html_tests.font_low_contrast,
+            EvalFn::FontFaceBad => message.html_tests.font_face_bad,
+            EvalFn::SubjectAllCaps => subject_all_caps(input),
+            // As written: `undisclosed-recipients:;` is an empty group, but
+            // a To header all the same.
+            EvalFn::ToMissing => ["to", "apparently-to"]
+                .iter()
+                .all(|name| input.header(name, HeaderForm::Raw).trim().is_empty()),
             EvalFn::MimeHtmlOnly => {
                 let top_is_html = message
                     .header("content-type")
@@ -247,6 +271,40 @@ fn outlook_message_id_invalid(input: &Input<'_>) -> bool {
         (time_token - expected).abs() >= 250
     };
     far_from(&header("date")) && far_from(&header("received"))
+}
+
+/// Charsets whose encoded-word form is mostly capitals (SpamAssassin's
+/// CHARSETS_LIKELY_TO_FP_AS_CAPS): a Subject in one says nothing by its case.
+static CHARSETS_ALL_CAPS_ANYWAY: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)=\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*\?",
+    )
+    .ok()
+});
+
+/// Reply and forward prefixes SpamAssassin strips before judging the case.
+static REPLY_PREFIXES: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+").ok());
+
+/// SpamAssassin's `subject_is_all_caps`, step for step.
+fn subject_all_caps(input: &Input<'_>) -> bool {
+    let subject = input.header("subject", HeaderForm::Decoded);
+    let subject = match REPLY_PREFIXES.as_ref() {
+        Some(prefixes) => prefixes.replace(subject.trim(), "").into_owned(),
+        None => subject.trim().to_owned(),
+    };
+    if !subject.contains(char::is_whitespace) || subject.chars().count() < 10 {
+        return false;
+    }
+    let letters: String = subject.chars().filter(char::is_ascii_alphabetic).collect();
+    let raw = input.header("subject", HeaderForm::Raw);
+    if CHARSETS_ALL_CAPS_ANYWAY
+        .as_ref()
+        .is_some_and(|charsets| charsets.is_match(&raw))
+    {
+        return false;
+    }
+    !letters.is_empty() && !letters.contains(|c: char| c.is_ascii_lowercase())
 }
 
 /// The From address's registrable domain (`mail.example.co.uk` →
@@ -321,6 +379,49 @@ mod tests {
         let message = crate::message::parse(raw.as_bytes(), &crate::message::Limits::default());
         let envelope = crate::message::Envelope::default();
         function.run(&Input::new(&message, raw.as_bytes(), &envelope))
+    }
+
+    #[test]
+    fn spamassassin_subject_caps_missing_to_and_font_face() {
+        let subject = |s: &str| format!("To: a@example.org\nSubject: {s}\n\nbody\n");
+        assert!(fires(EvalFn::SubjectAllCaps, &subject("FREE CASH NOW!!!")));
+        assert!(fires(EvalFn::SubjectAllCaps, &subject("Re: FREE CASH NOW")));
+        assert!(!fires(EvalFn::SubjectAllCaps, &subject("Free cash now")));
+        // One word, or under 10 characters, says nothing.
+        assert!(!fires(EvalFn::SubjectAllCaps, &subject("ANNOUNCEMENT")));
+        assert!(!fires(EvalFn::SubjectAllCaps, &subject("HI THERE")));
+        // Encoded in a charset whose encoded form is capitals anyway.
+        assert!(!fires(
+            EvalFn::SubjectAllCaps,
+            &subject("=?ISO-2022-JP?B?GyRCJCQkRBsoQg==?= NEWS TODAY")
+        ));
+
+        assert!(fires(EvalFn::ToMissing, "Subject: x\n\nbody\n"));
+        assert!(!fires(EvalFn::ToMissing, &subject("x")));
+        assert!(!fires(
+            EvalFn::ToMissing,
+            "To: undisclosed-recipients:;\n\nbody\n"
+        ));
+        assert!(!fires(
+            EvalFn::ToMissing,
+            "Apparently-To: a@example.org\n\nbody\n"
+        ));
+
+        let font =
+            |face: &str| format!("Content-Type: text/html\n\n<font face=\"{face}\">hi</font>\n");
+        assert!(!fires(
+            EvalFn::FontFaceBad,
+            &font("Verdana, Arial, Helvetica, sans-serif")
+        ));
+        assert!(!fires(
+            EvalFn::FontFaceBad,
+            &font("'Montserrat', sans-serif")
+        ));
+        assert!(fires(
+            EvalFn::FontFaceBad,
+            &font("Verdana Arial, Helvetica, 7pt")
+        ));
+        assert!(fires(EvalFn::FontFaceBad, &font("font1 font2 ??")));
     }
 
     const RECEIVED: &str = "Received: from mail.example.com (mail.example.com [192.0.2.7]) \

@@ -309,7 +309,7 @@ impl<'a> Input<'a> {
         self.raw_headers.get_or_init(|| raw_header_fields(self.raw))
     }
 
-    fn header(&self, name: &str, form: HeaderForm) -> String {
+    pub(super) fn header(&self, name: &str, form: HeaderForm) -> String {
         if let Some(which) = name.strip_prefix(":relays-") {
             let (trusted, untrusted) = self
                 .relays

@@ -568,6 +568,9 @@ fn known_eval(name: &str, arguments: &[String]) -> Option<Def> {
     Some(match (name, arguments.as_slice()) {
         ("html_test", ["html"]) | ("check_for_mime_html", []) => eval(EvalFn::HtmlPart),
         ("html_test", ["font_low_contrast"]) => eval(EvalFn::FontLowContrast),
+        ("html_test", ["font_face_bad"]) => eval(EvalFn::FontFaceBad),
+        ("subject_is_all_caps", []) => eval(EvalFn::SubjectAllCaps),
+        ("check_for_missing_to_header", []) => eval(EvalFn::ToMissing),
         ("check_for_mime_html_only", []) => eval(EvalFn::MimeHtmlOnly),
         ("check_equal_from_domains", []) => eval(EvalFn::FromDomainsDiffer),
         ("check_outlook_message_id", []) => eval(EvalFn::OutlookMessageIdInvalid),
