@@ -309,19 +309,23 @@ fn push_html(
     message.anchors.extend(rendered.anchors);
     message.invisible_text.add(rendered.invisible);
     message.html_tests.add(rendered.tests);
-    let room = limits.max_text_bytes.saturating_sub(*html_bytes);
-    if source.len() > room {
-        let mut cut = room;
-        while cut > 0 && !source.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        source.truncate(cut);
-    }
+    truncate_to(&mut source, limits.max_text_bytes.saturating_sub(*html_bytes));
     *html_bytes += source.len();
     if !source.is_empty() {
         message.html_sources.push(source);
     }
     push_text(message, TextKind::Html, rendered.text, text_bytes, limits);
+}
+
+/// Cuts `text` to at most `room` bytes, at a character boundary; whether
+/// anything was cut.
+fn truncate_to(text: &mut String, room: usize) -> bool {
+    if text.len() <= room {
+        return false;
+    }
+    let cut = text.floor_char_boundary(room);
+    text.truncate(cut);
+    true
 }
 
 fn push_text(
@@ -331,13 +335,7 @@ fn push_text(
     text_bytes: &mut usize,
     limits: &Limits,
 ) {
-    let room = limits.max_text_bytes.saturating_sub(*text_bytes);
-    if text.len() > room {
-        let mut cut = room;
-        while cut > 0 && !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+    if truncate_to(&mut text, limits.max_text_bytes.saturating_sub(*text_bytes)) {
         message.note(ParseProblem::TooMuchText);
     }
     if text.is_empty() {
