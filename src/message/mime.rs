@@ -309,7 +309,10 @@ fn push_html(
     message.anchors.extend(rendered.anchors);
     message.invisible_text.add(rendered.invisible);
     message.html_tests.add(rendered.tests);
-    truncate_to(&mut source, limits.max_text_bytes.saturating_sub(*html_bytes));
+    truncate_to(
+        &mut source,
+        limits.max_text_bytes.saturating_sub(*html_bytes),
+    );
     *html_bytes += source.len();
     if !source.is_empty() {
         message.html_sources.push(source);
