@@ -90,8 +90,12 @@ pub struct Anchor {
 /// Anchors kept per HTML part.
 const MAX_ANCHORS: usize = 256;
 
-/// Elements whose content is never shown to a reader.
-const INVISIBLE: &[&str] = &["script", "style", "head", "title", "template", "noscript"];
+/// Elements whose content is never shown to a reader, skipped up to their
+/// closing tag. Not `head`: its hidden parts (`title`, `style`, `script`)
+/// are skipped on their own, and a browser ends an unclosed head at the
+/// first body content, where skipping to a `</head>` that never comes would
+/// hide the whole message from the filter.
+const INVISIBLE: &[&str] = &["script", "style", "title", "template", "noscript"];
 
 /// Elements that never have content, so never get a closing tag.
 const VOID: &[&str] = &[
@@ -518,6 +522,19 @@ fn named_entity(name: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unclosed_head_does_not_hide_the_body() {
+        // No </head> and no <body>, as bulk tools write: a browser shows the
+        // div; skipping to a </head> that never comes would show nothing.
+        let r = html_to_text(
+            "<html><head><title>Mail Campaign</title><meta http-equiv=\"Content-Type\">\n\
+             <div align=center><a href=\"http://ship.example\">Ship anything anywhere</a></div>",
+        );
+        assert!(r.text.contains("Ship anything anywhere"), "{:?}", r.text);
+        assert!(!r.text.contains("Mail Campaign"));
+        assert_eq!(r.anchors.len(), 1);
+    }
 
     #[test]
     fn script_and_style_are_invisible_and_link_text_stays() {
