@@ -36,6 +36,32 @@ pub fn parse(raw: &[u8], limits: &Limits) -> Message {
     message
 }
 
+/// The envelope sender a Received line records, as SpamAssassin's relay
+/// parser reads it: in a line starting `from `, the word after
+/// `return-path`, `envelope-from` or `envelope-sender`, without its angle
+/// brackets, characters that cannot be in an address turned to `!`.
+fn received_envelope_from(received: &str) -> Option<String> {
+    static ENVELOPE_FROM: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b").ok()
+    });
+    let text = received.split_whitespace().collect::<Vec<_>>().join(" ");
+    let rest = text.strip_prefix("from ")?;
+    let found = ENVELOPE_FROM.as_ref()?.captures(rest)?.get(1)?.as_str();
+    let address: String = found
+        .trim_start_matches(|c: char| c == '<' || c.is_whitespace())
+        .trim_end_matches(|c: char| c == '>' || c.is_whitespace())
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || "\0#[]()<>|".contains(c) {
+                '!'
+            } else {
+                c
+            }
+        })
+        .collect();
+    Some(address)
+}
+
 /// Archive files and the SpamAssassin corpus start each message with an mbox
 /// `From ` line; it is envelope, not header, and would parse as garbage.
 fn strip_mbox_envelope_line(raw: &[u8]) -> &[u8] {
@@ -94,6 +120,7 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
                     .with
                     .as_ref()
                     .map(|protocol| format!("{protocol:?}")),
+                envelope_from: received_envelope_from(&value),
             });
         }
         message.headers.push(HeaderField {
@@ -541,6 +568,30 @@ Subject: x\n\nbody\n",
               Content-Type: image/png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--b--\n",
         );
         assert!(!attachment.base64_text);
+    }
+
+    #[test]
+    fn received_lines_give_their_envelope_sender() {
+        assert_eq!(
+            received_envelope_from(
+                "from mx.example.com (mx.example.com [192.0.2.1])\n\t(envelope-from <bounce+x@lists.example.com>)\n\tby mail.example.org; Tue, 1 Jan 2002 00:00:00 +0000"
+            )
+            .as_deref(),
+            Some("bounce+x@lists.example.com")
+        );
+        assert_eq!(
+            received_envelope_from(
+                "from a (b [192.0.2.1]) by c with ESMTP envelope-sender 'odd user'@x.example id 1"
+            )
+            .as_deref(),
+            Some("'odd")
+        );
+        // Only in a `from` line, as SpamAssassin reads it.
+        assert_eq!(
+            received_envelope_from("by c (envelope-from <a@b.example>)"),
+            None
+        );
+        assert_eq!(received_envelope_from("from a by c with SMTP"), None);
     }
 
     #[test]

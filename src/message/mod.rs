@@ -148,6 +148,10 @@ pub struct Relay {
     /// The protocol ("with"): `ESMTP`, `ESMTPSA` (authenticated), `POP3`
     /// and `IMAP` (a mail fetcher's hop, not a handover between servers), …
     pub protocol: Option<String>,
+    /// The envelope sender the receiver wrote down (`envelope-from <…>`,
+    /// `envelope-sender …`, `return-path …` in a `from` line), cleaned as
+    /// SpamAssassin cleans it.
+    pub envelope_from: Option<String>,
 }
 
 impl Relay {

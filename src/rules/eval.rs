@@ -424,6 +424,27 @@ mod tests {
         assert!(fires(EvalFn::FontFaceBad, &font("font1 font2 ??")));
     }
 
+    #[test]
+    fn the_envelope_sender_comes_from_the_last_untrusted_hop_when_the_mta_gave_none() {
+        let message = |envelope_from: &str| {
+            format!(
+                "Received: from mx.example.org (mx.example.org [10.0.0.2]) by inbox.example.org; \
+                 Tue, 16 Jul 2002 10:00:01 +0100\n\
+                 Received: from out.lists.example (out.lists.example [192.0.2.7]) \
+                 (envelope-from <{envelope_from}>) by mx.example.org; Tue, 16 Jul 2002 10:00:00 +0100\n\
+                 From: a@example.com\nSubject: x\n\nbody\n"
+            )
+        };
+        assert!(fires(
+            EvalFn::FromDomainsDiffer,
+            &message("bounce@lists.example")
+        ));
+        assert!(!fires(
+            EvalFn::FromDomainsDiffer,
+            &message("bounce@mail.example.com")
+        ));
+    }
+
     const RECEIVED: &str = "Received: from mail.example.com (mail.example.com [192.0.2.7]) \
         by mx.example.org; Tue, 16 Jul 2002 10:00:00 +0100\n";
 

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::message::{Envelope, Message};
+use crate::message::{Envelope, Message, Relay};
 
 /// Which form of a header a rule reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,6 +220,18 @@ impl<'a> Input<'a> {
         if let Some(from) = &self.envelope.mail_from {
             return Some(from.clone());
         }
+        // The envelope sender the last untrusted hop recorded, or, when
+        // every hop is trusted, the oldest trusted one.
+        let relays = sa_relays(self.message, self.envelope);
+        let last_hop = relays
+            .iter()
+            .find(|(_, trusted)| !trusted)
+            .or_else(|| relays.last());
+        if let Some(from) = last_hop.and_then(|(relay, _)| relay.envelope_from.as_ref())
+            && (from.find('@').is_some_and(|at| at > 0) || from.is_empty())
+        {
+            return Some(from.clone());
+        }
         let fields = self.raw_headers();
         let is = |field: &str, name: &str| field.eq_ignore_ascii_case(name);
         let fetched = fields
@@ -427,17 +439,15 @@ pub fn header_key(name: &str) -> String {
     }
 }
 
-/// SpamAssassin's X-Spam-Relays-Trusted and -Untrusted pseudo-headers: each
-/// hop that names an address as `[ ip=… rdns=… helo=… by=… ident= envfrom=
-/// intl=… id=… auth=… msa=0 ]`, newest first, with the envelope's client as
-/// the newest hop (the one our MTA took, whose Received line it has not
-/// written yet). Trust is SpamAssassin's inference without
-/// `trusted_networks`: hops stay trusted while they come from private
-/// addresses or authenticated senders; the first other hop and every one
-/// after it are untrusted. Internal and external are the same split, as
-/// SpamAssassin makes them when neither network list is configured.
-fn relay_pseudo_headers(message: &Message, envelope: &Envelope) -> (String, String) {
-    let client = envelope.client_ip.map(|ip| crate::message::Relay {
+/// The hops SpamAssassin's relay list holds, newest first, each with
+/// whether it is trusted: every Received hop that names an address (mail
+/// fetchers' hops skipped), with the envelope's client as the newest hop
+/// (the one our MTA took, whose Received line it has not written yet).
+/// Trust is SpamAssassin's inference without `trusted_networks`: hops stay
+/// trusted while they come from private addresses or authenticated senders;
+/// the first other hop and every one after it are untrusted.
+fn sa_relays(message: &Message, envelope: &Envelope) -> Vec<(Relay, bool)> {
+    let client = envelope.client_ip.map(|ip| Relay {
         helo: envelope.helo.clone(),
         rdns: envelope.client_hostname.clone(),
         ip: Some(ip),
@@ -451,8 +461,8 @@ fn relay_pseudo_headers(message: &Message, envelope: &Envelope) -> (String, Stri
         ),
         ..Default::default()
     });
-    let (mut trusted, mut untrusted) = (Vec::new(), Vec::new());
     let mut in_trusted = true;
+    let mut out = Vec::new();
     for relay in client.iter().chain(&message.relays) {
         let Some(ip) = relay.ip.filter(|_| !relay.fetched()) else {
             continue;
@@ -460,18 +470,33 @@ fn relay_pseudo_headers(message: &Message, envelope: &Envelope) -> (String, Stri
         if in_trusted && crate::message::is_public_address(ip) && relay.auth().is_none() {
             in_trusted = false;
         }
+        out.push((relay.clone(), in_trusted));
+    }
+    out
+}
+
+/// SpamAssassin's X-Spam-Relays-Trusted and -Untrusted pseudo-headers: each
+/// hop of [`sa_relays`] as `[ ip=… rdns=… helo=… by=… ident=… envfrom=…
+/// intl=… id=… auth=… msa=0 ]`, newest first. Internal and external are the
+/// same split, as SpamAssassin makes them when neither network list is
+/// configured.
+fn relay_pseudo_headers(message: &Message, envelope: &Envelope) -> (String, String) {
+    let (mut trusted, mut untrusted) = (Vec::new(), Vec::new());
+    for (relay, is_trusted) in sa_relays(message, envelope) {
         let field = |value: &Option<String>| value.as_deref().unwrap_or_default().to_owned();
         let text = format!(
-            "[ ip={ip} rdns={} helo={} by={} ident={} envfrom= intl={} id={} auth={} msa=0 ]",
+            "[ ip={} rdns={} helo={} by={} ident={} envfrom={} intl={} id={} auth={} msa=0 ]",
+            relay.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             field(&relay.rdns),
             field(&relay.helo),
             field(&relay.by),
             field(&relay.ident),
-            u8::from(in_trusted),
+            field(&relay.envelope_from),
+            u8::from(is_trusted),
             field(&relay.id),
             relay.auth().unwrap_or_default(),
         );
-        if in_trusted {
+        if is_trusted {
             trusted.push(text);
         } else {
             untrusted.push(text);
