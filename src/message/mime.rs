@@ -570,6 +570,45 @@ Subject: x\n\nbody\n",
         assert!(!attachment.base64_text);
     }
 
+    /// Standard base64 with `=` padding, in lines of `width` characters.
+    fn base64_lines(bytes: &[u8], width: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() {
+                    char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63])
+                } else {
+                    '='
+                });
+            }
+        }
+        let chars: Vec<char> = out.chars().collect();
+        chars
+            .chunks(width.max(1))
+            .map(|line| line.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lenient_base64_reads_what_an_encoder_wrote(text in ".{1,200}", width in 1usize..90) {
+            let encoded = base64_lines(text.as_bytes(), width);
+            proptest::prop_assert_eq!(lenient_base64_text(&encoded, None), Some(text));
+        }
+
+        #[test]
+        fn lenient_base64_and_envelope_from_take_any_text(text in "\\PC{0,300}") {
+            let _ = lenient_base64_text(&text, Some("iso-8859-1"));
+            let _ = lenient_base64_text(&text, Some("no-such-charset"));
+            let _ = received_envelope_from(&text);
+            let _ = received_envelope_from(&format!("from {text}"));
+        }
+    }
+
     #[test]
     fn received_lines_give_their_envelope_sender() {
         assert_eq!(
