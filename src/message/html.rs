@@ -61,13 +61,50 @@ pub struct HtmlTests {
     /// `font_face_bad`: a `<font face>` that is not a list of plain font
     /// names.
     pub font_face_bad: bool,
+    /// `max_size` of each HTML part, as a set: bit `n` when some part's
+    /// largest `<font size>` was `n` (SpamAssassin's `html_range` asks
+    /// whether any part's value lies in a range). Sizes are SpamAssassin's:
+    /// 3 by default, `+n`/`-n` relative to `<basefont size>`; above 127
+    /// counts as 127.
+    pub max_font_sizes: u128,
 }
 
 impl HtmlTests {
     pub fn add(&mut self, other: HtmlTests) {
         self.font_low_contrast |= other.font_low_contrast;
         self.font_face_bad |= other.font_face_bad;
+        self.max_font_sizes |= other.max_font_sizes;
     }
+
+    /// Whether some HTML part's largest font size is in `(above, up_to]`
+    /// (`up_to` `None`: no upper end), SpamAssassin's
+    /// `html_range('max_size', above, up_to)`.
+    pub fn max_font_size_in(&self, above: i64, up_to: Option<i64>) -> bool {
+        (0..128i64).any(|size| {
+            self.max_font_sizes & (1u128 << size) != 0
+                && size > above
+                && up_to.is_none_or(|up_to| size <= up_to)
+        })
+    }
+}
+
+/// The leading number of a `size` attribute, and whether it was relative
+/// (`+n`/`-n`), as SpamAssassin's HTML.pm reads it.
+fn font_size(value: &str) -> Option<(i64, bool)> {
+    let value = value.trim_start();
+    let (sign, digits) = match value.strip_prefix(['+', '-']) {
+        Some(rest) => (if value.starts_with('-') { -1 } else { 1 }, rest),
+        None => (0, value),
+    };
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let number: i64 = digits[..end.min(6)].parse().ok()?;
+    Some(if sign == 0 {
+        (number, false)
+    } else {
+        (sign * number, true)
+    })
 }
 
 /// SpamAssassin's pattern of an acceptable `<font face>`: font names of
@@ -187,6 +224,9 @@ const BLOCK: &[&str] = &[
 /// Renders `html` to visible text and collects link targets.
 pub fn html_to_text(html: &str) -> HtmlText {
     let mut out = HtmlText::default();
+    // SpamAssassin's font sizes: the default is 3, and `+n` is relative to
+    // the last `<basefont size>`.
+    let (mut basefont, mut max_font_size) = (3i64, 3i64);
     let bytes = html.as_bytes();
     let mut pos = 0;
     let mut text_start = 0;
@@ -223,6 +263,16 @@ pub fn html_to_text(html: &str) -> HtmlText {
                 && FONT_FACE_OK.as_ref().is_some_and(|ok| !ok.is_match(&face))
             {
                 out.tests.font_face_bad = true;
+            }
+            if let Some((size, relative)) = tag.attr("size").as_deref().and_then(font_size) {
+                match tag.name.as_str() {
+                    "basefont" if !relative => basefont = size,
+                    "font" => {
+                        let size = if relative { basefont + size } else { size };
+                        max_font_size = max_font_size.max(size);
+                    }
+                    _ => {}
+                }
             }
         }
         if tag.name == "a" {
@@ -269,6 +319,7 @@ pub fn html_to_text(html: &str) -> HtmlText {
     if let Some((href, start)) = open_anchor {
         close_anchor(&mut out, href, start);
     }
+    out.tests.max_font_sizes = 1u128 << max_font_size.clamp(0, 127);
     out
 }
 

@@ -89,6 +89,11 @@ pub enum EvalFn {
     /// Neither a To nor an Apparently-To header (SpamAssassin's
     /// MISSING_HEADERS, `check_for_missing_to_header`).
     ToMissing,
+    /// Some HTML part's largest `<font size>` lies in (above, up_to]
+    /// (SpamAssassin's `html_range('max_size', above, up_to)`:
+    /// HTML_FONT_SIZE_LARGE, HTML_FONT_SIZE_HUGE). Only SpamAssassin files
+    /// name it, so it has no name in chaff's own rule format.
+    HtmlMaxFontSize { above: i64, up_to: Option<i64> },
 }
 
 /// Invisible letters before the HTML visibility tests fire: more than a
@@ -202,6 +207,9 @@ impl EvalFn {
             EvalFn::HtmlPart => message.content_types.iter().any(|t| t == "text/html"),
             EvalFn::FontLowContrast => message.html_tests.font_low_contrast,
             EvalFn::FontFaceBad => message.html_tests.font_face_bad,
+            EvalFn::HtmlMaxFontSize { above, up_to } => {
+                message.html_tests.max_font_size_in(above, up_to)
+            }
             EvalFn::SubjectAllCaps => subject_all_caps(input),
             // As written: `undisclosed-recipients:;` is an empty group, but
             // a To header all the same.
@@ -422,6 +430,29 @@ mod tests {
             &font("Verdana Arial, Helvetica, 7pt")
         ));
         assert!(fires(EvalFn::FontFaceBad, &font("font1 font2 ??")));
+    }
+
+    #[test]
+    fn spamassassin_font_sizes_are_read_as_its_html_parser_reads_them() {
+        let large = EvalFn::HtmlMaxFontSize {
+            above: 5,
+            up_to: Some(6),
+        };
+        let huge = EvalFn::HtmlMaxFontSize {
+            above: 6,
+            up_to: None,
+        };
+        let html = |body: &str| format!("Content-Type: text/html\n\n{body}\n");
+        // +3 is relative to the default 3.
+        let plus_three = html("<font size=\"+3\">WOW</font>");
+        assert!(fires(large, &plus_three) && !fires(huge, &plus_three));
+        // ... or to a <basefont>.
+        let based = html("<basefont size=5><font size=+2>WOW</font>");
+        assert!(!fires(large, &based) && fires(huge, &based));
+        assert!(fires(huge, &html("<font size=7>WOW</font>")));
+        assert!(!fires(large, &html("<font size=4>hi</font><big>big</big>")));
+        // Plain text has no HTML part to measure.
+        assert!(!fires(large, "Subject: x\n\n<font size=6>x</font>\n"));
     }
 
     #[test]

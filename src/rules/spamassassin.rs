@@ -569,6 +569,13 @@ fn known_eval(name: &str, arguments: &[String]) -> Option<Def> {
         ("html_test", ["html"]) | ("check_for_mime_html", []) => eval(EvalFn::HtmlPart),
         ("html_test", ["font_low_contrast"]) => eval(EvalFn::FontLowContrast),
         ("html_test", ["font_face_bad"]) => eval(EvalFn::FontFaceBad),
+        ("html_range", ["max_size", above, up_to]) => eval(EvalFn::HtmlMaxFontSize {
+            above: above.trim().parse().ok()?,
+            up_to: match up_to.trim() {
+                "inf" => None,
+                number => Some(number.parse().ok()?),
+            },
+        }),
         ("subject_is_all_caps", []) => eval(EvalFn::SubjectAllCaps),
         ("check_for_missing_to_header", []) => eval(EvalFn::ToMissing),
         ("check_for_mime_html_only", []) => eval(EvalFn::MimeHtmlOnly),
