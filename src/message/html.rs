@@ -264,14 +264,14 @@ pub fn html_to_text(html: &str) -> HtmlText {
             {
                 out.tests.font_face_bad = true;
             }
-            if let Some((size, relative)) = tag.attr("size").as_deref().and_then(font_size) {
-                match tag.name.as_str() {
-                    "basefont" if !relative => basefont = size,
-                    "font" => {
-                        let size = if relative { basefont + size } else { size };
-                        max_font_size = max_font_size.max(size);
-                    }
-                    _ => {}
+            if matches!(tag.name.as_str(), "font" | "basefont")
+                && let Some((size, relative)) = tag.attr("size").as_deref().and_then(font_size)
+            {
+                if tag.name == "font" {
+                    let size = if relative { basefont + size } else { size };
+                    max_font_size = max_font_size.max(size);
+                } else if !relative {
+                    basefont = size;
                 }
             }
         }

@@ -40,24 +40,23 @@ pub fn parse(raw: &[u8], limits: &Limits) -> Message {
 /// parser reads it: in a line starting `from `, the word after
 /// `return-path`, `envelope-from` or `envelope-sender`, without its angle
 /// brackets, characters that cannot be in an address turned to `!`.
+/// SpamAssassin first folds each run of white space to one space; the
+/// pattern allows any run instead, so the parse of every Received line of
+/// every message copies nothing.
 fn received_envelope_from(received: &str) -> Option<String> {
     static ENVELOPE_FROM: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
-        regex::Regex::new(r"(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b").ok()
+        regex::Regex::new(r"(?i)(?:return-path:?\s+|envelope-(?:sender|from)(?:\s+|=))(\S+)\b").ok()
     });
-    let text = received.split_whitespace().collect::<Vec<_>>().join(" ");
-    let rest = text.strip_prefix("from ")?;
+    let rest = received.trim_start().strip_prefix("from")?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
     let found = ENVELOPE_FROM.as_ref()?.captures(rest)?.get(1)?.as_str();
     let address: String = found
-        .trim_start_matches(|c: char| c == '<' || c.is_whitespace())
-        .trim_end_matches(|c: char| c == '>' || c.is_whitespace())
+        .trim_start_matches('<')
+        .trim_end_matches('>')
         .chars()
-        .map(|c| {
-            if c.is_whitespace() || "\0#[]()<>|".contains(c) {
-                '!'
-            } else {
-                c
-            }
-        })
+        .map(|c| if "\0#[]()<>|".contains(c) { '!' } else { c })
         .collect();
     Some(address)
 }

@@ -446,7 +446,7 @@ pub fn header_key(name: &str) -> String {
 /// Trust is SpamAssassin's inference without `trusted_networks`: hops stay
 /// trusted while they come from private addresses or authenticated senders;
 /// the first other hop and every one after it are untrusted.
-fn sa_relays(message: &Message, envelope: &Envelope) -> Vec<(Relay, bool)> {
+fn sa_relays<'m>(message: &'m Message, envelope: &Envelope) -> Vec<(Cow<'m, Relay>, bool)> {
     let client = envelope.client_ip.map(|ip| Relay {
         helo: envelope.helo.clone(),
         rdns: envelope.client_hostname.clone(),
@@ -463,14 +463,18 @@ fn sa_relays(message: &Message, envelope: &Envelope) -> Vec<(Relay, bool)> {
     });
     let mut in_trusted = true;
     let mut out = Vec::new();
-    for relay in client.iter().chain(&message.relays) {
+    let hops = client
+        .into_iter()
+        .map(Cow::Owned)
+        .chain(message.relays.iter().map(Cow::Borrowed));
+    for relay in hops {
         let Some(ip) = relay.ip.filter(|_| !relay.fetched()) else {
             continue;
         };
         if in_trusted && crate::message::is_public_address(ip) && relay.auth().is_none() {
             in_trusted = false;
         }
-        out.push((relay.clone(), in_trusted));
+        out.push((relay, in_trusted));
     }
     out
 }
