@@ -27,8 +27,9 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::message::{Message, TextKind};
 
-/// Bump whenever any token or gram would hash differently (2: byte grams).
-pub const TOKENIZER_VERSION: u32 = 2;
+/// Bump whenever any token or gram would hash differently (2: byte grams;
+/// 3: delivery and mailbox annotation headers no longer tokenized).
+pub const TOKENIZER_VERSION: u32 = 3;
 
 /// Words longer than this (in chars) are reduced to a shape token, as
 /// SpamAssassin does: long strings are mostly encoded junk or unique ids.
@@ -112,6 +113,63 @@ const VALUE_HEADERS: &[(&str, &str)] = &[
     ("cc", "cc"),
 ];
 
+/// Headers the tokenizer never reads, neither their name nor their value.
+///
+/// They are written after the sender lets go of the message: by the delivering
+/// MTA (`Delivered-To`, `Delivery-Date`), by the mailbox or mail reader
+/// (`Status`, `X-Keywords`, `X-UID`, ...) or by an earlier filter's verdict
+/// (`X-Spam-*`, `X-Bogosity`). An admin learns from mailboxes, where they are
+/// present, while the MTA asks about mail that has none of them yet, so a
+/// token learned from them is evidence about how the training mail was
+/// stored, not about the sender. SpamAssassin's Bayes ignores the same
+/// families (`IGNORED_HDRS` in its Bayes.pm). List headers, which it also
+/// ignores, are kept: for one site's mail they are honest evidence.
+const IGNORED_HEADERS: &[&str] = &[
+    "delivered-to",
+    "delivery-date",
+    "envelope-to",
+    "x-envelope-to",
+    "x-original-to",
+    "status",
+    "x-status",
+    "x-flags",
+    "x-keywords",
+    "x-uid",
+    "x-uidl",
+    "lines",
+    "content-length",
+    "replied",
+    "forwarded",
+    "xref",
+    "x-gnus-mail-source",
+    "x-original-date",
+    "x-original-from",
+    "original-date",
+    "original-from",
+    "original-to",
+    "x-bogosity",
+    "x-antispam",
+    "x-virus-scanned",
+    "x-virus-status",
+    "x-scanned-by",
+    "x-scanner",
+    "x-filtered-by",
+    "x-pyzor",
+    "x-mass-check-id",
+];
+
+/// Prefixes of header families ignored as [`IGNORED_HEADERS`] are.
+const IGNORED_HEADER_PREFIXES: &[&str] = &["x-spam-", "x-mailscanner", "x-vm-", "x-dcc-"];
+
+/// Whether the tokenizer skips this (lower-case) header name.
+fn is_ignored_header(name: &str) -> bool {
+    IGNORED_HEADERS.contains(&name)
+        || name == "x-spam"
+        || IGNORED_HEADER_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
 /// Turns a [`Message`] into tokens.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
@@ -164,6 +222,9 @@ impl Tokenizer {
         emit_text(sink, "fa", &message.from_address);
         for header in &message.headers {
             let name = header.name.to_ascii_lowercase();
+            if is_ignored_header(&name) {
+                continue;
+            }
             emit_text(sink, "h", &name);
             if let Some((_, namespace)) = VALUE_HEADERS.iter().find(|(n, _)| *n == name) {
                 let mut budget = MAX_HEADER_WORDS;
@@ -496,6 +557,18 @@ mod tests {
             let fast: Vec<&str> = AsciiWords { text, pos: 0 }.collect();
             let reference: Vec<&str> = text.unicode_words().collect();
             assert_eq!(fast, reference, "{text}");
+        }
+    }
+
+    #[test]
+    fn delivery_and_mailbox_headers_are_not_tokens() {
+        let t = texts(
+            "Delivered-To: me@example.org\nX-Keywords: NonJunk\nX-Spam-Status: No\n\
+             Status: RO\nX-Mailer: Mutt\nSubject: hi\n\nbody\n",
+        );
+        assert!(t.contains(&"h:x-mailer".to_owned()), "{t:?}");
+        for ignored in ["delivered-to", "x-keywords", "x-spam-status", "status"] {
+            assert!(!t.contains(&format!("h:{ignored}")), "{ignored}: {t:?}");
         }
     }
 
