@@ -24,6 +24,10 @@
 //! different features. An mbox `From ` envelope line is skipped: an MTA never
 //! sends one, so learning it would teach the archive's format, not the mail.
 
+use std::borrow::Cow;
+
+use super::tokens::is_ignored_header;
+
 /// log2 of the number of buckets. Part of the model format
 /// ([`crate::store`] sizes the gram table from it): changing it changes
 /// [`super::TOKENIZER_VERSION`].
@@ -45,7 +49,7 @@ pub fn byte_grams(raw: &[u8]) -> Vec<u32> {
     let sections = sections(raw);
     let mut out = Vec::with_capacity(sections.iter().map(|s| s.bytes.len()).sum());
     for section in &sections {
-        push_grams(section.bytes, section.seed, &mut out);
+        push_grams(&section.bytes, section.seed, &mut out);
     }
     distinct(out)
 }
@@ -72,27 +76,77 @@ pub fn gram_texts(raw: &[u8]) -> Vec<(u32, String)> {
 /// The part of a message its grams are taken from, with the seed that
 /// keeps its grams apart from the other part's.
 struct Section<'a> {
-    bytes: &'a [u8],
+    bytes: Cow<'a, [u8]>,
     seed: u64,
     name: &'static str,
 }
 
-/// The header (up to [`HEADER_BYTES`]) and body (up to [`BODY_BYTES`]).
+/// The header (up to [`HEADER_BYTES`], without the fields the tokenizer
+/// ignores) and body (up to [`BODY_BYTES`]).
 fn sections(raw: &[u8]) -> [Section<'_>; 2] {
     let raw = skip_mbox_line(raw);
     let (header, body) = raw.split_at(header_end(raw));
+    let mut header = without_ignored_fields(header);
+    match &mut header {
+        Cow::Borrowed(bytes) => *bytes = &bytes[..bytes.len().min(HEADER_BYTES)],
+        Cow::Owned(bytes) => bytes.truncate(HEADER_BYTES),
+    }
     [
         Section {
-            bytes: &header[..header.len().min(HEADER_BYTES)],
+            bytes: header,
             seed: HEADER_SEED,
             name: "header",
         },
         Section {
-            bytes: &body[..body.len().min(BODY_BYTES)],
+            bytes: Cow::Borrowed(&body[..body.len().min(BODY_BYTES)]),
             seed: BODY_SEED,
             name: "body",
         },
     ]
+}
+
+/// The header without the fields [`super::tokens::is_ignored_header`] names
+/// (a field with its continuation lines): delivery, mailbox and earlier
+/// filters' headers say how the training mail was stored, not who sent it.
+/// Borrowed when there is none, the usual case at the MTA.
+fn without_ignored_fields(header: &[u8]) -> Cow<'_, [u8]> {
+    let mut kept: Option<Vec<u8>> = None;
+    let mut skipping = false;
+    let mut start = 0;
+    while start < header.len() {
+        let end = memchr::memchr(b'\n', &header[start..]).map_or(header.len(), |i| start + i + 1);
+        let line = &header[start..end];
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            let mut name = [0u8; MAX_FIELD_NAME];
+            skipping = field_name(line, &mut name).is_some_and(is_ignored_header);
+            if skipping && kept.is_none() {
+                kept = Some(header[..start].to_vec());
+            }
+        }
+        if let Some(kept) = kept.as_mut()
+            && !skipping
+        {
+            kept.extend_from_slice(line);
+        }
+        start = end;
+    }
+    kept.map_or(Cow::Borrowed(header), Cow::Owned)
+}
+
+/// Longest field name looked up; every ignored name is far shorter.
+const MAX_FIELD_NAME: usize = 64;
+
+/// The lower-cased name of the header field `line` starts, lowered into
+/// `buffer` (no allocation per header line), if it is short ASCII.
+fn field_name<'b>(line: &[u8], buffer: &'b mut [u8; MAX_FIELD_NAME]) -> Option<&'b str> {
+    let colon = memchr::memchr(b':', line)?;
+    let name = line[..colon].trim_ascii_end();
+    let buffer = buffer.get_mut(..name.len())?;
+    for (to, from) in buffer.iter_mut().zip(name) {
+        *to = from.to_ascii_lowercase();
+    }
+    std::str::from_utf8(buffer).ok()
 }
 
 /// Hashes every window of `GRAM_LEN` bytes. The window is kept in the low 56
@@ -209,6 +263,22 @@ mod tests {
         push_grams(b"body 2002 text", BODY_SEED, &mut expected);
         assert_eq!(texts, expected);
         assert!(rolled.iter().all(|&b| (b as usize) < GRAM_BUCKETS));
+    }
+
+    #[test]
+    fn ignored_header_fields_give_no_grams() {
+        let kept = "From: a@example.org\nSubject: hello there\n";
+        let with = "X-Keywords: NonJunk\nFrom: a@example.org\nDelivered-To: me@example.org\n \
+                    folded@example.org\nSubject: hello there\n";
+        assert_eq!(without_ignored_fields(with.as_bytes()), kept.as_bytes());
+        assert!(matches!(
+            without_ignored_fields(kept.as_bytes()),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            byte_grams(format!("{with}\nbody text\n").as_bytes()),
+            byte_grams(format!("{kept}\nbody text\n").as_bytes())
+        );
     }
 
     #[test]

@@ -162,7 +162,7 @@ const IGNORED_HEADERS: &[&str] = &[
 const IGNORED_HEADER_PREFIXES: &[&str] = &["x-spam-", "x-mailscanner", "x-vm-", "x-dcc-"];
 
 /// Whether the tokenizer skips this (lower-case) header name.
-fn is_ignored_header(name: &str) -> bool {
+pub(super) fn is_ignored_header(name: &str) -> bool {
     IGNORED_HEADERS.contains(&name)
         || name == "x-spam"
         || IGNORED_HEADER_PREFIXES
