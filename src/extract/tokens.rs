@@ -98,7 +98,6 @@ fn pair_hash(earlier: u64, later: u64, distance: usize) -> u64 {
 const VALUE_HEADERS: &[(&str, &str)] = &[
     ("x-mailer", "xm"),
     ("user-agent", "ua"),
-    ("list-id", "li"),
     ("precedence", "pr"),
     ("organization", "org"),
     ("x-priority", "xp"),
@@ -122,8 +121,7 @@ const VALUE_HEADERS: &[(&str, &str)] = &[
 /// present, while the MTA asks about mail that has none of them yet, so a
 /// token learned from them is evidence about how the training mail was
 /// stored, not about the sender. SpamAssassin's Bayes ignores the same
-/// families (`IGNORED_HDRS` in its Bayes.pm). List headers, which it also
-/// ignores, are kept: for one site's mail they are honest evidence.
+/// families (`IGNORED_HDRS` in its Bayes.pm), mailing-list headers included.
 const IGNORED_HEADERS: &[&str] = &[
     "delivered-to",
     "delivery-date",
@@ -156,10 +154,29 @@ const IGNORED_HEADERS: &[&str] = &[
     "x-filtered-by",
     "x-pyzor",
     "x-mass-check-id",
+    // Mailing-list headers: spam posted to a list arrives with the list's
+    // headers, so they would teach "list mail is ham" (SpamAssassin's
+    // reason); on the train half's cross-validation ignoring them caught
+    // 0.7 % more spam at the same false positives.
+    "x-list",
+    "mailing-list",
+    "x-mailing-list",
+    "x-unsub",
+    "x-unsubscribe",
+    "x-mailman-version",
+    "x-beenthere",
+    "x-loop",
+    "mail-followup-to",
+    "x-egroups-return",
+    "x-egroups-from",
+    "x-mdmailing-list",
+    "x-xemacs-list",
+    "sender",
+    "x-sender",
 ];
 
 /// Prefixes of header families ignored as [`IGNORED_HEADERS`] are.
-const IGNORED_HEADER_PREFIXES: &[&str] = &["x-spam-", "x-mailscanner", "x-vm-", "x-dcc-"];
+const IGNORED_HEADER_PREFIXES: &[&str] = &["x-spam-", "x-mailscanner", "x-vm-", "x-dcc-", "list-", "x-list-"];
 
 /// Whether the tokenizer skips this (lower-case) header name.
 pub(super) fn is_ignored_header(name: &str) -> bool {
