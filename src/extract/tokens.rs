@@ -176,7 +176,14 @@ const IGNORED_HEADERS: &[&str] = &[
 ];
 
 /// Prefixes of header families ignored as [`IGNORED_HEADERS`] are.
-const IGNORED_HEADER_PREFIXES: &[&str] = &["x-spam-", "x-mailscanner", "x-vm-", "x-dcc-", "list-", "x-list-"];
+const IGNORED_HEADER_PREFIXES: &[&str] = &[
+    "x-spam-",
+    "x-mailscanner",
+    "x-vm-",
+    "x-dcc-",
+    "list-",
+    "x-list-",
+];
 
 /// Whether the tokenizer skips this (lower-case) header name.
 pub(super) fn is_ignored_header(name: &str) -> bool {
