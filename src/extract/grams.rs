@@ -114,6 +114,11 @@ fn without_ignored_fields(header: &[u8]) -> Cow<'_, [u8]> {
     let mut skipping = false;
     let mut start = 0;
     while start < header.len() {
+        // Only the first HEADER_BYTES kept bytes are read.
+        let kept_len = kept.as_ref().map_or(start, Vec::len);
+        if kept_len >= HEADER_BYTES {
+            break;
+        }
         let end = memchr::memchr(b'\n', &header[start..]).map_or(header.len(), |i| start + i + 1);
         let line = &header[start..end];
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));

@@ -12,7 +12,7 @@
 //!   previous `window - 1` words, the distance part of the feature, as
 //!   rspamd's and CRM114's orthogonal sparse bigrams;
 //! - header words under a per-header namespace (Subject words, From display
-//!   name, sender and reply domains, X-Mailer, Received HELO names, the
+//!   name, From and Reply-To domains, X-Mailer, Received HELO names, the
 //!   Content-Type of every part, attachment types), and the presence of each
 //!   header name, since bulk mailers leave their own header fingerprints;
 //! - a few meta features (HTML-only, size class, link hosts).
@@ -28,7 +28,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::message::{Message, TextKind};
 
 /// Bump whenever any token or gram would hash differently (2: byte grams;
-/// 3: delivery and mailbox annotation headers no longer tokenized).
+/// 3: [`IGNORED_HEADERS`] no longer tokenized).
 pub const TOKENIZER_VERSION: u32 = 3;
 
 /// Words longer than this (in chars) are reduced to a shape token, as
@@ -112,16 +112,17 @@ const VALUE_HEADERS: &[(&str, &str)] = &[
     ("cc", "cc"),
 ];
 
-/// Headers the tokenizer never reads, neither their name nor their value.
+/// Headers the tokenizer never reads, neither their name nor their value
+/// (the byte grams skip them too). SpamAssassin's Bayes ignores the same
+/// families (`IGNORED_HDRS` in its Bayes.pm).
 ///
-/// They are written after the sender lets go of the message: by the delivering
-/// MTA (`Delivered-To`, `Delivery-Date`), by the mailbox or mail reader
-/// (`Status`, `X-Keywords`, `X-UID`, ...) or by an earlier filter's verdict
-/// (`X-Spam-*`, `X-Bogosity`). An admin learns from mailboxes, where they are
-/// present, while the MTA asks about mail that has none of them yet, so a
-/// token learned from them is evidence about how the training mail was
-/// stored, not about the sender. SpamAssassin's Bayes ignores the same
-/// families (`IGNORED_HDRS` in its Bayes.pm), mailing-list headers included.
+/// Most are written after the sender lets go of the message: by the
+/// delivering MTA (`Delivered-To`, `Delivery-Date`), by the mailbox or mail
+/// reader (`Status`, `X-Keywords`, `X-UID`, ...) or by an earlier filter's
+/// verdict (`X-Spam-*`, `X-Bogosity`). An admin learns from mailboxes, where
+/// they are present, while the MTA asks about mail that has none of them
+/// yet, so a token learned from them is evidence about how the training mail
+/// was stored, not about the sender. The rest are a mailing list's, below.
 const IGNORED_HEADERS: &[&str] = &[
     "delivered-to",
     "delivery-date",
@@ -171,6 +172,7 @@ const IGNORED_HEADERS: &[&str] = &[
     "x-egroups-from",
     "x-mdmailing-list",
     "x-xemacs-list",
+    // A list's own address on its posts, so the same story.
     "sender",
     "x-sender",
 ];
@@ -262,7 +264,7 @@ impl Tokenizer {
                     }
                 }
             }
-            if (name == "reply-to" || name == "sender" || name == "message-id")
+            if (name == "reply-to" || name == "message-id")
                 && let Some(domain) = domain_of(&header.value)
             {
                 emit_text(sink, &name, &domain);
