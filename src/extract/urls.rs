@@ -93,6 +93,111 @@ pub fn registrable_domain(host: &str) -> Option<String> {
     psl::domain_str(&host).map(str::to_owned)
 }
 
+/// The email addresses written in `text`, as `mailto:` URIs, the way
+/// SpamAssassin's text URI parser finds them: mail readers linkify a bare
+/// address, so its `uri` rules (`__UNSUB_LINK`, ...) see `mailto:` URIs
+/// for them as for `<a href="mailto:...">`. An address runs between
+/// Thunderbird's delimiters, loses trailing punctuation, and needs a dot
+/// and a known public suffix after its `@`; one with a `/` before the `@`
+/// is part of a URL, not an address. At most `max` are returned.
+pub fn text_mail_uris(text: &str, max: usize) -> Vec<String> {
+    // Thunderbird's end delimiters for addresses (SpamAssassin's
+    // `$tbirdenddelimemail`); non-ASCII ends an address too.
+    fn ends_address(b: u8) -> bool {
+        !b.is_ascii_graphic()
+            || matches!(
+                b,
+                b'>' | b'<' | b'"' | b'`' | b'}' | b']' | b'{' | b'[' | b'|' | b',' | b'(' | b'\''
+            )
+    }
+    const TRAILING_PUNCTUATION: &[char] = &[
+        '-', '~', '!', '@', '#', '^', '&', '*', '(', ')', '_', '+', '=', ':', ';', '\'', '?', ',',
+        '.',
+    ];
+    let bytes = text.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    for at in memchr::memchr_iter(b'@', bytes) {
+        if out.len() >= max {
+            break;
+        }
+        let start = bytes[..at]
+            .iter()
+            .rposition(|&b| ends_address(b) || b == b'@')
+            .map_or(0, |i| i + 1);
+        let end = bytes[at + 1..]
+            .iter()
+            .position(|&b| ends_address(b) || b == b'@')
+            .map_or(bytes.len(), |i| at + 1 + i);
+        if at - start > 251 || end - at > 252 {
+            continue;
+        }
+        // Both ends stop at ASCII delimiters, so these are char boundaries.
+        let Some(candidate) = text.get(start..end) else {
+            continue;
+        };
+        // Thunderbird: `)` ends a URI that has no `(` before it.
+        let candidate = candidate.split(')').next().unwrap_or(candidate);
+        let candidate = candidate.trim_end_matches(TRAILING_PUNCTUATION);
+        let Some((local, domain)) = candidate.split_once('@') else {
+            continue;
+        };
+        let content_id = local
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("cid:") || p.eq_ignore_ascii_case("mid:"));
+        if local.is_empty() || local.contains('/') || content_id || !domain.contains('.') {
+            continue;
+        }
+        let host = domain.split(['?', '&', '>']).next().unwrap_or(domain);
+        if !looks_like_mail_host(host) {
+            continue;
+        }
+        let uri = match local.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => candidate.to_owned(),
+            _ => {
+                let local = strip_misparsed_scheme(local);
+                format!("mailto:{local}@{domain}")
+            }
+        };
+        if !out.contains(&uri) {
+            out.push(uri);
+        }
+    }
+    out
+}
+
+/// SpamAssassin strips these from a bare address before linkifying it
+/// (`s/^(?:skype|e?-?mail)?:+//i`).
+fn strip_misparsed_scheme(local: &str) -> &str {
+    let Some(colon) = local.find(':') else {
+        return local;
+    };
+    let scheme = local[..colon].to_ascii_lowercase();
+    if matches!(
+        scheme.as_str(),
+        "" | "skype" | "mail" | "email" | "e-mail" | "-mail"
+    ) {
+        local[colon..].trim_start_matches(':')
+    } else {
+        local
+    }
+}
+
+/// A host name with a known public suffix, as an address needs.
+fn looks_like_mail_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    !host.is_empty()
+        && !host.starts_with('.')
+        && !host.contains("..")
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
+        && psl::suffix(host.to_ascii_lowercase().as_bytes()).is_some_and(|s| s.is_known())
+}
+
 #[derive(Default)]
 struct Collector {
     urls: Vec<Url>,
@@ -552,6 +657,26 @@ fn cut(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_addresses_become_mailto_uris() {
+        let text = "To unsubscribe, mail forteana-unsubscribe@egroups.com. Or write \
+                    (sales@example.co.uk) or mailto:Bob@Example.org, not Vi@gra, \
+                    cid:image001.png@01D4986E.E3459640 or http://user@host.example.com/x";
+        assert_eq!(
+            text_mail_uris(text, 10),
+            [
+                "mailto:forteana-unsubscribe@egroups.com",
+                "mailto:sales@example.co.uk",
+                "mailto:Bob@Example.org",
+            ]
+        );
+        assert_eq!(
+            text_mail_uris("a@b.com a@b.com c@d.com", 1),
+            ["mailto:a@b.com"]
+        );
+        assert!(text_mail_uris("no address @ all", 10).is_empty());
+    }
 
     fn hosts(text: &str) -> Vec<String> {
         extract_from_text(text)

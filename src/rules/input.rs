@@ -280,7 +280,7 @@ impl<'a> Input<'a> {
             Target::MimeHeader(name, form) => Cow::Owned(self.mime_header(name, *form)),
             Target::Body => Cow::Owned(body_text(self.message)),
             Target::RawBody => Cow::Owned(raw_body_text(self.message)),
-            Target::Uri => Cow::Owned(self.message.links.join("\n")),
+            Target::Uri => Cow::Owned(uri_list(self.message)),
             // An mbox `From ` line is envelope, not message.
             Target::Full => String::from_utf8_lossy(strip_mbox_line(self.raw)),
             Target::Envelope(field) => Cow::Owned(self.envelope_field(*field)),
@@ -340,10 +340,14 @@ impl<'a> Input<'a> {
                 .map(|(n, v)| format!("{n}: {v}\n"))
                 .collect();
         }
-        if name == ":envelopefrom"
-            && let Some(from) = &self.envelope.mail_from
-        {
-            return from.clone();
+        if name == ":envelopefrom" {
+            // SpamAssassin's EnvelopeFrom is its get_envelope_from() guess,
+            // with all its distrust of list and fetchmail hops, not simply
+            // the Return-Path header.
+            return match form {
+                HeaderForm::Name => String::new(),
+                _ => self.sa_envelope_from().unwrap_or_default(),
+            };
         }
         let names = header_names(name);
         // The header as written; decoded = unfolded, with RFC 2047 encoded
@@ -405,7 +409,6 @@ fn header_names(key: &str) -> Vec<&str> {
     match key {
         ":tocc" => vec!["to", "cc"],
         ":messageid" => vec!["message-id", "resent-message-id", "x-message-id"],
-        ":envelopefrom" => vec!["return-path", "x-envelope-from"],
         // SpamAssassin's all_from_addrs: every header naming the sender.
         ":allfrom" => vec![
             "from",
@@ -556,6 +559,34 @@ pub fn body_text(message: &Message) -> String {
 }
 
 /// The decoded text parts with HTML left as written.
+/// What `uri` rules match, one URI per line: the message's links, then the
+/// addresses written in its text as `mailto:` URIs, as SpamAssassin's URI
+/// list has them (chaff's own `uri` rules all start `^https?://`).
+fn uri_list(message: &Message) -> String {
+    /// Addresses looked at per message: a bound for address-stuffed mail.
+    const MAX_TEXT_ADDRESSES: usize = 64;
+    let mut out = message.links.join("\n");
+    let mut budget = MAX_TEXT_ADDRESSES;
+    for text in std::iter::once(&message.subject).chain(message.text_parts.iter().map(|p| &p.text))
+    {
+        for uri in crate::extract::urls::text_mail_uris(text, budget) {
+            if !message
+                .links
+                .iter()
+                .any(|link| link.eq_ignore_ascii_case(&uri))
+            {
+                out.push('\n');
+                out.push_str(&uri);
+            }
+            budget -= 1;
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    out
+}
+
 pub fn raw_body_text(message: &Message) -> String {
     let mut out = String::new();
     let mut html = message.html_sources.iter();

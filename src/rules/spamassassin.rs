@@ -887,6 +887,11 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                 i += 1;
                 if chars.get(i) == Some(&'^') {
                     out.push('^');
+                    // SpamAssassin matches a paragraph or a URI at a time:
+                    // joined one per line here, so no class may cross one.
+                    if per_line {
+                        out.push_str(r"\n");
+                    }
                     i += 1;
                 }
                 // A `]` right after `[` or `[^` is literal.
@@ -922,6 +927,8 @@ mod tests {
     fn perl_patterns_translate_without_changing_meaning() {
         assert_eq!(translate("a$", "", false).unwrap(), r"a(?:\n?\z)");
         assert_eq!(translate("a$", "m", false).unwrap(), "(?m)a$");
+        assert_eq!(translate("a[^b]c", "", true).unwrap(), r"(?m)a[^\nb]c");
+        assert_eq!(translate("a[^b]c", "", false).unwrap(), "a[^b]c");
         assert_eq!(translate(r"[[(]x", "i", false).unwrap(), r"(?i)[\[(]x");
         assert_eq!(translate(r"[a&&b]", "", false).unwrap(), r"[a\&\&b]");
         assert_eq!(translate(r"[]a]", "", false).unwrap(), r"[\]a]");
