@@ -2,7 +2,7 @@
 //! URL extraction: never panics on arbitrary input, finds what a reader
 //! would click, and the `/checkv2` reply lists the hosts.
 
-use chaff::extract::urls::{extract, extract_from_text, registrable_domain};
+use chaff::extract::urls::{extract, extract_from_text, registrable_domain, text_mail_uris};
 use chaff::message::{Limits, parse};
 use proptest::prelude::*;
 
@@ -37,6 +37,29 @@ proptest! {
         let text: String = parts.concat();
         let _ = extract_from_text(&text);
         let _ = registrable_domain(&text);
+    }
+
+    #[test]
+    fn text_addresses_are_bounded_mailto_uris(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("@".to_owned()), Just("mailto:".to_owned()), Just("skype:".to_owned()),
+                Just(".com".to_owned()), Just(".co.uk".to_owned()), Just(")".to_owned()),
+                Just("(".to_owned()), Just(" ".to_owned()), Just("é".to_owned()),
+                Just(",".to_owned()), Just("/".to_owned()), "[a-z0-9._-]{0,12}",
+            ],
+            0..40,
+        ),
+        max in 0usize..5,
+    ) {
+        let text: String = parts.concat();
+        let uris = text_mail_uris(&text, max);
+        prop_assert!(uris.len() <= max);
+        for uri in uris {
+            prop_assert!(uri.to_ascii_lowercase().starts_with("mailto:"));
+            prop_assert!(uri.contains('@'));
+            prop_assert!(!uri.contains(' '));
+        }
     }
 
     #[test]

@@ -558,7 +558,6 @@ pub fn body_text(message: &Message) -> String {
     out
 }
 
-/// The decoded text parts with HTML left as written.
 /// What `uri` rules match, one URI per line: the message's links, then the
 /// addresses written in its text as `mailto:` URIs, as SpamAssassin's URI
 /// list has them (chaff's own `uri` rules all start `^https?://`).
@@ -587,6 +586,7 @@ fn uri_list(message: &Message) -> String {
     out
 }
 
+/// The decoded text parts with HTML left as written.
 pub fn raw_body_text(message: &Message) -> String {
     let mut out = String::new();
     let mut html = message.html_sources.iter();
@@ -704,6 +704,34 @@ mod tests {
             body_text(&m),
             "Hi there\nfirst line second line\nnext para\n"
         );
+    }
+
+    #[test]
+    fn uri_rules_see_links_then_text_addresses() {
+        let raw = b"From: a@example.org\nContent-Type: text/html\n\n<a href=\"http://example.com/x\">x</a> \
+                    <a href=\"mailto:list-request@example.net\">y</a> write to list-request@example.net \
+                    or remove@lists.example.org.\n";
+        let m = parse(raw, &Limits::default());
+        let env = Envelope::default();
+        let input = Input::new(&m, raw, &env);
+        assert_eq!(
+            input.text(&Target::Uri),
+            "http://example.com/x\nmailto:list-request@example.net\nmailto:remove@lists.example.org"
+        );
+    }
+
+    #[test]
+    fn envelope_from_distrusts_return_path_behind_fetchmail_with_x_sender() {
+        let fetched = b"Return-Path: <yyyy@example.com>\nReceived: from phobos [127.0.0.1]\n\
+                        \tby localhost with IMAP (fetchmail-5.9.0)\nX-Sender: yyyy@example.com\n\
+                        From: yyyy@example.com\n\nbody\n";
+        let direct = b"Return-Path: <yyyy@example.com>\nFrom: yyyy@example.com\n\nbody\n";
+        let env = Envelope::default();
+        for (raw, expected) in [(&fetched[..], ""), (&direct[..], "yyyy@example.com")] {
+            let m = parse(raw, &Limits::default());
+            let input = Input::new(&m, raw, &env);
+            assert_eq!(input.header(":envelopefrom", HeaderForm::Addr), expected);
+        }
     }
 
     #[test]
