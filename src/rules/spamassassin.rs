@@ -67,6 +67,22 @@ struct Entry {
     kind: &'static str,
     def: Def,
     tflags: String,
+    /// The directive and the text after the rule's name, kept for
+    /// `replace_rules`, which rewrites the pattern once every file is read.
+    source: Option<(&'static str, String)>,
+}
+
+/// The ReplaceTags plugin's configuration: `<TAG>` placeholders that the
+/// rules named in `replace_rules` have replaced in their patterns.
+#[derive(Debug, Default)]
+struct ReplaceTags {
+    start: Option<String>,
+    end: Option<String>,
+    tags: HashMap<String, String>,
+    pre: HashMap<String, String>,
+    post: HashMap<String, String>,
+    inter: HashMap<String, String>,
+    rules: HashSet<String>,
 }
 
 /// Reads `.cf` files in order; [`CfParser::finish`] yields the specs.
@@ -84,6 +100,7 @@ pub struct CfParser {
     freemail_welcome: Vec<String>,
     /// Conditional stack: whether each open block is active.
     conditions: Vec<bool>,
+    replace: ReplaceTags,
 }
 
 impl CfParser {
@@ -118,6 +135,7 @@ impl CfParser {
             freemail_domains: Vec::new(),
             freemail_welcome: Vec::new(),
             conditions: Vec::new(),
+            replace: ReplaceTags::default(),
         }
     }
 
@@ -206,6 +224,22 @@ impl CfParser {
                             .map(str::to_ascii_lowercase),
                     );
                 }
+                "replace_start" => self.replace.start = Some(name.to_owned()),
+                "replace_end" => self.replace.end = Some(name.to_owned()),
+                "replace_tag" | "replace_pre" | "replace_post" | "replace_inter" => {
+                    let table = match directive {
+                        "replace_tag" => &mut self.replace.tags,
+                        "replace_pre" => &mut self.replace.pre,
+                        "replace_post" => &mut self.replace.post,
+                        _ => &mut self.replace.inter,
+                    };
+                    table.insert(name.to_owned(), body.to_owned());
+                }
+                "replace_rules" => {
+                    self.replace
+                        .rules
+                        .extend(rest.split_whitespace().map(str::to_owned));
+                }
                 "freemail_welcomelist" | "freemail_whitelist" => {
                     self.freemail_welcome
                         .extend(rest.split_whitespace().map(str::to_ascii_lowercase));
@@ -220,6 +254,7 @@ impl CfParser {
                         "full" => "full",
                         _ => "meta",
                     };
+                    let directive_kind = kind;
                     let def = rule_def(kind, body);
                     let kind = match (&def, kind) {
                         (Def::Rule(SpecKind::Exists { .. }), _) => "exists",
@@ -236,6 +271,7 @@ impl CfParser {
                             kind,
                             def,
                             tflags: String::new(),
+                            source: Some((directive_kind, body.to_owned())),
                         },
                     );
                 }
@@ -255,6 +291,7 @@ impl CfParser {
                             kind,
                             def: Def::Skip("unsupported rule type", directive.to_owned()),
                             tflags: String::new(),
+                            source: None,
                         },
                     );
                 }
@@ -263,8 +300,34 @@ impl CfParser {
         }
     }
 
+    /// Rewrites the patterns of the rules named in `replace_rules`, as the
+    /// ReplaceTags plugin does once all configuration is read. Without it
+    /// such a rule would run with its `<TAG>` placeholders as literal text.
+    fn apply_replace_tags(&mut self) {
+        let names: Vec<String> = self.replace.rules.iter().cloned().collect();
+        for name in names {
+            let Some(entry) = self.rules.get_mut(&name) else {
+                continue;
+            };
+            let Some((directive, body)) = entry.source.clone() else {
+                continue;
+            };
+            let replaced = replace_tags(&body, &self.replace);
+            if replaced == body {
+                continue;
+            }
+            entry.def = match directive {
+                "header" => header_def(&replaced, false),
+                "mimeheader" => header_def(&replaced, true),
+                "meta" => continue,
+                kind => rule_def(kind, &replaced),
+            };
+        }
+    }
+
     /// The rules read, in definition order; skips go to `report`.
-    pub fn finish(self, report: &mut LoadReport) -> Vec<RuleSpec> {
+    pub fn finish(mut self, report: &mut LoadReport) -> Vec<RuleSpec> {
+        self.apply_replace_tags();
         let mut specs = Vec::new();
         for name in &self.order {
             let Some(mut entry) = self.rules.get(name).cloned() else {
@@ -403,6 +466,124 @@ fn eval_if(condition: &str, plugins: &HashSet<String>) -> bool {
 }
 
 /// Parses a rule definition's body for `kind`.
+/// One rule's pattern text with its tags replaced, step for step as
+/// ReplaceTags.pm's `finish_parsing_end`: take out the `pre`/`post`/`inter`
+/// modifier tags, split at `<...>`, put the `pre` text before and the `post`
+/// text after each tag and the `inter` text between adjacent tags, replace
+/// each known tag, and go again (at most five more times) while a
+/// replacement brought in tags of its own. Unknown tags stay as written.
+fn replace_tags(pattern: &str, config: &ReplaceTags) -> String {
+    let start = config.start.as_deref().unwrap_or("<");
+    let end = config.end.as_deref().unwrap_or(">");
+    let mut re = pattern.to_owned();
+    for _pass in 0..=5 {
+        let pre = take_modifier(&mut re, start, end, "pre").and_then(|n| config.pre.get(&n));
+        let post = take_modifier(&mut re, start, end, "post").and_then(|n| config.post.get(&n));
+        let inter = take_modifier(&mut re, start, end, "inter").and_then(|n| config.inter.get(&n));
+        let mut pieces = split_at_tags(&re);
+        let mut again = false;
+        for piece in &mut pieces {
+            if let Some(inter) = inter
+                && piece.is_empty()
+            {
+                piece.clone_from(inter);
+            }
+            let Some((at, tag_end, tag)) = first_tag(piece, start, end) else {
+                continue;
+            };
+            let tag = tag.to_owned();
+            if let Some(pre) = pre {
+                piece.insert_str(at, pre);
+            }
+            if let Some(post) = post {
+                let after_tag = tag_end + end.len() + pre.map_or(0, String::len);
+                piece.insert_str(after_tag, post);
+            }
+            if let Some(replacement) = config.tags.get(&tag).filter(|r| !r.is_empty()) {
+                *piece = piece.replace(&format!("{start}{tag}{end}"), replacement);
+                again |= has_tag(replacement);
+            }
+        }
+        re = pieces.concat();
+        if !again {
+            break;
+        }
+    }
+    re
+}
+
+/// Removes the first `<kind NAME>` modifier from `re` and returns NAME.
+fn take_modifier(re: &mut String, start: &str, end: &str, kind: &str) -> Option<String> {
+    let open = format!("{start}{kind} ");
+    let at = re.find(&open)?;
+    let name_start = at + open.len();
+    let close = re[name_start..].find(end)? + name_start;
+    if close == name_start {
+        return None;
+    }
+    let name = re[name_start..close].to_owned();
+    re.replace_range(at..close + end.len(), "");
+    Some(name)
+}
+
+/// Perl's `split(/(<[^<>]+>)/, $re)`: text and tags in turn, an empty piece
+/// between adjacent tags and before a leading tag, none after a trailing one.
+fn split_at_tags(re: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut rest = re;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(['<', '>']) else {
+            break;
+        };
+        if close == 0 || after.as_bytes()[close] == b'<' {
+            // Not a tag: `<>` or `<` followed by another `<`.
+            let skip = open + 1 + if close == 0 { 1 } else { close };
+            let (text, tail) = rest.split_at(skip);
+            pieces.push(text.to_owned());
+            rest = tail;
+            continue;
+        }
+        pieces.push(rest[..open].to_owned());
+        pieces.push(rest[open..open + close + 2].to_owned());
+        rest = &rest[open + close + 2..];
+    }
+    pieces.push(rest.to_owned());
+    // Text pieces were pushed in fragments when a `<` was not a tag: join
+    // runs of text so each text piece is whole, as Perl's split gives.
+    let mut joined: Vec<String> = Vec::new();
+    let mut last_was_tag = true;
+    for piece in pieces {
+        let is_tag = piece.starts_with('<')
+            && piece.ends_with('>')
+            && piece.len() > 2
+            && !piece[1..piece.len() - 1].contains(['<', '>']);
+        match joined.last_mut() {
+            Some(previous) if !is_tag && !last_was_tag => previous.push_str(&piece),
+            _ => joined.push(piece),
+        }
+        last_was_tag = is_tag;
+    }
+    while joined.last().is_some_and(String::is_empty) {
+        joined.pop();
+    }
+    joined
+}
+
+/// The first `start NAME end` in `piece`: where it starts, where its end
+/// marker starts, and NAME.
+fn first_tag<'p>(piece: &'p str, start: &str, end: &str) -> Option<(usize, usize, &'p str)> {
+    let at = piece.find(start)?;
+    let name_start = at + start.len();
+    let close = piece[name_start..].find(end)? + name_start;
+    (close > name_start).then(|| (at, close, &piece[name_start..close]))
+}
+
+fn has_tag(text: &str) -> bool {
+    text.find('<')
+        .is_some_and(|open| text[open + 1..].find('>').is_some_and(|close| close > 0))
+}
+
 fn rule_def(kind: &str, body: &str) -> Def {
     if let Some(rest) = body.strip_prefix("eval:") {
         return match eval_call(rest) {
@@ -975,6 +1156,57 @@ mod tests {
         let not_run: Vec<&str> = report.not_run.iter().map(|r| r.symbol.as_str()).collect();
         assert_eq!(not_run, vec!["DNSBL"]);
         assert!(!report.skipped.iter().any(|s| s.symbol == "DNSBL"));
+    }
+
+    #[test]
+    fn replace_rules_substitute_tags_as_replace_tags_does() {
+        let mut config = ReplaceTags::default();
+        config.tags.insert("A".into(), "(?:a|4)".into());
+        config.tags.insert("B".into(), "b".into());
+        config.tags.insert("AB".into(), "<A><B>".into());
+        config.inter.insert("W1".into(), r"\W?".into());
+        config.post.insert("P2".into(), "{1,2}".into());
+        // Modifiers apply to every tag; `inter` fills the empty pieces
+        // between adjacent tags (and before a leading one, as in Perl).
+        assert_eq!(
+            replace_tags("/<inter W1><post P2><A><B>/i", &config),
+            r"/(?:a|4){1,2}\W?b{1,2}/i"
+        );
+        // A replacement with tags of its own is expanded on the next pass;
+        // unknown tags stay as written.
+        assert_eq!(replace_tags("/x<AB><NOPE>/", &config), "/x(?:a|4)b<NOPE>/");
+
+        let mut parser = CfParser::new(0);
+        parser.parse(
+            "t.cf",
+            "replace_tag A (?:a|4)\nreplace_tag LATIN [a\\xe4]\nbody FOO /v<A>gr<A>/i\n\
+             body BAR /<LATIN>x/\nreplace_rules FOO BAR\n",
+        );
+        let mut report = LoadReport::default();
+        let specs = parser.finish(&mut report);
+        let names: Vec<&str> = specs.iter().map(|s| s.symbol.as_str()).collect();
+        assert_eq!(names, vec!["FOO"]);
+        let SpecKind::Pattern { source, .. } = &specs[0].kind else {
+            panic!("FOO is a pattern: {:?}", specs[0].kind);
+        };
+        assert!(source.ends_with("v(?:a|4)gr(?:a|4)"), "{source}");
+        // A tag with a byte escape makes its rule skipped, not compiled with
+        // a literal `<LATIN>`.
+        assert!(report.skipped.iter().any(|s| s.symbol == "BAR"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn replace_tags_takes_any_pattern(pattern in "[<>a-zA-Z ()|]{0,40}") {
+            let mut config = ReplaceTags::default();
+            config.tags.insert("A".into(), "<B>x".into());
+            config.tags.insert("B".into(), "<A>".into());
+            config.pre.insert("P".into(), "y".into());
+            config.inter.insert("I".into(), "z".into());
+            // Tags that expand to each other stop after the sixth pass.
+            let replaced = replace_tags(&format!("<pre P><inter I>{pattern}"), &config);
+            proptest::prop_assert!(replaced.len() < 10_000);
+        }
     }
 
     #[test]
