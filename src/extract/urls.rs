@@ -148,7 +148,7 @@ pub fn text_mail_uris(text: &str, max: usize) -> Vec<String> {
             continue;
         }
         let host = domain.split(['?', '&', '>']).next().unwrap_or(domain);
-        if !looks_like_mail_host(host) {
+        if !is_named_host(host.trim_end_matches('.')) {
             continue;
         }
         let uri = match local.get(..7) {
@@ -180,22 +180,6 @@ fn strip_misparsed_scheme(local: &str) -> &str {
     } else {
         local
     }
-}
-
-/// A host name with a known public suffix, as an address needs.
-fn looks_like_mail_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    !host.is_empty()
-        && !host.starts_with('.')
-        && !host.contains("..")
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && host
-            .rsplit('.')
-            .next()
-            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
-        && psl::suffix(host.to_ascii_lowercase().as_bytes()).is_some_and(|s| s.is_known())
 }
 
 #[derive(Default)]
@@ -355,11 +339,14 @@ fn looks_like_bare_url(text: &str) -> bool {
             host
         }
     });
+    host.parse::<Ipv4Addr>().is_ok() || is_named_host(host)
+}
+
+/// A host name (no address) of letters, digits and hyphens whose TLD is a
+/// known public suffix.
+fn is_named_host(host: &str) -> bool {
     if !host.contains('.') || host.starts_with('.') || host.contains("..") {
         return false;
-    }
-    if host.parse::<Ipv4Addr>().is_ok() {
-        return true;
     }
     if !host
         .chars()

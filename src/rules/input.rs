@@ -266,6 +266,9 @@ impl<'a> Input<'a> {
     /// as `ToCc`, any field it stands for) is present.
     pub fn has_header(&self, name: &str) -> bool {
         let key = header_key(name);
+        if key == ":envelopefrom" {
+            return self.sa_envelope_from().is_some();
+        }
         let names = header_names(&key);
         self.message
             .headers

@@ -530,44 +530,25 @@ fn take_modifier(re: &mut String, start: &str, end: &str, kind: &str) -> Option<
 /// between adjacent tags and before a leading tag, none after a trailing one.
 fn split_at_tags(re: &str) -> Vec<String> {
     let mut pieces = Vec::new();
-    let mut rest = re;
-    while let Some(open) = rest.find('<') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find(['<', '>']) else {
-            break;
-        };
-        if close == 0 || after.as_bytes()[close] == b'<' {
-            // Not a tag: `<>` or `<` followed by another `<`.
-            let skip = open + 1 + if close == 0 { 1 } else { close };
-            let (text, tail) = rest.split_at(skip);
-            pieces.push(text.to_owned());
-            rest = tail;
-            continue;
+    let mut text_start = 0;
+    let mut from = 0;
+    while let Some(open) = re[from..].find('<').map(|i| from + i) {
+        // A tag is `<`, then no `<` or `>`, then `>`.
+        match re[open + 1..].find(['<', '>']).map(|i| open + 1 + i) {
+            Some(close) if close > open + 1 && re.as_bytes()[close] == b'>' => {
+                pieces.push(re[text_start..open].to_owned());
+                pieces.push(re[open..=close].to_owned());
+                text_start = close + 1;
+                from = close + 1;
+            }
+            _ => from = open + 1,
         }
-        pieces.push(rest[..open].to_owned());
-        pieces.push(rest[open..open + close + 2].to_owned());
-        rest = &rest[open + close + 2..];
     }
-    pieces.push(rest.to_owned());
-    // Text pieces were pushed in fragments when a `<` was not a tag: join
-    // runs of text so each text piece is whole, as Perl's split gives.
-    let mut joined: Vec<String> = Vec::new();
-    let mut last_was_tag = true;
-    for piece in pieces {
-        let is_tag = piece.starts_with('<')
-            && piece.ends_with('>')
-            && piece.len() > 2
-            && !piece[1..piece.len() - 1].contains(['<', '>']);
-        match joined.last_mut() {
-            Some(previous) if !is_tag && !last_was_tag => previous.push_str(&piece),
-            _ => joined.push(piece),
-        }
-        last_was_tag = is_tag;
+    pieces.push(re[text_start..].to_owned());
+    while pieces.last().is_some_and(String::is_empty) {
+        pieces.pop();
     }
-    while joined.last().is_some_and(String::is_empty) {
-        joined.pop();
-    }
-    joined
+    pieces
 }
 
 /// The first `start NAME end` in `piece`: where it starts, where its end
@@ -1175,6 +1156,8 @@ mod tests {
         // A replacement with tags of its own is expanded on the next pass;
         // unknown tags stay as written.
         assert_eq!(replace_tags("/x<AB><NOPE>/", &config), "/x(?:a|4)b<NOPE>/");
+        assert_eq!(split_at_tags("<A><B>x"), ["", "<A>", "", "<B>", "x"]);
+        assert_eq!(split_at_tags("a<>b<<c>"), ["a<>b<", "<c>"]);
 
         let mut parser = CfParser::new(0);
         parser.parse(
