@@ -22,6 +22,7 @@ pub struct Config {
     pub actions: ActionsConfig,
     pub limits: Limits,
     pub bayes: BayesConfig,
+    pub classifier: ClassifierConfig,
     pub fuzzy: FuzzyConfig,
     pub server: ServerConfig,
     /// Local URL/domain blocklists, by name.
@@ -196,6 +197,39 @@ pub struct SymbolConfig {
     /// An action forced whenever this symbol fires (rspamd's force_actions).
     #[serde(default)]
     pub force_action: Option<String>,
+    /// The classifier never fits this weight to learned mail: it scores as
+    /// configured, always.
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+/// The discriminative classifier (`src/classifier`): how it scores and how
+/// it trains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// `false` scores with the Bayes counts instead (`[bayes]`), as chaff
+    /// did before the classifier; the samples are kept either way.
+    pub enabled: bool,
+    /// Points per unit of the model's log-odds: BAYES_SPAM/BAYES_HAM score
+    /// `points_per_logit × (text log-odds) + shift`, each rule its
+    /// configured weight plus `points_per_logit ×` its fitted correction.
+    pub points_per_logit: f64,
+    /// Points added to the classifier's share, placing the add-header
+    /// threshold among the model's log-odds.
+    pub shift: f64,
+    /// The classifier's share never passes ± this many points.
+    pub max_points: f64,
+    /// L2 strength on token and gram weights.
+    pub l2: f64,
+    /// L2 strength on the rules' corrections (towards their configured weight).
+    pub rule_l2: f64,
+    pub learning_rate: f64,
+    pub max_epochs: u32,
+    /// Training stops once an epoch lowers the objective by less than this fraction.
+    pub tolerance: f64,
+    /// Samples kept for training; past it, the larger class loses its oldest.
+    pub max_samples: usize,
 }
 
 /// Why a configuration could not be loaded.

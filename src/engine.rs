@@ -22,6 +22,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::bayes::{self, Abstain, Classification, Contribution, LearnOutcome};
 use crate::checks;
+use crate::classifier::train::{RuleTerms, Samples, TrainParams, Trained};
+use crate::classifier::{ModelFeatures, Weights};
 use crate::config::Config;
 use crate::extract::{Features, Tokenizer};
 use crate::message::{self, Envelope, Message};
@@ -86,7 +88,12 @@ impl Active {
     /// any other check (`chaff rules stats`): names, sorted, distinct.
     pub fn rule_hits(&self, raw: &[u8], envelope: &Envelope) -> Vec<String> {
         let message = message::parse(raw, &self.config.limits);
-        let input = Input::new(&message, raw, envelope);
+        self.rule_hits_of(&message, raw, envelope)
+    }
+
+    /// [`Active::rule_hits`] of a message already parsed.
+    fn rule_hits_of(&self, message: &Message, raw: &[u8], envelope: &Envelope) -> Vec<String> {
+        let input = Input::new(message, raw, envelope);
         let mut symbols = checks::maps::check(&self.rules, &input).symbols;
         symbols.extend(checks::rules::check(&self.rules, &input));
         let symbols = self.rules.finish(symbols, &|name| self.config.weight(name));
@@ -94,6 +101,75 @@ impl Active {
         names.sort();
         names.dedup();
         names
+    }
+
+    /// The rule symbols a message fires that the classifier takes as
+    /// features (what [`Engine::learn`] stores with the sample).
+    fn rule_features(&self, message: &Message, raw: &[u8]) -> Vec<String> {
+        let mut names = self.rule_hits_of(message, raw, &Envelope::default());
+        names.retain(|name| self.is_rule_feature(name));
+        names
+    }
+
+    /// Whether the classifier learns what symbol `name` is worth: a rule or
+    /// map symbol without a forced action (a forced action is final
+    /// whatever its points).
+    fn is_rule_feature(&self, name: &str) -> bool {
+        self.config
+            .symbols
+            .get(name)
+            .is_none_or(|symbol| symbol.force_action.is_none())
+            && self.rules.symbols().contains_key(name)
+    }
+
+    /// The weight symbol `name` scores with: configured, plus the
+    /// classifier's fitted correction unless pinned.
+    fn fitted_weight(&self, name: &str, weights: &impl Weights) -> Option<f64> {
+        let symbol = self.config.symbols.get(name);
+        if symbol.is_some_and(|s| s.pinned) || !self.is_rule_feature(name) {
+            return None;
+        }
+        let configured = symbol.map_or(0.0, |s| s.weight);
+        let correction = f64::from(weights.weight(crate::classifier::rule_index(name)));
+        Some(configured + self.config.classifier.points_per_logit * correction)
+    }
+}
+
+/// The rules' side of training, from the configuration in force: each rule
+/// symbol's configured points as log-odds, and whether it may move.
+struct RuleTable {
+    offsets: HashMap<u32, (f64, bool)>,
+}
+
+impl RuleTable {
+    fn new(active: &Active) -> RuleTable {
+        let scale = active.config.classifier.points_per_logit;
+        let offsets = active
+            .rules
+            .symbols()
+            .keys()
+            .filter(|name| active.is_rule_feature(name))
+            .map(|name| {
+                let symbol = active.config.symbols.get(name);
+                let weight = symbol.map_or(0.0, |s| s.weight);
+                let pinned = symbol.is_some_and(|s| s.pinned);
+                (
+                    crate::classifier::rule_index(name),
+                    (weight / scale, !pinned),
+                )
+            })
+            .collect();
+        RuleTable { offsets }
+    }
+}
+
+impl RuleTerms for RuleTable {
+    fn offset(&self, index: u32) -> f64 {
+        self.offsets.get(&index).map_or(0.0, |o| o.0)
+    }
+
+    fn trainable(&self, index: u32) -> bool {
+        self.offsets.get(&index).is_some_and(|o| o.1)
     }
 }
 
@@ -178,11 +254,7 @@ impl Engine {
         let active = Active::load(&config)?;
         Ok(Engine {
             lists: crate::lists::Lists::new(&config),
-            tokenizer: if config.bayes.max_grams == 0 {
-                Tokenizer::new(config.bayes.osb_window).without_grams()
-            } else {
-                Tokenizer::new(config.bayes.osb_window)
-            },
+            tokenizer: tokenizer_for(&config),
             config,
             store,
             fuzzy,
@@ -264,8 +336,7 @@ impl Engine {
         let mut bayes = Err(bayes::Abstain::Skipped);
         if !maps.stop {
             symbols.extend(checks::gtube::check(&message));
-            let (bayes_symbol, classified) =
-                checks::bayes::check(&features, &self.store, &self.config.bayes);
+            let (bayes_symbol, classified) = self.classify(raw, &features);
             bayes = classified;
             symbols.extend(bayes_symbol);
             symbols.extend(checks::fuzzy::check(
@@ -282,7 +353,15 @@ impl Engine {
             .rules
             .finish(symbols, &|name| active.config.weight(name));
 
-        let verdict = verdict::combine(symbols, &active.config, &message.subject);
+        // Once the classifier speaks, rules score the weights it fitted to
+        // this site's mail (the configured ones, for a young model).
+        let classifier_speaks = self.config.classifier.enabled && bayes.is_ok();
+        let fitted = |name: &str| {
+            classifier_speaks
+                .then(|| active.fitted_weight(name, &self.store))
+                .flatten()
+        };
+        let verdict = verdict::combine_fitted(symbols, &active.config, &message.subject, &fitted);
         Scan {
             verdict,
             message_id: message.message_id,
@@ -290,6 +369,33 @@ impl Engine {
             bayes,
             urls: url_hosts(&features.urls),
         }
+    }
+
+    /// BAYES_SPAM / BAYES_HAM: the discriminative classifier's text share,
+    /// or with `[classifier] enabled = false` the count-based Bayes.
+    fn classify(
+        &self,
+        raw: &[u8],
+        features: &Features,
+    ) -> (Option<checks::Symbol>, Result<bayes::Classification, Abstain>) {
+        if !self.config.classifier.enabled {
+            return checks::bayes::check(features, &self.store, &self.config.bayes);
+        }
+        let learns = self.store.learns();
+        let min_learns = self.config.bayes.min_learns;
+        let model_features = if learns.0 < min_learns || learns.1 < min_learns {
+            // It will abstain: not worth extracting the model's features for.
+            ModelFeatures::default()
+        } else {
+            ModelFeatures::build(&features.tokens, raw, [])
+        };
+        checks::bayes::check_classifier(
+            &model_features,
+            &self.store,
+            learns,
+            min_learns,
+            &self.config.classifier,
+        )
     }
 
     /// URL lists, envelope sanity and, when `[network] enabled`, every DNS
@@ -404,7 +510,10 @@ impl Engine {
         }
         let features = Features::statistical(raw, &message, &self.tokenizer);
         let digest = message_digest(raw);
-        let outcome = bayes::learn(&mut self.store, digest, class, &features)?;
+        let rules = self.active().rule_features(&message, raw);
+        let model_features =
+            ModelFeatures::build(&features.tokens, raw, rules.iter().map(String::as_str));
+        let outcome = bayes::learn(&mut self.store, digest, class, &features, &model_features)?;
         Ok(Learned {
             outcome,
             message_id: message.message_id,
@@ -523,7 +632,7 @@ impl Engine {
     /// ([`Active::load`], done outside any lock the caller holds).
     pub fn reconfigure_with(&mut self, config: Config, active: Active) {
         self.lists = crate::lists::Lists::new(&config);
-        self.tokenizer = Tokenizer::new(config.bayes.osb_window);
+        self.tokenizer = tokenizer_for(&config);
         self.config = config;
         if let Ok(mut current) = self.active.write() {
             *current = Arc::new(active);
@@ -567,7 +676,7 @@ impl Engine {
     fn compact_where(&mut self, bayes_due: bool) -> Result<bool, StoreError> {
         let mut compacted = false;
         if self.store.is_writable() && bayes_due {
-            self.store.compact()?;
+            self.train()?;
             compacted = true;
         }
         if self.fuzzy.is_writable()
@@ -582,12 +691,55 @@ impl Engine {
     /// Folds the journals of the writable stores into their models now.
     pub fn compact(&mut self) -> Result<(), StoreError> {
         if self.store.is_writable() {
-            self.store.compact()?;
+            self.train()?;
         }
         if self.fuzzy.is_writable() {
             self.compact_fuzzy()?;
         }
         Ok(())
+    }
+
+    /// Folds the journal into a new model trained to convergence over every
+    /// kept sample (`chaff model train`, and every compaction).
+    pub fn train(&mut self) -> Result<Trained, StoreError> {
+        let (max_samples, trainer) = self.trainer();
+        self.store.compact(max_samples, trainer)
+    }
+
+    /// The first half of [`Engine::train`], on `&self` so scans go on
+    /// beside it (the daemon holds only a read lock): trains and writes the
+    /// next model. The caller keeps learns out until
+    /// [`Engine::switch_to_trained`], and must have committed.
+    pub fn write_trained(&self) -> Result<crate::store::Compacted, StoreError> {
+        let (max_samples, trainer) = self.trainer();
+        self.store.write_compacted(max_samples, trainer)
+    }
+
+    /// The second half of [`Engine::train`]: maps the new model.
+    pub fn switch_to_trained(&mut self, trained: crate::store::Compacted) -> Result<(), StoreError> {
+        self.store.switch_to(trained)
+    }
+
+    /// Whether the Bayes journal has grown past its compaction size.
+    pub fn training_due(&self) -> bool {
+        self.store.journal_bytes() >= self.config.bayes.auto_compact_journal_bytes
+            && self.store.has_uncompacted()
+    }
+
+    /// What training needs from the configuration in force.
+    fn trainer(&self) -> (usize, impl FnOnce(&dyn Samples) -> Trained + use<>) {
+        let rules = RuleTable::new(&self.active());
+        let c = &self.config.classifier;
+        let params = TrainParams {
+            l2: c.l2,
+            rule_l2: c.rule_l2,
+            learning_rate: c.learning_rate,
+            max_epochs: c.max_epochs,
+            tolerance: c.tolerance,
+        };
+        (c.max_samples, move |samples: &dyn Samples| {
+            crate::classifier::train::train(samples, &rules, &params)
+        })
     }
 
     fn compact_fuzzy(&mut self) -> Result<(), StoreError> {
@@ -609,6 +761,16 @@ impl Engine {
 
     pub fn verify_store(&self) -> bool {
         self.store.verify()
+    }
+}
+
+/// The tokenizer `config` asks for: byte 7-grams only when the count-based
+/// Bayes uses them. Built here alone, so a reload cannot differ from a start.
+fn tokenizer_for(config: &Config) -> Tokenizer {
+    if config.bayes.max_grams == 0 {
+        Tokenizer::new(config.bayes.osb_window).without_grams()
+    } else {
+        Tokenizer::new(config.bayes.osb_window)
     }
 }
 

@@ -10,7 +10,10 @@
 //! - [`checks`]: features → [`symbol::Symbol`]s, one file per check;
 //!   [`rules`] (regex, eval and meta rules) and [`maps`] (allow/deny lists)
 //!   are two of them.
-//! - [`bayes`]: the classifier's maths, over counts from [`store`].
+//! - [`classifier`]: logistic regression over hashed features, its weights
+//!   and samples in [`store`]; what BAYES_SPAM/BAYES_HAM score.
+//! - [`bayes`]: the count-based classifier's maths (`[classifier] enabled =
+//!   false`), over counts from [`store`].
 //! - [`verdict`]: symbols → score → action.
 //! - [`engine`]: the pipeline above in one function, [`Engine::scan`].
 //!
@@ -21,6 +24,7 @@
 pub mod auth;
 pub mod bayes;
 pub mod checks;
+pub mod classifier;
 pub mod config;
 pub mod engine;
 pub mod extract;

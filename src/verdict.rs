@@ -98,13 +98,26 @@ pub struct Verdict {
 /// threshold if it is lower, so MTAs that act on the score and MTAs that act
 /// on the action agree.
 pub fn combine(symbols: Vec<Symbol>, config: &Config, subject: &str) -> Verdict {
+    combine_fitted(symbols, config, subject, &|_| None)
+}
+
+/// [`combine`], with the weight a symbol scores taken from `fitted` where
+/// it has one (the classifier's fitted rule weights); `weight` still
+/// reports the configured one, as rspamd's `metric_score` does.
+pub fn combine_fitted(
+    symbols: Vec<Symbol>,
+    config: &Config,
+    subject: &str,
+    fitted: &dyn Fn(&str) -> Option<f64>,
+) -> Verdict {
     let mut scored: Vec<ScoredSymbol> = symbols
         .into_iter()
         .map(|symbol| {
             let symbol_config = config.symbols.get(&symbol.name);
             let weight = symbol_config.map_or(0.0, |c| c.weight);
+            let scoring_weight = fitted(&symbol.name).unwrap_or(weight);
             ScoredSymbol {
-                score: weight * symbol.strength,
+                score: scoring_weight * symbol.strength,
                 weight,
                 description: symbol_config.and_then(|c| c.description.clone()),
                 options: symbol.options,
@@ -186,6 +199,7 @@ mod tests {
                 description: None,
                 group: None,
                 force_action: None,
+                pinned: false,
             },
         );
         let v = combine(vec![Symbol::new("X")], &config, "hello");

@@ -1,5 +1,6 @@
 //! Learning one message: idempotent per message digest.
 
+use crate::classifier::ModelFeatures;
 use crate::extract::Features;
 use crate::store::{BayesStore, Change, Class, StoreError};
 
@@ -22,6 +23,7 @@ pub fn learn(
     digest: u128,
     class: Class,
     features: &Features,
+    model_features: &ModelFeatures,
 ) -> Result<LearnOutcome, StoreError> {
     let previous = store.learned_class(digest);
     if previous == Some(class) {
@@ -33,6 +35,7 @@ pub fn learn(
         to: class,
         tokens: &features.tokens,
         grams: &features.grams,
+        features: model_features,
     })?;
     Ok(if previous.is_some() {
         LearnOutcome::Relearned

@@ -7,9 +7,56 @@
 //! `ham_points_span`): a span of 2 is rspamd's |2p − 1|.
 
 use crate::bayes::{Abstain, Classification, TokenCounts, classify};
-use crate::config::BayesConfig;
+use crate::classifier::{ModelFeatures, Weights, sigmoid, text_log_odds};
+use crate::config::{BayesConfig, ClassifierConfig};
 use crate::extract::Features;
 use crate::symbol::Symbol;
+
+/// BAYES_SPAM / BAYES_HAM from the discriminative classifier: points are
+/// `points_per_logit ×` the text features' log-odds `+ shift`, unsquashed
+/// (clamped only at `max_points`), so a verdict twice as sure scores twice
+/// as far out; the symbol's weight multiplies them (1 and −1 by default).
+/// Silent until each class has `min_learns` learns and the model has
+/// weights.
+pub fn check_classifier(
+    features: &ModelFeatures,
+    weights: &impl Weights,
+    learns: (u64, u64),
+    min_learns: u64,
+    config: &ClassifierConfig,
+) -> (Option<Symbol>, Result<Classification, Abstain>) {
+    let (spam, ham) = learns;
+    if spam < min_learns.max(1) || ham < min_learns.max(1) {
+        return (
+            None,
+            Err(Abstain::NotEnoughLearns {
+                spam,
+                ham,
+                required: min_learns.max(1),
+            }),
+        );
+    }
+    let (log_odds, _) = text_log_odds(weights, features);
+    let classification = Classification {
+        probability: sigmoid(log_odds),
+        log_odds,
+        tokens_used: features.text.len(),
+        contributions: Vec::new(),
+    };
+    let points = (config.points_per_logit * log_odds + config.shift)
+        .clamp(-config.max_points, config.max_points);
+    let symbol = if !points.is_finite() || points == 0.0 {
+        None
+    } else {
+        let name = if points > 0.0 { "BAYES_SPAM" } else { "BAYES_HAM" };
+        Some(
+            Symbol::new(name)
+                .with_strength(points.abs())
+                .with_option(format!("{:.2}%", classification.probability * 100.0)),
+        )
+    };
+    (symbol, Ok(classification))
+}
 
 /// Classifies and turns the answer into at most one symbol.
 pub fn check(

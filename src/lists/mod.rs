@@ -101,6 +101,7 @@ pub fn register_symbols(config: &mut Config) {
                 description: None,
                 group: None,
                 force_action: None,
+                pinned: false,
             });
     }
 }

@@ -269,6 +269,7 @@ impl RuleSet {
                     description: map.description.clone(),
                     group: Some("maps".into()),
                     force_action: map.action.clone(),
+                    pinned: false,
                 },
             );
         }
@@ -513,6 +514,7 @@ fn compile(
                     description: spec.description.clone(),
                     group: spec.group.clone(),
                     force_action: spec.force_action.clone(),
+                    pinned: false,
                 },
             );
         }

@@ -5,16 +5,23 @@ use std::path::Path;
 use bytemuck::Zeroable;
 
 use super::format::{
-    Class, DigestEntry, FORMAT_VERSION, GramEntry, JOURNAL_MAGIC, MAX_LOAD, ModelHeader,
-    TokenEntry, home_slot,
+    Class, ClassifierHeader, DigestEntry, FORMAT_VERSION, GramEntry, JOURNAL_MAGIC, MAX_LOAD,
+    ModelHeader, SampleEntry, TokenEntry, home_slot,
 };
 use super::journal;
 use super::journaled::{Files, Journal};
 use super::mapped::{self, Header};
 use super::model_file::{ModelFile, prefetch};
-use super::overlay::{Overlay, add_delta};
+use super::overlay::{Overlay, PendingSample, add_delta};
 use super::{JOURNAL_FILE, LOCK_FILE, MODEL_FILE, StoreError};
+use crate::classifier::train::{Samples, Trained, online_step};
+use crate::classifier::{FEATURE_VERSION, ModelFeatures, WEIGHT_BITS, Weights, codec};
 use crate::extract::grams::{GRAM_BITS, GRAM_BUCKETS};
+
+/// How far one learn moves its own message's log-odds before the next
+/// training (times `y − p`): enough that relearning a missed message changes
+/// the next scan of its copies, small beside what training gives.
+pub const ONLINE_STEP: f64 = 2.0;
 
 const FILES: Files = Files {
     model: MODEL_FILE,
@@ -34,6 +41,8 @@ pub struct Change<'a> {
     pub tokens: &'a [u64],
     /// The message's distinct byte-gram buckets.
     pub grams: &'a [u32],
+    /// The classifier's features of the message.
+    pub features: &'a ModelFeatures,
 }
 
 /// Figures for `chaff model stat`.
@@ -54,6 +63,24 @@ pub struct StoreStats {
     pub journal_bytes: u64,
     pub journal_generation: u64,
     pub overlay_tokens: u64,
+    /// Samples the classifier keeps (in the model, and waiting in the journal).
+    pub spam_samples: u64,
+    pub ham_samples: u64,
+    /// Bytes of the model's sample arena.
+    pub sample_bytes: u64,
+    /// Learns since the last training (each took an online step).
+    pub untrained_learns: u64,
+    /// The last training: unix time (0 = never), duration, epochs, loss.
+    pub trained_at: u64,
+    pub train_millis: f64,
+    pub train_epochs: u32,
+    pub train_loss: f64,
+}
+
+/// A new model written beside the one in use, ready to be switched to.
+pub struct Compacted {
+    generation: u64,
+    pub trained: Trained,
 }
 
 /// Token counts and learned-message digests of one data directory.
@@ -79,21 +106,62 @@ impl BayesStore {
     fn open(dir: &Path, writable: bool) -> Result<BayesStore, StoreError> {
         let (model, journal, records) =
             Journal::open(dir, &FILES, writable, journal::decode_payload)?;
-        let mut overlay = Overlay::default();
-        for record in records {
-            overlay.apply(
-                record.digest,
-                record.from,
-                record.to,
-                &record.tokens,
-                &record.grams,
-            );
-        }
-        Ok(BayesStore {
+        model.check_classifier(&journal.model_path())?;
+        let mut store = BayesStore {
             model,
-            overlay,
+            overlay: Overlay::default(),
             journal,
-        })
+        };
+        for record in records {
+            let features = ModelFeatures {
+                text: record.text,
+                rules: record.rules,
+            };
+            store.apply(&Change {
+                digest: record.digest,
+                from: record.from,
+                to: record.to,
+                tokens: &record.tokens,
+                grams: &record.grams,
+                features: &features,
+            });
+        }
+        Ok(store)
+    }
+
+    /// Applies one learn to the overlay: counts, and the classifier's online
+    /// step and pending sample. The same for a fresh learn and a replay, so
+    /// a reopened store scores as the one that learned.
+    fn apply(&mut self, change: &Change<'_>) {
+        self.overlay.apply(
+            change.digest,
+            change.from,
+            change.to,
+            change.tokens,
+            change.grams,
+        );
+        let features = change.features;
+        let mut found = Vec::with_capacity(features.text.len() + features.rules.len());
+        self.weights_into(&features.text, &mut found);
+        self.weights_into(&features.rules, &mut found);
+        let z = self.bias() + found.iter().map(|&w| f64::from(w)).sum::<f64>();
+        let count = features.text.len() + features.rules.len();
+        let (delta, bias_delta) = online_step(z, change.to, count, ONLINE_STEP);
+        let classifier = &mut self.overlay.classifier;
+        classifier.add(&features.text, delta);
+        classifier.add(&features.rules, delta);
+        classifier.bias += bias_delta;
+        let sequence = self.model.classifier().map_or(0, |c| c.next_sequence) + classifier.learns;
+        classifier.learns += 1;
+        classifier.samples.insert(
+            change.digest,
+            PendingSample {
+                class: change.to,
+                sequence,
+                text: features.text.clone(),
+                rules: features.rules.clone(),
+            },
+        );
     }
 
     pub fn is_writable(&self) -> bool {
@@ -176,20 +244,8 @@ impl BayesStore {
     /// Records a change in the journal buffer and applies it to the overlay.
     /// Not durable until [`BayesStore::commit`].
     pub fn record(&mut self, change: Change<'_>) -> Result<(), StoreError> {
-        self.journal.writer()?.append(
-            change.digest,
-            change.from,
-            change.to,
-            change.tokens,
-            change.grams,
-        );
-        self.overlay.apply(
-            change.digest,
-            change.from,
-            change.to,
-            change.tokens,
-            change.grams,
-        );
+        self.journal.writer()?.append(&change);
+        self.apply(&change);
         Ok(())
     }
 
@@ -208,24 +264,86 @@ impl BayesStore {
         self.journal.bytes()
     }
 
-    /// Folds the journal into a new model file and starts the next journal
-    /// generation. Commits first, so nothing recorded is lost.
-    pub fn compact(&mut self) -> Result<(), StoreError> {
+    /// Folds the journal into a new model file, trained by `train` over
+    /// every kept sample, and starts the next journal generation. Commits
+    /// first, so nothing recorded is lost.
+    pub fn compact(
+        &mut self,
+        max_samples: usize,
+        train: impl FnOnce(&dyn Samples) -> Trained,
+    ) -> Result<Trained, StoreError> {
         self.commit()?;
+        let compacted = self.write_compacted(max_samples, train)?;
+        let trained = compacted.trained.clone();
+        self.switch_to(compacted)?;
+        Ok(trained)
+    }
+
+    /// The first half of [`BayesStore::compact`], which needs only `&self`
+    /// so the daemon runs it beside scans: trains and writes the next
+    /// model (atomically, beside the mapped one). Until
+    /// [`BayesStore::switch_to`], the store keeps using the old model and
+    /// journal; a crash in between leaves the new model with a stale
+    /// journal, which opening ignores. The caller keeps other learns out
+    /// until the switch, and must have committed.
+    pub fn write_compacted(
+        &self,
+        max_samples: usize,
+        train: impl FnOnce(&dyn Samples) -> Trained,
+    ) -> Result<Compacted, StoreError> {
         let next_generation = self.model.header().journal_generation + 1;
         let (tokens, token_count) = self.merged_token_table();
         let digests = self.merged_digests();
         let grams = self.merged_grams();
         let (spam_learns, ham_learns) = self.learns();
+        let kept = KeptSamples::merge(self, max_samples);
+        let trained = train(&kept);
+        let (samples, arena) = kept.encode();
+        let next_sequence = self.model.classifier().map_or(0, |c| c.next_sequence)
+            + self.overlay.classifier.learns;
+        // The classifier header records its tables' offsets, which follow
+        // from the lengths of everything before them.
+        let header_len = std::mem::size_of::<ModelHeader>() as u64;
+        let classifier_offset = header_len
+            + std::mem::size_of_val(tokens.as_slice()) as u64
+            + std::mem::size_of_val(digests.as_slice()) as u64
+            + std::mem::size_of_val(grams.as_slice()) as u64;
+        let weights_offset = classifier_offset + std::mem::size_of::<ClassifierHeader>() as u64;
+        let samples_offset = weights_offset + std::mem::size_of_val(trained.weights.as_slice()) as u64;
+        let arena_offset = samples_offset + std::mem::size_of_val(samples.as_slice()) as u64;
+        let section = ClassifierHeader {
+            weight_bits: WEIGHT_BITS,
+            feature_version: FEATURE_VERSION,
+            weights_offset,
+            sample_count: samples.len() as u64,
+            samples_offset,
+            arena_offset,
+            arena_len: arena.len() as u64,
+            next_sequence,
+            trained_at: crate::engine::unix_now(),
+            train_micros: trained.micros,
+            train_loss: trained.loss,
+            bias: trained.bias,
+            epochs: trained.epochs,
+            spam_samples: trained.spam_samples as u32,
+            ham_samples: trained.ham_samples as u32,
+            ..ClassifierHeader::zeroed()
+        };
         mapped::write(
             &self.journal.model_path(),
             [
                 bytemuck::cast_slice(&tokens),
                 bytemuck::cast_slice(&digests),
                 bytemuck::cast_slice(&grams),
+                bytemuck::bytes_of(&section),
+                bytemuck::cast_slice(&trained.weights),
+                bytemuck::cast_slice(&samples),
+                arena.as_slice(),
             ],
             |layout| {
-                let [tokens_offset, digests_offset, grams_offset] = layout.offsets;
+                let [tokens_offset, digests_offset, grams_offset, written_at, ..] =
+                    layout.offsets;
+                debug_assert_eq!(written_at, classifier_offset);
                 ModelHeader {
                     spam_learns,
                     ham_learns,
@@ -237,13 +355,24 @@ impl BayesStore {
                     digests_offset,
                     gram_bits: if grams.is_empty() { 0 } else { GRAM_BITS },
                     grams_offset,
+                    classifier_offset,
                     file_len: layout.file_len,
                     body_crc: layout.body_crc,
                     ..ModelHeader::empty()
                 }
             },
         )?;
-        self.model = self.journal.start_generation(next_generation)?;
+        Ok(Compacted {
+            generation: next_generation,
+            trained,
+        })
+    }
+
+    /// The second half of [`BayesStore::compact`]: starts the journal of
+    /// the new model's generation and maps it.
+    pub fn switch_to(&mut self, compacted: Compacted) -> Result<(), StoreError> {
+        self.model = self.journal.start_generation(compacted.generation)?;
+        self.model.check_classifier(&self.journal.model_path())?;
         self.overlay = Overlay::default();
         Ok(())
     }
@@ -341,6 +470,24 @@ impl BayesStore {
     pub fn stats(&self) -> StoreStats {
         let header = self.model.header();
         let (spam_learns, ham_learns) = self.learns();
+        let section = self.model.classifier();
+        let (mut kept_spam, mut kept_ham) = (0, 0);
+        let pending = &self.overlay.classifier.samples;
+        for sample in self.model.samples() {
+            if !pending.contains_key(&sample.digest()) {
+                match Class::from_u8(sample.class as u8) {
+                    Some(Class::Spam) => kept_spam += 1,
+                    Some(Class::Ham) => kept_ham += 1,
+                    None => {}
+                }
+            }
+        }
+        for sample in pending.values() {
+            match sample.class {
+                Class::Spam => kept_spam += 1,
+                Class::Ham => kept_ham += 1,
+            }
+        }
         StoreStats {
             format_version: header.format_version,
             tokenizer_version: header.tokenizer_version,
@@ -366,11 +513,188 @@ impl BayesStore {
             journal_bytes: self.journal.bytes(),
             journal_generation: header.journal_generation,
             overlay_tokens: self.overlay.tokens.len() as u64,
+            spam_samples: kept_spam,
+            ham_samples: kept_ham,
+            sample_bytes: section.map_or(0, |c| c.arena_len),
+            untrained_learns: self.overlay.classifier.learns,
+            trained_at: section.map_or(0, |c| c.trained_at),
+            train_millis: section.map_or(0.0, |c| c.train_micros as f64 / 1000.0),
+            train_epochs: section.map_or(0, |c| c.epochs),
+            train_loss: section.map_or(0.0, |c| c.train_loss),
         }
+    }
+
+    /// Whether the classifier has a trained model or online steps to score
+    /// with.
+    pub fn has_classifier(&self) -> bool {
+        self.model.classifier().is_some() || !self.overlay.classifier.weights.is_empty()
     }
 
     /// Re-reads the whole model file and checks its body checksum.
     pub fn verify(&self) -> bool {
         self.model.verify_body()
+    }
+}
+
+impl Weights for BayesStore {
+    fn bias(&self) -> f64 {
+        self.model.classifier().map_or(0.0, |c| c.bias) + self.overlay.classifier.bias
+    }
+
+    fn weight(&self, index: u32) -> f32 {
+        let model = self.model.weights().get(index as usize).copied().unwrap_or(0.0);
+        model + self.overlay.classifier.weight(index)
+    }
+
+    fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
+        let start = out.len();
+        self.model.weights_into(indices, out);
+        let deltas = &self.overlay.classifier.weights;
+        if deltas.is_empty() {
+            return;
+        }
+        for (weight, &index) in out[start..].iter_mut().zip(indices) {
+            *weight += deltas.get(index as usize).copied().unwrap_or(0.0);
+        }
+    }
+}
+
+/// One kept sample: in the mapped model, or waiting in the journal.
+#[derive(Clone, Copy)]
+enum Kept<'a> {
+    Model(&'a SampleEntry),
+    Pending(u128, &'a PendingSample),
+}
+
+impl Kept<'_> {
+    fn class(&self) -> Option<Class> {
+        match self {
+            Kept::Model(entry) => Class::from_u8(entry.class as u8),
+            Kept::Pending(_, sample) => Some(sample.class),
+        }
+    }
+
+    fn sequence(&self) -> u64 {
+        match self {
+            Kept::Model(entry) => entry.sequence,
+            Kept::Pending(_, sample) => sample.sequence,
+        }
+    }
+}
+
+/// The samples the next model keeps: the model's, minus those relearned
+/// since, plus the journal's, in learn order; over `max_samples`, the
+/// larger class loses its oldest first, so a burst of one class never
+/// pushes the other out.
+struct KeptSamples<'a> {
+    store: &'a BayesStore,
+    kept: Vec<Kept<'a>>,
+}
+
+impl<'a> KeptSamples<'a> {
+    fn merge(store: &'a BayesStore, max_samples: usize) -> KeptSamples<'a> {
+        let pending = &store.overlay.classifier.samples;
+        let mut kept: Vec<Kept<'a>> = store
+            .model
+            .samples()
+            .iter()
+            .filter(|entry| !pending.contains_key(&entry.digest()))
+            .map(Kept::Model)
+            .collect();
+        let mut fresh: Vec<Kept<'a>> = pending
+            .iter()
+            .map(|(&digest, sample)| Kept::Pending(digest, sample))
+            .collect();
+        fresh.sort_unstable_by_key(Kept::sequence);
+        kept.extend(fresh);
+        if kept.len() > max_samples {
+            let count = |class| kept.iter().filter(|k| k.class() == Some(class)).count();
+            let (mut spam, mut ham) = (count(Class::Spam), count(Class::Ham));
+            let mut drop_spam = 0;
+            let mut drop_ham = 0;
+            while spam + ham > max_samples {
+                if spam >= ham {
+                    spam -= 1;
+                    drop_spam += 1;
+                } else {
+                    ham -= 1;
+                    drop_ham += 1;
+                }
+            }
+            // `kept` is in learn order, so the first of a class are its oldest.
+            kept.retain(|k| match k.class() {
+                Some(Class::Spam) if drop_spam > 0 => {
+                    drop_spam -= 1;
+                    false
+                }
+                Some(Class::Ham) if drop_ham > 0 => {
+                    drop_ham -= 1;
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
+        KeptSamples { store, kept }
+    }
+
+    /// The sample table and arena of the next model.
+    fn encode(&self) -> (Vec<SampleEntry>, Vec<u8>) {
+        let mut entries = Vec::with_capacity(self.kept.len());
+        let mut arena = Vec::new();
+        for kept in &self.kept {
+            let start = arena.len();
+            let entry = match kept {
+                Kept::Model(entry) => {
+                    arena.extend_from_slice(self.store.model.sample_bytes(entry));
+                    **entry
+                }
+                Kept::Pending(digest, sample) => {
+                    codec::encode(&sample.text, &mut arena);
+                    codec::encode(&sample.rules, &mut arena);
+                    SampleEntry {
+                        digest_hi: (digest >> 64) as u64,
+                        digest_lo: *digest as u64,
+                        sequence: sample.sequence,
+                        arena_offset: 0,
+                        text_count: sample.text.len() as u32,
+                        rule_count: sample.rules.len() as u32,
+                        class: u32::from(sample.class.as_u8()),
+                        arena_len: 0,
+                    }
+                }
+            };
+            entries.push(SampleEntry {
+                arena_offset: start as u64,
+                arena_len: (arena.len() - start) as u32,
+                ..entry
+            });
+        }
+        (entries, arena)
+    }
+}
+
+impl Samples for KeptSamples<'_> {
+    fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    fn get(&self, i: usize, text: &mut Vec<u32>, rules: &mut Vec<u32>) -> Option<(u128, Class)> {
+        text.clear();
+        rules.clear();
+        match *self.kept.get(i)? {
+            Kept::Model(entry) => {
+                // Text and rule indices are two sorted runs, one after the other.
+                let bytes = self.store.model.sample_bytes(entry);
+                let used = codec::decode(bytes, entry.text_count as usize, text)?;
+                codec::decode(bytes.get(used..)?, entry.rule_count as usize, rules)?;
+                Some((entry.digest(), Class::from_u8(entry.class as u8)?))
+            }
+            Kept::Pending(digest, sample) => {
+                text.extend_from_slice(&sample.text);
+                rules.extend_from_slice(&sample.rules);
+                Some((digest, sample.class))
+            }
+        }
     }
 }

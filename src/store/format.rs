@@ -33,9 +33,13 @@ pub const JOURNAL_MAGIC: [u8; 8] = *b"CHAFFJL\0";
 /// 2: the byte-gram table and `gram_bits`/`grams_offset` in the header;
 /// journal records carry grams. Version 1 models also used another
 /// tokenizer, so they could not be read usefully and are refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the classifier section ([`ClassifierHeader`], the weight table, the
+/// stored samples); journal records carry the classifier's features. A
+/// version 2 model has no samples to train from, so it is refused with an
+/// error that says to re-learn.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest layout this build still reads.
-pub const OLDEST_SUPPORTED_VERSION: u32 = 2;
+pub const OLDEST_SUPPORTED_VERSION: u32 = 3;
 /// The token table is grown to keep its load at or below this fraction, so a
 /// lookup is one cache miss with rare probing.
 pub const MAX_LOAD: f64 = 0.6;
@@ -100,7 +104,10 @@ pub struct ModelHeader {
     pub reserved1: u32,
     /// Offset of the gram table: `2^gram_bits` [`GramEntry`], indexed by bucket.
     pub grams_offset: u64,
-    pub reserved: [u64; 2],
+    /// Offset of the [`ClassifierHeader`]; 0 when the model has none (never
+    /// compacted).
+    pub classifier_offset: u64,
+    pub reserved: [u64; 1],
 }
 
 pub const HEADER_LEN: usize = std::mem::size_of::<ModelHeader>();
@@ -158,6 +165,64 @@ mod tests {
         let big = GramEntry::fitted(200_000, 50_000);
         assert!(big.spam > 40_000);
         assert_eq!(u32::from(big.spam), 4 * u32::from(big.ham));
+    }
+}
+
+/// The classifier section's own header, at `ModelHeader::classifier_offset`:
+/// the dense weight table (`2^weight_bits` `f32`, indexed by feature), the
+/// sample table ([`SampleEntry`], in learn order) and the sample arena (each
+/// sample's feature indices, `classifier::codec`-encoded).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct ClassifierHeader {
+    /// `classifier::WEIGHT_BITS` the weights were trained with.
+    pub weight_bits: u32,
+    /// `classifier::FEATURE_VERSION` the samples were extracted with.
+    pub feature_version: u32,
+    pub weights_offset: u64,
+    pub sample_count: u64,
+    pub samples_offset: u64,
+    pub arena_offset: u64,
+    pub arena_len: u64,
+    /// The sequence number the next learned sample gets.
+    pub next_sequence: u64,
+    /// Unix time of the training that produced the weights (0: untrained).
+    pub trained_at: u64,
+    pub train_micros: u64,
+    /// The training objective per unit of sample weight at its end.
+    pub train_loss: f64,
+    pub bias: f64,
+    pub epochs: u32,
+    /// Samples of each class the weights were trained on.
+    pub spam_samples: u32,
+    pub ham_samples: u32,
+    pub reserved1: u32,
+    pub reserved: [u64; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<ClassifierHeader>() == 128);
+
+/// One stored sample: a learned message's features and label, never the
+/// message. Its features are `text_count` text indices then `rule_count`
+/// rule indices, encoded at `arena_offset` (relative to the arena) in
+/// `arena_len` bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct SampleEntry {
+    pub digest_hi: u64,
+    pub digest_lo: u64,
+    /// Learn order: the eviction order when the store is full.
+    pub sequence: u64,
+    pub arena_offset: u64,
+    pub text_count: u32,
+    pub rule_count: u32,
+    pub class: u32,
+    pub arena_len: u32,
+}
+
+impl SampleEntry {
+    pub fn digest(&self) -> u128 {
+        (u128::from(self.digest_hi) << 64) | u128::from(self.digest_lo)
     }
 }
 

@@ -3,7 +3,10 @@
 //!
 //! Record frame: `len: u32, crc32(payload): u32, payload`. Payload:
 //! `from: u8 (0 = none), to: u8, reserved: [u8; 2], n_tokens: u32,
-//! digest: u128, tokens: [u64; n_tokens]`, all little-endian. A frame that is
+//! digest: u128, n_grams: u32, n_text: u32, n_rules: u32, reserved: u32,
+//! tokens: [u64; n_tokens], grams: [u32; n_grams], text: [u32; n_text],
+//! rules: [u32; n_rules]` (the last two are the classifier's features),
+//! all little-endian. A frame that is
 //! short or fails its checksum ends the journal: it is the tail of a write
 //! that never completed, so it was never acknowledged.
 
@@ -16,7 +19,7 @@ use super::atomic_file;
 use super::format::{Class, JOURNAL_HEADER_LEN, JournalHeader};
 
 const FRAME_HEADER: usize = 8;
-const PAYLOAD_FIXED: usize = 32;
+const PAYLOAD_FIXED: usize = 40;
 
 /// One replayed record.
 pub struct JournalRecord {
@@ -25,6 +28,10 @@ pub struct JournalRecord {
     pub to: Class,
     pub tokens: Vec<u64>,
     pub grams: Vec<u32>,
+    /// The classifier's text features, sorted.
+    pub text: Vec<u32>,
+    /// The classifier's rule features, sorted.
+    pub rules: Vec<u32>,
 }
 
 /// What reading a journal found.
@@ -114,24 +121,32 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     let n_tokens = read_u32(payload, 4)? as usize;
     let digest = u128::from(read_u64(payload, 8)?) | (u128::from(read_u64(payload, 16)?) << 64);
     let n_grams = read_u32(payload, 24)? as usize;
+    let n_text = read_u32(payload, 28)? as usize;
+    let n_rules = read_u32(payload, 32)? as usize;
     let grams_at = PAYLOAD_FIXED.checked_add(n_tokens.checked_mul(8)?)?;
-    if payload.len() != grams_at.checked_add(n_grams.checked_mul(4)?)? {
+    let text_at = grams_at.checked_add(n_grams.checked_mul(4)?)?;
+    let rules_at = text_at.checked_add(n_text.checked_mul(4)?)?;
+    if payload.len() != rules_at.checked_add(n_rules.checked_mul(4)?)? {
         return None;
     }
     let tokens = payload[PAYLOAD_FIXED..grams_at]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
-    let grams = payload[grams_at..]
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let u32s = |bytes: &[u8]| -> Vec<u32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
     Some(JournalRecord {
         digest,
         from,
         to,
         tokens,
-        grams,
+        grams: u32s(&payload[grams_at..text_at]),
+        text: u32s(&payload[text_at..rules_at]),
+        rules: u32s(&payload[rules_at..]),
     })
 }
 
@@ -197,27 +212,36 @@ impl JournalWriter {
     }
 
     /// Buffers one Bayes record.
-    pub fn append(
-        &mut self,
-        digest: u128,
-        from: Option<Class>,
-        to: Class,
-        tokens: &[u64],
-        grams: &[u32],
-    ) {
+    pub fn append(&mut self, change: &crate::store::Change<'_>) {
         self.append_frame(|pending| {
-            pending.reserve(PAYLOAD_FIXED + tokens.len() * 8 + grams.len() * 4);
-            pending.extend_from_slice(&[from.map_or(0, Class::as_u8), to.as_u8(), 0, 0]);
-            pending.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
-            pending.extend_from_slice(&(digest as u64).to_le_bytes());
-            pending.extend_from_slice(&((digest >> 64) as u64).to_le_bytes());
-            pending.extend_from_slice(&(grams.len() as u32).to_le_bytes());
-            pending.extend_from_slice(&0u32.to_le_bytes());
-            for token in tokens {
+            let c = change;
+            pending.reserve(
+                PAYLOAD_FIXED
+                    + c.tokens.len() * 8
+                    + (c.grams.len() + c.features.text.len() + c.features.rules.len()) * 4,
+            );
+            pending.extend_from_slice(&[c.from.map_or(0, Class::as_u8), c.to.as_u8(), 0, 0]);
+            pending.extend_from_slice(&(c.tokens.len() as u32).to_le_bytes());
+            pending.extend_from_slice(&(c.digest as u64).to_le_bytes());
+            pending.extend_from_slice(&((c.digest >> 64) as u64).to_le_bytes());
+            for count in [
+                c.grams.len(),
+                c.features.text.len(),
+                c.features.rules.len(),
+                0,
+            ] {
+                pending.extend_from_slice(&(count as u32).to_le_bytes());
+            }
+            for token in c.tokens {
                 pending.extend_from_slice(&token.to_le_bytes());
             }
-            for gram in grams {
-                pending.extend_from_slice(&gram.to_le_bytes());
+            for value in c
+                .grams
+                .iter()
+                .chain(&c.features.text)
+                .chain(&c.features.rules)
+            {
+                pending.extend_from_slice(&value.to_le_bytes());
             }
         });
     }

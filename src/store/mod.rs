@@ -33,7 +33,7 @@ mod mapped;
 mod model_file;
 mod overlay;
 
-pub use bayes_store::{BayesStore, Change, StoreStats};
+pub use bayes_store::{BayesStore, Change, Compacted, ONLINE_STEP, StoreStats};
 pub use format::{Class, FORMAT_VERSION, OLDEST_SUPPORTED_VERSION};
 pub use fuzzy_store::{
     FUZZY_JOURNAL_FILE, FUZZY_LOCK_FILE, FUZZY_MODEL_FILE, FuzzyMatch, FuzzyStats, FuzzyStore,

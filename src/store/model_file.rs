@@ -6,9 +6,10 @@ use bytemuck::Zeroable;
 
 use super::StoreError;
 use super::format::{
-    Class, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MODEL_MAGIC, ModelHeader,
-    OLDEST_SUPPORTED_VERSION, TokenEntry, home_slot,
+    Class, ClassifierHeader, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MODEL_MAGIC,
+    ModelHeader, OLDEST_SUPPORTED_VERSION, SampleEntry, TokenEntry, home_slot,
 };
+use crate::classifier::{FEATURE_VERSION, WEIGHT_BITS};
 use super::mapped::{Header, Mapped, table_end};
 use crate::extract::TOKENIZER_VERSION;
 
@@ -88,6 +89,115 @@ impl Header for ModelHeader {
 }
 
 impl ModelFile {
+    /// The classifier section's header, if the model has one (checked by
+    /// [`ModelFile::check_classifier`] when the store opens).
+    pub fn classifier(&self) -> Option<ClassifierHeader> {
+        let offset = self.header().classifier_offset;
+        if offset == 0 {
+            return None;
+        }
+        self.table::<ClassifierHeader>(offset, 1).first().copied()
+    }
+
+    /// Checks the classifier section's versions and bounds, so lookups can
+    /// slice it without further checks.
+    pub fn check_classifier(&self, path: &Path) -> Result<(), StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let offset = self.header().classifier_offset;
+        if offset == 0 {
+            return Ok(());
+        }
+        let end = table_end::<ClassifierHeader>(offset, 1)
+            .ok_or_else(|| corrupt("classifier offset is invalid".into()))?;
+        if end > self.file_len() {
+            return Err(corrupt("classifier section runs past the end".into()));
+        }
+        let Some(section) = self.classifier() else {
+            return Err(corrupt("classifier header unreadable".into()));
+        };
+        if section.weight_bits != WEIGHT_BITS || section.feature_version != FEATURE_VERSION {
+            return Err(StoreError::TokenizerMismatch {
+                path: path.to_owned(),
+                found: section.feature_version * 100 + section.weight_bits,
+                expected: FEATURE_VERSION * 100 + WEIGHT_BITS,
+            });
+        }
+        let weights_end = table_end::<f32>(section.weights_offset, 1 << WEIGHT_BITS)
+            .ok_or_else(|| corrupt("weight table offset is invalid".into()))?;
+        let samples_end = table_end::<SampleEntry>(section.samples_offset, section.sample_count)
+            .ok_or_else(|| corrupt("sample table offset is invalid".into()))?;
+        let arena_end = section
+            .arena_offset
+            .checked_add(section.arena_len)
+            .ok_or_else(|| corrupt("sample arena is invalid".into()))?;
+        let file_len = self.file_len();
+        if section.weights_offset < end
+            || weights_end > file_len
+            || samples_end > file_len
+            || arena_end > file_len
+        {
+            return Err(corrupt(
+                "classifier tables overlap or run past the end of the file".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dense weight table; empty when the model has no classifier.
+    pub fn weights(&self) -> &[f32] {
+        match self.classifier() {
+            Some(section) => self.table(section.weights_offset, 1 << WEIGHT_BITS),
+            None => &[],
+        }
+    }
+
+    /// The stored samples, in learn order.
+    pub fn samples(&self) -> &[SampleEntry] {
+        match self.classifier() {
+            Some(section) => self.table(section.samples_offset, section.sample_count),
+            None => &[],
+        }
+    }
+
+    /// The encoded features of one sample; empty if out of bounds.
+    pub fn sample_bytes(&self, sample: &SampleEntry) -> &[u8] {
+        let Some(section) = self.classifier() else {
+            return &[];
+        };
+        let arena: &[u8] = self.table(section.arena_offset, section.arena_len);
+        let start = sample.arena_offset as usize;
+        start
+            .checked_add(sample.arena_len as usize)
+            .and_then(|end| arena.get(start..end))
+            .unwrap_or(&[])
+    }
+
+    /// Weights of many indices, in order, appended to `out` (0 without a
+    /// classifier). Prefetched in groups: the table is 16 MiB.
+    pub fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
+        let table = self.weights();
+        if table.is_empty() {
+            out.extend(indices.iter().map(|_| 0.0));
+            return;
+        }
+        const GROUP: usize = 16;
+        for group in indices.chunks(GROUP) {
+            for &index in group {
+                if let Some(weight) = table.get(index as usize) {
+                    prefetch(weight);
+                }
+            }
+            out.extend(
+                group
+                    .iter()
+                    .map(|&index| table.get(index as usize).copied().unwrap_or(0.0)),
+            );
+        }
+    }
+
     /// The token table, empty for the empty model.
     pub fn tokens(&self) -> &[TokenEntry] {
         self.table(self.header().tokens_offset, self.header().token_slots)

@@ -38,6 +38,48 @@ pub struct Overlay {
     pub digests: FastMap<u128, Class>,
     pub spam_learns: i64,
     pub ham_learns: i64,
+    /// The classifier's learns since the model was written.
+    pub classifier: ClassifierOverlay,
+}
+
+/// A learned message waiting for the next training, as the journal has it.
+#[derive(Debug, Clone)]
+pub struct PendingSample {
+    pub class: Class,
+    /// Its place in learn order, continuing the model's sequence.
+    pub sequence: u64,
+    pub text: Vec<u32>,
+    pub rules: Vec<u32>,
+}
+
+/// The online steps of learns not yet trained on, and their samples.
+#[derive(Default)]
+pub struct ClassifierOverlay {
+    /// Weight deltas, dense like the model's table; empty until the first
+    /// learn (allocated zeroed, so untouched pages cost nothing).
+    pub weights: Vec<f32>,
+    pub bias: f64,
+    /// The latest learn of each message, by digest.
+    pub samples: FastMap<u128, PendingSample>,
+    pub learns: u64,
+}
+
+impl ClassifierOverlay {
+    pub fn weight(&self, index: u32) -> f32 {
+        self.weights.get(index as usize).copied().unwrap_or(0.0)
+    }
+
+    /// Adds `delta` to the weight of every index in `indices`.
+    pub fn add(&mut self, indices: &[u32], delta: f32) {
+        if self.weights.is_empty() {
+            self.weights = vec![0.0; crate::classifier::WEIGHT_COUNT];
+        }
+        for &index in indices {
+            if let Some(weight) = self.weights.get_mut(index as usize) {
+                *weight += delta;
+            }
+        }
+    }
 }
 
 impl Overlay {

@@ -1,0 +1,217 @@
+//! The discriminative classifier: logistic regression over hashed features.
+//!
+//! Why not only Bayes: naive Bayes counts correlated tokens as independent,
+//! so its verdicts pile up at the extremes and stop ordering mail, and its
+//! points had to be squashed under a weight to keep them sane. A logistic
+//! model fitted to convergence weighs each feature by what it adds beside
+//! the others, and its log-odds keep their order all the way out: a message
+//! twice as sure scores twice as far from the threshold.
+//!
+//! A message's features ([`ModelFeatures`]) are indices into one dense table
+//! of `2^WEIGHT_BITS` `f32` weights, read in place from the mapped model:
+//! - the tokenizer's words, OSB pairs and header tokens (`extract::tokens`);
+//! - byte 4-grams of the first [`HEAD_GRAM_BYTES`] of the raw message (CRs
+//!   dropped, so a message scores the same with either line ending), which
+//!   see header shapes, encodings and obfuscation the words miss;
+//! - the symbols the rules and local checks fired, so the model learns what
+//!   each rule is worth on this site's mail (`train`).
+//!
+//! The log-odds of a message are `bias + Σ w[text] + Σ (c_r / k + w[rule r])`,
+//! where `c_r` is rule r's configured weight in points and `k` the points
+//! per unit of log-odds: the rules' configured points are an offset and the
+//! model learns only a correction to each, regularised towards zero. Its
+//! share of the score is `k × (bias + Σ w[text])` as BAYES_SPAM/BAYES_HAM,
+//! and each rule scores `c_r + k × w[rule r]`, its fitted weight; the total
+//! is `k` × the log-odds, so scores rank exactly as the model does.
+
+pub mod codec;
+pub mod train;
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// log2 of the weight table's size: 4 Mi weights, 16 MiB. Part of the model
+/// format (the model header records it; a mismatch is refused).
+pub const WEIGHT_BITS: u32 = 22;
+/// Entries in the weight table.
+pub const WEIGHT_COUNT: usize = 1 << WEIGHT_BITS;
+/// Bumped whenever the mapping from a message to feature indices changes:
+/// stored samples and weights of another version mean nothing.
+pub const FEATURE_VERSION: u32 = 1;
+/// Byte 4-grams are taken from this much of the raw message, as the TREC
+/// 2007 online logistic-regression runs did: the head carries most of what
+/// a sender cannot easily vary.
+pub const HEAD_GRAM_BYTES: usize = 3000;
+/// A sample keeps at most this many text features (the first-seen ones), so
+/// one huge message cannot dominate the store or a training epoch.
+pub const MAX_TEXT_FEATURES: usize = 8192;
+
+const TOKEN_SEED: u64 = 0x746f_6b65_6e73_0001;
+const GRAM_SEED: u64 = 0x6772_616d_7334_0001;
+const RULE_SEED: u64 = 0x7275_6c65_7300_0001;
+
+/// One message as the model sees it: sorted, distinct weight indices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelFeatures {
+    /// Tokens and byte grams.
+    pub text: Vec<u32>,
+    /// The rule and check symbols that fired, by [`rule_index`].
+    pub rules: Vec<u32>,
+}
+
+impl ModelFeatures {
+    /// The features of a message from its tokens (already distinct hashes),
+    /// its raw bytes and the names of the symbols its rules fired.
+    pub fn build<'a>(
+        tokens: &[u64],
+        raw: &[u8],
+        rule_names: impl IntoIterator<Item = &'a str>,
+    ) -> ModelFeatures {
+        let mut text: Vec<u32> = Vec::with_capacity(tokens.len() + HEAD_GRAM_BYTES);
+        text.extend(tokens.iter().map(|&token| token_index(token)));
+        head_grams(raw, |index| text.push(index));
+        text.sort_unstable();
+        text.dedup();
+        if text.len() > MAX_TEXT_FEATURES {
+            // Sorted by index, so what is dropped is spread evenly over the
+            // hash space rather than all from the end of the message.
+            let keep = MAX_TEXT_FEATURES as f64 / text.len() as f64;
+            let mut kept = Vec::with_capacity(MAX_TEXT_FEATURES);
+            let mut credit = 0.0;
+            for index in text {
+                credit += keep;
+                if credit >= 1.0 {
+                    credit -= 1.0;
+                    kept.push(index);
+                }
+            }
+            text = kept;
+        }
+        let mut rules: Vec<u32> = rule_names.into_iter().map(rule_index).collect();
+        rules.sort_unstable();
+        rules.dedup();
+        ModelFeatures { text, rules }
+    }
+}
+
+/// Folds a 64-bit hash to a weight index (the top bits of a multiplicative
+/// mix, which are the best mixed).
+fn fold(hash: u64) -> u32 {
+    let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (mixed >> (64 - WEIGHT_BITS)) as u32
+}
+
+/// The weight index of a tokenizer token.
+pub fn token_index(token: u64) -> u32 {
+    fold(token ^ TOKEN_SEED)
+}
+
+/// The weight index of a rule or check symbol.
+pub fn rule_index(name: &str) -> u32 {
+    fold(xxh3_64_with_seed(name.as_bytes(), RULE_SEED))
+}
+
+/// The weight index of one byte 4-gram.
+pub fn gram_index(gram: [u8; 4]) -> u32 {
+    fold(u64::from(u32::from_le_bytes(gram)).wrapping_add(GRAM_SEED) ^ (GRAM_SEED << 7))
+}
+
+/// Calls `visit` with the index of every byte 4-gram of the head (the first
+/// [`HEAD_GRAM_BYTES`] bytes that are not CR), in order, repeats included.
+pub fn head_grams(raw: &[u8], mut visit: impl FnMut(u32)) {
+    let mut window = [0u8; 4];
+    let mut filled = 0usize;
+    for &byte in raw.iter().filter(|&&b| b != b'\r').take(HEAD_GRAM_BYTES) {
+        window = [window[1], window[2], window[3], byte];
+        filled += 1;
+        if filled >= 4 {
+            visit(gram_index(window));
+        }
+    }
+}
+
+/// The text of every byte 4-gram of the head by index, for `--explain`.
+pub fn head_gram_texts(raw: &[u8]) -> Vec<(u32, String)> {
+    let bytes: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r')
+        .take(HEAD_GRAM_BYTES)
+        .collect();
+    bytes
+        .windows(4)
+        .map(|w| {
+            let gram = [w[0], w[1], w[2], w[3]];
+            (gram_index(gram), format!("bytes {:?}", String::from_utf8_lossy(w)))
+        })
+        .collect()
+}
+
+/// Where the classifier reads weights: the mapped table plus the learns
+/// since it was written.
+pub trait Weights {
+    fn bias(&self) -> f64;
+    fn weight(&self, index: u32) -> f32;
+    /// Weights of many indices, in order, appended to `out` (the mapped
+    /// table prefetches them in groups).
+    fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
+        out.extend(indices.iter().map(|&i| self.weight(i)));
+    }
+}
+
+/// The log-odds the text features give (bias included), and each text
+/// feature's weight in the order of `features.text`.
+pub fn text_log_odds(weights: &impl Weights, features: &ModelFeatures) -> (f64, Vec<f32>) {
+    let mut found = Vec::with_capacity(features.text.len());
+    weights.weights_into(&features.text, &mut found);
+    let sum: f64 = found.iter().map(|&w| f64::from(w)).sum();
+    (weights.bias() + sum, found)
+}
+
+/// The logistic function, safe for any input.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_sorted_distinct_and_in_range() {
+        let raw = b"Subject: hello\r\n\r\nhello hello hello world\r\n";
+        let features = ModelFeatures::build(&[1, 2, 3, 2], raw, ["RULE_A", "RULE_B", "RULE_A"]);
+        assert!(features.text.windows(2).all(|w| w[0] < w[1]));
+        assert!(features.text.iter().all(|&i| (i as usize) < WEIGHT_COUNT));
+        assert_eq!(features.rules.len(), 2);
+    }
+
+    #[test]
+    fn line_endings_do_not_change_the_grams() {
+        let lf = ModelFeatures::build(&[], b"Subject: a\n\nbody text\n", []);
+        let crlf = ModelFeatures::build(&[], b"Subject: a\r\n\r\nbody text\r\n", []);
+        assert_eq!(lf, crlf);
+    }
+
+    #[test]
+    fn a_huge_message_keeps_a_bounded_spread_of_features() {
+        let tokens: Vec<u64> = (1..50_000u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
+        let features = ModelFeatures::build(&tokens, b"", []);
+        assert!(features.text.len() <= MAX_TEXT_FEATURES);
+        assert!(features.text.len() > MAX_TEXT_FEATURES * 9 / 10);
+        assert!(*features.text.last().unwrap_or(&0) > (WEIGHT_COUNT as u32) / 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_make_features(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..5000)) {
+            let features = ModelFeatures::build(&[], &raw, []);
+            proptest::prop_assert!(features.text.iter().all(|&i| (i as usize) < WEIGHT_COUNT));
+            proptest::prop_assert!(features.text.len() <= HEAD_GRAM_BYTES);
+        }
+    }
+}
