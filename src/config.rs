@@ -224,9 +224,8 @@ pub struct ClassifierConfig {
     pub l2: f64,
     /// L2 strength on the rules' corrections (towards their configured weight).
     pub rule_l2: f64,
-    pub learning_rate: f64,
     pub max_epochs: u32,
-    /// Training stops once an epoch lowers the objective by less than this fraction.
+    /// Training stops once no sample's dual gradient is larger than this.
     pub tolerance: f64,
     /// Samples kept for training; past it, the larger class loses its oldest.
     pub max_samples: usize,

@@ -733,7 +733,6 @@ impl Engine {
         let params = TrainParams {
             l2: c.l2,
             rule_l2: c.rule_l2,
-            learning_rate: c.learning_rate,
             max_epochs: c.max_epochs,
             tolerance: c.tolerance,
         };

@@ -15,8 +15,11 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Fold the journal into a new model file now.
+    /// Fold the journal into a new model file now (trains the classifier).
     Compact,
+    /// Train the classifier to convergence over every kept sample now, and
+    /// fold the journal (what `learn` does at its end).
+    Train,
 }
 
 pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode> {
@@ -48,6 +51,31 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
                 ),
                 ("model file", format!("{} bytes", stats.model_bytes)),
                 (
+                    "samples kept",
+                    format!(
+                        "{} spam, {} ham ({} bytes of features; at most {})",
+                        stats.spam_samples,
+                        stats.ham_samples,
+                        stats.sample_bytes,
+                        context.config.classifier.max_samples
+                    ),
+                ),
+                (
+                    "last training",
+                    if stats.trained_at == 0 {
+                        "never".to_owned()
+                    } else {
+                        format!(
+                            "unix time {}, {:.0} ms, {} epochs, loss {:.5}; {} learns since (online steps)",
+                            stats.trained_at,
+                            stats.train_millis,
+                            stats.train_epochs,
+                            stats.train_loss,
+                            stats.untrained_learns
+                        )
+                    },
+                ),
+                (
                     "journal",
                     format!(
                         "{} bytes, {} tokens not yet compacted (generation {})",
@@ -56,6 +84,22 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
                 ),
             ];
             super::print_store_stats(json, &stats, &lines, intact)
+        }
+        ModelCommand::Train => {
+            let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
+                .with_context(|| {
+                    format!("cannot open {} for training", context.data_dir.display())
+                })?;
+            let trained = engine.train()?;
+            println!(
+                "trained: {} spam and {} ham samples, {} epochs, loss {:.5}, {:.0} ms",
+                trained.spam_samples,
+                trained.ham_samples,
+                trained.epochs,
+                trained.loss,
+                trained.micros as f64 / 1000.0
+            );
+            Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Compact => {
             let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
