@@ -31,6 +31,7 @@ fn build_model(dir: &std::path::Path) {
                 to: class,
                 tokens: &tokens,
                 grams: &grams,
+                features: &Default::default(),
             })
             .unwrap();
     }

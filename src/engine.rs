@@ -208,6 +208,40 @@ pub struct ExplainedToken {
     pub contribution: Contribution,
 }
 
+/// One feature's part in the classifier's verdict, for `--explain`.
+#[derive(Debug, Clone)]
+pub struct ExplainedFeature {
+    /// The token's text, `bytes "…"` for a byte 4-gram.
+    pub text: String,
+    /// Points it adds to this message (its weight × points per logit).
+    pub points: f64,
+    /// Learned messages of each class with this token (Bayes counts; 0 for grams).
+    pub spam: u32,
+    pub ham: u32,
+}
+
+/// A rule that fired, with its configured and fitted weight.
+#[derive(Debug, Clone)]
+pub struct ExplainedRule {
+    pub name: String,
+    pub configured: f64,
+    /// What it scores here: configured + the classifier's correction
+    /// (configured when pinned or when the classifier abstains).
+    pub fitted: f64,
+    pub pinned: bool,
+}
+
+/// Why the classifier scored a message as it did.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// Log-odds of the text features (bias included).
+    pub log_odds: f64,
+    pub bias_points: f64,
+    /// Features that weighed most, by |points|.
+    pub features: Vec<ExplainedFeature>,
+    pub rules: Vec<ExplainedRule>,
+}
+
 /// A configured scanner over one data directory.
 pub struct Engine {
     config: Config,
@@ -499,6 +533,73 @@ impl Engine {
             .collect()
     }
 
+    /// The classifier's features that weighed most in a message's verdict
+    /// (`limit` of them, by points), with their text, and every rule that
+    /// fired with its configured and fitted weight.
+    pub fn explain_classifier(&self, raw: &[u8], envelope: &Envelope, limit: usize) -> Explanation {
+        let active = self.active();
+        let message = self.parse(raw);
+        let features = Features::statistical(raw, &message, &self.tokenizer);
+        let model = ModelFeatures::build(&features.tokens, raw, []);
+        let (log_odds, weights) = crate::classifier::text_log_odds(&self.store, &model);
+        let scale = self.config.classifier.points_per_logit;
+        let mut texts: HashMap<u32, (String, Option<u64>)> = HashMap::new();
+        self.tokenizer
+            .tokenize(&message, &mut |hash: u64, text: &dyn Fn() -> String| {
+                texts
+                    .entry(crate::classifier::token_index(hash))
+                    .or_insert_with(|| (text(), Some(hash)));
+            });
+        for (index, text) in crate::classifier::head_gram_texts(raw) {
+            texts.entry(index).or_insert((text, None));
+        }
+        let mut ranked: Vec<(u32, f64)> = model
+            .text
+            .iter()
+            .zip(&weights)
+            .map(|(&index, &weight)| (index, f64::from(weight) * scale))
+            .collect();
+        ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+        let features = ranked
+            .into_iter()
+            .take(limit)
+            .map(|(index, points)| {
+                let (text, hash) = texts
+                    .get(&index)
+                    .cloned()
+                    .unwrap_or_else(|| (format!("feature #{index}"), None));
+                let (spam, ham) = hash.map_or((0, 0), |h| self.store.token_counts(h));
+                ExplainedFeature {
+                    text,
+                    points,
+                    spam,
+                    ham,
+                }
+            })
+            .collect();
+        let rules = active
+            .rule_hits_of(&message, raw, envelope)
+            .into_iter()
+            .filter(|name| active.is_rule_feature(name))
+            .map(|name| {
+                let symbol = active.config.symbols.get(&name);
+                let configured = symbol.map_or(0.0, |s| s.weight);
+                ExplainedRule {
+                    fitted: active.fitted_weight(&name, &self.store).unwrap_or(configured),
+                    pinned: symbol.is_some_and(|s| s.pinned),
+                    configured,
+                    name,
+                }
+            })
+            .collect();
+        Explanation {
+            log_odds,
+            bias_points: self.store.bias() * scale,
+            features,
+            rules,
+        }
+    }
+
     /// Learns one message as `class`. Durable only after [`Engine::commit`].
     pub fn learn(&mut self, raw: &[u8], class: Class) -> Result<Learned, LearnError> {
         if raw.iter().all(u8::is_ascii_whitespace) {
@@ -703,7 +804,7 @@ impl Engine {
     /// kept sample (`chaff model train`, and every compaction).
     pub fn train(&mut self) -> Result<Trained, StoreError> {
         let (max_samples, trainer) = self.trainer();
-        self.store.compact(max_samples, trainer)
+        self.store.compact_with(max_samples, trainer)
     }
 
     /// The first half of [`Engine::train`], on `&self` so scans go on

@@ -352,7 +352,7 @@ fn explain_shows_word_tokens_and_byte_grams_with_their_counts() {
     let config = s.data.parent().unwrap().join("chaff.toml");
     std::fs::write(
         &config,
-        "[bayes]\nmin_learns = 1\nmax_tokens = 5\nmax_grams = 5\n",
+        "[classifier]\nenabled = false\n[bayes]\nmin_learns = 1\nmax_tokens = 5\nmax_grams = 5\n",
     )
     .unwrap();
     for (class, files) in [
@@ -402,6 +402,65 @@ fn explain_shows_word_tokens_and_byte_grams_with_their_counts() {
         rows.iter().all(|cols| cols[0] != "0" && cols[1] == "0"),
         "{text}"
     );
+}
+
+#[test]
+fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
+    let s = scratch();
+    let config = s.data.parent().unwrap().join("chaff.toml");
+    std::fs::write(&config, "[bayes]\nmin_learns = 1\n").unwrap();
+    for (class, files) in [
+        (
+            "--spam",
+            [corpus("spam-plain.eml"), corpus("html-only.eml")],
+        ),
+        ("--ham", [corpus("ham-plain.eml"), corpus("utf8.eml")]),
+    ] {
+        let output = chaff(&s.data)
+            .arg("--config")
+            .arg(&config)
+            .arg("learn")
+            .arg(class)
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    }
+    let stat = model_stat_json(&s.data);
+    assert_eq!((stat["spam_samples"].as_u64(), stat["ham_samples"].as_u64()), (Some(2), Some(2)), "{stat}");
+    assert!(stat["trained_at"].as_u64().unwrap() > 0, "{stat}");
+    let output = chaff(&s.data)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "scan",
+            "--explain",
+            "--json",
+            &corpus("spam-plain.eml").to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let output = chaff(&s.data)
+        .arg("--config")
+        .arg(&config)
+        .args(["scan", "--explain", &corpus("spam-plain.eml").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Classifier: spam probability"), "{text}");
+    assert!(text.contains("BAYES_SPAM"), "a learned spam scores as spam: {text}");
+    // Rows are `points spam ham text`: a learned spam's strongest features
+    // push towards spam, and byte grams are named as such.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() >= 4 && (cols[0].starts_with('+') || cols[0].starts_with('-')) && cols[0].contains('.'))
+        .collect();
+    assert!(!rows.is_empty(), "{text}");
+    assert!(rows[0][0].starts_with('+'), "{text}");
+    assert!(rows.iter().any(|cols| cols[3] == "bytes"), "{text}");
 }
 
 #[test]

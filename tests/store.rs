@@ -106,7 +106,7 @@ fn expected(samples: &[Sample]) -> Expected {
 
 fn learn_all(store: &mut BayesStore, samples: &[Sample]) {
     for sample in samples {
-        let outcome = bayes::learn(store, sample.digest, sample.class, &sample.features).unwrap();
+        let outcome = bayes::learn(store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
         assert_eq!(outcome, LearnOutcome::Learned);
     }
 }
@@ -337,7 +337,7 @@ fn learning_the_same_digest_twice_counts_once() {
     learn_all(&mut store, &samples);
     for sample in &samples {
         let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.features).unwrap();
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     assert_store_matches(&store, &samples, &pool, "learned twice before commit");
@@ -346,7 +346,7 @@ fn learning_the_same_digest_twice_counts_once() {
     // Still known after the digest moved into the model file.
     for sample in &samples {
         let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.features).unwrap();
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     store.commit().unwrap();
@@ -371,7 +371,7 @@ fn relearn_moves_counts(compact_first: bool) {
             Class::Ham => Class::Spam,
         };
         let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.features).unwrap();
+            bayes::learn(&mut store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
         assert_eq!(outcome, LearnOutcome::Relearned);
     }
     let context = format!("relearned (compacted first: {compact_first})");
@@ -410,6 +410,7 @@ fn a_read_only_store_refuses_to_learn() {
             tokens: vec![3, 5],
             ..Features::default()
         },
+        &Default::default(),
     )
     .unwrap_err();
     assert!(matches!(error, StoreError::ReadOnly), "{error:?}");

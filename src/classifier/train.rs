@@ -50,6 +50,33 @@ pub struct TrainParams {
     pub tolerance: f64,
 }
 
+impl Default for TrainParams {
+    /// The embedded configuration's values.
+    fn default() -> TrainParams {
+        TrainParams {
+            l2: 1.0,
+            rule_l2: 20.0,
+            max_epochs: 30,
+            tolerance: 0.1,
+        }
+    }
+}
+
+/// The default `classifier.max_samples`.
+pub const DEFAULT_MAX_SAMPLES: usize = 100_000;
+
+/// No rules: every rule feature has no offset and never moves.
+pub struct NoRules;
+
+impl RuleTerms for NoRules {
+    fn offset(&self, _: u32) -> f64 {
+        0.0
+    }
+    fn trainable(&self, _: u32) -> bool {
+        false
+    }
+}
+
 /// The rules' side of training: each rule index's configured offset in
 /// log-odds (`c_r / k`) and whether its correction may move (pinned weights
 /// never do).
@@ -67,6 +94,8 @@ pub struct Trained {
     /// The primal objective per sample at the end.
     pub loss: f64,
     pub micros: u64,
+    /// Unix time the training ended.
+    pub trained_at: u64,
     pub spam_samples: u64,
     pub ham_samples: u64,
 }
@@ -229,6 +258,7 @@ pub fn train(samples: &dyn Samples, rules: &dyn RuleTerms, params: &TrainParams)
         epochs,
         loss: if total > 0.0 { loss / total } else { 0.0 },
         micros: started.elapsed().as_micros() as u64,
+        trained_at: crate::engine::unix_now(),
         spam_samples: spam,
         ham_samples: ham,
     }
@@ -297,15 +327,6 @@ mod tests {
         }
     }
 
-    struct NoRules;
-    impl RuleTerms for NoRules {
-        fn offset(&self, _: u32) -> f64 {
-            0.0
-        }
-        fn trainable(&self, _: u32) -> bool {
-            true
-        }
-    }
 
     fn params() -> TrainParams {
         TrainParams {

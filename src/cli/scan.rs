@@ -227,6 +227,41 @@ fn print_explanation(
 ) -> std::io::Result<()> {
     match &scan.bayes {
         Err(abstain) => writeln!(out, "Statistics: no verdict ({abstain:?})")?,
+        Ok(classification) if engine.config().classifier.enabled => {
+            let explained =
+                engine.explain_classifier(raw, &Envelope::default(), limit);
+            let scale = engine.config().classifier.points_per_logit;
+            writeln!(
+                out,
+                "Classifier: spam probability {:.6} (log-odds {:.2}, {:.2} points) from {} features; bias {:+.2} points; strongest:",
+                classification.probability,
+                explained.log_odds,
+                explained.log_odds * scale,
+                classification.tokens_used,
+                explained.bias_points
+            )?;
+            writeln!(out, "  {:>8} {:>7} {:>7}  token or byte gram", "points", "spam", "ham")?;
+            for feature in &explained.features {
+                writeln!(
+                    out,
+                    "  {:>+8.3} {:>7} {:>7}  {}",
+                    feature.points, feature.spam, feature.ham, feature.text
+                )?;
+            }
+            if !explained.rules.is_empty() {
+                writeln!(out, "Rules (configured -> fitted on this site's mail):")?;
+                for rule in &explained.rules {
+                    writeln!(
+                        out,
+                        "  {:<32} {:>+7.2} -> {:>+7.2}{}",
+                        rule.name,
+                        rule.configured,
+                        rule.fitted,
+                        if rule.pinned { "  (pinned)" } else { "" }
+                    )?;
+                }
+            }
+        }
         Ok(classification) => {
             writeln!(
                 out,

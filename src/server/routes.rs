@@ -404,6 +404,9 @@ async fn learn_request(
         Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
+    // One learn (and the training it may start) at a time; scans never
+    // wait for this.
+    let learning = state.learning.clone().lock_owned().await;
     let task_state = state.clone();
     let result = state
         .run_cpu(move || {
@@ -420,14 +423,24 @@ async fn learn_request(
             engine
                 .commit()
                 .map_err(|e| format!("cannot store the learn: {e}"))?;
-            if let Err(error) = engine.compact_if_due() {
-                eprintln!(
-                    "chaff serve: compaction failed (learns are safe in the journal): {error}"
-                );
-            }
             Ok::<_, String>(learned)
         })
         .await;
+    // Training runs after the reply, beside scans: it reads the engine
+    // under a shared lock and takes the exclusive one only to switch models.
+    let task_state = state.clone();
+    tokio::spawn(async move {
+        let training_state = task_state.clone();
+        let trained = task_state
+            .run_cpu(move || {
+                let _learning = learning;
+                training_state.train_if_due()
+            })
+            .await;
+        if let Some(Err(error)) = trained {
+            eprintln!("chaff serve: training failed (learns are safe in the journal): {error}");
+        }
+    });
     let learned = match result {
         Some(Ok(learned)) => learned,
         Some(Err(reason)) => return error_reply(StatusCode::BAD_REQUEST, &reason),

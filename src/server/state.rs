@@ -61,6 +61,9 @@ pub struct Counters {
 
 pub struct State {
     pub engine: RwLock<Engine>,
+    /// Held by a learn and the training after it, so learns wait for a
+    /// training in progress while scans do not.
+    pub learning: Arc<tokio::sync::Mutex<()>>,
     /// The configuration in force; replaced whole on SIGHUP.
     pub config: RwLock<Arc<Config>>,
     config_path: Option<PathBuf>,
@@ -89,6 +92,7 @@ impl State {
         let max_connections = (config.server.max_connections.max(1) * 2).min(1 << 20) as u32;
         State {
             engine: RwLock::new(engine),
+            learning: Arc::new(tokio::sync::Mutex::new(())),
             config: RwLock::new(Arc::new(config)),
             config_path,
             counters: Counters::default(),
@@ -162,6 +166,29 @@ impl State {
         engine.commit()?;
         engine.compact_if_due()?;
         Ok(())
+    }
+
+    /// Trains the classifier and switches to the new model if the journal
+    /// is due, without blocking scans: the model is trained and written
+    /// under the shared lock, and only the switch takes the exclusive one.
+    /// The caller holds [`State::learning`], so no learn comes in between.
+    pub fn train_if_due(&self) -> anyhow::Result<bool> {
+        let written = {
+            let engine = self
+                .engine
+                .read()
+                .map_err(|_| anyhow::anyhow!("engine lock poisoned"))?;
+            if !engine.training_due() {
+                return Ok(false);
+            }
+            engine.write_trained()?
+        };
+        let mut engine = self
+            .engine
+            .write()
+            .map_err(|_| anyhow::anyhow!("engine lock poisoned"))?;
+        engine.switch_to_trained(written)?;
+        Ok(true)
     }
 
     /// Re-reads the configuration file and the rules and maps it names

@@ -267,7 +267,23 @@ impl BayesStore {
     /// Folds the journal into a new model file, trained by `train` over
     /// every kept sample, and starts the next journal generation. Commits
     /// first, so nothing recorded is lost.
-    pub fn compact(
+    /// [`BayesStore::compact_with`] with the default sample cap and
+    /// training settings and no rule offsets (tests, benches and tools
+    /// that have no configuration at hand).
+    pub fn compact(&mut self) -> Result<Trained, StoreError> {
+        self.compact_with(
+            crate::classifier::train::DEFAULT_MAX_SAMPLES,
+            |samples: &dyn Samples| {
+                crate::classifier::train::train(
+                    samples,
+                    &crate::classifier::train::NoRules,
+                    &crate::classifier::train::TrainParams::default(),
+                )
+            },
+        )
+    }
+
+    pub fn compact_with(
         &mut self,
         max_samples: usize,
         train: impl FnOnce(&dyn Samples) -> Trained,
@@ -320,7 +336,7 @@ impl BayesStore {
             arena_offset,
             arena_len: arena.len() as u64,
             next_sequence,
-            trained_at: crate::engine::unix_now(),
+            trained_at: trained.trained_at,
             train_micros: trained.micros,
             train_loss: trained.loss,
             bias: trained.bias,
