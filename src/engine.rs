@@ -411,7 +411,10 @@ impl Engine {
         &self,
         raw: &[u8],
         features: &Features,
-    ) -> (Option<checks::Symbol>, Result<bayes::Classification, Abstain>) {
+    ) -> (
+        Option<checks::Symbol>,
+        Result<bayes::Classification, Abstain>,
+    ) {
         if !self.config.classifier.enabled {
             return checks::bayes::check(features, &self.store, &self.config.bayes);
         }
@@ -585,7 +588,9 @@ impl Engine {
                 let symbol = active.config.symbols.get(&name);
                 let configured = symbol.map_or(0.0, |s| s.weight);
                 ExplainedRule {
-                    fitted: active.fitted_weight(&name, &self.store).unwrap_or(configured),
+                    fitted: active
+                        .fitted_weight(&name, &self.store)
+                        .unwrap_or(configured),
                     pinned: symbol.is_some_and(|s| s.pinned),
                     configured,
                     name,
@@ -817,7 +822,10 @@ impl Engine {
     }
 
     /// The second half of [`Engine::train`]: maps the new model.
-    pub fn switch_to_trained(&mut self, trained: crate::store::Compacted) -> Result<(), StoreError> {
+    pub fn switch_to_trained(
+        &mut self,
+        trained: crate::store::Compacted,
+    ) -> Result<(), StoreError> {
         self.store.switch_to(trained)
     }
 

@@ -427,7 +427,11 @@ fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
         assert!(output.status.success(), "{}", describe(&output));
     }
     let stat = model_stat_json(&s.data);
-    assert_eq!((stat["spam_samples"].as_u64(), stat["ham_samples"].as_u64()), (Some(2), Some(2)), "{stat}");
+    assert_eq!(
+        (stat["spam_samples"].as_u64(), stat["ham_samples"].as_u64()),
+        (Some(2), Some(2)),
+        "{stat}"
+    );
     assert!(stat["trained_at"].as_u64().unwrap() > 0, "{stat}");
     let output = chaff(&s.data)
         .arg("--config")
@@ -444,19 +448,30 @@ fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
     let output = chaff(&s.data)
         .arg("--config")
         .arg(&config)
-        .args(["scan", "--explain", &corpus("spam-plain.eml").to_string_lossy()])
+        .args([
+            "scan",
+            "--explain",
+            &corpus("spam-plain.eml").to_string_lossy(),
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     let text = stdout(&output);
     assert!(text.contains("Classifier: spam probability"), "{text}");
-    assert!(text.contains("BAYES_SPAM"), "a learned spam scores as spam: {text}");
+    assert!(
+        text.contains("BAYES_SPAM"),
+        "a learned spam scores as spam: {text}"
+    );
     // Rows are `points spam ham text`: a learned spam's strongest features
     // push towards spam, and byte grams are named as such.
     let rows: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|cols| cols.len() >= 4 && (cols[0].starts_with('+') || cols[0].starts_with('-')) && cols[0].contains('.'))
+        .filter(|cols| {
+            cols.len() >= 4
+                && (cols[0].starts_with('+') || cols[0].starts_with('-'))
+                && cols[0].contains('.')
+        })
         .collect();
     assert!(!rows.is_empty(), "{text}");
     assert!(rows[0][0].starts_with('+'), "{text}");

@@ -106,7 +106,14 @@ fn expected(samples: &[Sample]) -> Expected {
 
 fn learn_all(store: &mut BayesStore, samples: &[Sample]) {
     for sample in samples {
-        let outcome = bayes::learn(store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
+        let outcome = bayes::learn(
+            store,
+            sample.digest,
+            sample.class,
+            &sample.features,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(outcome, LearnOutcome::Learned);
     }
 }
@@ -336,8 +343,14 @@ fn learning_the_same_digest_twice_counts_once() {
     let mut store = BayesStore::open_writer(dir.path()).unwrap();
     learn_all(&mut store, &samples);
     for sample in &samples {
-        let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
+        let outcome = bayes::learn(
+            &mut store,
+            sample.digest,
+            sample.class,
+            &sample.features,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     assert_store_matches(&store, &samples, &pool, "learned twice before commit");
@@ -345,8 +358,14 @@ fn learning_the_same_digest_twice_counts_once() {
     store.compact().unwrap();
     // Still known after the digest moved into the model file.
     for sample in &samples {
-        let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
+        let outcome = bayes::learn(
+            &mut store,
+            sample.digest,
+            sample.class,
+            &sample.features,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
     }
     store.commit().unwrap();
@@ -370,8 +389,14 @@ fn relearn_moves_counts(compact_first: bool) {
             Class::Spam => Class::Ham,
             Class::Ham => Class::Spam,
         };
-        let outcome =
-            bayes::learn(&mut store, sample.digest, sample.class, &sample.features, &Default::default()).unwrap();
+        let outcome = bayes::learn(
+            &mut store,
+            sample.digest,
+            sample.class,
+            &sample.features,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(outcome, LearnOutcome::Relearned);
     }
     let context = format!("relearned (compacted first: {compact_first})");

@@ -48,7 +48,11 @@ pub fn check_classifier(
     let symbol = if !points.is_finite() || points == 0.0 {
         None
     } else {
-        let name = if points > 0.0 { "BAYES_SPAM" } else { "BAYES_HAM" };
+        let name = if points > 0.0 {
+            "BAYES_SPAM"
+        } else {
+            "BAYES_HAM"
+        };
         Some(
             Symbol::new(name)
                 .with_strength(points.abs())

@@ -141,7 +141,10 @@ pub fn head_gram_texts(raw: &[u8]) -> Vec<(u32, String)> {
         .windows(4)
         .map(|w| {
             let gram = [w[0], w[1], w[2], w[3]];
-            (gram_index(gram), format!("bytes {:?}", String::from_utf8_lossy(w)))
+            (
+                gram_index(gram),
+                format!("bytes {:?}", String::from_utf8_lossy(w)),
+            )
         })
         .collect()
 }
@@ -199,7 +202,9 @@ mod tests {
 
     #[test]
     fn a_huge_message_keeps_a_bounded_spread_of_features() {
-        let tokens: Vec<u64> = (1..50_000u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
+        let tokens: Vec<u64> = (1..50_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9))
+            .collect();
         let features = ModelFeatures::build(&tokens, b"", []);
         assert!(features.text.len() <= MAX_TEXT_FEATURES);
         assert!(features.text.len() > MAX_TEXT_FEATURES * 9 / 10);

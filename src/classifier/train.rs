@@ -131,7 +131,11 @@ pub fn train(samples: &dyn Samples, rules: &dyn RuleTerms, params: &TrainParams)
             Class::Spam => spam,
             Class::Ham => ham,
         };
-        if n == 0 { 0.0 } else { c * total / (2.0 * n as f64) }
+        if n == 0 {
+            0.0
+        } else {
+            c * total / (2.0 * n as f64)
+        }
     };
     let mut weights = vec![0.0f64; WEIGHT_COUNT];
     // Rule corrections live apart from the text weights while training (a
@@ -241,8 +245,8 @@ pub fn train(samples: &dyn Samples, rules: &dyn RuleTerms, params: &TrainParams)
             score += weights.get(index as usize).copied().unwrap_or(0.0);
         }
         for &index in &rule_features {
-            score += rules.offset(index)
-                + rule_value * rule_weights.get(&index).copied().unwrap_or(0.0);
+            score +=
+                rules.offset(index) + rule_value * rule_weights.get(&index).copied().unwrap_or(0.0);
         }
         loss += upper(class) * log_loss(score, if class == Class::Spam { 1.0 } else { 0.0 });
     }
@@ -317,7 +321,12 @@ mod tests {
         fn len(&self) -> usize {
             self.0.len()
         }
-        fn get(&self, i: usize, text: &mut Vec<u32>, rules: &mut Vec<u32>) -> Option<(u128, Class)> {
+        fn get(
+            &self,
+            i: usize,
+            text: &mut Vec<u32>,
+            rules: &mut Vec<u32>,
+        ) -> Option<(u128, Class)> {
             let (digest, class, t, r) = self.0.get(i)?;
             text.clear();
             text.extend(t);
@@ -326,7 +335,6 @@ mod tests {
             Some((*digest, *class))
         }
     }
-
 
     fn params() -> TrainParams {
         TrainParams {
@@ -390,7 +398,11 @@ mod tests {
         let data: Vec<_> = corpus()
             .into_iter()
             .map(|(d, class, t, _)| {
-                let rules = if class == Class::Spam { vec![500, 501] } else { Vec::new() };
+                let rules = if class == Class::Spam {
+                    vec![500, 501]
+                } else {
+                    Vec::new()
+                };
                 (d, class, t, rules)
             })
             .collect();

@@ -88,8 +88,8 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
         ModelCommand::Train => {
             let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
                 .with_context(|| {
-                    format!("cannot open {} for training", context.data_dir.display())
-                })?;
+                format!("cannot open {} for training", context.data_dir.display())
+            })?;
             let trained = engine.train()?;
             println!(
                 "trained: {} spam and {} ham samples, {} epochs, loss {:.5}, {:.0} ms",

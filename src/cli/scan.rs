@@ -228,8 +228,7 @@ fn print_explanation(
     match &scan.bayes {
         Err(abstain) => writeln!(out, "Statistics: no verdict ({abstain:?})")?,
         Ok(classification) if engine.config().classifier.enabled => {
-            let explained =
-                engine.explain_classifier(raw, &Envelope::default(), limit);
+            let explained = engine.explain_classifier(raw, &Envelope::default(), limit);
             let scale = engine.config().classifier.points_per_logit;
             writeln!(
                 out,
@@ -240,7 +239,11 @@ fn print_explanation(
                 classification.tokens_used,
                 explained.bias_points
             )?;
-            writeln!(out, "  {:>8} {:>7} {:>7}  token or byte gram", "points", "spam", "ham")?;
+            writeln!(
+                out,
+                "  {:>8} {:>7} {:>7}  token or byte gram",
+                "points", "spam", "ham"
+            )?;
             for feature in &explained.features {
                 writeln!(
                     out,

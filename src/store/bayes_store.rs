@@ -315,8 +315,8 @@ impl BayesStore {
         let kept = KeptSamples::merge(self, max_samples);
         let trained = train(&kept);
         let (samples, arena) = kept.encode();
-        let next_sequence = self.model.classifier().map_or(0, |c| c.next_sequence)
-            + self.overlay.classifier.learns;
+        let next_sequence =
+            self.model.classifier().map_or(0, |c| c.next_sequence) + self.overlay.classifier.learns;
         // The classifier header records its tables' offsets, which follow
         // from the lengths of everything before them.
         let header_len = std::mem::size_of::<ModelHeader>() as u64;
@@ -325,7 +325,8 @@ impl BayesStore {
             + std::mem::size_of_val(digests.as_slice()) as u64
             + std::mem::size_of_val(grams.as_slice()) as u64;
         let weights_offset = classifier_offset + std::mem::size_of::<ClassifierHeader>() as u64;
-        let samples_offset = weights_offset + std::mem::size_of_val(trained.weights.as_slice()) as u64;
+        let samples_offset =
+            weights_offset + std::mem::size_of_val(trained.weights.as_slice()) as u64;
         let arena_offset = samples_offset + std::mem::size_of_val(samples.as_slice()) as u64;
         let section = ClassifierHeader {
             weight_bits: WEIGHT_BITS,
@@ -357,8 +358,7 @@ impl BayesStore {
                 arena.as_slice(),
             ],
             |layout| {
-                let [tokens_offset, digests_offset, grams_offset, written_at, ..] =
-                    layout.offsets;
+                let [tokens_offset, digests_offset, grams_offset, written_at, ..] = layout.offsets;
                 debug_assert_eq!(written_at, classifier_offset);
                 ModelHeader {
                     spam_learns,
@@ -558,7 +558,12 @@ impl Weights for BayesStore {
     }
 
     fn weight(&self, index: u32) -> f32 {
-        let model = self.model.weights().get(index as usize).copied().unwrap_or(0.0);
+        let model = self
+            .model
+            .weights()
+            .get(index as usize)
+            .copied()
+            .unwrap_or(0.0);
         model + self.overlay.classifier.weight(index)
     }
 

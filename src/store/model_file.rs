@@ -9,8 +9,8 @@ use super::format::{
     Class, ClassifierHeader, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MODEL_MAGIC,
     ModelHeader, OLDEST_SUPPORTED_VERSION, SampleEntry, TokenEntry, home_slot,
 };
-use crate::classifier::{FEATURE_VERSION, WEIGHT_BITS};
 use super::mapped::{Header, Mapped, table_end};
+use crate::classifier::{FEATURE_VERSION, WEIGHT_BITS};
 use crate::extract::TOKENIZER_VERSION;
 
 /// A model file, mapped and checked; or the empty model when there is no file yet.
