@@ -346,6 +346,27 @@ fn learn_leaves_a_compacted_model() {
     assert!(stat["gram_buckets_used"].as_u64().unwrap() > 0, "{stat}");
 }
 
+/// Learns two spam and two ham fixtures into `data` with `config`.
+fn learn_two_of_each(data: &std::path::Path, config: &std::path::Path) {
+    for (class, files) in [
+        (
+            "--spam",
+            [corpus("spam-plain.eml"), corpus("html-only.eml")],
+        ),
+        ("--ham", [corpus("ham-plain.eml"), corpus("utf8.eml")]),
+    ] {
+        let output = chaff(data)
+            .arg("--config")
+            .arg(config)
+            .arg("learn")
+            .arg(class)
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    }
+}
+
 #[test]
 fn explain_shows_word_tokens_and_byte_grams_with_their_counts() {
     let s = scratch();
@@ -355,23 +376,7 @@ fn explain_shows_word_tokens_and_byte_grams_with_their_counts() {
         "[classifier]\nenabled = false\n[bayes]\nmin_learns = 1\nmax_tokens = 5\nmax_grams = 5\n",
     )
     .unwrap();
-    for (class, files) in [
-        (
-            "--spam",
-            [corpus("spam-plain.eml"), corpus("html-only.eml")],
-        ),
-        ("--ham", [corpus("ham-plain.eml"), corpus("utf8.eml")]),
-    ] {
-        let output = chaff(&s.data)
-            .arg("--config")
-            .arg(&config)
-            .arg("learn")
-            .arg(class)
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", describe(&output));
-    }
+    learn_two_of_each(&s.data, &config);
     let output = chaff(&s.data)
         .arg("--config")
         .arg(&config)
@@ -409,23 +414,7 @@ fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
     let s = scratch();
     let config = s.data.parent().unwrap().join("chaff.toml");
     std::fs::write(&config, "[bayes]\nmin_learns = 1\n").unwrap();
-    for (class, files) in [
-        (
-            "--spam",
-            [corpus("spam-plain.eml"), corpus("html-only.eml")],
-        ),
-        ("--ham", [corpus("ham-plain.eml"), corpus("utf8.eml")]),
-    ] {
-        let output = chaff(&s.data)
-            .arg("--config")
-            .arg(&config)
-            .arg("learn")
-            .arg(class)
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", describe(&output));
-    }
+    learn_two_of_each(&s.data, &config);
     let stat = model_stat_json(&s.data);
     assert_eq!(
         (stat["spam_samples"].as_u64(), stat["ham_samples"].as_u64()),

@@ -298,17 +298,12 @@ fn mix(value: u128) -> u64 {
 
 /// One online step on a single learned message, so a learn changes the
 /// very next scan before any training: every feature of the message (and
-/// the bias) moves so that its own log-odds move by `step × (y − p)`.
-pub fn online_step(
-    current_log_odds: f64,
-    class: Class,
-    feature_count: usize,
-    step: f64,
-) -> (f32, f64) {
+/// the bias) moves by the returned amount, so that its own log-odds move
+/// by `step × (y − p)`.
+pub fn online_step(current_log_odds: f64, class: Class, feature_count: usize, step: f64) -> f64 {
     let label = if class == Class::Spam { 1.0 } else { 0.0 };
     let error = label - sigmoid(current_log_odds);
-    let per_feature = step * error / (feature_count as f64 + 1.0);
-    (per_feature as f32, per_feature)
+    step * error / (feature_count as f64 + 1.0)
 }
 
 #[cfg(test)]

@@ -146,11 +146,11 @@ impl BayesStore {
         self.weights_into(&features.rules, &mut found);
         let z = self.bias() + found.iter().map(|&w| f64::from(w)).sum::<f64>();
         let count = features.text.len() + features.rules.len();
-        let (delta, bias_delta) = online_step(z, change.to, count, ONLINE_STEP);
+        let delta = online_step(z, change.to, count, ONLINE_STEP);
         let classifier = &mut self.overlay.classifier;
-        classifier.add(&features.text, delta);
-        classifier.add(&features.rules, delta);
-        classifier.bias += bias_delta;
+        classifier.add(&features.text, delta as f32);
+        classifier.add(&features.rules, delta as f32);
+        classifier.bias += delta;
         let sequence = self.model.classifier().map_or(0, |c| c.next_sequence) + classifier.learns;
         classifier.learns += 1;
         classifier.samples.insert(
@@ -538,12 +538,6 @@ impl BayesStore {
             train_epochs: section.map_or(0, |c| c.epochs),
             train_loss: section.map_or(0.0, |c| c.train_loss),
         }
-    }
-
-    /// Whether the classifier has a trained model or online steps to score
-    /// with.
-    pub fn has_classifier(&self) -> bool {
-        self.model.classifier().is_some() || !self.overlay.classifier.weights.is_empty()
     }
 
     /// Re-reads the whole model file and checks its body checksum.
