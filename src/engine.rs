@@ -131,7 +131,10 @@ impl Active {
         }
         let configured = symbol.map_or(0.0, |s| s.weight);
         let correction = f64::from(weights.weight(crate::classifier::rule_index(name)));
-        Some(configured + self.config.classifier.points_per_logit * correction)
+        // Calibrated as the classifier's share is, so the total keeps
+        // ranking exactly as the model's log-odds do.
+        let slope = weights.calibration().slope;
+        Some(slope * (configured + self.config.classifier.points_per_logit * correction))
     }
 }
 
@@ -199,6 +202,14 @@ pub struct Scan {
 pub struct Learned {
     pub outcome: LearnOutcome,
     pub message_id: Option<String>,
+}
+
+/// A message read for learning, not yet recorded ([`Engine::prepare_learn`]).
+pub struct PreparedLearn {
+    digest: u128,
+    message_id: Option<String>,
+    features: Features,
+    model_features: ModelFeatures,
 }
 
 /// One token's part in a verdict, with its text.
@@ -544,8 +555,11 @@ impl Engine {
         let message = self.parse(raw);
         let features = Features::statistical(raw, &message, &self.tokenizer);
         let model = ModelFeatures::build(&features.tokens, raw, []);
-        let (log_odds, weights) = crate::classifier::text_log_odds(&self.store, &model);
-        let scale = self.config.classifier.points_per_logit;
+        let (raw_log_odds, weights) = crate::classifier::text_log_odds(&self.store, &model);
+        let calibration = self.store.calibration();
+        let log_odds = calibration.apply(raw_log_odds);
+        // Each feature's points as BAYES_SPAM counts them: calibrated.
+        let scale = self.config.classifier.points_per_logit * calibration.slope;
         let mut texts: HashMap<u32, (String, Option<u64>)> = HashMap::new();
         self.tokenizer
             .tokenize(&message, &mut |hash: u64, text: &dyn Fn() -> String| {
@@ -599,7 +613,8 @@ impl Engine {
             .collect();
         Explanation {
             log_odds,
-            bias_points: self.store.bias() * scale,
+            bias_points: self.store.bias() * scale
+                + calibration.intercept * self.config.classifier.points_per_logit,
             features,
             rules,
         }
@@ -607,6 +622,14 @@ impl Engine {
 
     /// Learns one message as `class`. Durable only after [`Engine::commit`].
     pub fn learn(&mut self, raw: &[u8], class: Class) -> Result<Learned, LearnError> {
+        let prepared = self.prepare_learn(raw)?;
+        self.record_learn(prepared, class)
+    }
+
+    /// The part of a learn that reads the message (parsing, tokens, rules,
+    /// features): on `&self`, so a batch of learns prepares on every core
+    /// and only [`Engine::record_learn`] runs one at a time.
+    pub fn prepare_learn(&self, raw: &[u8]) -> Result<PreparedLearn, LearnError> {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Err(LearnError::Empty);
         }
@@ -615,14 +638,34 @@ impl Engine {
             return Err(LearnError::NotAMessage);
         }
         let features = Features::statistical(raw, &message, &self.tokenizer);
-        let digest = message_digest(raw);
         let rules = self.active().rule_features(&message, raw);
         let model_features =
             ModelFeatures::build(&features.tokens, raw, rules.iter().map(String::as_str));
-        let outcome = bayes::learn(&mut self.store, digest, class, &features, &model_features)?;
+        Ok(PreparedLearn {
+            digest: message_digest(raw),
+            message_id: message.message_id,
+            features,
+            model_features,
+        })
+    }
+
+    /// Records a prepared learn as `class` in the store (journal and
+    /// overlay). Durable only after [`Engine::commit`].
+    pub fn record_learn(
+        &mut self,
+        prepared: PreparedLearn,
+        class: Class,
+    ) -> Result<Learned, LearnError> {
+        let outcome = bayes::learn(
+            &mut self.store,
+            prepared.digest,
+            class,
+            &prepared.features,
+            &prepared.model_features,
+        )?;
         Ok(Learned {
             outcome,
-            message_id: message.message_id,
+            message_id: prepared.message_id,
         })
     }
 

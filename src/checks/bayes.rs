@@ -13,7 +13,8 @@ use crate::extract::Features;
 use crate::symbol::Symbol;
 
 /// BAYES_SPAM / BAYES_HAM from the discriminative classifier: points are
-/// `points_per_logit ×` the text features' log-odds `+ shift`, unsquashed
+/// `points_per_logit ×` the text features' calibrated log-odds
+/// (`classifier::Calibration`) `+ shift`, unsquashed
 /// (clamped only at `max_points`), so a verdict twice as sure scores twice
 /// as far out; the symbol's weight multiplies them (1 and −1 by default).
 /// Silent until each class has `min_learns` learns and the model has
@@ -36,7 +37,8 @@ pub fn check_classifier(
             }),
         );
     }
-    let (log_odds, _) = text_log_odds(weights, features);
+    let (raw_log_odds, _) = text_log_odds(weights, features);
+    let log_odds = weights.calibration().apply(raw_log_odds);
     let classification = Classification {
         probability: sigmoid(log_odds),
         log_odds,

@@ -153,6 +153,10 @@ pub fn head_gram_texts(raw: &[u8]) -> Vec<(u32, String)> {
 /// since it was written.
 pub trait Weights {
     fn bias(&self) -> f64;
+    /// How the last training maps raw log-odds to calibrated ones.
+    fn calibration(&self) -> Calibration {
+        Calibration::IDENTITY
+    }
     fn weight(&self, index: u32) -> f32;
     /// Weights of many indices, in order, appended to `out` (the mapped
     /// table prefetches them in groups).
@@ -170,6 +174,51 @@ pub fn text_log_odds(weights: &impl Weights, features: &ModelFeatures) -> (f64, 
     (weights.bias() + sum, found)
 }
 
+/// Platt scaling, fitted when the model is trained: calibrated log-odds
+/// are `slope × z + intercept`, where `z` is the model's raw log-odds.
+///
+/// Why: a model fitted to convergence on mail it can separate is
+/// overconfident about that same mail; its raw log-odds say nothing about how
+/// sure it should be on the next message, and the score's thresholds (add
+/// header at 6) need exactly that. Training fits the two numbers to each
+/// sample's leave-one-out log-odds (its own contribution taken out of the
+/// weights, `train::Solver::calibration`), so how far BAYES_SPAM reaches
+/// follows how well this site's model predicts mail it has not seen: a small
+/// or noisy model speaks softly, a sure one loudly. Order is unchanged
+/// (`slope > 0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    pub slope: f64,
+    pub intercept: f64,
+}
+
+impl Calibration {
+    /// Raw log-odds as they are: an untrained model, or a model file written
+    /// before calibration existed (its fields read zero).
+    pub const IDENTITY: Calibration = Calibration {
+        slope: 1.0,
+        intercept: 0.0,
+    };
+    /// Bounds on a fitted slope: even a model whose held-out log-odds look
+    /// useless keeps its order, and none is trusted more than twice its raw
+    /// log-odds.
+    pub const MIN_SLOPE: f64 = 0.05;
+    pub const MAX_SLOPE: f64 = 2.0;
+
+    /// From stored fields; a zero slope is a file without calibration.
+    pub fn from_stored(slope: f64, intercept: f64) -> Calibration {
+        if slope.is_finite() && slope > 0.0 && intercept.is_finite() {
+            Calibration { slope, intercept }
+        } else {
+            Calibration::IDENTITY
+        }
+    }
+
+    pub fn apply(&self, log_odds: f64) -> f64 {
+        self.slope * log_odds + self.intercept
+    }
+}
+
 /// The logistic function, safe for any input.
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
@@ -183,6 +232,17 @@ pub fn sigmoid(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_without_calibration_reads_as_identity() {
+        assert_eq!(Calibration::from_stored(0.0, 0.0), Calibration::IDENTITY);
+        assert_eq!(
+            Calibration::from_stored(f64::NAN, 1.0),
+            Calibration::IDENTITY
+        );
+        let fitted = Calibration::from_stored(0.5, -0.25);
+        assert_eq!(fitted.apply(2.0), 0.75);
+    }
 
     #[test]
     fn features_are_sorted_distinct_and_in_range() {

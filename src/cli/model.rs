@@ -66,11 +66,13 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
                         "never".to_owned()
                     } else {
                         format!(
-                            "unix time {}, {:.0} ms, {} epochs, loss {:.5}; {} learns since (online steps)",
+                            "unix time {}, {:.0} ms, {} epochs, loss {:.5}, calibration {:.3} z {:+.3}; {} learns since (online steps)",
                             stats.trained_at,
                             stats.train_millis,
                             stats.train_epochs,
                             stats.train_loss,
+                            stats.calibration_slope,
+                            stats.calibration_intercept,
                             stats.untrained_learns
                         )
                     },
@@ -92,11 +94,14 @@ pub fn run(context: &Context, command: ModelCommand) -> anyhow::Result<ExitCode>
             })?;
             let trained = engine.train()?;
             println!(
-                "trained: {} spam and {} ham samples, {} epochs, loss {:.5}, {:.0} ms",
+                "trained: {} spam and {} ham samples, {} epochs, loss {:.5}, duality gap {:.1}%, calibration {:.3} z {:+.3}, {:.0} ms",
                 trained.spam_samples,
                 trained.ham_samples,
                 trained.epochs,
                 trained.loss,
+                trained.duality_gap * 100.0,
+                trained.calibration.slope,
+                trained.calibration.intercept,
                 trained.micros as f64 / 1000.0
             );
             Ok(ExitCode::SUCCESS)

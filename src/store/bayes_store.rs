@@ -75,6 +75,9 @@ pub struct StoreStats {
     pub train_millis: f64,
     pub train_epochs: u32,
     pub train_loss: f64,
+    /// Its calibration (`classifier::Calibration`).
+    pub calibration_slope: f64,
+    pub calibration_intercept: f64,
 }
 
 /// A new model written beside the one in use, ready to be switched to.
@@ -344,6 +347,8 @@ impl BayesStore {
             epochs: trained.epochs,
             spam_samples: trained.spam_samples as u32,
             ham_samples: trained.ham_samples as u32,
+            calibration_slope: trained.calibration.slope,
+            calibration_intercept: trained.calibration.intercept,
             ..ClassifierHeader::zeroed()
         };
         mapped::write(
@@ -537,6 +542,8 @@ impl BayesStore {
             train_millis: section.map_or(0.0, |c| c.train_micros as f64 / 1000.0),
             train_epochs: section.map_or(0, |c| c.epochs),
             train_loss: section.map_or(0.0, |c| c.train_loss),
+            calibration_slope: self.calibration().slope,
+            calibration_intercept: self.calibration().intercept,
         }
     }
 
@@ -549,6 +556,17 @@ impl BayesStore {
 impl Weights for BayesStore {
     fn bias(&self) -> f64 {
         self.model.classifier().map_or(0.0, |c| c.bias) + self.overlay.classifier.bias
+    }
+
+    fn calibration(&self) -> crate::classifier::Calibration {
+        self.model
+            .classifier()
+            .map_or(crate::classifier::Calibration::IDENTITY, |c| {
+                crate::classifier::Calibration::from_stored(
+                    c.calibration_slope,
+                    c.calibration_intercept,
+                )
+            })
     }
 
     fn weight(&self, index: u32) -> f32 {

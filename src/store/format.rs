@@ -197,7 +197,11 @@ pub struct ClassifierHeader {
     pub spam_samples: u32,
     pub ham_samples: u32,
     pub reserved1: u32,
-    pub reserved: [u64; 3],
+    /// `classifier::Calibration` of the training (0: none, read as the
+    /// identity; files written before it existed have 0 here).
+    pub calibration_slope: f64,
+    pub calibration_intercept: f64,
+    pub reserved: [u64; 1],
 }
 
 const _: () = assert!(std::mem::size_of::<ClassifierHeader>() == 128);

@@ -211,7 +211,7 @@ mod tests {
         let crcs = file_crcs(dir.path());
         let pinned = [
             ("bayes.journal", 0x6e51_8ae7),
-            ("bayes.model", 0x25aa_0a02),
+            ("bayes.model", 0x6a4f_a5f8),
             ("fuzzy.journal", 0x3855_549e),
             ("fuzzy.model", 0xcfb2_3926),
         ]
