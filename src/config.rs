@@ -211,9 +211,10 @@ pub struct ClassifierConfig {
     /// `false` scores with the Bayes counts instead (`[bayes]`), as chaff
     /// did before the classifier; the samples are kept either way.
     pub enabled: bool,
-    /// Points per unit of the model's log-odds: BAYES_SPAM/BAYES_HAM score
-    /// `points_per_logit × (text log-odds) + shift`, each rule its
-    /// configured weight plus `points_per_logit ×` its fitted correction.
+    /// Points per unit of the model's calibrated log-odds
+    /// (`classifier::Calibration`): BAYES_SPAM/BAYES_HAM score
+    /// `points_per_logit × (calibrated text log-odds) + shift`, each rule
+    /// `slope × (configured weight + points_per_logit × correction)`.
     pub points_per_logit: f64,
     /// Points added to the classifier's share, placing the add-header
     /// threshold among the model's log-odds.
@@ -224,6 +225,8 @@ pub struct ClassifierConfig {
     pub l2: f64,
     /// L2 strength on the rules' corrections (towards their configured weight).
     pub rule_l2: f64,
+    /// Passes over the samples at most (later ones visit only the samples
+    /// not yet settled).
     pub max_epochs: u32,
     /// Training stops once no sample's dual gradient is larger than this.
     pub tolerance: f64,

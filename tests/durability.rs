@@ -297,3 +297,85 @@ fn kill_9_during_learn_loses_nothing_acknowledged_and_counts_nothing_twice() {
     assert_eq!(learned, MESSAGES as u64);
     assert_same_counts(&data, &reference, &corpus);
 }
+
+/// Runs `chaff` with `args` to completion and returns its stdout.
+fn run_ok(data: &Path, args: &[&str], path: Option<&Path>) -> String {
+    let mut command = chaff(data);
+    command.args(args);
+    if let Some(path) = path {
+        command.arg(path);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn kill_9_during_training_loses_no_learn_and_a_rerun_trains() {
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let data = root.path().join("data");
+
+    // Both halves learned and acknowledged, left in the journal so that
+    // `model train` has all of them to fold and train on.
+    let spam = run_ok(
+        &data,
+        &["learn", "--spam", "--no-compact"],
+        Some(&corpus.join("a")),
+    );
+    assert_eq!(parse_counts(&spam), Some((HALF as u64, 0, 0, 0)));
+    let ham = run_ok(
+        &data,
+        &["learn", "--ham", "--no-compact"],
+        Some(&corpus.join("b")),
+    );
+    assert_eq!(parse_counts(&ham), Some((HALF as u64, 0, 0, 0)));
+
+    // `model train`, SIGKILLed at growing moments until one run finishes.
+    let mut kills = 0;
+    let mut finished = false;
+    for millis in [5, 30, 100, 300, 1000, 3000, 10_000, 600_000] {
+        let mut child = chaff(&data)
+            .args(["model", "train"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_millis(millis)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        let output = child.wait_with_output().unwrap();
+        if running {
+            kills += 1;
+        } else {
+            assert!(output.status.success(), "{}", describe(&output));
+            finished = true;
+        }
+        // Whatever the moment, every acknowledged learn is there, once.
+        let after = stat(&data);
+        assert_eq!(after["spam_learns"], HALF as u64, "{after}");
+        assert_eq!(after["ham_learns"], HALF as u64, "{after}");
+        assert_eq!(after["learned_messages"], MESSAGES as u64, "{after}");
+        assert_eq!(after["checksum_ok"], true, "{after}");
+        if finished {
+            assert_eq!(after["spam_samples"], HALF as u64, "{after}");
+            assert_eq!(after["ham_samples"], HALF as u64, "{after}");
+            assert!(after["trained_at"].as_u64().unwrap() > 0, "{after}");
+            break;
+        }
+    }
+    assert!(finished, "no training run finished");
+    assert!(
+        kills > 0,
+        "every training finished before it could be killed: nothing was tested"
+    );
+
+    // Re-learning changes nothing: every message is already known.
+    let again = run_ok(&data, &["learn", "--spam"], Some(&corpus.join("a")));
+    assert_eq!(parse_counts(&again), Some((0, HALF as u64, 0, 0)));
+}
