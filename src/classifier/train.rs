@@ -143,9 +143,11 @@ pub fn train(samples: &dyn Samples, rules: &dyn RuleTerms, params: &TrainParams)
         full_pass = false;
         inner_tolerance = (inner_tolerance * 0.1).max(1e-8);
     }
-    let calibration = solver.calibration();
-    let loss = solver.primal();
-    let dual = solver.dual();
+    let Summary {
+        primal: loss,
+        dual,
+        calibration,
+    } = solver.summary();
     let total = solver.total;
     let (spam, ham) = (solver.spam, solver.ham);
     let bias = solver.bias;
@@ -165,6 +167,13 @@ pub fn train(samples: &dyn Samples, rules: &dyn RuleTerms, params: &TrainParams)
         spam_samples: spam,
         ham_samples: ham,
     }
+}
+
+/// The end of a training run ([`Solver::summary`]).
+struct Summary {
+    primal: f64,
+    dual: f64,
+    calibration: Calibration,
 }
 
 /// The state of one training run: primal weights, dual variables and the
@@ -369,54 +378,24 @@ impl<'a> Solver<'a> {
         largest_gradient
     }
 
-    /// Platt scaling fitted to every sample's approximate leave-one-out
-    /// log-odds: `z_i − y_i α_i ‖x_i‖²`, its score with its own term of
-    /// `w = Σ α_j y_j x_j` taken out (the other dual variables are left as
-    /// they are, so it is a first-order estimate that costs one pass). The
-    /// classes weigh equally, as in training, and the targets are Platt's
-    /// smoothed ones, so separable scores still give a finite slope.
-    fn calibration(&mut self) -> Calibration {
-        let mut scores: Vec<(f64, bool)> = Vec::with_capacity(self.order.len());
-        for k in 0..self.order.len() {
-            let i = self.order[k].1;
-            let Some(class) = self.classes[i] else {
-                continue;
-            };
-            if !self.load(i) {
-                continue;
-            }
-            let (score, norm) = self.score();
-            let held_out = score - label(class) * self.alpha[i].0 * norm;
-            if held_out.is_finite() {
-                scores.push((held_out, class == Class::Spam));
-            }
-        }
-        fit_platt(&scores, self.spam, self.ham)
-    }
-
-    /// The primal objective: ½‖w‖² + Σ C_i log(1 + e^(−y_i z_i)).
-    fn primal(&mut self) -> f64 {
-        let mut loss = 0.5 * self.norm_squared();
-        for k in 0..self.order.len() {
-            let i = self.order[k].1;
-            let Some(class) = self.classes[i] else {
-                continue;
-            };
-            if !self.load(i) {
-                continue;
-            }
-            let (score, _) = self.score();
-            let target = if class == Class::Spam { 1.0 } else { 0.0 };
-            loss += self.upper(class) * log_loss(score, target);
-        }
-        loss
-    }
-
-    /// The dual objective being minimised: ½‖w‖² + Σ α_i y_i o_i +
-    /// Σ [α_i ln α_i + (C_i − α_i) ln(C_i − α_i) − C_i ln C_i]. At the
-    /// optimum it equals minus the primal; their sum is the duality gap.
-    fn dual(&mut self) -> f64 {
-        let mut dual = 0.5 * self.norm_squared();
+    /// What the end of training reports, from one pass over the samples:
+    /// the primal objective `½‖w‖² + Σ C_i log(1 + e^(−y_i z_i))`; the dual
+    /// being minimised, `½‖w‖² + Σ α_i y_i o_i + Σ [α_i ln α_i + (C_i − α_i)
+    /// ln(C_i − α_i) − C_i ln C_i]` (at the optimum minus the primal, so
+    /// their sum is the duality gap); and the calibration.
+    ///
+    /// The calibration is Platt scaling fitted to every sample's approximate
+    /// leave-one-out log-odds, `z_i − y_i α_i ‖x_i‖²`: its score with its own
+    /// term of `w = Σ α_j y_j x_j` taken out (the other dual variables are
+    /// left as they are, a first-order estimate that costs nothing beyond
+    /// this pass). The classes weigh equally, as in training, and the
+    /// targets are Platt's smoothed ones, so separable scores still give a
+    /// finite slope.
+    fn summary(&mut self) -> Summary {
+        let half_norm = 0.5 * self.norm_squared();
+        let (mut primal, mut dual) = (half_norm, half_norm);
+        let mut held_out: Vec<(f64, bool)> = Vec::with_capacity(self.order.len());
+        let entropy = |v: f64| if v > 0.0 { v * v.ln() } else { 0.0 };
         for k in 0..self.order.len() {
             let i = self.order[k].1;
             let Some(class) = self.classes[i] else {
@@ -424,19 +403,30 @@ impl<'a> Solver<'a> {
             };
             let bound = self.upper(class);
             let (a, rest) = self.alpha[i];
-            let entropy = |v: f64| if v > 0.0 { v * v.ln() } else { 0.0 };
             dual += entropy(a) + entropy(rest) - entropy(bound);
             if !self.load(i) {
                 continue;
             }
+            let (score, norm) = self.score();
+            let y = label(class);
             let offset: f64 = self
                 .rule_features
                 .iter()
                 .map(|&r| self.rules.offset(r))
                 .sum();
-            dual += a * label(class) * offset;
+            dual += a * y * offset;
+            let target = if class == Class::Spam { 1.0 } else { 0.0 };
+            primal += bound * log_loss(score, target);
+            let loo = score - y * a * norm;
+            if loo.is_finite() {
+                held_out.push((loo, class == Class::Spam));
+            }
         }
-        dual
+        Summary {
+            primal,
+            dual,
+            calibration: fit_platt(&held_out, self.spam, self.ham),
+        }
     }
 
     fn norm_squared(&self) -> f64 {
