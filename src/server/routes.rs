@@ -411,14 +411,24 @@ async fn learn_request(
     let result = state
         .run_cpu(move || {
             let _permit = permit;
+            let describe = |error: LearnError| match error {
+                LearnError::Store(store) => format!("cannot store the learn: {store}"),
+                other => other.to_string(),
+            };
+            // Reading the message (parse, rules, features) needs only the
+            // shared lock, so scans go on beside it; the exclusive one is
+            // held for recording and the commit.
+            let prepared = task_state
+                .engine
+                .read()
+                .map_err(|_| "engine lock poisoned".to_owned())?
+                .prepare_learn(&body)
+                .map_err(describe)?;
             let mut engine = task_state
                 .engine
                 .write()
                 .map_err(|_| "engine lock poisoned".to_owned())?;
-            let learned = engine.learn(&body, class).map_err(|e| match e {
-                LearnError::Store(store) => format!("cannot store the learn: {store}"),
-                other => other.to_string(),
-            })?;
+            let learned = engine.record_learn(prepared, class).map_err(describe)?;
             // Acknowledge only what is on disk.
             engine
                 .commit()
