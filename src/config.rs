@@ -232,6 +232,10 @@ pub struct ClassifierConfig {
     pub tolerance: f64,
     /// Samples kept for training; past it, the larger class loses its oldest.
     pub max_samples: usize,
+    /// The daemon retrains once the learns since the last training reach
+    /// this fraction of the samples it used (0: only when the journal is
+    /// full, `bayes.auto_compact_journal_bytes`).
+    pub retrain_fraction: f64,
 }
 
 /// Why a configuration could not be loaded.

@@ -204,6 +204,10 @@ pub struct Learned {
     pub message_id: Option<String>,
 }
 
+/// Fewest learns since the last training that [`Engine::training_due`]
+/// retrains for by `classifier.retrain_fraction`.
+const MIN_LEARNS_TO_RETRAIN: u64 = 16;
+
 /// A message read for learning, not yet recorded ([`Engine::prepare_learn`]).
 pub struct PreparedLearn {
     digest: u128,
@@ -872,10 +876,25 @@ impl Engine {
         self.store.switch_to(trained)
     }
 
-    /// Whether the Bayes journal has grown past its compaction size.
+    /// Whether the daemon should fold the journal and train now: the
+    /// journal has grown past its compaction size, or the learns since the
+    /// last training are `classifier.retrain_fraction` of the samples it
+    /// used (at least `MIN_LEARNS_TO_RETRAIN`). The second keeps a young
+    /// model close to trained while training is cheap: between trainings a
+    /// learn takes only an online step, and a model of 200 samples should
+    /// not wait ~450 learns for the journal to fill. Trainings then come at
+    /// geometrically spaced sizes, so their total cost stays a constant
+    /// multiple of the last one.
     pub fn training_due(&self) -> bool {
+        if !self.store.has_uncompacted() {
+            return false;
+        }
+        let (since, trained) = self.store.learns_since_training();
+        let fraction = self.config.classifier.retrain_fraction;
         self.store.journal_bytes() >= self.config.bayes.auto_compact_journal_bytes
-            && self.store.has_uncompacted()
+            || (fraction > 0.0
+                && since >= MIN_LEARNS_TO_RETRAIN
+                && since as f64 >= fraction * trained as f64)
     }
 
     /// What training needs from the configuration in force.
@@ -995,6 +1014,44 @@ mod tests {
             let spread = if digits == 32 { 0 } else { u128::MAX >> (4 * digits) };
             proptest::prop_assert_eq!(high - low, spread);
         }
+    }
+
+    #[test]
+    fn a_young_model_retrains_after_a_fraction_of_its_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::embedded();
+        config.rules.enabled = false;
+        config.classifier.retrain_fraction = 0.5;
+        let mut engine = Engine::open_for_learning(config.clone(), dir.path()).unwrap();
+        let learn = |engine: &mut Engine, n: u64| {
+            let raw = format!("Subject: message {n}\nMessage-ID: <{n}@example.test>\n\nbody {n}\n");
+            let class = if n.is_multiple_of(2) {
+                Class::Spam
+            } else {
+                Class::Ham
+            };
+            engine.learn(raw.as_bytes(), class).unwrap();
+            engine.commit().unwrap();
+        };
+        for n in 0..MIN_LEARNS_TO_RETRAIN - 1 {
+            learn(&mut engine, n);
+        }
+        assert!(!engine.training_due(), "fewer learns than the minimum");
+        learn(&mut engine, 100);
+        assert!(engine.training_due(), "an untrained model with the minimum");
+        engine.train().unwrap();
+        assert!(!engine.training_due(), "just trained");
+        // 16 samples trained: half of them again is 8, under the minimum.
+        for n in 200..200 + MIN_LEARNS_TO_RETRAIN - 1 {
+            learn(&mut engine, n);
+        }
+        assert!(!engine.training_due());
+        learn(&mut engine, 300);
+        assert!(engine.training_due());
+        // Off: only a full journal trains.
+        config.classifier.retrain_fraction = 0.0;
+        engine.reconfigure(config).unwrap();
+        assert!(!engine.training_due());
     }
 
     #[test]

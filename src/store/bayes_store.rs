@@ -262,6 +262,16 @@ impl BayesStore {
         !self.overlay.digests.is_empty()
     }
 
+    /// Learns since the weights were last trained (each took only an
+    /// online step), and the samples that training used.
+    pub fn learns_since_training(&self) -> (u64, u64) {
+        let trained = self
+            .model
+            .classifier()
+            .map_or(0, |c| u64::from(c.spam_samples) + u64::from(c.ham_samples));
+        (self.overlay.classifier.learns, trained)
+    }
+
     /// Bytes in the journal not yet folded into the model.
     pub fn journal_bytes(&self) -> u64 {
         self.journal.bytes()
