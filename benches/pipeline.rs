@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Per-message cost of each pipeline stage, in messages per second:
-//! parse, tokenize (`Features::extract`), classify (against a store trained
-//! on the same sample) and the whole `Engine::scan`.
+//! parse, tokenize (`Features::extract`), classify (the count-based Bayes,
+//! against a store trained on the same sample), the classifier's model
+//! features and weight lookups, and the whole `Engine::scan`.
 //!
 //! The sample is the first 200 spam and 200 ham messages of the SpamAssassin
 //! corpus that `tools/eval` extracts into `tools/.work/corpus/` when it is
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use chaff::Engine;
 use chaff::bayes;
+use chaff::classifier::{ModelFeatures, text_log_odds};
 use chaff::config::Config;
 use chaff::extract::{Features, Tokenizer};
 use chaff::mailbox::Messages;
@@ -138,6 +140,28 @@ fn pipeline(c: &mut Criterion) {
                     &store,
                     &config.bayes,
                 ));
+            }
+        })
+    });
+    // The discriminative classifier's two stages: a message's feature
+    // indices (tokens mapped, byte 4-grams of the head, sorted), then their
+    // weights looked up in the mapped table.
+    let model_features: Vec<ModelFeatures> = sample
+        .iter()
+        .zip(&features)
+        .map(|((raw, _), f)| ModelFeatures::build(&f.tokens, raw, []))
+        .collect();
+    group.bench_function("model features", |b| {
+        b.iter(|| {
+            for ((raw, _), f) in sample.iter().zip(&features) {
+                black_box(ModelFeatures::build(black_box(&f.tokens), raw, []));
+            }
+        })
+    });
+    group.bench_function("classifier weights", |b| {
+        b.iter(|| {
+            for m in &model_features {
+                black_box(text_log_odds(&store, black_box(m)));
             }
         })
     });

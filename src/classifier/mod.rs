@@ -69,7 +69,7 @@ impl ModelFeatures {
         let mut text: Vec<u32> = Vec::with_capacity(tokens.len() + HEAD_GRAM_BYTES);
         text.extend(tokens.iter().map(|&token| token_index(token)));
         head_grams(raw, |index| text.push(index));
-        text.sort_unstable();
+        sort_indices(&mut text);
         text.dedup();
         if text.len() > MAX_TEXT_FEATURES {
             // Sorted by index, so what is dropped is spread evenly over the
@@ -90,6 +90,40 @@ impl ModelFeatures {
         rules.sort_unstable();
         rules.dedup();
         ModelFeatures { text, rules }
+    }
+}
+
+/// Sorts weight indices (all below `2^WEIGHT_BITS`) by two passes of an LSD
+/// radix sort on 11 bits each. A message has a few thousand indices, and on
+/// them this is several times faster than a comparison sort, which was the
+/// largest single cost of a scan with the classifier.
+fn sort_indices(indices: &mut Vec<u32>) {
+    const BITS: u32 = WEIGHT_BITS.div_ceil(2);
+    const BUCKETS: usize = 1 << BITS;
+    const MASK: u32 = (1 << BITS) - 1;
+    if indices.len() < 256 {
+        indices.sort_unstable();
+        return;
+    }
+    let mut scratch = vec![0u32; indices.len()];
+    let mut counts = vec![0usize; BUCKETS];
+    for shift in [0, BITS] {
+        counts.iter_mut().for_each(|c| *c = 0);
+        for &index in indices.iter() {
+            counts[((index >> shift) & MASK) as usize] += 1;
+        }
+        let mut start = 0;
+        for count in counts.iter_mut() {
+            let n = *count;
+            *count = start;
+            start += n;
+        }
+        for &index in indices.iter() {
+            let bucket = &mut counts[((index >> shift) & MASK) as usize];
+            scratch[*bucket] = index;
+            *bucket += 1;
+        }
+        std::mem::swap(indices, &mut scratch);
     }
 }
 
@@ -232,6 +266,25 @@ pub fn sigmoid(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn radix_sort_sorts_like_sort() {
+        let mut state = 0x1234_5678_u64;
+        for len in [0usize, 1, 255, 256, 257, 5000] {
+            let mut indices: Vec<u32> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    (state >> 42) as u32 % WEIGHT_COUNT as u32
+                })
+                .collect();
+            let mut expected = indices.clone();
+            expected.sort_unstable();
+            sort_indices(&mut indices);
+            assert_eq!(indices, expected, "length {len}");
+        }
+    }
 
     #[test]
     fn a_file_without_calibration_reads_as_identity() {
