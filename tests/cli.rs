@@ -515,3 +515,106 @@ fn a_valid_config_file_is_used() {
         stdout(&output)
     );
 }
+
+/// One `chaff learn` run of `files` as `class` (`--spam` or `--ham`).
+fn learn_files(data: &Path, config: &Path, class: &str, files: &[PathBuf]) {
+    let output = chaff(data)
+        .arg("--config")
+        .arg(config)
+        .arg("learn")
+        .arg(class)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+}
+
+/// `scan --json` of the fixtures: each file's score and symbols.
+fn scan_scores(data: &Path, config: &Path, files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let output = chaff(data)
+        .arg("--config")
+        .arg(config)
+        .args(["scan", "--json"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    stdout(&output)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            serde_json::json!({"score": record["score"], "symbols": record["symbols"]})
+        })
+        .collect()
+}
+
+#[test]
+fn a_young_model_scores_as_configured() {
+    // Under min_learns (200 by default) the classifier is silent and every
+    // rule scores its configured weight: the scores equal those of a data
+    // dir that learned nothing.
+    let learned = scratch();
+    let empty = scratch();
+    let config = learned.data.parent().unwrap().join("chaff.toml");
+    std::fs::write(&config, "").unwrap();
+    learn_two_of_each(&learned.data, &config);
+    let files = [
+        corpus("spam-plain.eml"),
+        corpus("ham-plain.eml"),
+        corpus("html-only.eml"),
+    ];
+    let young = scan_scores(&learned.data, &config, &files);
+    let none = scan_scores(&empty.data, &config, &files);
+    assert_eq!(young, none);
+    for record in &young {
+        let symbols = record["symbols"].as_object().unwrap();
+        assert!(
+            !symbols.contains_key("BAYES_SPAM") && !symbols.contains_key("BAYES_HAM"),
+            "{record}"
+        );
+    }
+}
+
+#[test]
+fn learn_order_through_the_cli_does_not_change_a_score() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("chaff.toml");
+    std::fs::write(&config, "[bayes]\nmin_learns = 1\n").unwrap();
+    let spam = [corpus("spam-plain.eml"), corpus("html-only.eml")];
+    let ham = [corpus("ham-plain.eml"), corpus("utf8.eml")];
+    let probe = [
+        corpus("spam-plain.eml"),
+        corpus("ham-plain.eml"),
+        corpus("utf8.eml"),
+    ];
+
+    let spam_first = scratch();
+    learn_files(&spam_first.data, &config, "--spam", &spam);
+    learn_files(&spam_first.data, &config, "--ham", &ham);
+
+    let ham_first = scratch();
+    learn_files(&ham_first.data, &config, "--ham", &ham);
+    learn_files(&ham_first.data, &config, "--spam", &spam);
+
+    let interleaved = scratch();
+    for (s, h) in spam.iter().zip(&ham).rev() {
+        learn_files(&interleaved.data, &config, "--ham", std::slice::from_ref(h));
+        learn_files(
+            &interleaved.data,
+            &config,
+            "--spam",
+            std::slice::from_ref(s),
+        );
+    }
+
+    let expected = scan_scores(&spam_first.data, &config, &probe);
+    assert!(
+        expected[0]["symbols"]
+            .as_object()
+            .unwrap()
+            .contains_key("BAYES_SPAM"),
+        "the classifier speaks: {expected:?}"
+    );
+    assert_eq!(scan_scores(&ham_first.data, &config, &probe), expected);
+    assert_eq!(scan_scores(&interleaved.data, &config, &probe), expected);
+}
