@@ -348,23 +348,18 @@ fn learn_leaves_a_compacted_model() {
 
 /// Learns two spam and two ham fixtures into `data` with `config`.
 fn learn_two_of_each(data: &std::path::Path, config: &std::path::Path) {
-    for (class, files) in [
-        (
-            "--spam",
-            [corpus("spam-plain.eml"), corpus("html-only.eml")],
-        ),
-        ("--ham", [corpus("ham-plain.eml"), corpus("utf8.eml")]),
-    ] {
-        let output = chaff(data)
-            .arg("--config")
-            .arg(config)
-            .arg("learn")
-            .arg(class)
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", describe(&output));
-    }
+    learn_files(
+        data,
+        config,
+        "--spam",
+        &[corpus("spam-plain.eml"), corpus("html-only.eml")],
+    );
+    learn_files(
+        data,
+        config,
+        "--ham",
+        &[corpus("ham-plain.eml"), corpus("utf8.eml")],
+    );
 }
 
 #[test]
