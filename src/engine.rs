@@ -439,7 +439,7 @@ impl Engine {
             // It will abstain: not worth extracting the model's features for.
             ModelFeatures::default()
         } else {
-            ModelFeatures::build(&features.tokens, raw, [])
+            ModelFeatures::for_scan(&features.tokens, raw)
         };
         checks::bayes::check_classifier(
             &model_features,

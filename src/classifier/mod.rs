@@ -60,37 +60,107 @@ pub struct ModelFeatures {
 
 impl ModelFeatures {
     /// The features of a message from its tokens (already distinct hashes),
-    /// its raw bytes and the names of the symbols its rules fired.
+    /// its raw bytes and the names of the symbols its rules fired, sorted by
+    /// index: the form a learned sample is stored in.
     pub fn build<'a>(
         tokens: &[u64],
         raw: &[u8],
         rule_names: impl IntoIterator<Item = &'a str>,
     ) -> ModelFeatures {
-        let mut text: Vec<u32> = Vec::with_capacity(tokens.len() + HEAD_GRAM_BYTES);
-        text.extend(tokens.iter().map(|&token| token_index(token)));
-        head_grams(raw, |index| text.push(index));
+        let mut text = text_indices(tokens, raw);
         sort_indices(&mut text);
-        text.dedup();
-        if text.len() > MAX_TEXT_FEATURES {
-            // Sorted by index, so what is dropped is spread evenly over the
-            // hash space rather than all from the end of the message.
-            let keep = MAX_TEXT_FEATURES as f64 / text.len() as f64;
-            let mut kept = Vec::with_capacity(MAX_TEXT_FEATURES);
-            let mut credit = 0.0;
-            for index in text {
-                credit += keep;
-                if credit >= 1.0 {
-                    credit -= 1.0;
-                    kept.push(index);
-                }
-            }
-            text = kept;
-        }
         let mut rules: Vec<u32> = rule_names.into_iter().map(rule_index).collect();
         rules.sort_unstable();
         rules.dedup();
         ModelFeatures { text, rules }
     }
+
+    /// The same text features as [`ModelFeatures::build`], in no particular
+    /// order: a scan only sums their weights, and sorting was a tenth of a
+    /// scan with the classifier alone.
+    pub fn for_scan(tokens: &[u64], raw: &[u8]) -> ModelFeatures {
+        ModelFeatures {
+            text: text_indices(tokens, raw),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// The distinct text indices of a message (tokens mapped, then head grams),
+/// capped at [`MAX_TEXT_FEATURES`]: when over, the sorted set is thinned
+/// evenly, so what is dropped is spread over the hash space rather than all
+/// from the end of the message, and a scan keeps exactly what a learn keeps.
+fn text_indices(tokens: &[u64], raw: &[u8]) -> Vec<u32> {
+    let mut text: Vec<u32> = Vec::with_capacity(tokens.len() + HEAD_GRAM_BYTES);
+    text.extend(tokens.iter().map(|&token| token_index(token)));
+    head_grams(raw, |index| text.push(index));
+    distinct_in_place(&mut text);
+    if text.len() <= MAX_TEXT_FEATURES {
+        return text;
+    }
+    sort_indices(&mut text);
+    let keep = MAX_TEXT_FEATURES as f64 / text.len() as f64;
+    let mut kept = Vec::with_capacity(MAX_TEXT_FEATURES);
+    let mut credit = 0.0;
+    for index in text {
+        credit += keep;
+        if credit >= 1.0 {
+            credit -= 1.0;
+            kept.push(index);
+        }
+    }
+    kept
+}
+
+/// Drops repeated indices, keeping first occurrences in order, with an
+/// open-addressed set (indices are the top bits of a mixed hash, so their
+/// low bits spread over the slots). The set is kept per thread and its
+/// entries carry the call's generation above the index bits, so a call
+/// neither allocates nor clears it: clearing a fresh set per message cost
+/// more than the lookups.
+fn distinct_in_place(indices: &mut Vec<u32>) {
+    const INDEX_MASK: u32 = (1 << WEIGHT_BITS) - 1;
+    const MAX_GENERATION: u32 = u32::MAX >> WEIGHT_BITS;
+    thread_local! {
+        static SEEN: std::cell::RefCell<(Vec<u32>, u32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let (table, generation) = &mut *seen;
+        let slots = (indices.len() * 2).next_power_of_two().max(16);
+        if table.len() < slots {
+            table.clear();
+            table.resize(slots, 0);
+            *generation = 0;
+        }
+        // Generation 0 is what a cleared entry holds, so it is never used.
+        *generation += 1;
+        if *generation > MAX_GENERATION {
+            table.iter_mut().for_each(|entry| *entry = 0);
+            *generation = 1;
+        }
+        let stamp = *generation << WEIGHT_BITS;
+        let mask = slots - 1;
+        let mut kept = 0;
+        for at in 0..indices.len() {
+            let index = indices[at];
+            let mut slot = index as usize & mask;
+            loop {
+                let entry = table[slot];
+                if entry & !INDEX_MASK != stamp {
+                    table[slot] = stamp | index;
+                    indices[kept] = index;
+                    kept += 1;
+                    break;
+                }
+                if entry & INDEX_MASK == index {
+                    break;
+                }
+                slot = (slot + 1) & mask;
+            }
+        }
+        indices.truncate(kept);
+    });
 }
 
 /// Sorts weight indices (all below `2^WEIGHT_BITS`) by two passes of an LSD
@@ -152,26 +222,38 @@ pub fn gram_index(gram: [u8; 4]) -> u32 {
 /// Calls `visit` with the index of every byte 4-gram of the head (the first
 /// [`HEAD_GRAM_BYTES`] bytes that are not CR), in order, repeats included.
 pub fn head_grams(raw: &[u8], mut visit: impl FnMut(u32)) {
-    let mut window = [0u8; 4];
-    let mut filled = 0usize;
-    for &byte in raw.iter().filter(|&&b| b != b'\r').take(HEAD_GRAM_BYTES) {
-        window = [window[1], window[2], window[3], byte];
-        filled += 1;
-        if filled >= 4 {
-            visit(gram_index(window));
-        }
+    let mut head = [0u8; HEAD_GRAM_BYTES];
+    let len = copy_head(raw, &mut head);
+    for w in head[..len].windows(4) {
+        visit(gram_index([w[0], w[1], w[2], w[3]]));
     }
+}
+
+/// Copies the first [`HEAD_GRAM_BYTES`] bytes of `raw` that are not CR into
+/// `head` and returns how many; a CRLF message so gives the grams of its LF
+/// form. Mail without a CR in its head (most stored mail) is one copy.
+fn copy_head(raw: &[u8], head: &mut [u8; HEAD_GRAM_BYTES]) -> usize {
+    let prefix = &raw[..raw.len().min(HEAD_GRAM_BYTES)];
+    if memchr::memchr(b'\r', prefix).is_none() {
+        head[..prefix.len()].copy_from_slice(prefix);
+        return prefix.len();
+    }
+    let mut len = 0;
+    for &byte in raw.iter().filter(|&&b| b != b'\r') {
+        if len == HEAD_GRAM_BYTES {
+            break;
+        }
+        head[len] = byte;
+        len += 1;
+    }
+    len
 }
 
 /// The text of every byte 4-gram of the head by index, for `--explain`.
 pub fn head_gram_texts(raw: &[u8]) -> Vec<(u32, String)> {
-    let bytes: Vec<u8> = raw
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\r')
-        .take(HEAD_GRAM_BYTES)
-        .collect();
-    bytes
+    let mut head = [0u8; HEAD_GRAM_BYTES];
+    let len = copy_head(raw, &mut head);
+    head[..len]
         .windows(4)
         .map(|w| {
             let gram = [w[0], w[1], w[2], w[3]];
@@ -311,6 +393,12 @@ mod tests {
         let lf = ModelFeatures::build(&[], b"Subject: a\n\nbody text\n", []);
         let crlf = ModelFeatures::build(&[], b"Subject: a\r\n\r\nbody text\r\n", []);
         assert_eq!(lf, crlf);
+        // Past the head's length too: a CRLF head holds more lines.
+        let lines: String = (0..400).map(|i| format!("line {i} of text\n")).collect();
+        let long_lf = ModelFeatures::build(&[], lines.as_bytes(), []);
+        let long_crlf = ModelFeatures::build(&[], lines.replace('\n', "\r\n").as_bytes(), []);
+        assert_eq!(long_lf, long_crlf);
+        assert!(long_lf.text.len() > 200);
     }
 
     #[test]
@@ -322,6 +410,45 @@ mod tests {
         assert!(features.text.len() <= MAX_TEXT_FEATURES);
         assert!(features.text.len() > MAX_TEXT_FEATURES * 9 / 10);
         assert!(*features.text.last().unwrap_or(&0) > (WEIGHT_COUNT as u32) / 2);
+    }
+
+    #[test]
+    fn distinct_indices_survive_generation_wraps_and_size_changes() {
+        for call in 0u32..3000 {
+            let len = (call % 37) as usize * 50;
+            let mut indices: Vec<u32> = (0..len as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) ^ call) % 997 % WEIGHT_COUNT as u32)
+                .collect();
+            let mut expected = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for &index in &indices {
+                if seen.insert(index) {
+                    expected.push(index);
+                }
+            }
+            distinct_in_place(&mut indices);
+            assert_eq!(indices, expected, "call {call}");
+        }
+    }
+
+    #[test]
+    fn a_scan_sees_the_features_a_learn_stores() {
+        let raw = b"Subject: offer offer offer\n\nbuy now buy now cheap cheap cheap\n";
+        let tokens: Vec<u64> = (1..700u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
+        for tokens in [&tokens[..], &[]] {
+            let stored = ModelFeatures::build(tokens, raw, []);
+            let mut scanned = ModelFeatures::for_scan(tokens, raw).text;
+            assert_eq!(scanned.len(), stored.text.len(), "repeats dropped");
+            scanned.sort_unstable();
+            assert_eq!(scanned, stored.text);
+        }
+        // Over the cap, both keep the same evenly thinned set.
+        let many: Vec<u64> = (1..50_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9))
+            .collect();
+        let mut scanned = ModelFeatures::for_scan(&many, raw).text;
+        scanned.sort_unstable();
+        assert_eq!(scanned, ModelFeatures::build(&many, raw, []).text);
     }
 
     proptest::proptest! {

@@ -225,50 +225,82 @@ fn scan_text(text: &str, out: &mut Collector) {
     if !text.contains(['.', '(', '[']) {
         return;
     }
-    for raw in text.split(is_separator) {
-        if out.full() {
-            return;
-        }
-        let token = raw.trim_matches(|c: char| {
-            matches!(
-                c,
-                '(' | ')' | '<' | '>' | '"' | '\'' | ',' | ';' | '!' | '?' | '*' | '`' | '{' | '}'
-            )
-        });
-        let token = token.trim_end_matches(['.', ':']);
-        // Most words hold no dot and no `(dot)`: skip them before any
-        // allocation (this loop sees every word of every text part).
-        if token.len() < 4
-            || !(token.contains('.')
-                || memchr::memmem::find(token.as_bytes(), b"dot").is_some()
-                || memchr::memmem::find(token.as_bytes(), b"DOT").is_some())
-        {
-            continue;
-        }
-        let (clean, defanged) = refang(token);
-        let clean = clean.trim_end_matches(['.', ':', ')', ']']);
-        let lower_start: String = clean
-            .chars()
-            .take(8)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if lower_start.starts_with("http://")
-            || lower_start.starts_with("https://")
-            || lower_start.starts_with("www.")
-        {
-            out.add_link(clean, UrlSource::Text, defanged, 0);
-        } else if !clean.contains("://") && !clean.contains('@') && looks_like_bare_url(clean) {
-            // `example.com/path`; a bare `example.com` only when defanged
-            // (`file.zip`, `readme.md` are names, not links).
-            if clean.contains('/') || defanged {
-                out.add_link(clean, UrlSource::Text, defanged, 0);
+    if text.is_ascii() {
+        // Splitting the bytes draws the same tokens without decoding each
+        // character, and an ASCII string splits into ASCII strings.
+        for raw in text.as_bytes().split(|&b| is_ascii_separator(b)) {
+            if out.full() {
+                return;
             }
+            if may_hold_host(raw) {
+                scan_token(std::str::from_utf8(raw).unwrap_or_default(), out);
+            }
+        }
+    } else {
+        for raw in text.split(is_separator) {
+            if out.full() {
+                return;
+            }
+            if may_hold_host(raw.as_bytes()) {
+                scan_token(raw, out);
+            }
+        }
+    }
+}
+
+/// Whether a token could hold a host name: most words hold no dot and no
+/// `(dot)`, and this loop sees every word of every text part, so they are
+/// dropped here before any trimming or allocation.
+fn may_hold_host(token: &[u8]) -> bool {
+    token.len() >= 4
+        && (memchr::memchr(b'.', token).is_some()
+            || token.windows(3).any(|w| w == b"dot" || w == b"DOT"))
+}
+
+fn scan_token(raw: &str, out: &mut Collector) {
+    let token = raw.trim_matches(|c: char| {
+        matches!(
+            c,
+            '(' | ')' | '<' | '>' | '"' | '\'' | ',' | ';' | '!' | '?' | '*' | '`' | '{' | '}'
+        )
+    });
+    let token = token.trim_end_matches(['.', ':']);
+    // Trimming can leave a token too short or without its dot.
+    if !may_hold_host(token.as_bytes()) {
+        return;
+    }
+    let (clean, defanged) = refang(token);
+    let clean = clean.trim_end_matches(['.', ':', ')', ']']);
+    let lower_start: String = clean
+        .chars()
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if lower_start.starts_with("http://")
+        || lower_start.starts_with("https://")
+        || lower_start.starts_with("www.")
+    {
+        out.add_link(clean, UrlSource::Text, defanged, 0);
+    } else if !clean.contains("://") && !clean.contains('@') && looks_like_bare_url(clean) {
+        // `example.com/path`; a bare `example.com` only when defanged
+        // (`file.zip`, `readme.md` are names, not links).
+        if clean.contains('/') || defanged {
+            out.add_link(clean, UrlSource::Text, defanged, 0);
         }
     }
 }
 
 fn is_separator(c: char) -> bool {
     c.is_whitespace() || matches!(c, '<' | '>' | '"' | '|' | '\u{a0}')
+}
+
+/// [`is_separator`] for ASCII bytes (`char::is_whitespace` includes the
+/// vertical tab, which `u8::is_ascii_whitespace` does not).
+fn is_ascii_separator(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | b'<' | b'>' | b'"' | b'|'
+    )
 }
 
 /// Undoes common defanging: `hxxp` → `http`, `[.]` / `(.)` / `(dot)` /
