@@ -216,6 +216,37 @@ pub struct PreparedLearn {
     model_features: ModelFeatures,
 }
 
+/// Prepares learns ([`Engine::learn_preparer`]): the limits, tokenizer and
+/// rules in force when it was made.
+pub struct LearnPreparer {
+    limits: message::Limits,
+    tokenizer: Tokenizer,
+    active: Arc<Active>,
+}
+
+impl LearnPreparer {
+    /// Parses a message and computes what its learn records.
+    pub fn prepare(&self, raw: &[u8]) -> Result<PreparedLearn, LearnError> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Err(LearnError::Empty);
+        }
+        let message = message::parse(raw, &self.limits);
+        if message.headers.is_empty() {
+            return Err(LearnError::NotAMessage);
+        }
+        let features = Features::statistical(raw, &message, &self.tokenizer);
+        let rules = self.active.rule_features(&message, raw);
+        let model_features =
+            ModelFeatures::build(&features.tokens, raw, rules.iter().map(String::as_str));
+        Ok(PreparedLearn {
+            digest: message_digest(raw),
+            message_id: message.message_id,
+            features,
+            model_features,
+        })
+    }
+}
+
 /// One token's part in a verdict, with its text.
 #[derive(Debug, Clone)]
 pub struct ExplainedToken {
@@ -634,23 +665,18 @@ impl Engine {
     /// features): on `&self`, so a batch of learns prepares on every core
     /// and only [`Engine::record_learn`] runs one at a time.
     pub fn prepare_learn(&self, raw: &[u8]) -> Result<PreparedLearn, LearnError> {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            return Err(LearnError::Empty);
+        self.learn_preparer().prepare(raw)
+    }
+
+    /// What preparing a learn needs, apart from the engine: a bulk learn
+    /// prepares the next messages on other threads while the engine records
+    /// and syncs the last ones.
+    pub fn learn_preparer(&self) -> LearnPreparer {
+        LearnPreparer {
+            limits: self.config.limits.clone(),
+            tokenizer: self.tokenizer.clone(),
+            active: self.active(),
         }
-        let message = self.parse(raw);
-        if message.headers.is_empty() {
-            return Err(LearnError::NotAMessage);
-        }
-        let features = Features::statistical(raw, &message, &self.tokenizer);
-        let rules = self.active().rule_features(&message, raw);
-        let model_features =
-            ModelFeatures::build(&features.tokens, raw, rules.iter().map(String::as_str));
-        Ok(PreparedLearn {
-            digest: message_digest(raw),
-            message_id: message.message_id,
-            features,
-            model_features,
-        })
     }
 
     /// Records a prepared learn as `class` in the store (journal and

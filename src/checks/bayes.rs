@@ -7,7 +7,7 @@
 //! `ham_points_span`): a span of 2 is rspamd's |2p − 1|.
 
 use crate::bayes::{Abstain, Classification, TokenCounts, classify};
-use crate::classifier::{ModelFeatures, Weights, sigmoid, text_log_odds};
+use crate::classifier::{ModelFeatures, Weights, sigmoid, text_log_odds_only};
 use crate::config::{BayesConfig, ClassifierConfig};
 use crate::extract::Features;
 use crate::symbol::Symbol;
@@ -37,7 +37,7 @@ pub fn check_classifier(
             }),
         );
     }
-    let (raw_log_odds, _) = text_log_odds(weights, features);
+    let raw_log_odds = text_log_odds_only(weights, features);
     let log_odds = weights.calibration().apply(raw_log_odds);
     let classification = Classification {
         probability: sigmoid(log_odds),

@@ -279,6 +279,16 @@ pub trait Weights {
     fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
         out.extend(indices.iter().map(|&i| self.weight(i)));
     }
+    /// The sum of the weights of many indices, in `f64` and in order, as
+    /// [`Weights::weights_into`] would give them.
+    fn weight_sum(&self, indices: &[u32]) -> f64 {
+        indices.iter().map(|&i| f64::from(self.weight(i))).sum()
+    }
+}
+
+/// The log-odds the text features give (bias included).
+pub fn text_log_odds_only(weights: &impl Weights, features: &ModelFeatures) -> f64 {
+    weights.bias() + weights.weight_sum(&features.text)
 }
 
 /// The log-odds the text features give (bias included), and each text

@@ -22,6 +22,10 @@ const BATCH_TIME: Duration = Duration::from_millis(500);
 /// few enough that their bytes and features stay small in memory.
 const PREPARE_GROUP: usize = 256;
 
+/// A message's origin (empty when it could not be read) and its prepared
+/// learn or why it has none.
+type Prepared = (String, Result<chaff::engine::PreparedLearn, String>);
+
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("class").required(true).args(["spam", "ham"])))]
 pub struct LearnArgs {
@@ -81,44 +85,59 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
     let mut last_commit = Instant::now();
     let mut failures: Vec<String> = Vec::new();
     // Messages are read in groups: each group is prepared on every core
-    // (parsing, rules and features are most of a learn), then recorded in
-    // the order read, one at a time, as the store requires.
-    let mut messages = Messages::new(&args.paths).peekable();
-    while messages.peek().is_some() {
-        let group: Vec<_> = messages.by_ref().take(PREPARE_GROUP).collect();
-        let prepared: Vec<_> = group
-            .into_par_iter()
-            .map(|item| match item {
-                Ok(raw) => {
-                    let prepared = engine.prepare_learn(&raw.bytes);
-                    (raw.origin.to_string(), prepared.map_err(|e| e.to_string()))
+    // (parsing, rules and features are most of a learn) on a thread of its
+    // own, while this one records the group before it in the order read,
+    // one at a time as the store requires, and syncs the batches.
+    let preparer = engine.learn_preparer();
+    let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
+    let paths = &args.paths;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        scope.spawn(move || {
+            let mut messages = Messages::new(paths).peekable();
+            while messages.peek().is_some() {
+                let group: Vec<_> = messages.by_ref().take(PREPARE_GROUP).collect();
+                let prepared: Vec<Prepared> = group
+                    .into_par_iter()
+                    .map(|item| match item {
+                        Ok(raw) => {
+                            let prepared = preparer.prepare(&raw.bytes);
+                            (raw.origin.to_string(), prepared.map_err(|e| e.to_string()))
+                        }
+                        Err(error) => (String::new(), Err(error.to_string())),
+                    })
+                    .collect();
+                if groups_tx.send(prepared).is_err() {
+                    // The recorder stopped on an error it reports itself.
+                    return;
                 }
-                Err(error) => (String::new(), Err(error.to_string())),
-            })
-            .collect();
-        for (origin, item) in prepared {
-            let learned = item.and_then(|prepared| {
-                engine
-                    .record_learn(prepared, class)
-                    .map_err(|error| error.to_string())
-            });
-            match learned {
-                Ok(learned) => {
-                    pending.add(learned.outcome);
-                    pending_messages += 1;
-                }
-                Err(error) if origin.is_empty() => failures.push(error),
-                Err(error) => failures.push(format!("{origin}: {error}")),
             }
-            progress.inc(1);
+        });
+        for prepared in groups_rx {
+            for (origin, item) in prepared {
+                let learned = item.and_then(|prepared| {
+                    engine
+                        .record_learn(prepared, class)
+                        .map_err(|error| error.to_string())
+                });
+                match learned {
+                    Ok(learned) => {
+                        pending.add(learned.outcome);
+                        pending_messages += 1;
+                    }
+                    Err(error) if origin.is_empty() => failures.push(error),
+                    Err(error) => failures.push(format!("{origin}: {error}")),
+                }
+                progress.inc(1);
+            }
+            if pending_messages >= BATCH_MESSAGES || last_commit.elapsed() >= BATCH_TIME {
+                engine.commit()?;
+                durable.merge(std::mem::take(&mut pending));
+                pending_messages = 0;
+                last_commit = Instant::now();
+            }
         }
-        if pending_messages >= BATCH_MESSAGES || last_commit.elapsed() >= BATCH_TIME {
-            engine.commit()?;
-            durable.merge(std::mem::take(&mut pending));
-            pending_messages = 0;
-            last_commit = Instant::now();
-        }
-    }
+        Ok(())
+    })?;
     engine.commit()?;
     durable.merge(pending);
     progress.finish_and_clear();

@@ -600,6 +600,15 @@ impl Weights for BayesStore {
             *weight += deltas.get(index as usize).copied().unwrap_or(0.0);
         }
     }
+
+    fn weight_sum(&self, indices: &[u32]) -> f64 {
+        if self.overlay.classifier.weights.is_empty() {
+            return self.model.weight_sum(indices);
+        }
+        let mut weights = Vec::with_capacity(indices.len());
+        self.weights_into(indices, &mut weights);
+        weights.iter().map(|&w| f64::from(w)).sum()
+    }
 }
 
 /// One kept sample: in the mapped model, or waiting in the journal.

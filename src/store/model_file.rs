@@ -178,23 +178,37 @@ impl ModelFile {
     /// Weights of many indices, in order, appended to `out` (0 without a
     /// classifier). Prefetched in groups: the table is 16 MiB.
     pub fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
+        out.reserve(indices.len());
+        self.each_weight(indices, |weight| out.push(weight));
+    }
+
+    /// The sum of the weights of `indices`, in order, in `f64`.
+    pub fn weight_sum(&self, indices: &[u32]) -> f64 {
+        let mut sum = 0.0;
+        self.each_weight(indices, |weight| sum += f64::from(weight));
+        sum
+    }
+
+    /// Calls `visit` with each index's weight, in order. The table is
+    /// larger than any cache and a message's indices are scattered over it,
+    /// so the lookup `AHEAD` places on is always already on its way.
+    fn each_weight(&self, indices: &[u32], mut visit: impl FnMut(f32)) {
+        const AHEAD: usize = 16;
         let table = self.weights();
         if table.is_empty() {
-            out.extend(indices.iter().map(|_| 0.0));
+            indices.iter().for_each(|_| visit(0.0));
             return;
         }
-        const GROUP: usize = 16;
-        for group in indices.chunks(GROUP) {
-            for &index in group {
-                if let Some(weight) = table.get(index as usize) {
-                    prefetch(weight);
-                }
+        for &index in indices.iter().take(AHEAD) {
+            if let Some(weight) = table.get(index as usize) {
+                prefetch(weight);
             }
-            out.extend(
-                group
-                    .iter()
-                    .map(|&index| table.get(index as usize).copied().unwrap_or(0.0)),
-            );
+        }
+        for (at, &index) in indices.iter().enumerate() {
+            if let Some(weight) = indices.get(at + AHEAD).and_then(|&i| table.get(i as usize)) {
+                prefetch(weight);
+            }
+            visit(table.get(index as usize).copied().unwrap_or(0.0));
         }
     }
 
