@@ -230,6 +230,10 @@ pub struct ClassifierConfig {
     pub max_epochs: u32,
     /// Training stops once no sample's dual gradient is larger than this.
     pub tolerance: f64,
+    /// How much more a ham scored as spam costs than a spam scored as ham
+    /// when training fits the calibration: above 1, the calibration places
+    /// a site's borderline ham further from the add-header threshold.
+    pub ham_error_cost: f64,
     /// Samples kept for training; past it, the larger class loses its oldest.
     pub max_samples: usize,
     /// The daemon retrains once the learns since the last training reach

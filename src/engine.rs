@@ -932,6 +932,7 @@ impl Engine {
             rule_l2: c.rule_l2,
             max_epochs: c.max_epochs,
             tolerance: c.tolerance,
+            ham_error_cost: c.ham_error_cost,
         };
         (c.max_samples, move |samples: &dyn Samples| {
             crate::classifier::train::train(samples, &rules, &params)

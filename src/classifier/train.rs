@@ -48,6 +48,9 @@ pub struct TrainParams {
     pub max_epochs: u32,
     /// Stop once no sample's dual gradient exceeds this.
     pub tolerance: f64,
+    /// How much more a ham scored as spam costs than a spam scored as ham
+    /// when the calibration is fitted ([`Calibration`]).
+    pub ham_error_cost: f64,
 }
 
 impl Default for TrainParams {
@@ -58,6 +61,7 @@ impl Default for TrainParams {
             rule_l2: 20.0,
             max_epochs: 10,
             tolerance: 0.1,
+            ham_error_cost: 1.0,
         }
     }
 }
@@ -191,6 +195,7 @@ struct Solver<'a> {
     rule_value: f64,
     /// A sample's gradient under this counts as quiet (shrinking).
     shrink_below: f64,
+    ham_error_cost: f64,
     /// f32 as stored: half the memory traffic of f64, and the epochs are
     /// bound by it (random reads and writes over the whole table).
     weights: Vec<f32>,
@@ -238,6 +243,7 @@ impl<'a> Solver<'a> {
             c: 1.0 / params.l2.max(1e-12),
             rule_value: (params.l2 / params.rule_l2.max(1e-12)).sqrt(),
             shrink_below: SHRINK_FRACTION * params.tolerance,
+            ham_error_cost: params.ham_error_cost,
             weights: vec![0.0f32; WEIGHT_COUNT],
             rule_weights: std::collections::HashMap::new(),
             bias: 0.0,
@@ -425,7 +431,7 @@ impl<'a> Solver<'a> {
         Summary {
             primal,
             dual,
-            calibration: fit_platt(&held_out, self.spam, self.ham),
+            calibration: fit_platt(&held_out, self.spam, self.ham, self.ham_error_cost),
         }
     }
 
@@ -454,13 +460,13 @@ impl<'a> Solver<'a> {
 /// Fits `σ(a z + b)` to labelled scores by Newton's method on the
 /// class-balanced log loss, with Platt's targets `(N₊+1)/(N₊+2)` and
 /// `1/(N₋+2)`. Without both classes there is nothing to fit.
-fn fit_platt(scores: &[(f64, bool)], spam: u64, ham: u64) -> Calibration {
+fn fit_platt(scores: &[(f64, bool)], spam: u64, ham: u64, ham_error_cost: f64) -> Calibration {
     if spam == 0 || ham == 0 || scores.is_empty() {
         return Calibration::IDENTITY;
     }
     let total = (spam + ham) as f64;
     let spam_weight = total / (2.0 * spam as f64);
-    let ham_weight = total / (2.0 * ham as f64);
+    let ham_weight = ham_error_cost.max(f64::MIN_POSITIVE) * total / (2.0 * ham as f64);
     let spam_target = (spam as f64 + 1.0) / (spam as f64 + 2.0);
     let ham_target = 1.0 / (ham as f64 + 2.0);
     let (mut a, mut b) = (1.0f64, 0.0f64);
@@ -685,11 +691,11 @@ mod tests {
                 }
             }
         }
-        let fitted = fit_platt(&scores, spam, ham);
+        let fitted = fit_platt(&scores, spam, ham, 1.0);
         assert!((fitted.slope - 0.5).abs() < 0.02, "{fitted:?}");
         assert!(fitted.intercept.abs() < 0.05, "{fitted:?}");
         // One class only: nothing to fit.
-        assert_eq!(fit_platt(&scores[..10], 0, 10), Calibration::IDENTITY);
+        assert_eq!(fit_platt(&scores[..10], 0, 10, 1.0), Calibration::IDENTITY);
     }
 
     #[test]
