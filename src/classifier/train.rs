@@ -602,6 +602,7 @@ mod tests {
             rule_l2: 10.0,
             max_epochs: 50,
             tolerance: 0.01,
+            ham_error_cost: 1.0,
         }
     }
 
@@ -696,6 +697,11 @@ mod tests {
         assert!(fitted.intercept.abs() < 0.05, "{fitted:?}");
         // One class only: nothing to fit.
         assert_eq!(fit_platt(&scores[..10], 0, 10, 1.0), Calibration::IDENTITY);
+        // Ham errors four times as costly: the same slope, log-odds moved
+        // down by ln 4, as a weighted logistic fit moves them.
+        let costly = fit_platt(&scores, spam, ham, 4.0);
+        assert!((costly.slope - 0.5).abs() < 0.02, "{costly:?}");
+        assert!((costly.intercept + 4f64.ln()).abs() < 0.1, "{costly:?}");
     }
 
     #[test]
