@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 use crate::message::Message;
 
@@ -225,10 +226,22 @@ fn scan_text(text: &str, out: &mut Collector) {
     if !text.contains(['.', '(', '[']) {
         return;
     }
-    if text.is_ascii() {
+    let bytes = text.as_bytes();
+    if text.is_ascii() && !has_spelled_dot(bytes) {
+        // Only tokens with a dot can hold a host here: visit those, found
+        // from the dots, instead of splitting every word of the text.
+        for raw in tokens_with_a_dot(bytes) {
+            if out.full() {
+                return;
+            }
+            if may_hold_host(raw) {
+                scan_token(std::str::from_utf8(raw).unwrap_or_default(), out);
+            }
+        }
+    } else if text.is_ascii() {
         // Splitting the bytes draws the same tokens without decoding each
         // character, and an ASCII string splits into ASCII strings.
-        for raw in text.as_bytes().split(|&b| is_ascii_separator(b)) {
+        for raw in bytes.split(|&b| is_ascii_separator(b)) {
             if out.full() {
                 return;
             }
@@ -246,6 +259,40 @@ fn scan_text(text: &str, out: &mut Collector) {
             }
         }
     }
+}
+
+/// Whether `text` spells a dot out (`example dot com`, `[DOT]`), which
+/// [`refang`] reads as one.
+fn has_spelled_dot(text: &[u8]) -> bool {
+    static FINDERS: LazyLock<[memchr::memmem::Finder<'static>; 2]> = LazyLock::new(|| {
+        [
+            memchr::memmem::Finder::new(b"dot"),
+            memchr::memmem::Finder::new(b"DOT"),
+        ]
+    });
+    FINDERS.iter().any(|finder| finder.find(text).is_some())
+}
+
+/// The tokens of `text` (split at [`is_ascii_separator`]) that hold a
+/// `.`, in order: exactly those of splitting it whole, found from each dot
+/// outwards, so text without dots costs one `memchr` pass.
+fn tokens_with_a_dot(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut done_until = 0;
+    memchr::memchr_iter(b'.', text).filter_map(move |dot| {
+        if dot < done_until {
+            return None;
+        }
+        let start = text[..dot]
+            .iter()
+            .rposition(|&b| is_ascii_separator(b))
+            .map_or(0, |at| at + 1);
+        let end = text[dot..]
+            .iter()
+            .position(|&b| is_ascii_separator(b))
+            .map_or(text.len(), |at| dot + at);
+        done_until = end;
+        Some(&text[start..end])
+    })
 }
 
 /// Whether a token could hold a host name: most words hold no dot and no
@@ -802,5 +849,20 @@ mod tests {
         assert!(hosts("write to bob@example.com/x or mailto:bob@example.com").is_empty());
         assert!(parse_url("javascript:alert(1)").is_none());
         assert!(parse_url("cid:part1@example.com").is_none());
+    }
+
+    proptest::proptest! {
+        /// Found from the dots, the tokens are exactly the dotted ones of
+        /// splitting the whole text.
+        #[test]
+        fn dotted_tokens_are_those_of_a_split(text in "[a-z. <>\"|\t\n/:]{0,120}") {
+            let found: Vec<&[u8]> = tokens_with_a_dot(text.as_bytes()).collect();
+            let split: Vec<&[u8]> = text
+                .as_bytes()
+                .split(|&b| is_ascii_separator(b))
+                .filter(|token| token.contains(&b'.'))
+                .collect();
+            proptest::prop_assert_eq!(found, split);
+        }
     }
 }
