@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use chaff::Engine;
 use chaff::bayes;
-use chaff::classifier::{ModelFeatures, text_log_odds};
+use chaff::classifier::{ModelFeatures, text_log_odds, text_log_odds_only};
 use chaff::config::Config;
 use chaff::extract::{Features, Tokenizer};
 use chaff::mailbox::Messages;
@@ -158,10 +158,25 @@ fn pipeline(c: &mut Criterion) {
             }
         })
     });
+    // What a scan computes: the same set, unsorted, and only its sum.
+    group.bench_function("model features (scan)", |b| {
+        b.iter(|| {
+            for ((raw, _), f) in sample.iter().zip(&features) {
+                black_box(ModelFeatures::for_scan(black_box(&f.tokens), raw));
+            }
+        })
+    });
     group.bench_function("classifier weights", |b| {
         b.iter(|| {
             for m in &model_features {
                 black_box(text_log_odds(&store, black_box(m)));
+            }
+        })
+    });
+    group.bench_function("classifier sum (scan)", |b| {
+        b.iter(|| {
+            for m in &model_features {
+                black_box(text_log_odds_only(&store, black_box(m)));
             }
         })
     });
