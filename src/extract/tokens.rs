@@ -227,7 +227,7 @@ impl Tokenizer {
     }
 
     /// Emits every token of `message` to `sink`, duplicates included.
-    pub fn tokenize(&self, message: &Message, sink: &mut dyn TokenSink) {
+    pub fn tokenize<S: TokenSink + ?Sized>(&self, message: &Message, sink: &mut S) {
         let mut words = WordBuffer::default();
         self.header_tokens(message, sink, &mut words);
         let mut budget = MAX_BODY_WORDS;
@@ -237,7 +237,12 @@ impl Tokenizer {
         self.meta_tokens(message, sink);
     }
 
-    fn header_tokens(&self, message: &Message, sink: &mut dyn TokenSink, words: &mut WordBuffer) {
+    fn header_tokens<S: TokenSink + ?Sized>(
+        &self,
+        message: &Message,
+        sink: &mut S,
+        words: &mut WordBuffer,
+    ) {
         let mut budget = MAX_HEADER_WORDS;
         self.word_stream("s", &message.subject, &mut budget, sink, words);
         let mut budget = MAX_HEADER_WORDS;
@@ -296,7 +301,7 @@ impl Tokenizer {
         }
     }
 
-    fn meta_tokens(&self, message: &Message, sink: &mut dyn TokenSink) {
+    fn meta_tokens<S: TokenSink + ?Sized>(&self, message: &Message, sink: &mut S) {
         let html_only = !message.text_parts.is_empty()
             && message.text_parts.iter().all(|p| p.kind == TextKind::Html);
         if html_only {
@@ -318,12 +323,12 @@ impl Tokenizer {
     }
 
     /// Emits unigrams and OSB pairs for the words of `text`, under `namespace`.
-    fn word_stream(
+    fn word_stream<S: TokenSink + ?Sized>(
         &self,
         namespace: &str,
         text: &str,
         budget: &mut usize,
-        sink: &mut dyn TokenSink,
+        sink: &mut S,
         words: &mut WordBuffer,
     ) {
         words.recent.clear();
@@ -338,12 +343,12 @@ impl Tokenizer {
         }
     }
 
-    fn hash_words<'t>(
+    fn hash_words<'t, S: TokenSink + ?Sized>(
         &self,
         namespace: &str,
         words_in: impl Iterator<Item = &'t str>,
         budget: &mut usize,
-        sink: &mut dyn TokenSink,
+        sink: &mut S,
         words: &mut WordBuffer,
     ) {
         let wants_text = sink.wants_text();
@@ -401,7 +406,7 @@ struct WordBuffer {
     recent_text: Vec<String>,
 }
 
-fn emit_text(sink: &mut dyn TokenSink, namespace: &str, text: &str) {
+fn emit_text<S: TokenSink + ?Sized>(sink: &mut S, namespace: &str, text: &str) {
     if text.is_empty() {
         return;
     }
