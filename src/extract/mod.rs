@@ -67,28 +67,57 @@ impl Features {
 
 /// Removes repeated tokens, keeping first occurrences in order. A small
 /// open-addressed set beats sorting here (sorting was the largest single
-/// cost of tokenizing), and tokens are already uniformly mixed hashes.
-fn distinct(tokens: Vec<u64>) -> Vec<u64> {
-    let slots = (tokens.len() * 2).next_power_of_two().max(16);
-    let mask = slots - 1;
-    let mut seen = vec![0u64; slots];
-    let mut out = Vec::with_capacity(tokens.len());
-    for token in tokens {
-        // Tokens are never 0 (0 marks an empty slot here as in the model).
-        let mut slot = (token as usize) & mask;
-        loop {
-            match seen[slot] {
-                0 => {
-                    seen[slot] = token;
-                    out.push(token);
+/// cost of tokenizing), and tokens are already uniformly mixed hashes. The
+/// set is kept per thread, each slot stamped with the call that filled it,
+/// so a call neither allocates nor clears it.
+fn distinct(mut tokens: Vec<u64>) -> Vec<u64> {
+    struct Seen {
+        keys: Vec<u64>,
+        stamps: Vec<u32>,
+        call: u32,
+    }
+    thread_local! {
+        static SEEN: std::cell::RefCell<Seen> = const {
+            std::cell::RefCell::new(Seen { keys: Vec::new(), stamps: Vec::new(), call: 0 })
+        };
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let seen = &mut *seen;
+        let slots = (tokens.len() * 2).next_power_of_two().max(16);
+        if seen.keys.len() < slots {
+            seen.keys = vec![0; slots];
+            seen.stamps = vec![0; slots];
+            seen.call = 0;
+        }
+        // Stamp 0 is what a fresh slot holds, so no call uses it.
+        seen.call = seen.call.wrapping_add(1);
+        if seen.call == 0 {
+            seen.stamps.iter_mut().for_each(|stamp| *stamp = 0);
+            seen.call = 1;
+        }
+        let mask = slots - 1;
+        let mut kept = 0;
+        for at in 0..tokens.len() {
+            let token = tokens[at];
+            let mut slot = (token as usize) & mask;
+            loop {
+                if seen.stamps[slot] != seen.call {
+                    seen.stamps[slot] = seen.call;
+                    seen.keys[slot] = token;
+                    tokens[kept] = token;
+                    kept += 1;
                     break;
                 }
-                existing if existing == token => break,
-                _ => slot = (slot + 1) & mask,
+                if seen.keys[slot] == token {
+                    break;
+                }
+                slot = (slot + 1) & mask;
             }
         }
-    }
-    out
+        tokens.truncate(kept);
+    });
+    tokens
 }
 
 #[cfg(test)]
@@ -100,5 +129,16 @@ mod tests {
         assert_eq!(distinct(vec![5, 3, 5, 9, 3, 1]), vec![5, 3, 9, 1]);
         let many: Vec<u64> = (1..5000).chain(1..5000).collect();
         assert_eq!(distinct(many), (1..5000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn distinct_is_right_on_every_call_whatever_the_sizes() {
+        for call in 0u64..2000 {
+            let len = (call % 29) * 40;
+            let tokens: Vec<u64> = (0..len).map(|i| (i * 7919 + call) % 601 + 1).collect();
+            let mut seen = std::collections::HashSet::new();
+            let expected: Vec<u64> = tokens.iter().copied().filter(|t| seen.insert(*t)).collect();
+            assert_eq!(distinct(tokens), expected, "call {call}");
+        }
     }
 }
