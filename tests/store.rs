@@ -532,3 +532,54 @@ fn a_flipped_body_byte_is_found_by_verify() {
     let store = BayesStore::open_read_only(dir.path()).unwrap();
     assert!(!store.verify(), "a damaged body passed verify");
 }
+
+/// A scan sums a message's weights in one pass (`Weights::weight_sum`);
+/// with learns since the model was written it must add each one's delta
+/// exactly as the per-weight lookup does.
+#[test]
+fn a_weight_sum_is_the_sum_of_the_weights_with_the_learns_since() {
+    use chaff::classifier::{ModelFeatures, Weights};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = BayesStore::open_writer(dir.path()).unwrap();
+    let message = |i: u64| {
+        let tokens: Vec<u64> = (1..200u64).map(|t| t * 7919 + i * 31).collect();
+        let raw = format!(
+            "Subject: message {i}\n\nbody of message {i}, words {}\n",
+            i * 3
+        );
+        ModelFeatures::build(&tokens, raw.as_bytes(), [])
+    };
+    let check = |store: &BayesStore, context: &str| {
+        let probe = message(7).text;
+        let mut each = Vec::new();
+        store.weights_into(&probe, &mut each);
+        let expected: f64 = each.iter().map(|&w| f64::from(w)).sum();
+        assert!(expected != 0.0, "{context}: the learns moved these weights");
+        assert_eq!(store.weight_sum(&probe), expected, "{context}");
+    };
+    for i in 0..20u64 {
+        let class = if i % 2 == 0 { Class::Spam } else { Class::Ham };
+        bayes::learn(
+            &mut store,
+            u128::from(i) + 1,
+            class,
+            &Features::default(),
+            &message(i),
+        )
+        .unwrap();
+    }
+    store.commit().unwrap();
+    check(&store, "journal only");
+    store.compact().unwrap();
+    for i in 20..30u64 {
+        bayes::learn(
+            &mut store,
+            u128::from(i) + 1,
+            Class::Spam,
+            &Features::default(),
+            &message(i),
+        )
+        .unwrap();
+    }
+    check(&store, "model and journal");
+}

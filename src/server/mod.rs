@@ -14,6 +14,7 @@
 
 mod auth;
 mod conn;
+mod pool;
 mod protocol;
 mod routes;
 mod state;

@@ -78,7 +78,7 @@ pub struct State {
     pub started: Instant,
     shutdown: watch::Sender<bool>,
     /// Where scans and learns run: one thread per core, never the reactor.
-    cpu_pool: rayon::ThreadPool,
+    cpu_pool: super::pool::CpuPool,
 }
 
 impl State {
@@ -103,18 +103,7 @@ impl State {
             max_connections,
             started: Instant::now(),
             shutdown: watch::channel(false).0,
-            cpu_pool: rayon::ThreadPoolBuilder::new()
-                .num_threads(cores)
-                .thread_name(|i| format!("chaff-scan-{i}"))
-                .build()
-                .unwrap_or_else(|_| {
-                    // Thread creation failing at start-up leaves one way on:
-                    // rayon's global pool, also sized to the cores.
-                    #[allow(clippy::expect_used)]
-                    rayon::ThreadPoolBuilder::new()
-                        .build()
-                        .expect("a thread pool")
-                }),
+            cpu_pool: super::pool::CpuPool::new(cores),
         }
     }
 

@@ -602,12 +602,8 @@ impl Weights for BayesStore {
     }
 
     fn weight_sum(&self, indices: &[u32]) -> f64 {
-        if self.overlay.classifier.weights.is_empty() {
-            return self.model.weight_sum(indices);
-        }
-        let mut weights = Vec::with_capacity(indices.len());
-        self.weights_into(indices, &mut weights);
-        weights.iter().map(|&w| f64::from(w)).sum()
+        self.model
+            .weight_sum(indices, &self.overlay.classifier.weights)
     }
 }
 

@@ -179,24 +179,33 @@ impl ModelFile {
     /// classifier). Prefetched in groups: the table is 16 MiB.
     pub fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
         out.reserve(indices.len());
-        self.each_weight(indices, |weight| out.push(weight));
+        self.each_weight(indices, |_, weight| out.push(weight));
     }
 
-    /// The sum of the weights of `indices`, in order, in `f64`.
-    pub fn weight_sum(&self, indices: &[u32]) -> f64 {
+    /// The sum of the weights of `indices`, in order, in `f64`, each with
+    /// its delta in `deltas` (the learns since the model was written) added
+    /// in `f32` first, as [`Mapped::weights_into`] plus the deltas gives.
+    pub fn weight_sum(&self, indices: &[u32], deltas: &[f32]) -> f64 {
         let mut sum = 0.0;
-        self.each_weight(indices, |weight| sum += f64::from(weight));
+        if deltas.is_empty() {
+            self.each_weight(indices, |_, weight| sum += f64::from(weight));
+        } else {
+            self.each_weight(indices, |index, weight| {
+                let delta = deltas.get(index as usize).copied().unwrap_or(0.0);
+                sum += f64::from(weight + delta);
+            });
+        }
         sum
     }
 
     /// Calls `visit` with each index's weight, in order. The table is
     /// larger than any cache and a message's indices are scattered over it,
     /// so the lookup `AHEAD` places on is always already on its way.
-    fn each_weight(&self, indices: &[u32], mut visit: impl FnMut(f32)) {
+    fn each_weight(&self, indices: &[u32], mut visit: impl FnMut(u32, f32)) {
         const AHEAD: usize = 16;
         let table = self.weights();
         if table.is_empty() {
-            indices.iter().for_each(|_| visit(0.0));
+            indices.iter().for_each(|&index| visit(index, 0.0));
             return;
         }
         for &index in indices.iter().take(AHEAD) {
@@ -208,7 +217,7 @@ impl ModelFile {
             if let Some(weight) = indices.get(at + AHEAD).and_then(|&i| table.get(i as usize)) {
                 prefetch(weight);
             }
-            visit(table.get(index as usize).copied().unwrap_or(0.0));
+            visit(index, table.get(index as usize).copied().unwrap_or(0.0));
         }
     }
 
