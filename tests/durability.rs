@@ -169,24 +169,9 @@ enum Ended {
 /// longer `from` bytes long (a batch was committed, or a compaction started
 /// a new journal) or once `limit` has passed, whichever is first.
 fn learn_and_kill(data: &Path, path: &Path, from: u64, limit: Duration) -> Ended {
-    let mut child = chaff(data)
-        .args(["learn", "--spam"])
-        .arg(path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none()
-        && journal_len(data) == from
-        && started.elapsed() < limit
-    {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // `Child::kill` is SIGKILL on Unix: no destructors, no final commit.
-    // It is a no-op if the child has already exited.
-    child.kill().unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut learn = chaff(data);
+    learn.args(["learn", "--spam"]).arg(path);
+    let (_, output) = run_and_kill(learn, limit, || journal_len(data) != from);
     match parse_counts(&String::from_utf8_lossy(&output.stdout)) {
         Some(counts) => Ended::Finished(counts),
         None => {
@@ -194,6 +179,30 @@ fn learn_and_kill(data: &Path, path: &Path, from: u64, limit: Duration) -> Ended
             Ended::Killed
         }
     }
+}
+
+/// Runs `command` and SIGKILLs it once `stop` says so or `limit` has
+/// passed, whichever is first. Whether it was still running when killed,
+/// and what it printed.
+fn run_and_kill(
+    mut command: Command,
+    limit: Duration,
+    mut stop: impl FnMut() -> bool,
+) -> (bool, Output) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && !stop() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    // `Child::kill` is SIGKILL on Unix: no destructors, no final commit.
+    // It is a no-op if the child has already exited.
+    child.kill().unwrap();
+    (running, child.wait_with_output().unwrap())
 }
 
 /// Token counts of every message's tokens must be the same in both stores.
@@ -335,21 +344,9 @@ fn kill_9_during_training_loses_no_learn_and_a_rerun_trains() {
     let mut kills = 0;
     let mut finished = false;
     for millis in [5, 30, 100, 300, 1000, 3000, 10_000, 600_000] {
-        let mut child = chaff(&data)
-            .args(["model", "train"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while child.try_wait().unwrap().is_none()
-            && started.elapsed() < Duration::from_millis(millis)
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let running = child.try_wait().unwrap().is_none();
-        child.kill().unwrap();
-        let output = child.wait_with_output().unwrap();
+        let mut train = chaff(&data);
+        train.args(["model", "train"]);
+        let (running, output) = run_and_kill(train, Duration::from_millis(millis), || false);
         if running {
             kills += 1;
         } else {
