@@ -281,7 +281,7 @@ fn lenient_base64_text(encoded: &str, charset: Option<&str>) -> Option<String> {
         charset.and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes()));
     Some(match decoder {
         Some(decode) => decode(&bytes),
-        None => String::from_utf8_lossy(&bytes).into_owned(),
+        None => super::lossy_text(&bytes).into_owned(),
     })
 }
 
@@ -381,7 +381,7 @@ fn header_value_text(value: &HeaderValue<'_>, raw: &[u8], start: u32, end: u32) 
         HeaderValue::Address(address) => address_text(address),
         _ => {
             let slice = raw.get(start as usize..end as usize).unwrap_or_default();
-            unfold(&String::from_utf8_lossy(slice))
+            unfold(&super::lossy_text(slice))
         }
     }
 }
@@ -436,7 +436,7 @@ fn keep_header_block(
         *header_bytes += block.len();
         message
             .mime_header_blocks
-            .push(String::from_utf8_lossy(block).into_owned());
+            .push(super::lossy_text(block).into_owned());
     }
 }
 

@@ -285,7 +285,7 @@ impl<'a> Input<'a> {
             Target::RawBody => Cow::Owned(raw_body_text(self.message)),
             Target::Uri => Cow::Owned(uri_list(self.message)),
             // An mbox `From ` line is envelope, not message.
-            Target::Full => String::from_utf8_lossy(strip_mbox_line(self.raw)),
+            Target::Full => crate::message::lossy_text(strip_mbox_line(self.raw)),
             Target::Envelope(field) => Cow::Owned(self.envelope_field(*field)),
         }
     }
@@ -621,15 +621,15 @@ pub fn raw_header_fields(raw: &[u8]) -> Vec<(String, String)> {
         if line[0] == b' ' || line[0] == b'\t' {
             if let Some((_, value)) = fields.last_mut() {
                 value.push('\n');
-                value.push_str(&String::from_utf8_lossy(line));
+                value.push_str(&crate::message::lossy_text(line));
             }
             continue;
         }
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        let name = String::from_utf8_lossy(&line[..colon]).trim().to_owned();
-        let value = String::from_utf8_lossy(&line[colon + 1..])
+        let name = crate::message::lossy_text(&line[..colon]).trim().to_owned();
+        let value = crate::message::lossy_text(&line[colon + 1..])
             .trim_start()
             .to_owned();
         fields.push((name, value));
