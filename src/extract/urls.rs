@@ -227,36 +227,26 @@ fn scan_text(text: &str, out: &mut Collector) {
         return;
     }
     let bytes = text.as_bytes();
-    if text.is_ascii() && !has_spelled_dot(bytes) {
-        // Only tokens with a dot can hold a host here: visit those, found
-        // from the dots, instead of splitting every word of the text.
-        for raw in tokens_with_a_dot(bytes) {
-            if out.full() {
-                return;
-            }
-            if may_hold_host(raw) {
-                scan_token(std::str::from_utf8(raw).unwrap_or_default(), out);
-            }
-        }
-    } else if text.is_ascii() {
+    let tokens: Box<dyn Iterator<Item = &str> + '_> = if text.is_ascii() {
         // Splitting the bytes draws the same tokens without decoding each
-        // character, and an ASCII string splits into ASCII strings.
-        for raw in bytes.split(|&b| is_ascii_separator(b)) {
-            if out.full() {
-                return;
-            }
-            if may_hold_host(raw) {
-                scan_token(std::str::from_utf8(raw).unwrap_or_default(), out);
-            }
-        }
+        // character, and an ASCII string splits into ASCII strings. Without
+        // a spelled-out dot only tokens with a `.` can hold a host: those
+        // are found from the dots instead of splitting every word.
+        let pieces: Box<dyn Iterator<Item = &[u8]> + '_> = if has_spelled_dot(bytes) {
+            Box::new(bytes.split(|&b| is_ascii_separator(b)))
+        } else {
+            Box::new(tokens_with_a_dot(bytes))
+        };
+        Box::new(pieces.map(|raw| std::str::from_utf8(raw).unwrap_or_default()))
     } else {
-        for raw in text.split(is_separator) {
-            if out.full() {
-                return;
-            }
-            if may_hold_host(raw.as_bytes()) {
-                scan_token(raw, out);
-            }
+        Box::new(text.split(is_separator))
+    };
+    for raw in tokens {
+        if out.full() {
+            return;
+        }
+        if may_hold_host(raw.as_bytes()) {
+            scan_token(raw, out);
         }
     }
 }
