@@ -275,7 +275,7 @@ pub trait Weights {
     }
     fn weight(&self, index: u32) -> f32;
     /// Weights of many indices, in order, appended to `out` (the mapped
-    /// table prefetches them in groups).
+    /// table prefetches them ahead).
     fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
         out.extend(indices.iter().map(|&i| self.weight(i)));
     }

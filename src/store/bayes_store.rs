@@ -590,15 +590,8 @@ impl Weights for BayesStore {
     }
 
     fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
-        let start = out.len();
-        self.model.weights_into(indices, out);
-        let deltas = &self.overlay.classifier.weights;
-        if deltas.is_empty() {
-            return;
-        }
-        for (weight, &index) in out[start..].iter_mut().zip(indices) {
-            *weight += deltas.get(index as usize).copied().unwrap_or(0.0);
-        }
+        self.model
+            .weights_into(indices, &self.overlay.classifier.weights, out);
     }
 
     fn weight_sum(&self, indices: &[u32]) -> f64 {

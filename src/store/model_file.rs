@@ -177,31 +177,38 @@ impl ModelFile {
 
     /// Weights of many indices, in order, appended to `out` (0 without a
     /// classifier). Prefetched in groups: the table is 16 MiB.
-    pub fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
+    /// The weights of `indices`, in order, each with its delta in `deltas`
+    /// (the learns since the model was written; empty for none) added,
+    /// appended to `out`.
+    pub fn weights_into(&self, indices: &[u32], deltas: &[f32], out: &mut Vec<f32>) {
         out.reserve(indices.len());
-        self.each_weight(indices, |_, weight| out.push(weight));
+        self.each_weight(indices, deltas, |weight| out.push(weight));
     }
 
-    /// The sum of the weights of `indices`, in order, in `f64`, each with
-    /// its delta in `deltas` (the learns since the model was written) added
-    /// in `f32` first, as [`Mapped::weights_into`] plus the deltas gives.
+    /// The sum in `f64` of what [`Mapped::weights_into`] gives, in one pass.
     pub fn weight_sum(&self, indices: &[u32], deltas: &[f32]) -> f64 {
         let mut sum = 0.0;
-        if deltas.is_empty() {
-            self.each_weight(indices, |_, weight| sum += f64::from(weight));
-        } else {
-            self.each_weight(indices, |index, weight| {
-                let delta = deltas.get(index as usize).copied().unwrap_or(0.0);
-                sum += f64::from(weight + delta);
-            });
-        }
+        self.each_weight(indices, deltas, |weight| sum += f64::from(weight));
         sum
     }
 
-    /// Calls `visit` with each index's weight, in order. The table is
-    /// larger than any cache and a message's indices are scattered over it,
-    /// so the lookup `AHEAD` places on is always already on its way.
-    fn each_weight(&self, indices: &[u32], mut visit: impl FnMut(u32, f32)) {
+    /// Calls `visit` with each index's weight plus its delta, in order
+    /// (the delta lookup only when there are deltas).
+    fn each_weight(&self, indices: &[u32], deltas: &[f32], mut visit: impl FnMut(f32)) {
+        if deltas.is_empty() {
+            self.each_table_weight(indices, |_, weight| visit(weight));
+        } else {
+            self.each_table_weight(indices, |index, weight| {
+                visit(weight + deltas.get(index as usize).copied().unwrap_or(0.0));
+            });
+        }
+    }
+
+    /// Calls `visit` with each index and its weight in the table, in order.
+    /// The table is larger than any cache and a message's indices are
+    /// scattered over it, so the lookup `AHEAD` places on is always already
+    /// on its way.
+    fn each_table_weight(&self, indices: &[u32], mut visit: impl FnMut(u32, f32)) {
         const AHEAD: usize = 16;
         let table = self.weights();
         if table.is_empty() {
