@@ -31,7 +31,7 @@ fn build_model(dir: &std::path::Path) {
                 to: class,
                 tokens: &tokens,
                 grams: &grams,
-                features: &Default::default(),
+                features: Default::default(),
             })
             .unwrap();
     }

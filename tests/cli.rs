@@ -291,8 +291,16 @@ fn model_stat_prints_the_format_version() {
     assert_eq!(stat["checksum_ok"], true);
 }
 
+/// A config file beside `data` that turns the classifier off, so the
+/// count-based Bayes scores and its counts are learned (with `extra`).
+fn counting_config(data: &Path, extra: &str) -> PathBuf {
+    let config = data.parent().unwrap().join("counting.toml");
+    std::fs::write(&config, format!("[classifier]\nenabled = false\n{extra}")).unwrap();
+    config
+}
+
 #[test]
-fn model_compact_keeps_counts() {
+fn model_compact_folds_the_journal_and_trains() {
     let s = scratch();
     let mbox = corpus("mbox-sample.mbox");
     let output = run(
@@ -301,8 +309,11 @@ fn model_compact_keeps_counts() {
     );
     assert!(output.status.success(), "{}", describe(&output));
     let before = model_stat_json(&s.data);
-    assert!(before["overlay_tokens"].as_u64().unwrap() > 0, "{before}");
-    assert_eq!(before["model_tokens"], 0, "{before}");
+    assert_eq!(before["untrained_learns"], 3, "{before}");
+    assert_eq!(before["spam_samples"], 3, "{before}");
+    assert_eq!(before["trained_at"], 0, "{before}");
+    // The classifier scores, so no count-based Bayes counts are learned.
+    assert_eq!(before["overlay_tokens"], 0, "{before}");
     let output = run(&s.data, &["model", "compact"]);
     assert!(output.status.success(), "{}", describe(&output));
     assert!(
@@ -313,8 +324,35 @@ fn model_compact_keeps_counts() {
     let after = model_stat_json(&s.data);
     assert_eq!(after["spam_learns"], before["spam_learns"]);
     assert_eq!(after["learned_messages"], 3);
+    assert_eq!(after["spam_samples"], 3, "{after}");
+    assert_eq!(after["untrained_learns"], 0, "{after}");
+    assert!(after["trained_at"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(after["model_tokens"], 0, "{after}");
+}
+
+#[test]
+fn model_compact_keeps_the_counts_of_the_count_based_bayes() {
+    let s = scratch();
+    let config = counting_config(&s.data, "");
+    let mbox = corpus("mbox-sample.mbox");
+    let learn = chaff(&s.data)
+        .arg("--config")
+        .arg(&config)
+        .args(["learn", "--no-compact", "--spam", &mbox.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(learn.status.success(), "{}", describe(&learn));
+    let before = model_stat_json(&s.data);
+    assert!(before["overlay_tokens"].as_u64().unwrap() > 0, "{before}");
+    assert_eq!(before["model_tokens"], 0, "{before}");
+    let output = run(&s.data, &["model", "compact"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let after = model_stat_json(&s.data);
+    assert_eq!(after["learned_messages"], 3);
     assert!(after["model_tokens"].as_u64().unwrap() > 0, "{after}");
     assert_eq!(after["overlay_tokens"], 0, "{after}");
+    // Its samples are kept for the classifier all the same.
+    assert_eq!(after["spam_samples"], 3, "{after}");
 }
 
 #[test]
@@ -322,14 +360,14 @@ fn learn_leaves_a_compacted_model() {
     let s = scratch();
     learn(&s.data, "--spam", &[corpus("mbox-sample.mbox")], 0);
     let stat = model_stat_json(&s.data);
-    assert_eq!(stat["overlay_tokens"], 0, "{stat}");
-    assert!(stat["model_tokens"].as_u64().unwrap() > 0, "{stat}");
-    // Byte grams are off by default: no table.
+    assert_eq!(stat["untrained_learns"], 0, "{stat}");
+    assert_eq!(stat["spam_samples"], 3, "{stat}");
+    assert!(stat["trained_at"].as_u64().unwrap() > 0, "{stat}");
     assert_eq!(stat["gram_buckets"], 0, "{stat}");
 
+    // The count-based Bayes' byte grams, when it scores and asks for them.
     let grams = scratch();
-    let config = grams.data.parent().unwrap().join("chaff.toml");
-    std::fs::write(&config, "[bayes]\nmax_grams = 25\n").unwrap();
+    let config = counting_config(&grams.data, "[bayes]\nmax_grams = 25\n");
     let mbox = corpus("mbox-sample.mbox");
     let output = chaff(&grams.data)
         .arg("--config")
@@ -339,6 +377,8 @@ fn learn_leaves_a_compacted_model() {
         .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     let stat = model_stat_json(&grams.data);
+    assert_eq!(stat["overlay_tokens"], 0, "{stat}");
+    assert!(stat["model_tokens"].as_u64().unwrap() > 0, "{stat}");
     assert_eq!(
         stat["gram_buckets"],
         1u64 << chaff::extract::grams::GRAM_BITS
@@ -446,7 +486,7 @@ fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
         text.contains("BAYES_SPAM"),
         "a learned spam scores as spam: {text}"
     );
-    // Rows are `points spam ham text`: features of both signs are listed
+    // Rows are `points weight text`: features of both signs are listed
     // (with four samples the rules carry much of a learned spam's weight,
     // so its text features can lean either way), and byte grams are named
     // as such.
@@ -454,7 +494,7 @@ fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .filter(|cols| {
-            cols.len() >= 4
+            cols.len() >= 3
                 && (cols[0].starts_with('+') || cols[0].starts_with('-'))
                 && cols[0].contains('.')
         })
@@ -467,7 +507,14 @@ fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
         }),
         "rows are ranked by weight: {text}"
     );
-    assert!(rows.iter().any(|cols| cols[3] == "bytes"), "{text}");
+    assert!(rows.iter().any(|cols| cols[2] == "bytes"), "{text}");
+    assert!(
+        rows.iter().all(|cols| {
+            let (points, weight) = (cols[0].parse::<f64>(), cols[1].parse::<f64>());
+            matches!((points, weight), (Ok(p), Ok(w)) if p == 0.0 || p.signum() == w.signum())
+        }),
+        "points and weight agree in sign: {text}"
+    );
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn learn_all(store: &mut BayesStore, samples: &[Sample]) {
             sample.digest,
             sample.class,
             &sample.features,
-            &Default::default(),
+            Default::default(),
         )
         .unwrap();
         assert_eq!(outcome, LearnOutcome::Learned);
@@ -348,7 +348,7 @@ fn learning_the_same_digest_twice_counts_once() {
             sample.digest,
             sample.class,
             &sample.features,
-            &Default::default(),
+            Default::default(),
         )
         .unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
@@ -363,7 +363,7 @@ fn learning_the_same_digest_twice_counts_once() {
             sample.digest,
             sample.class,
             &sample.features,
-            &Default::default(),
+            Default::default(),
         )
         .unwrap();
         assert_eq!(outcome, LearnOutcome::AlreadyKnown);
@@ -394,7 +394,7 @@ fn relearn_moves_counts(compact_first: bool) {
             sample.digest,
             sample.class,
             &sample.features,
-            &Default::default(),
+            Default::default(),
         )
         .unwrap();
         assert_eq!(outcome, LearnOutcome::Relearned);
@@ -435,7 +435,7 @@ fn a_read_only_store_refuses_to_learn() {
             tokens: vec![3, 5],
             ..Features::default()
         },
-        &Default::default(),
+        Default::default(),
     )
     .unwrap_err();
     assert!(matches!(error, StoreError::ReadOnly), "{error:?}");
@@ -564,7 +564,7 @@ fn a_weight_sum_is_the_sum_of_the_weights_with_the_learns_since() {
             u128::from(i) + 1,
             class,
             &Features::default(),
-            &message(i),
+            message(i),
         )
         .unwrap();
     }
@@ -577,9 +577,103 @@ fn a_weight_sum_is_the_sum_of_the_weights_with_the_learns_since() {
             u128::from(i) + 1,
             Class::Spam,
             &Features::default(),
-            &message(i),
+            message(i),
         )
         .unwrap();
     }
     check(&store, "model and journal");
+}
+
+/// Rewrites a journal as version 3 wrote it: text features as `u32`s, the
+/// count after the rules 0, and 3 in the header.
+fn rewrite_as_version_3(journal: &Path) {
+    let bytes = std::fs::read(journal).unwrap();
+    let mut out = bytes[..24].to_vec();
+    out[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let mut at = 24;
+    while at < bytes.len() {
+        let len = u32_at(&bytes, at) as usize;
+        let payload = &bytes[at + 8..at + 8 + len];
+        let (n_tokens, n_grams, n_text, text_bytes) = (
+            u32_at(payload, 4) as usize,
+            u32_at(payload, 24) as usize,
+            u32_at(payload, 28) as usize,
+            u32_at(payload, 36) as usize,
+        );
+        assert!(text_bytes > 0, "a learn's text is stored as varint gaps");
+        let text_at = 40 + n_tokens * 8 + n_grams * 4;
+        let mut text = Vec::new();
+        let used =
+            chaff::classifier::codec::decode(&payload[text_at..], n_text, &mut text).unwrap();
+        assert_eq!(used, text_bytes);
+        let mut old = payload[..text_at].to_vec();
+        old[36..40].copy_from_slice(&0u32.to_le_bytes());
+        for index in &text {
+            old.extend_from_slice(&index.to_le_bytes());
+        }
+        old.extend_from_slice(&payload[text_at + text_bytes..]);
+        out.extend_from_slice(&(old.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&old).to_le_bytes());
+        out.extend_from_slice(&old);
+        at += 8 + len;
+    }
+    std::fs::write(journal, out).unwrap();
+}
+
+#[test]
+fn a_version_3_journal_is_read_and_raised_to_4_before_a_new_learn() {
+    use chaff::classifier::{ModelFeatures, Weights};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join(JOURNAL_FILE);
+    let message = |i: u64| {
+        let tokens: Vec<u64> = (1..300u64).map(|t| t * 104_729 + i * 17).collect();
+        let raw = format!("Subject: note {i}\n\nwords of note {i}\n");
+        ModelFeatures::build(&tokens, raw.as_bytes(), ["SOME_RULE"])
+    };
+    let learn = |store: &mut BayesStore, i: u64| {
+        let class = if i.is_multiple_of(2) {
+            Class::Spam
+        } else {
+            Class::Ham
+        };
+        bayes::learn(
+            store,
+            u128::from(i) + 1,
+            class,
+            &Features::default(),
+            message(i),
+        )
+        .unwrap();
+    };
+    let probe = message(3).text;
+    let live_sum = {
+        let mut store = BayesStore::open_writer(dir.path()).unwrap();
+        (0..12).for_each(|i| learn(&mut store, i));
+        store.commit().unwrap();
+        store.weight_sum(&probe)
+    };
+    assert_ne!(live_sum, 0.0);
+    // The journal as written replays to the same weights.
+    let store = BayesStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.weight_sum(&probe), live_sum, "varint text replayed");
+    drop(store);
+
+    rewrite_as_version_3(&journal);
+    let version =
+        || u32::from_le_bytes(std::fs::read(&journal).unwrap()[8..12].try_into().unwrap());
+    assert_eq!(version(), 3);
+    let store = BayesStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.weight_sum(&probe), live_sum, "version 3 replayed");
+    assert_eq!(store.learns(), (6, 6));
+    drop(store);
+    assert_eq!(version(), 3, "a reader leaves the journal as it is");
+
+    let mut store = BayesStore::open_writer(dir.path()).unwrap();
+    assert_eq!(version(), 4, "the writer raised the header first");
+    learn(&mut store, 12);
+    store.commit().unwrap();
+    drop(store);
+    let store = BayesStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.learns(), (7, 6), "old and new records both read");
 }

@@ -23,7 +23,7 @@ pub fn learn(
     digest: u128,
     class: Class,
     features: &Features,
-    model_features: &ModelFeatures,
+    model_features: ModelFeatures,
 ) -> Result<LearnOutcome, StoreError> {
     let previous = store.learned_class(digest);
     if previous == Some(class) {

@@ -29,6 +29,9 @@ pub mod train;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::extract::{TokenSink, Tokenizer};
+use crate::message::Message;
+
 /// log2 of the weight table's size: 4 Mi weights, 16 MiB. Part of the model
 /// format (the model header records it; a mismatch is refused).
 pub const WEIGHT_BITS: u32 = 22;
@@ -67,32 +70,78 @@ impl ModelFeatures {
         raw: &[u8],
         rule_names: impl IntoIterator<Item = &'a str>,
     ) -> ModelFeatures {
+        let mut text: Vec<u32> = Vec::with_capacity(tokens.len() + HEAD_GRAM_BYTES);
+        text.extend(tokens.iter().map(|&token| token_index(token)));
+        ModelFeatures::stored(text, raw, rule_names)
+    }
+
+    /// [`ModelFeatures::build`] straight from a parsed message: its tokens
+    /// go to weight indices as the tokenizer produces them, with no list of
+    /// distinct token hashes in between (only the count-based Bayes needs
+    /// one). The same features as `build` over that list.
+    pub fn of_message<'a>(
+        message: &Message,
+        raw: &[u8],
+        tokenizer: &Tokenizer,
+        rule_names: impl IntoIterator<Item = &'a str>,
+    ) -> ModelFeatures {
+        ModelFeatures::stored(token_indices(message, tokenizer), raw, rule_names)
+    }
+
+    /// The same text features as [`ModelFeatures::of_message`], in no
+    /// particular order: a scan only sums their weights, and sorting was a
+    /// tenth of a scan with the classifier alone.
+    pub fn for_scan(message: &Message, raw: &[u8], tokenizer: &Tokenizer) -> ModelFeatures {
+        ModelFeatures {
+            text: text_indices(token_indices(message, tokenizer), raw),
+            rules: Vec::new(),
+        }
+    }
+
+    fn stored<'a>(
+        tokens: Vec<u32>,
+        raw: &[u8],
+        rule_names: impl IntoIterator<Item = &'a str>,
+    ) -> ModelFeatures {
         let mut text = text_indices(tokens, raw);
         sort_indices(&mut text);
+        // A stored sample is kept until training, so it gives back the
+        // room reserved for the repeats dropped.
+        text.shrink_to_fit();
         let mut rules: Vec<u32> = rule_names.into_iter().map(rule_index).collect();
         rules.sort_unstable();
         rules.dedup();
         ModelFeatures { text, rules }
     }
+}
 
-    /// The same text features as [`ModelFeatures::build`], in no particular
-    /// order: a scan only sums their weights, and sorting was a tenth of a
-    /// scan with the classifier alone.
-    pub fn for_scan(tokens: &[u64], raw: &[u8]) -> ModelFeatures {
-        ModelFeatures {
-            text: text_indices(tokens, raw),
-            rules: Vec::new(),
-        }
+/// A message's tokens as weight indices, repeats included, in order.
+fn token_indices(message: &Message, tokenizer: &Tokenizer) -> Vec<u32> {
+    let mut indices = Vec::with_capacity(2048 + HEAD_GRAM_BYTES);
+    tokenizer.tokenize(message, &mut IndexSink(&mut indices));
+    indices
+}
+
+/// A token sink that keeps each token's weight index.
+struct IndexSink<'a>(&'a mut Vec<u32>);
+
+impl TokenSink for IndexSink<'_> {
+    fn token(&mut self, hash: u64, _text: &dyn Fn() -> String) {
+        self.0.push(token_index(hash));
+    }
+    fn wants_text(&self) -> bool {
+        false
     }
 }
 
-/// The distinct text indices of a message (tokens mapped, then head grams),
-/// capped at [`MAX_TEXT_FEATURES`]: when over, the sorted set is thinned
-/// evenly, so what is dropped is spread over the hash space rather than all
-/// from the end of the message, and a scan keeps exactly what a learn keeps.
-fn text_indices(tokens: &[u64], raw: &[u8]) -> Vec<u32> {
-    let mut text: Vec<u32> = Vec::with_capacity(tokens.len() + HEAD_GRAM_BYTES);
-    text.extend(tokens.iter().map(|&token| token_index(token)));
+/// The distinct text indices of a message (its token indices, then head
+/// grams), capped at [`MAX_TEXT_FEATURES`]: when over, the sorted set is
+/// thinned evenly, so what is dropped is spread over the hash space rather
+/// than all from the end of the message, and a scan keeps exactly what a
+/// learn keeps. Repeats may come in: the first occurrence of each index
+/// stays, so the order (and a scan's f64 sum) is the same whether or not the
+/// tokens were made distinct first.
+fn text_indices(mut text: Vec<u32>, raw: &[u8]) -> Vec<u32> {
     head_grams(raw, |index| text.push(index));
     distinct_in_place(&mut text);
     if text.len() <= MAX_TEXT_FEATURES {
@@ -443,22 +492,33 @@ mod tests {
 
     #[test]
     fn a_scan_sees_the_features_a_learn_stores() {
-        let raw = b"Subject: offer offer offer\n\nbuy now buy now cheap cheap cheap\n";
-        let tokens: Vec<u64> = (1..700u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
-        for tokens in [&tokens[..], &[]] {
-            let stored = ModelFeatures::build(tokens, raw, []);
-            let mut scanned = ModelFeatures::for_scan(tokens, raw).text;
+        let tokenizer = Tokenizer::new(2).without_grams();
+        let short = b"Subject: offer offer offer\n\nbuy now buy now cheap cheap cheap\n".to_vec();
+        // Over the cap: both keep the same evenly thinned set.
+        let mut long = b"Subject: many words\n\n".to_vec();
+        for i in 0..30_000u32 {
+            long.extend_from_slice(format!("w{} ", i.wrapping_mul(2_654_435_761)).as_bytes());
+        }
+        for raw in [&short, &long] {
+            let message = crate::message::parse(raw, &crate::message::Limits::default());
+            let tokens = crate::extract::Features::statistical(raw, &message, &tokenizer).tokens;
+            let stored = ModelFeatures::build(&tokens, raw, ["A_RULE"]);
+            assert_eq!(
+                ModelFeatures::of_message(&message, raw, &tokenizer, ["A_RULE"]),
+                stored
+            );
+            let mut scanned = ModelFeatures::for_scan(&message, raw, &tokenizer).text;
             assert_eq!(scanned.len(), stored.text.len(), "repeats dropped");
+            // The order a scan sums in is first-seen, as over distinct tokens.
+            let mut from_tokens: Vec<u32> = tokens.iter().map(|&t| token_index(t)).collect();
+            head_grams(raw, |index| from_tokens.push(index));
+            distinct_in_place(&mut from_tokens);
+            if from_tokens.len() <= MAX_TEXT_FEATURES {
+                assert_eq!(scanned, from_tokens);
+            }
             scanned.sort_unstable();
             assert_eq!(scanned, stored.text);
         }
-        // Over the cap, both keep the same evenly thinned set.
-        let many: Vec<u64> = (1..50_000u64)
-            .map(|i| i.wrapping_mul(0x9e37_79b9))
-            .collect();
-        let mut scanned = ModelFeatures::for_scan(&many, raw).text;
-        scanned.sort_unstable();
-        assert_eq!(scanned, ModelFeatures::build(&many, raw, []).text);
     }
 
     proptest::proptest! {

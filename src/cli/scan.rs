@@ -239,16 +239,12 @@ fn print_explanation(
                 classification.tokens_used,
                 explained.bias_points
             )?;
-            writeln!(
-                out,
-                "  {:>8} {:>7} {:>7}  token or byte gram",
-                "points", "spam", "ham"
-            )?;
+            writeln!(out, "  {:>8} {:>8}  token or byte gram", "points", "weight")?;
             for feature in &explained.features {
                 writeln!(
                     out,
-                    "  {:>+8.3} {:>7} {:>7}  {}",
-                    feature.points, feature.spam, feature.ham, feature.text
+                    "  {:>+8.3} {:>+8.4}  {}",
+                    feature.points, feature.weight, feature.text
                 )?;
             }
             if !explained.rules.is_empty() {

@@ -360,15 +360,20 @@ struct Tag<'a> {
 }
 
 impl Tag<'_> {
-    /// The value of attribute `name`, unquoted; `None` if absent.
+    /// The value of attribute `name` (given in lower case), unquoted;
+    /// `None` if absent. A tag's attributes are asked for several names, so
+    /// they are searched in place, ignoring ASCII case, not lower-cased into
+    /// a copy per name.
     fn attr(&self, name: &str) -> Option<String> {
-        let lower = self.attributes.to_ascii_lowercase();
+        let bytes = self.attributes.as_bytes();
         let mut from = 0;
-        while let Some(found) = lower[from..].find(name) {
+        while let Some(found) = find_ascii_ignoring_case(&bytes[from..], name.as_bytes()) {
             let at = from + found;
+            // An ASCII name matches only ASCII bytes, so both ends of the
+            // match are char boundaries.
             from = at + name.len();
-            let preceded_ok = at == 0 || lower.as_bytes()[at - 1].is_ascii_whitespace();
-            let rest = lower[from..].trim_start();
+            let preceded_ok = at == 0 || bytes[at - 1].is_ascii_whitespace();
+            let rest = self.attributes[from..].trim_start();
             if !preceded_ok || !rest.starts_with('=') {
                 continue;
             }
@@ -390,6 +395,17 @@ impl Tag<'_> {
         }
         None
     }
+}
+
+/// Where `needle` (lower case ASCII, not empty) first occurs in `haystack`,
+/// ASCII case ignored.
+fn find_ascii_ignoring_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let last_start = haystack.len().checked_sub(needle.len())?;
+    (0..=last_start).find(|&at| {
+        haystack[at].to_ascii_lowercase() == first
+            && haystack[at..at + needle.len()].eq_ignore_ascii_case(needle)
+    })
 }
 
 /// Parses the tag that starts just after a `<`; `None` when it is not a tag.
@@ -573,6 +589,18 @@ fn named_entity(name: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_found_whatever_their_case() {
+        let tag =
+            parse_tag("A Data-HREF=\"no\" HrEf = 'http://x.example/\u{e9}' title=é>").unwrap();
+        assert_eq!(tag.attr("href").as_deref(), Some("http://x.example/\u{e9}"));
+        assert_eq!(tag.attr("title").as_deref(), Some("é"));
+        assert_eq!(tag.attr("src"), None);
+        assert_eq!(find_ascii_ignoring_case(b"xHReF", b"href"), Some(1));
+        assert_eq!(find_ascii_ignoring_case(b"hre", b"href"), None);
+        assert_eq!(find_ascii_ignoring_case("é".as_bytes(), b"e"), None);
+    }
 
     #[test]
     fn an_unclosed_head_does_not_hide_the_body() {

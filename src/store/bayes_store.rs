@@ -5,8 +5,8 @@ use std::path::Path;
 use bytemuck::Zeroable;
 
 use super::format::{
-    Class, ClassifierHeader, DigestEntry, FORMAT_VERSION, GramEntry, JOURNAL_MAGIC, MAX_LOAD,
-    ModelHeader, SampleEntry, TokenEntry, home_slot,
+    Class, ClassifierHeader, DigestEntry, GramEntry, JOURNAL_FORMAT_VERSION, JOURNAL_MAGIC,
+    MAX_LOAD, ModelHeader, OLDEST_JOURNAL_VERSION, SampleEntry, TokenEntry, home_slot,
 };
 use super::journal;
 use super::journaled::{Files, Journal};
@@ -28,11 +28,12 @@ const FILES: Files = Files {
     journal: JOURNAL_FILE,
     lock: LOCK_FILE,
     journal_magic: JOURNAL_MAGIC,
-    journal_version: FORMAT_VERSION,
+    journal_version: JOURNAL_FORMAT_VERSION,
+    oldest_journal_version: OLDEST_JOURNAL_VERSION,
 };
 
 /// One message's move into a class (and, for a relearn, out of another).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Change<'a> {
     pub digest: u128,
     pub from: Option<Class>,
@@ -42,7 +43,8 @@ pub struct Change<'a> {
     /// The message's distinct byte-gram buckets.
     pub grams: &'a [u32],
     /// The classifier's features of the message.
-    pub features: &'a ModelFeatures,
+    /// (Owned: the overlay keeps them as the pending sample.)
+    pub features: ModelFeatures,
 }
 
 /// Figures for `chaff model stat`.
@@ -116,17 +118,16 @@ impl BayesStore {
             journal,
         };
         for record in records {
-            let features = ModelFeatures {
-                text: record.text,
-                rules: record.rules,
-            };
-            store.apply(&Change {
+            store.apply(Change {
                 digest: record.digest,
                 from: record.from,
                 to: record.to,
                 tokens: &record.tokens,
                 grams: &record.grams,
-                features: &features,
+                features: ModelFeatures {
+                    text: record.text,
+                    rules: record.rules,
+                },
             });
         }
         Ok(store)
@@ -135,7 +136,7 @@ impl BayesStore {
     /// Applies one learn to the overlay: counts, and the classifier's online
     /// step and pending sample. The same for a fresh learn and a replay, so
     /// a reopened store scores as the one that learned.
-    fn apply(&mut self, change: &Change<'_>) {
+    fn apply(&mut self, change: Change<'_>) {
         self.overlay.apply(
             change.digest,
             change.from,
@@ -144,10 +145,7 @@ impl BayesStore {
             change.grams,
         );
         let features = change.features;
-        let mut found = Vec::with_capacity(features.text.len() + features.rules.len());
-        self.weights_into(&features.text, &mut found);
-        self.weights_into(&features.rules, &mut found);
-        let z = self.bias() + found.iter().map(|&w| f64::from(w)).sum::<f64>();
+        let z = self.bias() + self.weight_sum(&features.text) + self.weight_sum(&features.rules);
         let count = features.text.len() + features.rules.len();
         let delta = online_step(z, change.to, count, ONLINE_STEP);
         let classifier = &mut self.overlay.classifier;
@@ -161,8 +159,8 @@ impl BayesStore {
             PendingSample {
                 class: change.to,
                 sequence,
-                text: features.text.clone(),
-                rules: features.rules.clone(),
+                text: features.text,
+                rules: features.rules,
             },
         );
     }
@@ -248,7 +246,7 @@ impl BayesStore {
     /// Not durable until [`BayesStore::commit`].
     pub fn record(&mut self, change: Change<'_>) -> Result<(), StoreError> {
         self.journal.writer()?.append(&change);
-        self.apply(&change);
+        self.apply(change);
         Ok(())
     }
 

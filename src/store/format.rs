@@ -40,6 +40,19 @@ pub const JOURNAL_MAGIC: [u8; 8] = *b"CHAFFJL\0";
 pub const FORMAT_VERSION: u32 = 3;
 /// The oldest layout this build still reads.
 pub const OLDEST_SUPPORTED_VERSION: u32 = 3;
+/// The layout of the journal records this build writes (`bayes.journal`'s
+/// header carries it; it moves apart from the model's from 4 on).
+///
+/// 4: a record's last count, reserved before, is the byte length of its
+/// text features when they are stored as varint gaps
+/// (`classifier::codec`), about half the bytes of `u32`s; 0 means `u32`s,
+/// as in version 3. A writer that opens a version 3 journal raises its
+/// header to 4 before appending, since its older records read the same
+/// under 4; a build that knows only 3 refuses the journal rather than
+/// cutting the records it cannot read as a torn tail.
+pub const JOURNAL_FORMAT_VERSION: u32 = 4;
+/// The oldest journal layout this build still reads.
+pub const OLDEST_JOURNAL_VERSION: u32 = 3;
 /// The token table is grown to keep its load at or below this fraction, so a
 /// lookup is one cache miss with rare probing.
 pub const MAX_LOAD: f64 = 0.6;

@@ -37,6 +37,7 @@ const FILES: Files = Files {
     lock: FUZZY_LOCK_FILE,
     journal_magic: FUZZY_JOURNAL_MAGIC,
     journal_version: FUZZY_FORMAT_VERSION,
+    oldest_journal_version: FUZZY_FORMAT_VERSION,
 };
 
 /// Rows read per LSH band: a band key shared by very many stored messages

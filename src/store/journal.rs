@@ -3,10 +3,12 @@
 //!
 //! Record frame: `len: u32, crc32(payload): u32, payload`. Payload:
 //! `from: u8 (0 = none), to: u8, reserved: [u8; 2], n_tokens: u32,
-//! digest: u128, n_grams: u32, n_text: u32, n_rules: u32, reserved: u32,
-//! tokens: [u64; n_tokens], grams: [u32; n_grams], text: [u32; n_text],
-//! rules: [u32; n_rules]` (the last two are the classifier's features),
-//! all little-endian. A frame that is
+//! digest: u128, n_grams: u32, n_text: u32, n_rules: u32, text_bytes: u32,
+//! tokens: [u64; n_tokens], grams: [u32; n_grams], text, rules: [u32;
+//! n_rules]` (the last two are the classifier's features), all
+//! little-endian. `text` is the `n_text` sorted indices as varint gaps
+//! (`classifier::codec`) in `text_bytes` bytes, or when `text_bytes` is 0
+//! (every record of a version 3 journal) `[u32; n_text]`. A frame that is
 //! short or fails its checksum ends the journal: it is the tail of a write
 //! that never completed, so it was never acknowledged.
 
@@ -37,6 +39,8 @@ pub struct JournalRecord {
 /// What reading a journal found.
 pub struct Replayed {
     pub generation: u64,
+    /// The format version in its header.
+    pub version: u32,
     /// Bytes of intact records including the header; a torn tail starts here.
     pub valid_len: u64,
 }
@@ -48,7 +52,7 @@ pub struct Replayed {
 pub fn replay_frames(
     path: &Path,
     magic: [u8; 8],
-    version: u32,
+    versions: std::ops::RangeInclusive<u32>,
     mut apply: impl FnMut(&[u8]) -> bool,
 ) -> Result<Option<Replayed>, StoreError> {
     let mut bytes = Vec::new();
@@ -72,7 +76,7 @@ pub fn replay_frames(
     if header.magic != magic {
         return Err(corrupt("bad journal magic"));
     }
-    if header.format_version != version {
+    if !versions.contains(&header.format_version) {
         return Err(corrupt("journal written by another format version"));
     }
     let mut pos = JOURNAL_HEADER_LEN;
@@ -84,6 +88,7 @@ pub fn replay_frames(
     }
     Ok(Some(Replayed {
         generation: header.generation,
+        version: header.format_version,
         valid_len: pos as u64,
     }))
 }
@@ -123,9 +128,15 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     let n_grams = read_u32(payload, 24)? as usize;
     let n_text = read_u32(payload, 28)? as usize;
     let n_rules = read_u32(payload, 32)? as usize;
+    let text_bytes = read_u32(payload, 36)? as usize;
     let grams_at = PAYLOAD_FIXED.checked_add(n_tokens.checked_mul(8)?)?;
     let text_at = grams_at.checked_add(n_grams.checked_mul(4)?)?;
-    let rules_at = text_at.checked_add(n_text.checked_mul(4)?)?;
+    let text_len = if text_bytes == 0 {
+        n_text.checked_mul(4)?
+    } else {
+        text_bytes
+    };
+    let rules_at = text_at.checked_add(text_len)?;
     if payload.len() != rules_at.checked_add(n_rules.checked_mul(4)?)? {
         return None;
     }
@@ -145,7 +156,17 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
         to,
         tokens,
         grams: u32s(&payload[grams_at..text_at]),
-        text: u32s(&payload[text_at..rules_at]),
+        text: if text_bytes == 0 {
+            u32s(&payload[text_at..rules_at])
+        } else {
+            let mut text = Vec::with_capacity(n_text.min(text_bytes));
+            let used =
+                crate::classifier::codec::decode(&payload[text_at..rules_at], n_text, &mut text)?;
+            if used != text_bytes {
+                return None;
+            }
+            text
+        },
         rules: u32s(&payload[rules_at..]),
     })
 }
@@ -220,6 +241,7 @@ impl JournalWriter {
                     + c.tokens.len() * 8
                     + (c.grams.len() + c.features.text.len() + c.features.rules.len()) * 4,
             );
+            let start = pending.len();
             pending.extend_from_slice(&[c.from.map_or(0, Class::as_u8), c.to.as_u8(), 0, 0]);
             pending.extend_from_slice(&(c.tokens.len() as u32).to_le_bytes());
             pending.extend_from_slice(&(c.digest as u64).to_le_bytes());
@@ -228,22 +250,45 @@ impl JournalWriter {
                 c.grams.len(),
                 c.features.text.len(),
                 c.features.rules.len(),
-                0,
+                0, // text_bytes, set below
             ] {
                 pending.extend_from_slice(&(count as u32).to_le_bytes());
             }
             for token in c.tokens {
                 pending.extend_from_slice(&token.to_le_bytes());
             }
-            for value in c
-                .grams
-                .iter()
-                .chain(&c.features.text)
-                .chain(&c.features.rules)
-            {
+            for value in c.grams {
+                pending.extend_from_slice(&value.to_le_bytes());
+            }
+            // The text as varint gaps when it is sorted and distinct, as a
+            // learn's always is; `u32`s otherwise.
+            let text = &c.features.text;
+            if !text.is_empty() && text.windows(2).all(|pair| pair[0] < pair[1]) {
+                let text_at = pending.len();
+                crate::classifier::codec::encode(text, pending);
+                let text_bytes = (pending.len() - text_at) as u32;
+                pending[start + 36..start + 40].copy_from_slice(&text_bytes.to_le_bytes());
+            } else {
+                for value in text {
+                    pending.extend_from_slice(&value.to_le_bytes());
+                }
+            }
+            for value in &c.features.rules {
                 pending.extend_from_slice(&value.to_le_bytes());
             }
         });
+    }
+
+    /// Raises the version in the journal's header to `version`, durably,
+    /// before anything is appended under it: the records already there
+    /// read the same under the newer version.
+    pub fn raise_version(&mut self, version: u32) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let at = std::mem::offset_of!(JournalHeader, format_version) as u64;
+        self.file
+            .write_all_at(&version.to_le_bytes(), at)
+            .map_err(StoreError::io(&self.path))?;
+        self.file.sync_data().map_err(StoreError::io(&self.path))
     }
 
     /// Writes buffered records and fsyncs: after this returns, they survive

@@ -16,7 +16,10 @@ pub(super) struct Files {
     pub journal: &'static str,
     pub lock: &'static str,
     pub journal_magic: [u8; 8],
+    /// The version this build writes, and the oldest it reads (a writer
+    /// raises an older journal's header before appending).
     pub journal_version: u32,
+    pub oldest_journal_version: u32,
 }
 
 struct Writer {
@@ -57,7 +60,7 @@ impl Journal {
         let replayed = journal::replay_frames(
             &path,
             files.journal_magic,
-            files.journal_version,
+            files.oldest_journal_version..=files.journal_version,
             |payload| decode(payload).map(|record| records.push(record)).is_some(),
         )?;
         if let Some(replayed) = &replayed {
@@ -85,7 +88,11 @@ impl Journal {
         if let Some(lock) = lock {
             let writer = match replayed {
                 Some(replayed) if replayed.generation == model_generation => {
-                    JournalWriter::open_at(&path, replayed.valid_len)?
+                    let mut writer = JournalWriter::open_at(&path, replayed.valid_len)?;
+                    if replayed.version < files.journal_version {
+                        writer.raise_version(files.journal_version)?;
+                    }
+                    writer
                 }
                 _ => journal.create(model_generation)?,
             };
