@@ -227,6 +227,18 @@ pub struct LearnPreparer {
 }
 
 impl LearnPreparer {
+    /// What preparing learns under `config` needs, with no store open: a
+    /// bulk learn prepares its first messages while the store replays its
+    /// journal ([`Engine::open_for_learning_with`]).
+    pub fn new(config: &Config) -> Result<LearnPreparer, OpenError> {
+        Ok(LearnPreparer {
+            limits: config.limits.clone(),
+            tokenizer: tokenizer_for(config),
+            active: Arc::new(Active::load(config)?),
+            counts: counts_in_use(config),
+        })
+    }
+
     /// Parses a message and computes what its learn records.
     pub fn prepare(&self, raw: &[u8]) -> Result<PreparedLearn, LearnError> {
         if raw.iter().all(u8::is_ascii_whitespace) {
@@ -336,21 +348,47 @@ impl Engine {
         Engine::with_stores(config, store, fuzzy)
     }
 
+    /// [`Engine::open_for_learning`] with the rules `preparer` loaded from
+    /// the same `config`, so they are read once.
+    pub fn open_for_learning_with(
+        config: Config,
+        data_dir: &Path,
+        preparer: &LearnPreparer,
+    ) -> Result<Engine, OpenError> {
+        let store = BayesStore::open_writer(data_dir)?;
+        let fuzzy = FuzzyStore::open_writer(data_dir)?;
+        Ok(Engine::assemble(
+            config,
+            store,
+            fuzzy,
+            preparer.active.clone(),
+        ))
+    }
+
     fn with_stores(
         config: Config,
         store: BayesStore,
         fuzzy: FuzzyStore,
     ) -> Result<Engine, OpenError> {
-        let active = Active::load(&config)?;
-        Ok(Engine {
+        let active = Arc::new(Active::load(&config)?);
+        Ok(Engine::assemble(config, store, fuzzy, active))
+    }
+
+    fn assemble(
+        config: Config,
+        store: BayesStore,
+        fuzzy: FuzzyStore,
+        active: Arc<Active>,
+    ) -> Engine {
+        Engine {
             lists: crate::lists::Lists::new(&config),
             tokenizer: tokenizer_for(&config),
             config,
             store,
             fuzzy,
-            active: RwLock::new(Arc::new(active)),
+            active: RwLock::new(active),
             rules_checked: Mutex::new(Instant::now()),
-        })
+        }
     }
 
     /// The rules in force. At most every `rules.reload_check_secs`, one

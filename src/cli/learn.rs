@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chaff::Engine;
 use chaff::bayes::LearnOutcome;
+use chaff::engine::LearnPreparer;
 use chaff::mailbox::Messages;
 use chaff::store::Class;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -69,16 +70,16 @@ impl Counts {
 
 pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
     let class = if args.spam { Class::Spam } else { Class::Ham };
+    let started = Instant::now();
     // The rules run on every learned message: their hits are features of
     // the classifier, which fits each rule's weight to this site's mail.
-    let mut engine = Engine::open_for_learning(context.config.clone(), &context.data_dir)
-        .with_context(|| format!("cannot open {} for learning", context.data_dir.display()))?;
+    let open_error = || format!("cannot open {} for learning", context.data_dir.display());
+    let preparer = LearnPreparer::new(&context.config).with_context(open_error)?;
     let progress = ProgressBar::new_spinner();
     progress.set_style(
         ProgressStyle::with_template("{spinner} {pos} messages ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let started = Instant::now();
     let mut durable = Counts::default();
     let mut pending = Counts::default();
     let mut pending_messages = 0usize;
@@ -87,11 +88,13 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
     // Messages are read in groups: each group is prepared on every core
     // (parsing, rules and features are most of a learn) on a thread of its
     // own, while this one records the group before it in the order read,
-    // one at a time as the store requires, and syncs the batches.
-    let preparer = engine.learn_preparer();
+    // one at a time as the store requires, and syncs the batches. The
+    // store is opened (its journal replayed) while the first groups
+    // prepare.
     let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
     let paths = &args.paths;
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    let preparer = &preparer;
+    let mut engine = std::thread::scope(|scope| -> anyhow::Result<Engine> {
         scope.spawn(move || {
             let mut messages = Messages::new(paths).peekable();
             while messages.peek().is_some() {
@@ -112,6 +115,9 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         });
+        let mut engine =
+            Engine::open_for_learning_with(context.config.clone(), &context.data_dir, preparer)
+                .with_context(open_error)?;
         for prepared in groups_rx {
             for (origin, item) in prepared {
                 let learned = item.and_then(|prepared| {
@@ -136,7 +142,7 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
                 last_commit = Instant::now();
             }
         }
-        Ok(())
+        Ok(engine)
     })?;
     engine.commit()?;
     durable.merge(pending);

@@ -589,12 +589,12 @@ impl Weights for BayesStore {
 
     fn weights_into(&self, indices: &[u32], out: &mut Vec<f32>) {
         self.model
-            .weights_into(indices, &self.overlay.classifier.weights, out);
+            .weights_into(indices, self.overlay.classifier.weights.as_slice(), out);
     }
 
     fn weight_sum(&self, indices: &[u32]) -> f64 {
         self.model
-            .weight_sum(indices, &self.overlay.classifier.weights)
+            .weight_sum(indices, self.overlay.classifier.weights.as_slice())
     }
 }
 

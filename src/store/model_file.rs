@@ -194,37 +194,19 @@ impl ModelFile {
 
     /// Calls `visit` with each index's weight plus its delta, in order
     /// (the delta lookup only when there are deltas).
-    fn each_weight(&self, indices: &[u32], deltas: &[f32], mut visit: impl FnMut(f32)) {
-        if deltas.is_empty() {
-            self.each_table_weight(indices, |_, weight| visit(weight));
-        } else {
-            self.each_table_weight(indices, |index, weight| {
-                visit(weight + deltas.get(index as usize).copied().unwrap_or(0.0));
-            });
-        }
-    }
-
-    /// Calls `visit` with each index and its weight in the table, in order.
-    /// The table is larger than any cache and a message's indices are
-    /// scattered over it, so the lookup `AHEAD` places on is always already
-    /// on its way.
-    fn each_table_weight(&self, indices: &[u32], mut visit: impl FnMut(u32, f32)) {
-        const AHEAD: usize = 16;
+    fn each_weight(&self, indices: &[u32], deltas: &[f32], visit: impl FnMut(f32)) {
         let table = self.weights();
-        if table.is_empty() {
-            indices.iter().for_each(|&index| visit(index, 0.0));
-            return;
-        }
-        for &index in indices.iter().take(AHEAD) {
-            if let Some(weight) = table.get(index as usize) {
-                prefetch(weight);
-            }
-        }
-        for (at, &index) in indices.iter().enumerate() {
-            if let Some(weight) = indices.get(at + AHEAD).and_then(|&i| table.get(i as usize)) {
-                prefetch(weight);
-            }
-            visit(index, table.get(index as usize).copied().unwrap_or(0.0));
+        let at = |slice: &[f32], index: u32| slice.get(index as usize).copied().unwrap_or(0.0);
+        match (table.is_empty(), deltas.is_empty()) {
+            (true, true) => indices.iter().map(|_| 0.0).for_each(visit),
+            (false, true) => prefetched(indices, &[table], |i| at(table, i), visit),
+            (true, false) => prefetched(indices, &[deltas], |i| at(deltas, i), visit),
+            (false, false) => prefetched(
+                indices,
+                &[table, deltas],
+                |i| at(table, i) + at(deltas, i),
+                visit,
+            ),
         }
     }
 
@@ -325,6 +307,34 @@ impl ModelFile {
 
 /// Hints the CPU to start loading `entry`'s cache line.
 #[inline(always)]
+/// Calls `visit` with `lookup` of each index, in order. The tables (the
+/// weight table, the learns' deltas: 16 MiB each) are larger than any cache
+/// and a message's indices are scattered over them, so each index's entries
+/// are prefetched `AHEAD` places before they are read and are already on
+/// their way when they are.
+fn prefetched(
+    indices: &[u32],
+    tables: &[&[f32]],
+    lookup: impl Fn(u32) -> f32,
+    mut visit: impl FnMut(f32),
+) {
+    const AHEAD: usize = 16;
+    let fetch = |index: u32| {
+        for table in tables {
+            if let Some(entry) = table.get(index as usize) {
+                prefetch(entry);
+            }
+        }
+    };
+    indices.iter().take(AHEAD).for_each(|&index| fetch(index));
+    for (at, &index) in indices.iter().enumerate() {
+        if let Some(&ahead) = indices.get(at + AHEAD) {
+            fetch(ahead);
+        }
+        visit(lookup(index));
+    }
+}
+
 pub(super) fn prefetch<T>(entry: &T) {
     #[cfg(target_arch = "x86_64")]
     {

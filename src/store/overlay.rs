@@ -56,8 +56,8 @@ pub struct PendingSample {
 #[derive(Default)]
 pub struct ClassifierOverlay {
     /// Weight deltas, dense like the model's table; empty until the first
-    /// learn (allocated zeroed, so untouched pages cost nothing).
-    pub weights: Vec<f32>,
+    /// learn.
+    pub weights: DeltaTable,
     pub bias: f64,
     /// The latest learn of each message, by digest.
     pub samples: FastMap<u128, PendingSample>,
@@ -66,18 +66,64 @@ pub struct ClassifierOverlay {
 
 impl ClassifierOverlay {
     pub fn weight(&self, index: u32) -> f32 {
-        self.weights.get(index as usize).copied().unwrap_or(0.0)
+        self.weights
+            .as_slice()
+            .get(index as usize)
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// Adds `delta` to the weight of every index in `indices`.
     pub fn add(&mut self, indices: &[u32], delta: f32) {
-        if self.weights.is_empty() {
-            self.weights = vec![0.0; crate::classifier::WEIGHT_COUNT];
-        }
+        let weights = self.weights.as_mut_slice();
         for &index in indices {
-            if let Some(weight) = self.weights.get_mut(index as usize) {
+            if let Some(weight) = weights.get_mut(index as usize) {
                 *weight += delta;
             }
+        }
+    }
+}
+
+/// The learns' weight deltas: one `f32` per weight of the model's table,
+/// allocated zeroed on the first learn (untouched pages cost nothing).
+/// Anonymous memory that asks the kernel for huge pages: a learn's (and a
+/// scan's, while learns wait for training) few thousand lookups are
+/// scattered over 16 MiB, and with 4 KiB pages each also missed the TLB.
+#[derive(Default)]
+pub enum DeltaTable {
+    #[default]
+    Empty,
+    Mapped(memmap2::MmapMut),
+    /// Where anonymous memory could not be mapped.
+    Heap(Vec<f32>),
+}
+
+impl DeltaTable {
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            DeltaTable::Empty => &[],
+            // Page-aligned and a whole number of `f32`s.
+            DeltaTable::Mapped(map) => bytemuck::cast_slice(&map[..]),
+            DeltaTable::Heap(weights) => weights,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        if let DeltaTable::Empty = self {
+            let bytes = crate::classifier::WEIGHT_COUNT * std::mem::size_of::<f32>();
+            *self = match memmap2::MmapMut::map_anon(bytes) {
+                Ok(map) => {
+                    // Only a hint: without huge pages it is plain memory.
+                    let _ = map.advise(memmap2::Advice::HugePage);
+                    DeltaTable::Mapped(map)
+                }
+                Err(_) => DeltaTable::Heap(vec![0.0; crate::classifier::WEIGHT_COUNT]),
+            };
+        }
+        match self {
+            DeltaTable::Empty => &mut [],
+            DeltaTable::Mapped(map) => bytemuck::cast_slice_mut(&mut map[..]),
+            DeltaTable::Heap(weights) => weights,
         }
     }
 }
