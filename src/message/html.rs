@@ -402,10 +402,8 @@ impl Tag<'_> {
 fn find_ascii_ignoring_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     let first = *needle.first()?;
     let last_start = haystack.len().checked_sub(needle.len())?;
-    (0..=last_start).find(|&at| {
-        haystack[at].to_ascii_lowercase() == first
-            && haystack[at..at + needle.len()].eq_ignore_ascii_case(needle)
-    })
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), &haystack[..=last_start])
+        .find(|&at| haystack[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 /// Parses the tag that starts just after a `<`; `None` when it is not a tag.
