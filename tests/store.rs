@@ -585,7 +585,7 @@ fn a_weight_sum_is_the_sum_of_the_weights_with_the_learns_since() {
 }
 
 /// Rewrites a journal as version 3 wrote it: text features as `u32`s, the
-/// count after the rules 0, and 3 in the header.
+/// count after the rules 0, no online step, and 3 in the header.
 fn rewrite_as_version_3(journal: &Path) {
     let bytes = std::fs::read(journal).unwrap();
     let mut out = bytes[..24].to_vec();
@@ -607,12 +607,15 @@ fn rewrite_as_version_3(journal: &Path) {
         let used =
             chaff::classifier::codec::decode(&payload[text_at..], n_text, &mut text).unwrap();
         assert_eq!(used, text_bytes);
+        assert_eq!(payload[2], 1, "version 4 keeps the online step");
         let mut old = payload[..text_at].to_vec();
+        old[2] = 0;
         old[36..40].copy_from_slice(&0u32.to_le_bytes());
         for index in &text {
             old.extend_from_slice(&index.to_le_bytes());
         }
-        old.extend_from_slice(&payload[text_at + text_bytes..]);
+        // The rules, without the step after them.
+        old.extend_from_slice(&payload[text_at + text_bytes..payload.len() - 8]);
         out.extend_from_slice(&(old.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&old).to_le_bytes());
         out.extend_from_slice(&old);
@@ -664,6 +667,7 @@ fn a_version_3_journal_is_read_and_raised_to_4_before_a_new_learn() {
         || u32::from_le_bytes(std::fs::read(&journal).unwrap()[8..12].try_into().unwrap());
     assert_eq!(version(), 3);
     let store = BayesStore::open_read_only(dir.path()).unwrap();
+    // Its steps are computed again, and come out as the learns took them.
     assert_eq!(store.weight_sum(&probe), live_sum, "version 3 replayed");
     assert_eq!(store.learns(), (6, 6));
     drop(store);

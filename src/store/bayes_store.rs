@@ -118,25 +118,41 @@ impl BayesStore {
             journal,
         };
         for record in records {
-            store.apply(Change {
-                digest: record.digest,
-                from: record.from,
-                to: record.to,
-                tokens: &record.tokens,
-                grams: &record.grams,
-                features: ModelFeatures {
-                    text: record.text,
-                    rules: record.rules,
+            let step = record.step;
+            store.apply(
+                Change {
+                    digest: record.digest,
+                    from: record.from,
+                    to: record.to,
+                    tokens: &record.tokens,
+                    grams: &record.grams,
+                    features: ModelFeatures {
+                        text: record.text,
+                        rules: record.rules,
+                    },
                 },
-            });
+                step,
+            );
         }
         Ok(store)
     }
 
+    /// The classifier's online step for `change`, from the weights as they
+    /// stand (the model's and the learns' before it).
+    fn online_step(&self, change: &Change<'_>) -> f64 {
+        let features = &change.features;
+        let z = self.bias() + self.weight_sum(&features.text) + self.weight_sum(&features.rules);
+        let count = features.text.len() + features.rules.len();
+        online_step(z, change.to, count, ONLINE_STEP)
+    }
+
     /// Applies one learn to the overlay: counts, and the classifier's online
     /// step and pending sample. The same for a fresh learn and a replay, so
-    /// a reopened store scores as the one that learned.
-    fn apply(&mut self, change: Change<'_>) {
+    /// a reopened store scores as the one that learned: the step is the one
+    /// the learn took, as its journal record keeps it (computed again for a
+    /// record from before steps were kept, which gives the same value since
+    /// the weights replay in the same order).
+    fn apply(&mut self, change: Change<'_>, step: Option<f64>) {
         self.overlay.apply(
             change.digest,
             change.from,
@@ -144,10 +160,8 @@ impl BayesStore {
             change.tokens,
             change.grams,
         );
+        let delta = step.unwrap_or_else(|| self.online_step(&change));
         let features = change.features;
-        let z = self.bias() + self.weight_sum(&features.text) + self.weight_sum(&features.rules);
-        let count = features.text.len() + features.rules.len();
-        let delta = online_step(z, change.to, count, ONLINE_STEP);
         let classifier = &mut self.overlay.classifier;
         classifier.add(&features.text, delta as f32);
         classifier.add(&features.rules, delta as f32);
@@ -245,8 +259,9 @@ impl BayesStore {
     /// Records a change in the journal buffer and applies it to the overlay.
     /// Not durable until [`BayesStore::commit`].
     pub fn record(&mut self, change: Change<'_>) -> Result<(), StoreError> {
-        self.journal.writer()?.append(&change);
-        self.apply(change);
+        let step = self.online_step(&change);
+        self.journal.writer()?.append(&change, step);
+        self.apply(change, Some(step));
         Ok(())
     }
 

@@ -46,7 +46,8 @@ pub const OLDEST_SUPPORTED_VERSION: u32 = 3;
 /// 4: a record's last count, reserved before, is the byte length of its
 /// text features when they are stored as varint gaps
 /// (`classifier::codec`), about half the bytes of `u32`s; 0 means `u32`s,
-/// as in version 3. A writer that opens a version 3 journal raises its
+/// as in version 3. A flag byte (reserved before) says the record ends with
+/// the online step the learn took. A writer that opens a version 3 journal raises its
 /// header to 4 before appending, since its older records read the same
 /// under 4; a build that knows only 3 refuses the journal rather than
 /// cutting the records it cannot read as a torn tail.

@@ -2,13 +2,15 @@
 //! acknowledged.
 //!
 //! Record frame: `len: u32, crc32(payload): u32, payload`. Payload:
-//! `from: u8 (0 = none), to: u8, reserved: [u8; 2], n_tokens: u32,
+//! `from: u8 (0 = none), to: u8, flags: u8, reserved: u8, n_tokens: u32,
 //! digest: u128, n_grams: u32, n_text: u32, n_rules: u32, text_bytes: u32,
 //! tokens: [u64; n_tokens], grams: [u32; n_grams], text, rules: [u32;
 //! n_rules]` (the last two are the classifier's features), all
 //! little-endian. `text` is the `n_text` sorted indices as varint gaps
 //! (`classifier::codec`) in `text_bytes` bytes, or when `text_bytes` is 0
-//! (every record of a version 3 journal) `[u32; n_text]`. A frame that is
+//! (every record of a version 3 journal) `[u32; n_text]`. With flag bit 0
+//! (version 4) an `f64` follows the rules: the classifier's online step the
+//! learn took, so a replay adds it instead of looking up every weight again. A frame that is
 //! short or fails its checksum ends the journal: it is the tail of a write
 //! that never completed, so it was never acknowledged.
 
@@ -22,6 +24,8 @@ use super::format::{Class, JOURNAL_HEADER_LEN, JournalHeader};
 
 const FRAME_HEADER: usize = 8;
 const PAYLOAD_FIXED: usize = 40;
+/// A record's flag: its online step follows the rules.
+const STEP_FLAG: u8 = 1;
 
 /// One replayed record.
 pub struct JournalRecord {
@@ -34,6 +38,8 @@ pub struct JournalRecord {
     pub text: Vec<u32>,
     /// The classifier's rule features, sorted.
     pub rules: Vec<u32>,
+    /// The online step the learn took (`None` in records of version 3).
+    pub step: Option<f64>,
 }
 
 /// What reading a journal found.
@@ -123,6 +129,11 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
         value => Some(Class::from_u8(value)?),
     };
     let to = Class::from_u8(payload[1])?;
+    let has_step = match payload[2] {
+        0 => false,
+        STEP_FLAG => true,
+        _ => return None,
+    };
     let n_tokens = read_u32(payload, 4)? as usize;
     let digest = u128::from(read_u64(payload, 8)?) | (u128::from(read_u64(payload, 16)?) << 64);
     let n_grams = read_u32(payload, 24)? as usize;
@@ -137,7 +148,8 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
         text_bytes
     };
     let rules_at = text_at.checked_add(text_len)?;
-    if payload.len() != rules_at.checked_add(n_rules.checked_mul(4)?)? {
+    let step_at = rules_at.checked_add(n_rules.checked_mul(4)?)?;
+    if payload.len() != step_at + if has_step { 8 } else { 0 } {
         return None;
     }
     let tokens = payload[PAYLOAD_FIXED..grams_at]
@@ -167,7 +179,12 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
             }
             text
         },
-        rules: u32s(&payload[rules_at..]),
+        rules: u32s(&payload[rules_at..step_at]),
+        step: if has_step {
+            Some(f64::from_le_bytes(payload[step_at..].try_into().ok()?))
+        } else {
+            None
+        },
     })
 }
 
@@ -232,8 +249,8 @@ impl JournalWriter {
         self.pending[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Buffers one Bayes record.
-    pub fn append(&mut self, change: &crate::store::Change<'_>) {
+    /// Buffers one Bayes record of `change`, which took the online `step`.
+    pub fn append(&mut self, change: &crate::store::Change<'_>, step: f64) {
         self.append_frame(|pending| {
             let c = change;
             pending.reserve(
@@ -242,7 +259,12 @@ impl JournalWriter {
                     + (c.grams.len() + c.features.text.len() + c.features.rules.len()) * 4,
             );
             let start = pending.len();
-            pending.extend_from_slice(&[c.from.map_or(0, Class::as_u8), c.to.as_u8(), 0, 0]);
+            pending.extend_from_slice(&[
+                c.from.map_or(0, Class::as_u8),
+                c.to.as_u8(),
+                STEP_FLAG,
+                0,
+            ]);
             pending.extend_from_slice(&(c.tokens.len() as u32).to_le_bytes());
             pending.extend_from_slice(&(c.digest as u64).to_le_bytes());
             pending.extend_from_slice(&((c.digest >> 64) as u64).to_le_bytes());
@@ -276,6 +298,7 @@ impl JournalWriter {
             for value in &c.features.rules {
                 pending.extend_from_slice(&value.to_le_bytes());
             }
+            pending.extend_from_slice(&step.to_le_bytes());
         });
     }
 
