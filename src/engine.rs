@@ -872,6 +872,14 @@ impl Engine {
         }
     }
 
+    /// [`Engine::commit`] of the learns in two steps: writes them now and
+    /// returns what makes them durable, which runs without the engine, so
+    /// that the daemon's scans, which share it, never wait for a disk
+    /// flush. A learn is acknowledged only after that sync.
+    pub fn write_learns(&mut self) -> Result<crate::store::JournalSync, StoreError> {
+        self.store.write_for_sync()
+    }
+
     /// Makes all learns and fuzzy reports so far durable.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if self.store.is_writable() {

@@ -41,8 +41,18 @@ impl Fixture {
     }
 
     fn engine(&self, extra: &str) -> (Engine, tempfile::TempDir) {
+        self.engine_with_query_timeout(500, extra)
+    }
+
+    /// An engine whose single DNS query waits `query_timeout_ms` (the
+    /// message's budget is 2 s).
+    fn engine_with_query_timeout(
+        &self,
+        query_timeout_ms: u64,
+        extra: &str,
+    ) -> (Engine, tempfile::TempDir) {
         let text = format!(
-            "[network]\nenabled = true\nnameservers = [\"{}\"]\nquery_timeout_ms = 500\nattempts = 1\nbudget_ms = 2000\n[network.rbl.SPAMHAUS_ZEN]\nenabled = false\n[network.uribl.SPAMHAUS_DBL]\nenabled = false\n[network.uribl.SURBL]\nenabled = false\n{extra}",
+            "[network]\nenabled = true\nnameservers = [\"{}\"]\nquery_timeout_ms = {query_timeout_ms}\nattempts = 1\nbudget_ms = 2000\n[network.rbl.SPAMHAUS_ZEN]\nenabled = false\n[network.uribl.SPAMHAUS_DBL]\nenabled = false\n[network.uribl.SURBL]\nenabled = false\n{extra}",
             self.server.addr
         );
         let config = Config::from_toml_over_defaults(&text).unwrap();
@@ -322,4 +332,22 @@ fn a_valid_arc_chain_from_a_trusted_list_is_honoured() {
     );
     assert!(has(&scan, "ARC_REJECT"), "{:?}", names(&scan));
     assert!(has(&scan, "DMARC_POLICY_REJECT"), "{:?}", names(&scan));
+}
+
+#[test]
+fn an_spf_query_that_never_returns_does_not_cost_the_dmarc_verdict() {
+    let f = Fixture::new();
+    // The query outlasts the message's whole DNS budget, as a dead
+    // authoritative server's does.
+    let (engine, _dir) = f.engine_with_query_timeout(5000, "");
+    let raw = f.sign("example.test", &message("alice@example.test"));
+    let scan = engine.scan(
+        raw.as_bytes(),
+        &envelope("192.0.2.10", "bounce@lists.silent.test"),
+    );
+    assert!(has(&scan, "R_SPF_DNSFAIL"), "{:?}", names(&scan));
+    assert!(has(&scan, "R_DKIM_ALLOW"), "{:?}", names(&scan));
+    // Aligned DKIM alone passes DMARC.
+    assert!(has(&scan, "DMARC_POLICY_ALLOW"), "{:?}", names(&scan));
+    assert!(!has(&scan, "DMARC_DNSFAIL"), "{:?}", names(&scan));
 }

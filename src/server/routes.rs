@@ -417,7 +417,8 @@ async fn learn_request(
             };
             // Reading the message (parse, rules, features) needs only the
             // shared lock, so scans go on beside it; the exclusive one is
-            // held for recording and the commit.
+            // held only to record the learn and write it to the journal,
+            // and the fsync runs after it is let go.
             let prepared = task_state
                 .engine
                 .read()
@@ -429,9 +430,13 @@ async fn learn_request(
                 .write()
                 .map_err(|_| "engine lock poisoned".to_owned())?;
             let learned = engine.record_learn(prepared, class).map_err(describe)?;
+            let written = engine
+                .write_learns()
+                .map_err(|e| format!("cannot store the learn: {e}"))?;
+            drop(engine);
             // Acknowledge only what is on disk.
-            engine
-                .commit()
+            written
+                .sync()
                 .map_err(|e| format!("cannot store the learn: {e}"))?;
             Ok::<_, String>(learned)
         })

@@ -8,7 +8,7 @@ use super::format::{
     Class, ClassifierHeader, DigestEntry, GramEntry, JOURNAL_FORMAT_VERSION, JOURNAL_MAGIC,
     MAX_LOAD, ModelHeader, OLDEST_JOURNAL_VERSION, SampleEntry, TokenEntry, home_slot,
 };
-use super::journal;
+use super::journal::{self, JournalSync};
 use super::journaled::{Files, Journal};
 use super::mapped::{self, Header};
 use super::model_file::{ModelFile, prefetch};
@@ -268,6 +268,13 @@ impl BayesStore {
     /// Makes every recorded change durable (one fsync for the batch).
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.journal.commit()
+    }
+
+    /// [`BayesStore::commit`] in two steps: the changes are written now,
+    /// and durable once the returned [`JournalSync::sync`] has run, which
+    /// needs no access to the store.
+    pub fn write_for_sync(&mut self) -> Result<JournalSync, StoreError> {
+        self.journal.write()
     }
 
     /// Whether the journal holds learns not yet folded into the model.

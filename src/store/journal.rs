@@ -188,6 +188,21 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     })
 }
 
+/// Records written to a journal, not yet known to be on disk
+/// ([`JournalWriter::write_pending`]).
+pub struct JournalSync {
+    file: File,
+    path: PathBuf,
+}
+
+impl JournalSync {
+    /// Waits until what was written is on disk: after this returns, it
+    /// survives any crash.
+    pub fn sync(self) -> Result<(), StoreError> {
+        self.file.sync_data().map_err(StoreError::io(&self.path))
+    }
+}
+
 /// Appends records; nothing is durable until [`JournalWriter::sync`].
 pub struct JournalWriter {
     path: PathBuf,
@@ -320,13 +335,23 @@ impl JournalWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.write_pending()?.sync()
+    }
+
+    /// Writes buffered records to the file without waiting for the disk,
+    /// and returns what makes them durable: [`JournalSync::sync`] can run
+    /// after the caller has let go of the store (the daemon's scans do not
+    /// wait for a learn's fsync). Nothing written is acknowledged before it.
+    pub fn write_pending(&mut self) -> Result<JournalSync, StoreError> {
         self.file
             .write_all(&self.pending)
             .map_err(StoreError::io(&self.path))?;
-        self.file.sync_data().map_err(StoreError::io(&self.path))?;
         self.len += self.pending.len() as u64;
         self.pending.clear();
-        Ok(())
+        Ok(JournalSync {
+            file: self.file.try_clone().map_err(StoreError::io(&self.path))?,
+            path: self.path.clone(),
+        })
     }
 
     /// Bytes on disk plus bytes buffered.

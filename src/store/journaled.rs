@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::journal::{self, JournalWriter};
+use super::journal::{self, JournalSync, JournalWriter};
 use super::lock::WriterLock;
 use super::mapped::{Header, Mapped};
 
@@ -121,6 +121,16 @@ impl Journal {
         let len = writer.len();
         self.bytes = len;
         Ok(())
+    }
+
+    /// Writes the recorded changes to the file and returns what makes them
+    /// durable, to run once the store is let go of (see
+    /// [`JournalWriter::write_pending`]).
+    pub fn write(&mut self) -> Result<JournalSync, StoreError> {
+        let writer = self.writer()?;
+        let sync = writer.write_pending()?;
+        self.bytes = writer.len();
+        Ok(sync)
     }
 
     /// Bytes in the journal not yet folded into the model.

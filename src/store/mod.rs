@@ -39,6 +39,7 @@ pub use fuzzy_store::{
     FUZZY_JOURNAL_FILE, FUZZY_LOCK_FILE, FUZZY_MODEL_FILE, FuzzyMatch, FuzzyStats, FuzzyStore,
     LookupParams, MAX_PER_BAND, MAX_VERIFY, NewFuzzyEntry, write_fuzzy_model,
 };
+pub use journal::JournalSync;
 pub use lock::LockError;
 
 use std::path::PathBuf;
