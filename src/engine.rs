@@ -598,6 +598,10 @@ impl Engine {
             Some(found) => symbols.extend(found),
             None => symbols.push(checks::Symbol::new("DNS_TIMEOUT").with_option("budget")),
         }
+        if network.resolver_down().0 {
+            // Its lookups failed at once; this says why.
+            symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option("resolver down"));
+        }
         crate::lists::merge_symbols(symbols)
     }
 
@@ -1009,6 +1013,16 @@ impl Engine {
 
     pub fn verify_fuzzy_store(&self) -> bool {
         self.fuzzy.verify()
+    }
+
+    /// With the network checks on: whether the resolver was found down
+    /// (nothing listens on its nameservers), and how many messages' lookups
+    /// failed at once because of it.
+    pub fn resolver_down(&self) -> Option<(bool, u64)> {
+        match &self.lists.network {
+            Some(Ok(network)) => Some(network.resolver_down()),
+            _ => None,
+        }
     }
 
     pub fn store_stats(&self) -> StoreStats {

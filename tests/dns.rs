@@ -319,3 +319,47 @@ fn helo_is_compared_with_the_looked_up_reverse_name() {
         names(&s)
     );
 }
+
+#[test]
+fn a_resolver_nothing_listens_on_fails_lookups_at_once_and_says_so() {
+    // A port that was just free: nothing listens on it.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "[network]\nenabled = true\nnameservers = [\"127.0.0.1:{port}\"]\nquery_timeout_ms = 400\nattempts = 1\nbudget_ms = 1200\n[auth]\nspf = true\ndkim = true\ndmarc = true\narc = true\n"
+    );
+    let config = Config::from_toml_over_defaults(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config, dir.path()).unwrap();
+    let raw = "From: alice@sender.test\nSubject: links\n\nhttp://www.spamdomain.test/a\n";
+    for _ in 0..2 {
+        let s = engine.scan(raw.as_bytes(), &envelope("192.0.2.10"));
+        let unavailable =
+            symbol(&s, "DNS_UNAVAILABLE").unwrap_or_else(|| panic!("{:?}", names(&s)));
+        assert_eq!(unavailable.options, vec!["resolver down"]);
+        // The lookups still show as failed.
+        assert!(symbol(&s, "R_SPF_DNSFAIL").is_some(), "{:?}", names(&s));
+        assert!(
+            names(&s)
+                .iter()
+                .any(|n| n.starts_with("RBL_") && n.ends_with("_FAIL")),
+            "{:?}",
+            names(&s)
+        );
+    }
+    assert_eq!(engine.resolver_down(), Some((true, 2)));
+}
+
+#[test]
+fn a_listening_resolver_is_not_reported_down() {
+    let server = DnsServer::start(zones());
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(&server, ""), dir.path()).unwrap();
+    let s = engine.scan(PLAIN.as_bytes(), &envelope("192.0.2.10"));
+    assert!(symbol(&s, "DNS_UNAVAILABLE").is_none(), "{:?}", names(&s));
+    assert!(symbol(&s, "RBL_TEST_SPAM").is_some(), "{:?}", names(&s));
+    assert_eq!(engine.resolver_down(), Some((false, 0)));
+}

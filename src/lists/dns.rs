@@ -5,7 +5,9 @@
 //! Per query: `query_timeout_ms` × `attempts`. Per message: every lookup
 //! started by [`Network::run`] ends by its deadline (`budget_ms`), answered
 //! or not. Answers are cached by the resolver (TTL-bound, negative answers
-//! too), so a campaign's repeated domains cost one query.
+//! too), so a campaign's repeated domains cost one query. A resolver that
+//! nothing listens on is found by a probe (`ResolverHealth`); while it is
+//! down, a message's lookups fail at once instead of waiting out the budget.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -53,6 +55,113 @@ pub struct Network {
     resolver: TokioResolver,
     authenticator: mail_auth::MessageAuthenticator,
     budget: Duration,
+    health: ResolverHealth,
+}
+
+/// Whether anything listens on the nameservers. hickory sends its queries
+/// from unconnected UDP sockets, which never hear the port-unreachable a
+/// host answers for a port nothing listens on, so with a dead resolver every
+/// lookup would wait out the message's whole budget. A probe from a
+/// connected socket hears it at once: while every nameserver refuses,
+/// a message's lookups fail at once (as their `…_FAIL` / `…_DNSFAIL`
+/// symbols, with `DNS_UNAVAILABLE` saying why) instead of waiting.
+///
+/// Probed before the first message, after any message whose DNS work ran
+/// into its budget, and while down at most once per [`PROBE_INTERVAL`].
+struct ResolverHealth {
+    servers: Vec<SocketAddr>,
+    state: std::sync::Mutex<HealthState>,
+    /// Messages whose lookups failed at once because it was down.
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct HealthState {
+    down: bool,
+    /// When it was last probed; `None` until the first message.
+    probed_at: Option<std::time::Instant>,
+    /// The last message's DNS work ran into its budget.
+    probe_due: bool,
+}
+
+/// How often a resolver found down is probed again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a probe waits for an answer or a refusal; silence counts as up.
+const PROBE_WAIT: Duration = Duration::from_millis(100);
+
+impl ResolverHealth {
+    fn new(servers: Vec<SocketAddr>) -> ResolverHealth {
+        ResolverHealth {
+            servers,
+            state: std::sync::Mutex::new(HealthState::default()),
+            skipped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the resolver is down, probing first when a probe is due.
+    fn is_down(&self) -> bool {
+        let mut state = match self.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let due = match state.probed_at {
+            None => true,
+            Some(at) => state.probe_due || (state.down && at.elapsed() >= PROBE_INTERVAL),
+        };
+        if due {
+            let down = !self.servers.is_empty() && self.servers.iter().all(|&s| refuses(s));
+            if down != state.down {
+                let servers: Vec<String> = self.servers.iter().map(|s| s.to_string()).collect();
+                if down {
+                    eprintln!(
+                        "chaff: DNS resolver down: nothing listens on {}; lookups fail at once until it answers",
+                        servers.join(", ")
+                    );
+                } else {
+                    eprintln!("chaff: DNS resolver {} answers again", servers.join(", "));
+                }
+            }
+            state.down = down;
+            state.probed_at = Some(std::time::Instant::now());
+            state.probe_due = false;
+        }
+        state.down
+    }
+
+    fn probe_soon(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.probe_due = true;
+        }
+    }
+}
+
+/// Whether `server` refuses a DNS query (nothing listens on its port):
+/// a query for the root's NS records from a connected UDP socket.
+fn refuses(server: SocketAddr) -> bool {
+    const QUERY: [u8; 17] = [
+        0x63, 0x68, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, // id, RD, one question
+        0, 0, 2, 0, 1, // the root, NS, IN
+    ];
+    let local: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(socket) = std::net::UdpSocket::bind(local) else {
+        return false;
+    };
+    if socket.connect(server).is_err() || socket.set_read_timeout(Some(PROBE_WAIT)).is_err() {
+        return false;
+    }
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
+    if let Err(e) = socket.send(&QUERY) {
+        return refused(&e);
+    }
+    let mut answer = [0u8; 512];
+    match socket.recv(&mut answer) {
+        Ok(_) => false,
+        Err(e) => refused(&e),
+    }
 }
 
 impl std::fmt::Debug for Network {
@@ -105,6 +214,16 @@ impl Network {
             }
             ResolverConfig::from_parts(None, Vec::new(), servers)
         };
+        let probed: Vec<SocketAddr> = resolver_config
+            .name_servers()
+            .iter()
+            .filter_map(|server| {
+                let udp = server.connections.iter().find(|c| {
+                    matches!(c.protocol, hickory_resolver::config::ProtocolConfig::Udp)
+                })?;
+                Some(SocketAddr::new(server.ip, udp.port))
+            })
+            .collect();
         let resolver = {
             let _entered = runtime.enter();
             TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
@@ -117,7 +236,19 @@ impl Network {
             authenticator: mail_auth::MessageAuthenticator(resolver.clone()),
             resolver,
             budget: Duration::from_millis(config.budget_ms),
+            health: ResolverHealth::new(probed),
         })
+    }
+
+    /// Whether the nameservers were found refusing (nothing listens), and
+    /// how many messages' lookups failed at once because of it.
+    pub fn resolver_down(&self) -> (bool, u64) {
+        let down = self.health.state.lock().is_ok_and(|s| s.down);
+        let skipped = self
+            .health
+            .skipped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (down, skipped)
     }
 
     /// The resolver, for mail-auth's authenticator.
@@ -143,12 +274,23 @@ impl Network {
         T: Send,
     {
         let runtime = self.runtime.as_ref()?;
-        let deadline = Instant::now() + self.budget;
+        let started = Instant::now();
+        let down = self.health.is_down();
+        // With the resolver down every lookup fails at once: its deadline
+        // has already come.
+        let deadline = if down {
+            self.health
+                .skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            started
+        } else {
+            started + self.budget
+        };
         // A little slack past the deadline for the work to gather results.
         let hard = deadline + Duration::from_millis(100);
         let work = work(deadline);
         let future = async move { tokio::time::timeout_at(hard, work).await.ok() };
-        if tokio::runtime::Handle::try_current().is_ok() {
+        let found = if tokio::runtime::Handle::try_current().is_ok() {
             // Called from inside some runtime (a test, an async caller):
             // block on our runtime from a thread of our own.
             std::thread::scope(|scope| {
@@ -160,7 +302,12 @@ impl Network {
             })
         } else {
             runtime.block_on(future)
+        };
+        if !down && started.elapsed() >= self.budget {
+            // Something went unanswered until the deadline: is anyone there?
+            self.health.probe_soon();
         }
+        found
     }
 
     /// The IPv4 addresses of `name` (an A query), by `deadline`.

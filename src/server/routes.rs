@@ -792,6 +792,17 @@ fn metrics(state: &State) -> Reply {
         "rspamd_uptime_seconds {}\n",
         state.started.elapsed().as_secs()
     ));
+    if let Some((down, failed_fast)) = state
+        .engine
+        .read()
+        .ok()
+        .and_then(|engine| engine.resolver_down())
+    {
+        out.push_str("# HELP chaff_dns_resolver_down 1 while nothing listens on the configured nameservers.\n# TYPE chaff_dns_resolver_down gauge\n");
+        out.push_str(&format!("chaff_dns_resolver_down {}\n", u8::from(down)));
+        out.push_str("# HELP chaff_dns_failed_fast_total Messages whose lookups failed at once because the resolver was down.\n# TYPE chaff_dns_failed_fast_total counter\n");
+        out.push_str(&format!("chaff_dns_failed_fast_total {failed_fast}\n"));
+    }
     out.push_str("# EOF\n");
     bytes_reply(
         StatusCode::OK,
