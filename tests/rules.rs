@@ -121,6 +121,26 @@ fn reconfigure_swaps_rules_atomically_or_not_at_all() {
 }
 
 #[test]
+fn a_reload_keeps_the_byte_grams_off() {
+    // Review found SIGHUP turned them on (the tokenizer was built in two
+    // places). With the count-based Bayes scoring, a learn after a reload
+    // must still write no gram table.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config("[classifier]\nenabled = false\n");
+    assert_eq!(config.bayes.max_grams, 0);
+    let mut engine = Engine::open_for_learning(config.clone(), &dir.path().join("data")).unwrap();
+    engine.reconfigure(config).unwrap();
+    engine
+        .learn(SPAMMY.as_bytes(), chaff::store::Class::Spam)
+        .unwrap();
+    engine.commit().unwrap();
+    engine.compact().unwrap();
+    let stats = engine.store_stats();
+    assert!(stats.model_tokens > 0, "{stats:?}");
+    assert_eq!(stats.gram_buckets, 0, "{stats:?}");
+}
+
+#[test]
 fn maps_add_symbols_or_force_an_action_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     write(
