@@ -45,6 +45,16 @@ pub struct LearnArgs {
     paths: Vec<PathBuf>,
 }
 
+/// Waits for a batch's flush to disk: its counts once it is durable.
+fn finish_flush(
+    flushing: std::thread::ScopedJoinHandle<'_, Result<Counts, chaff::store::StoreError>>,
+) -> anyhow::Result<Counts> {
+    match flushing.join() {
+        Ok(flushed) => Ok(flushed?),
+        Err(_) => anyhow::bail!("the journal flush failed"),
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     learned: u64,
@@ -118,6 +128,7 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
         let mut engine =
             Engine::open_for_learning_with(context.config.clone(), &context.data_dir, preparer)
                 .with_context(open_error)?;
+        let mut flushing = None;
         for prepared in groups_rx {
             for (origin, item) in prepared {
                 let learned = item.and_then(|prepared| {
@@ -136,11 +147,22 @@ pub fn run(context: &Context, args: LearnArgs) -> anyhow::Result<ExitCode> {
                 progress.inc(1);
             }
             if pending_messages >= BATCH_MESSAGES || last_commit.elapsed() >= BATCH_TIME {
-                engine.commit()?;
-                durable.merge(std::mem::take(&mut pending));
+                // The batch is written now and flushed to disk on a thread
+                // of its own while the next one is recorded; one flush at
+                // a time, and a batch counts as learned once its flush is
+                // done.
+                let written = engine.write_learns()?;
+                if let Some(flushing) = flushing.take() {
+                    durable.merge(finish_flush(flushing)?);
+                }
+                let batch = std::mem::take(&mut pending);
+                flushing = Some(scope.spawn(move || written.sync().map(|()| batch)));
                 pending_messages = 0;
                 last_commit = Instant::now();
             }
+        }
+        if let Some(flushing) = flushing.take() {
+            durable.merge(finish_flush(flushing)?);
         }
         Ok(engine)
     })?;
