@@ -368,14 +368,12 @@ fn learn_leaves_a_compacted_model() {
     // The count-based Bayes' byte grams, when it scores and asks for them.
     let grams = scratch();
     let config = counting_config(&grams.data, "[bayes]\nmax_grams = 25\n");
-    let mbox = corpus("mbox-sample.mbox");
-    let output = chaff(&grams.data)
-        .arg("--config")
-        .arg(&config)
-        .args(["learn", "--spam", &mbox.to_string_lossy()])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
+    learn_files(
+        &grams.data,
+        &config,
+        "--spam",
+        &[corpus("mbox-sample.mbox")],
+    );
     let stat = model_stat_json(&grams.data);
     assert_eq!(stat["overlay_tokens"], 0, "{stat}");
     assert!(stat["model_tokens"].as_u64().unwrap() > 0, "{stat}");
