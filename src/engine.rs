@@ -419,7 +419,7 @@ impl Engine {
                 fresh
             }
             Err(error) => {
-                eprintln!("chaff: rules changed but do not load, keeping the old ones: {error}");
+                tracing::warn!("rules changed but do not load, keeping the old ones: {error}");
                 current
             }
         }

@@ -9,6 +9,25 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The library logs through `tracing` and never prints; this prints its
+/// events on stderr, one line each (`WARN rules changed but …`), for the
+/// admin's log. Only chaff's own: the resolver's crates log through
+/// `tracing` too, and their per-query chatter is not the admin's business.
+fn log_to_stderr() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let only_chaff =
+        tracing_subscriber::filter::Targets::new().with_target("chaff", tracing::Level::INFO);
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time();
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(only_chaff)
+        .try_init();
+}
+
 /// A spam classifier engine that speaks rspamd's protocol.
 #[derive(Parser)]
 #[command(name = "chaff", version, about)]
@@ -58,6 +77,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    log_to_stderr();
     let args = Args::parse();
     let result = cli::Context::load(args.data_dir, args.config.as_deref()).and_then(|context| {
         match args.command {

@@ -142,6 +142,32 @@ fn adapters_do_not_parse_tokenize_or_classify() {
 }
 
 #[test]
+fn the_library_never_prints() {
+    // It logs through `tracing` or returns what happened to the caller;
+    // only the binary (main.rs, cli/, server/) writes to stdout or stderr.
+    let mut violations = Vec::new();
+    for path in rust_files(&src()) {
+        let rel = relative(&path);
+        if rel == "main.rs" || rel.starts_with("cli") || rel.starts_with("server") {
+            continue;
+        }
+        for (line_no, line) in code_lines(&path) {
+            if ["println!", "print!(", "eprint!(", "dbg!("]
+                .iter()
+                .any(|p| line.contains(p))
+            {
+                violations.push(format!("{rel}:{line_no}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "the library prints:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
 fn the_library_reports_typed_errors_not_anyhow() {
     let mut violations = Vec::new();
     for path in rust_files(&src()) {

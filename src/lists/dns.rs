@@ -113,12 +113,12 @@ impl ResolverHealth {
             if down != state.down {
                 let servers: Vec<String> = self.servers.iter().map(|s| s.to_string()).collect();
                 if down {
-                    eprintln!(
-                        "chaff: DNS resolver down: nothing listens on {}; lookups fail at once until it answers",
+                    tracing::warn!(
+                        "DNS resolver down: nothing listens on {}; lookups fail at once until it answers",
                         servers.join(", ")
                     );
                 } else {
-                    eprintln!("chaff: DNS resolver {} answers again", servers.join(", "));
+                    tracing::info!("DNS resolver {} answers again", servers.join(", "));
                 }
             }
             state.down = down;

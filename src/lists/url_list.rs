@@ -194,8 +194,8 @@ impl UrlList {
             Ok(None) => self.with_state(|state| state.checked = Instant::now()),
             Err(error) => {
                 if !complained {
-                    eprintln!(
-                        "chaff: url_lists.{}: cannot read {}: {error}; keeping the last contents",
+                    tracing::warn!(
+                        "url_lists.{}: cannot read {}: {error}; keeping the last contents",
                         self.name,
                         self.path.display()
                     );
