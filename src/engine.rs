@@ -197,6 +197,24 @@ pub struct Scan {
     pub urls: Vec<String>,
 }
 
+impl Scan {
+    /// The answer for a message whose scan ran past the time limit:
+    /// `SCAN_TIMEOUT` alone, scoring nothing (a slow message is not
+    /// evidence either way), with the action the symbol forces (`soft
+    /// reject` by default: the MTA tries again later).
+    pub fn timed_out(config: &Config) -> Scan {
+        let mut verdict = verdict::combine(vec![checks::Symbol::new("SCAN_TIMEOUT")], config, "");
+        verdict.score = 0.0;
+        Scan {
+            verdict,
+            message_id: None,
+            subject: String::new(),
+            bayes: Err(Abstain::Skipped),
+            urls: Vec::new(),
+        }
+    }
+}
+
 /// What learning one message did, and which message it was.
 #[derive(Debug, Clone)]
 pub struct Learned {
@@ -1184,6 +1202,21 @@ mod tests {
         ] {
             assert_eq!(digest_range(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_timed_out_scan_says_so_and_scores_nothing() {
+        let scan = Scan::timed_out(&Config::embedded());
+        let names: Vec<&str> = scan
+            .verdict
+            .symbols
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["SCAN_TIMEOUT"]);
+        assert_eq!(scan.verdict.score, 0.0);
+        assert_eq!(scan.verdict.action, crate::verdict::Action::SoftReject);
+        assert!(matches!(scan.bayes, Err(Abstain::Skipped)));
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub enum Abstain {
     NotEnoughLearns { spam: u64, ham: u64, required: u64 },
     /// No token of the message was significant.
     NoSignificantTokens,
-    /// The scan ended before classifying (a map forced the action).
+    /// The scan ended before classifying (a map forced the action, or the
+    /// scan ran out of time).
     Skipped,
 }
 

@@ -13,8 +13,6 @@ use bytes::Bytes;
 use chaff::engine::{LearnError, Scan};
 use chaff::message::Envelope;
 use chaff::store::Class;
-use chaff::symbol::Symbol;
-use chaff::verdict;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -375,18 +373,7 @@ async fn run_scan_with_permit(
         Ok(Some(Ok((scan, seconds)))) => ScanOutcome::Done(scan, seconds),
         Ok(Some(Err(reason))) => ScanOutcome::Failed(reason),
         Ok(None) => ScanOutcome::Failed("scan failed".to_owned()),
-        Err(_) => {
-            let verdict = verdict::combine(vec![Symbol::new("SCAN_TIMEOUT")], &config, "");
-            let mut scan = Scan {
-                verdict,
-                message_id: None,
-                subject: String::new(),
-                bayes: Err(chaff::bayes::Abstain::NoSignificantTokens),
-                urls: Vec::new(),
-            };
-            scan.verdict.score = 0.0;
-            ScanOutcome::TimedOut(scan)
-        }
+        Err(_) => ScanOutcome::TimedOut(Scan::timed_out(&config)),
     }
 }
 
