@@ -141,25 +141,33 @@ fn adapters_do_not_parse_tokenize_or_classify() {
     );
 }
 
-#[test]
-fn the_library_never_prints() {
-    // It logs through `tracing` or returns what happened to the caller;
-    // only the binary (main.rs, cli/, server/) writes to stdout or stderr.
-    let mut violations = Vec::new();
+/// Library code lines (not main.rs, cli/ or server/, the binary's
+/// adapters) for which `matches` holds, as `file:line: code`.
+fn library_lines_where(matches: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
     for path in rust_files(&src()) {
         let rel = relative(&path);
         if rel == "main.rs" || rel.starts_with("cli") || rel.starts_with("server") {
             continue;
         }
         for (line_no, line) in code_lines(&path) {
-            if ["println!", "print!(", "eprint!(", "dbg!("]
-                .iter()
-                .any(|p| line.contains(p))
-            {
-                violations.push(format!("{rel}:{line_no}: {}", line.trim()));
+            if matches(&line) {
+                found.push(format!("{rel}:{line_no}: {}", line.trim()));
             }
         }
     }
+    found
+}
+
+#[test]
+fn the_library_never_prints() {
+    // It logs through `tracing` or returns what happened to the caller;
+    // only the binary (main.rs, cli/, server/) writes to stdout or stderr.
+    let violations = library_lines_where(|line| {
+        ["println!", "print!(", "eprint!(", "dbg!("]
+            .iter()
+            .any(|p| line.contains(p))
+    });
     assert!(
         violations.is_empty(),
         "the library prints:\n{}",
@@ -169,18 +177,7 @@ fn the_library_never_prints() {
 
 #[test]
 fn the_library_reports_typed_errors_not_anyhow() {
-    let mut violations = Vec::new();
-    for path in rust_files(&src()) {
-        let rel = relative(&path);
-        if rel == "main.rs" || rel.starts_with("cli") || rel.starts_with("server") {
-            continue;
-        }
-        for (line_no, line) in code_lines(&path) {
-            if line.contains("anyhow") {
-                violations.push(format!("{rel}:{line_no}: {}", line.trim()));
-            }
-        }
-    }
+    let violations = library_lines_where(|line| line.contains("anyhow"));
     assert!(
         violations.is_empty(),
         "anyhow in the library:\n{}",
