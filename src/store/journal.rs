@@ -10,9 +10,10 @@
 //! (`classifier::codec`) in `text_bytes` bytes, or when `text_bytes` is 0
 //! (every record of a version 3 journal) `[u32; n_text]`. With flag bit 0
 //! (version 4) an `f64` follows the rules: the classifier's online step the
-//! learn took, so a replay adds it instead of looking up every weight again. A frame that is
-//! short or fails its checksum ends the journal: it is the tail of a write
-//! that never completed, so it was never acknowledged.
+//! learn took, so a replay adds it instead of looking up every weight
+//! again. A frame that is short or fails its checksum ends the journal: it
+//! is the tail of a write that never completed, so it was never
+//! acknowledged.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -149,7 +150,7 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     };
     let rules_at = text_at.checked_add(text_len)?;
     let step_at = rules_at.checked_add(n_rules.checked_mul(4)?)?;
-    if payload.len() != step_at + if has_step { 8 } else { 0 } {
+    if payload.len() != step_at.checked_add(if has_step { 8 } else { 0 })? {
         return None;
     }
     let tokens = payload[PAYLOAD_FIXED..grams_at]
