@@ -360,3 +360,69 @@ impl JournalWriter {
         self.len + self.pending.len() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classifier::ModelFeatures;
+    use crate::store::Change;
+
+    /// One record's payload as the writer frames it.
+    fn payload_of(change: &Change<'_>, step: f64) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut writer = JournalWriter::create_with(&path, *b"TESTJNL\0", 4, 1).unwrap();
+        writer.append(change, step);
+        writer.sync().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (payload, _) = decode_frame(&bytes[JOURNAL_HEADER_LEN..]).unwrap();
+        payload.to_vec()
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let change = Change {
+            digest: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+            from: Some(Class::Ham),
+            to: Class::Spam,
+            tokens: &[7, 9],
+            grams: &[3],
+            features: ModelFeatures {
+                text: vec![1, 2, 300, 70_000, 4_194_303],
+                rules: vec![5, 8],
+            },
+        };
+        let record = decode_payload(&payload_of(&change, -0.125)).unwrap();
+        assert_eq!(record.digest, change.digest);
+        assert_eq!((record.from, record.to), (change.from, change.to));
+        assert_eq!((record.tokens, record.grams), (vec![7, 9], vec![3]));
+        assert_eq!(record.text, change.features.text);
+        assert_eq!(record.rules, change.features.rules);
+        assert_eq!(record.step, Some(-0.125));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_payload_decodes_or_is_refused(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = decode_payload(&payload);
+        }
+
+        #[test]
+        fn a_damaged_record_decodes_or_is_refused(at in 0usize..120, value: u8, keep in 0usize..120) {
+            let change = Change {
+                digest: 42,
+                from: None,
+                to: Class::Ham,
+                tokens: &[11],
+                grams: &[],
+                features: ModelFeatures { text: vec![4, 900, 123_456], rules: vec![6] },
+            };
+            let mut payload = payload_of(&change, 0.5);
+            if at < payload.len() {
+                payload[at] = value;
+            }
+            payload.truncate(keep.max(1));
+            let _ = decode_payload(&payload);
+        }
+    }
+}
