@@ -291,6 +291,21 @@ impl RuleSet {
         Ok(set)
     }
 
+    /// Compiles SpamAssassin `.cf` texts (name, text) alone, without the
+    /// built-in set or any file; for tests, benchmarks and the fuzz targets.
+    pub fn from_spamassassin_texts(
+        texts: &[(&str, &str)],
+        config: &Config,
+    ) -> Result<RuleSet, RulesError> {
+        let mut parser = spamassassin::CfParser::new(config.rules.spamassassin_score_set);
+        for (name, text) in texts {
+            parser.parse(name, text);
+        }
+        let mut report = LoadReport::default();
+        let specs = parser.finish(&mut report);
+        compile(specs, config, report, &[])
+    }
+
     /// Whether any file this set was loaded from changed since.
     pub fn changed(&self) -> bool {
         self.watched

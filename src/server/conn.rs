@@ -12,7 +12,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::state::State;
 use super::{Role, protocol, routes};
@@ -53,13 +53,25 @@ pub async fn accept_loop(listener: TcpListener, role: Role, state: Arc<State>) {
         let state = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _ = stream.set_nodelay(true);
             serve_connection(stream, peer, role, state).await;
         });
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, role: Role, state: Arc<State>) {
-    let _ = stream.set_nodelay(true);
+/// A connection's byte stream: a TCP stream in the daemon, an in-memory
+/// pipe in the fuzz targets.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// Serves one connection until the peer closes it or the daemon stops.
+pub async fn serve_connection<S: Io>(
+    mut stream: S,
+    peer: SocketAddr,
+    role: Role,
+    state: Arc<State>,
+) {
     let config = state.config();
     let header_timeout = Duration::from_millis(config.server.header_timeout_ms);
     let mut prefix = Vec::with_capacity(1024);
@@ -103,7 +115,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, role: Role, s
 
 /// Reads until the first `\n` (kept in `buffer`). `Ok(false)` if the peer
 /// closed first or the line is too long to be a request line.
-async fn read_first_line(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<bool> {
+async fn read_first_line<S: Io>(stream: &mut S, buffer: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut chunk = [0u8; 1024];
     loop {
         if memchr::memchr(b'\n', buffer).is_some() {
@@ -134,13 +146,13 @@ fn is_legacy_request_line(prefix: &[u8]) -> bool {
 }
 
 /// A stream that first yields bytes already read from it.
-struct Rewind {
+struct Rewind<S> {
     prefix: Vec<u8>,
     position: usize,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: Io> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -157,7 +169,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: Io> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -174,7 +186,7 @@ impl AsyncWrite for Rewind {
 }
 
 /// Writes `reply` and closes, as the legacy protocol expects.
-pub async fn write_and_close(stream: &mut TcpStream, reply: &[u8]) {
+pub async fn write_and_close<S: Io>(stream: &mut S, reply: &[u8]) {
     let _ = stream.write_all(reply).await;
     let _ = stream.shutdown().await;
 }

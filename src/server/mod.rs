@@ -184,3 +184,50 @@ async fn wait_for_signals(state: &Arc<State>, signals: Signals) {
         }
     }
 }
+
+/// The fuzz targets' way in (`tools/fuzz`, built with `--cfg fuzzing`):
+/// one connection's bytes through the same code a TCP connection takes.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{Role, State};
+
+    /// The daemon's shared state over an engine, as `chaff serve` builds it.
+    pub struct Daemon {
+        state: Arc<State>,
+    }
+
+    impl Daemon {
+        pub fn new(engine: chaff::Engine, config: chaff::config::Config) -> Daemon {
+            Daemon {
+                state: Arc::new(State::new(engine, config, None)),
+            }
+        }
+
+        /// Sends `request` on a fresh connection (then closes the sending
+        /// side) and returns everything the daemon answered.
+        pub async fn exchange(&self, role: Role, request: &[u8]) -> Vec<u8> {
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+            let served = tokio::spawn(super::conn::serve_connection(
+                server,
+                peer,
+                role,
+                self.state.clone(),
+            ));
+            let mut reply = Vec::new();
+            let (mut reader, mut writer) = tokio::io::split(client);
+            let send = async {
+                let _ = writer.write_all(request).await;
+                let _ = writer.shutdown().await;
+            };
+            let receive = reader.read_to_end(&mut reply);
+            let _ = tokio::join!(send, receive);
+            let _ = served.await;
+            reply
+        }
+    }
+}

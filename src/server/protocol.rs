@@ -10,9 +10,8 @@ use chaff::message::Envelope;
 use chaff::report::CheckV2Reply;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
-use super::conn::write_and_close;
+use super::conn::{Io, write_and_close};
 use super::routes::{ScanOutcome, run_scan};
 use super::state::State;
 
@@ -162,8 +161,8 @@ pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
 
 /// Serves one `RSPAMC/1.x` (or `SPAMC/1.x`) request: header lines up to a
 /// blank line, a `Content-length` body, one reply, then close.
-pub async fn serve_rspamc(
-    mut stream: TcpStream,
+pub async fn serve_rspamc<S: Io>(
+    mut stream: S,
     mut buffer: Vec<u8>,
     peer: SocketAddr,
     state: Arc<State>,
