@@ -209,7 +209,7 @@ fn bench_rules(c: &mut Criterion) {
     );
     for n in [50, 500, 2000] {
         let text = generate(n, &words, 0x9e37_79b9_7f4a_7c15);
-        let set = RuleSet::from_toml(&[("generated.toml", &text)], &config).unwrap();
+        let set = RuleSet::from_toml(&[("generated.toml", &text)], &config.symbol_names()).unwrap();
         let report = &set.report;
         let fired: usize = parsed
             .iter()

@@ -70,7 +70,7 @@ pub struct Active {
 impl Active {
     /// Loads and compiles the rules and maps `config` names.
     pub fn load(config: &Config) -> Result<Active, RulesError> {
-        let rules = RuleSet::load(config)?;
+        let rules = RuleSet::load(&config.rules, &config.symbol_names())?;
         let mut merged = config.clone();
         for (name, symbol) in rules.symbols() {
             merged
@@ -203,7 +203,11 @@ impl Scan {
     /// evidence either way), with the action the symbol forces (`soft
     /// reject` by default: the MTA tries again later).
     pub fn timed_out(config: &Config) -> Scan {
-        let mut verdict = verdict::combine(vec![checks::Symbol::new("SCAN_TIMEOUT")], config, "");
+        let mut verdict = verdict::combine(
+            vec![checks::Symbol::new("SCAN_TIMEOUT")],
+            config.scoring(),
+            "",
+        );
         verdict.score = 0.0;
         Scan {
             verdict,
@@ -251,7 +255,7 @@ impl LearnPreparer {
     pub fn new(config: &Config) -> Result<LearnPreparer, OpenError> {
         Ok(LearnPreparer {
             limits: config.limits.clone(),
-            tokenizer: tokenizer_for(config),
+            tokenizer: Parts::tokenizer_of(config),
             active: Arc::new(Active::load(config)?),
             counts: counts_in_use(config),
         })
@@ -375,12 +379,8 @@ impl Engine {
     ) -> Result<Engine, OpenError> {
         let store = BayesStore::open_writer(data_dir)?;
         let fuzzy = FuzzyStore::open_writer(data_dir)?;
-        Ok(Engine::assemble(
-            config,
-            store,
-            fuzzy,
-            preparer.active.clone(),
-        ))
+        let parts = Parts::with_rules(config, preparer.active.clone());
+        Ok(Engine::assemble(parts, store, fuzzy))
     }
 
     fn with_stores(
@@ -388,23 +388,17 @@ impl Engine {
         store: BayesStore,
         fuzzy: FuzzyStore,
     ) -> Result<Engine, OpenError> {
-        let active = Arc::new(Active::load(&config)?);
-        Ok(Engine::assemble(config, store, fuzzy, active))
+        Ok(Engine::assemble(Parts::build(config)?, store, fuzzy))
     }
 
-    fn assemble(
-        config: Config,
-        store: BayesStore,
-        fuzzy: FuzzyStore,
-        active: Arc<Active>,
-    ) -> Engine {
+    fn assemble(parts: Parts, store: BayesStore, fuzzy: FuzzyStore) -> Engine {
         Engine {
-            lists: crate::lists::Lists::new(&config),
-            tokenizer: tokenizer_for(&config),
-            config,
+            lists: parts.lists,
+            tokenizer: parts.tokenizer,
+            config: parts.config,
             store,
             fuzzy,
-            active: RwLock::new(active),
+            active: RwLock::new(parts.active),
             rules_checked: Mutex::new(Instant::now()),
         }
     }
@@ -514,7 +508,8 @@ impl Engine {
                 .then(|| active.fitted_weight(name, &self.store))
                 .flatten()
         };
-        let verdict = verdict::combine_fitted(symbols, &active.config, &message.subject, &fitted);
+        let verdict =
+            verdict::combine_fitted(symbols, active.config.scoring(), &message.subject, &fitted);
         Scan {
             verdict,
             message_id: message.message_id,
@@ -883,11 +878,12 @@ impl Engine {
     /// Replaces the configuration with rules already loaded from it
     /// ([`Active::load`], done outside any lock the caller holds).
     pub fn reconfigure_with(&mut self, config: Config, active: Active) {
-        self.lists = crate::lists::Lists::new(&config);
-        self.tokenizer = tokenizer_for(&config);
-        self.config = config;
+        let parts = Parts::with_rules(config, Arc::new(active));
+        self.lists = parts.lists;
+        self.tokenizer = parts.tokenizer;
+        self.config = parts.config;
         if let Ok(mut current) = self.active.write() {
-            *current = Arc::new(active);
+            *current = parts.active;
         }
         if let Ok(mut checked) = self.rules_checked.lock() {
             *checked = Instant::now();
@@ -1062,13 +1058,42 @@ fn counts_in_use(config: &Config) -> bool {
     !config.classifier.enabled
 }
 
-/// The tokenizer `config` asks for: byte 7-grams only when the count-based
-/// Bayes uses them. Built here alone, so a reload cannot differ from a start.
-fn tokenizer_for(config: &Config) -> Tokenizer {
-    if config.bayes.max_grams == 0 {
-        Tokenizer::new(config.bayes.osb_window).without_grams()
-    } else {
-        Tokenizer::new(config.bayes.osb_window)
+/// What an engine builds from a configuration: the tokenizer, the lists
+/// (and the resolver), the rules with the weights they complete. Built in
+/// this one place, at start and at reload alike, so the two cannot differ.
+struct Parts {
+    config: Config,
+    tokenizer: Tokenizer,
+    lists: crate::lists::Lists,
+    active: Arc<Active>,
+}
+
+impl Parts {
+    fn build(config: Config) -> Result<Parts, RulesError> {
+        let active = Arc::new(Active::load(&config)?);
+        Ok(Parts::with_rules(config, active))
+    }
+
+    /// The parts of `config` with its rules already loaded (they are the
+    /// slow part, loaded outside any lock by the daemon and beside the
+    /// store's opening by `chaff learn`).
+    fn with_rules(config: Config, active: Arc<Active>) -> Parts {
+        Parts {
+            lists: crate::lists::Lists::new(&config.url_lists, &config.network),
+            tokenizer: Parts::tokenizer_of(&config),
+            config,
+            active,
+        }
+    }
+
+    /// The tokenizer alone (what a [`LearnPreparer`] needs besides the
+    /// rules): byte 7-grams only when the count-based Bayes uses them.
+    fn tokenizer_of(config: &Config) -> Tokenizer {
+        if config.bayes.max_grams == 0 {
+            Tokenizer::new(config.bayes.osb_window).without_grams()
+        } else {
+            Tokenizer::new(config.bayes.osb_window)
+        }
     }
 }
 

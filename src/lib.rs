@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod bayes;
 pub mod checks;
+pub mod class;
 pub mod classifier;
 pub mod config;
 pub mod engine;
@@ -35,6 +36,7 @@ pub mod maps;
 pub mod message;
 pub mod report;
 pub mod rules;
+pub mod setting;
 pub mod store;
 pub mod symbol;
 pub mod verdict;

@@ -3,7 +3,10 @@
 //! This module sees symbols only, never the checks that made them: a check's
 //! worth is configuration (`[symbols.NAME] weight`), not code.
 
-use crate::config::Config;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
 use crate::symbol::Symbol;
 
 /// What the MTA should do with the message, mildest first.
@@ -51,9 +54,8 @@ impl Action {
         )
     }
 
-    /// This action's threshold in `config`, if it has one.
-    pub fn threshold(self, config: &Config) -> Option<f64> {
-        let actions = &config.actions;
+    /// This action's threshold in `actions`, if it has one.
+    pub fn threshold(self, actions: &ActionsConfig) -> Option<f64> {
         match self {
             Action::NoAction | Action::SoftReject => None,
             Action::Greylist => actions.greylist,
@@ -61,6 +63,76 @@ impl Action {
             Action::RewriteSubject => actions.rewrite_subject,
             Action::Reject => actions.reject,
         }
+    }
+}
+
+/// Score thresholds for actions; an absent threshold disables that action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsConfig {
+    pub greylist: Option<f64>,
+    pub add_header: Option<f64>,
+    pub rewrite_subject: Option<f64>,
+    pub reject: Option<f64>,
+    /// `%s` is replaced by the original subject.
+    pub subject_template: String,
+}
+
+/// Weight and metadata of one symbol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolConfig {
+    pub weight: f64,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// An action forced whenever this symbol fires (rspamd's force_actions).
+    #[serde(default)]
+    pub force_action: Option<Action>,
+    /// The classifier never fits this weight to learned mail: it scores as
+    /// configured, always.
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+impl SymbolConfig {
+    /// A symbol that only carries a weight.
+    pub fn weighted(weight: f64) -> SymbolConfig {
+        SymbolConfig {
+            weight,
+            description: None,
+            group: None,
+            force_action: None,
+            pinned: false,
+        }
+    }
+}
+
+/// What the verdict reads of the configuration: the symbols' weights and
+/// the actions' thresholds, nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoring<'a> {
+    pub actions: &'a ActionsConfig,
+    pub symbols: &'a BTreeMap<String, SymbolConfig>,
+}
+
+impl Scoring<'_> {
+    /// The configured weight of a symbol; unknown symbols weigh nothing.
+    pub fn weight(&self, symbol: &str) -> f64 {
+        self.symbols.get(symbol).map_or(0.0, |s| s.weight)
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    /// rspamd's spelling or the config's (`"add header"`, `"add_header"`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Action, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Action::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown action `{name}` (no action, greylist, add header, rewrite subject, soft reject, reject)"
+            ))
+        })
     }
 }
 
@@ -97,8 +169,8 @@ pub struct Verdict {
 /// wins over the thresholds, and the score is raised to that action's
 /// threshold if it is lower, so MTAs that act on the score and MTAs that act
 /// on the action agree.
-pub fn combine(symbols: Vec<Symbol>, config: &Config, subject: &str) -> Verdict {
-    combine_fitted(symbols, config, subject, &|_| None)
+pub fn combine(symbols: Vec<Symbol>, scoring: Scoring<'_>, subject: &str) -> Verdict {
+    combine_fitted(symbols, scoring, subject, &|_| None)
 }
 
 /// [`combine`], with the weight a symbol scores taken from `fitted` where
@@ -106,14 +178,14 @@ pub fn combine(symbols: Vec<Symbol>, config: &Config, subject: &str) -> Verdict 
 /// reports the configured one, as rspamd's `metric_score` does.
 pub fn combine_fitted(
     symbols: Vec<Symbol>,
-    config: &Config,
+    scoring: Scoring<'_>,
     subject: &str,
     fitted: &dyn Fn(&str) -> Option<f64>,
 ) -> Verdict {
     let mut scored: Vec<ScoredSymbol> = symbols
         .into_iter()
         .map(|symbol| {
-            let symbol_config = config.symbols.get(&symbol.name);
+            let symbol_config = scoring.symbols.get(&symbol.name);
             let weight = symbol_config.map_or(0.0, |c| c.weight);
             let scoring_weight = fitted(&symbol.name).unwrap_or(weight);
             ScoredSymbol {
@@ -128,29 +200,28 @@ pub fn combine_fitted(
     scored.sort_by(|a, b| a.name.cmp(&b.name));
     // `+ 0.0` turns the empty sum's -0.0 into 0.0, which prints as admins expect.
     let mut score: f64 = scored.iter().map(|s| s.score).sum::<f64>() + 0.0;
-    let mut action = action_for_score(score, config);
+    let mut action = action_for_score(score, scoring.actions);
     let mut forced_by = None;
     for symbol in &scored {
-        let forced = config
+        let forced = scoring
             .symbols
             .get(&symbol.name)
-            .and_then(|c| c.force_action.as_deref())
-            .and_then(Action::from_name);
+            .and_then(|c| c.force_action);
         if let Some(forced) = forced
             && (forced_by.is_none() || forced > action)
         {
             action = forced;
             forced_by = Some(symbol.name.clone());
-            if let Some(threshold) = forced.threshold(config) {
+            if let Some(threshold) = forced.threshold(scoring.actions) {
                 score = score.max(threshold);
             }
         }
     }
     let subject = (action == Action::RewriteSubject)
-        .then(|| config.actions.subject_template.replace("%s", subject));
+        .then(|| scoring.actions.subject_template.replace("%s", subject));
     Verdict {
         score,
-        required_score: config.actions.reject.unwrap_or(0.0),
+        required_score: scoring.actions.reject.unwrap_or(0.0),
         action,
         symbols: scored,
         subject,
@@ -159,7 +230,7 @@ pub fn combine_fitted(
 }
 
 /// The action with the highest threshold that `score` reaches.
-pub fn action_for_score(score: f64, config: &Config) -> Action {
+pub fn action_for_score(score: f64, actions: &ActionsConfig) -> Action {
     [
         Action::Reject,
         Action::RewriteSubject,
@@ -167,7 +238,7 @@ pub fn action_for_score(score: f64, config: &Config) -> Action {
         Action::Greylist,
     ]
     .into_iter()
-    .filter_map(|a| a.threshold(config).map(|t| (a, t)))
+    .filter_map(|a| a.threshold(actions).map(|t| (a, t)))
     .filter(|(_, t)| score >= *t)
     .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
     .map_or(Action::NoAction, |(a, _)| a)
@@ -176,25 +247,29 @@ pub fn action_for_score(score: f64, config: &Config) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn thresholds_pick_rspamd_actions() {
         let config = Config::embedded();
-        assert_eq!(action_for_score(0.0, &config), Action::NoAction);
-        assert_eq!(action_for_score(4.0, &config), Action::Greylist);
-        assert_eq!(action_for_score(6.5, &config), Action::AddHeader);
-        assert_eq!(action_for_score(15.0, &config), Action::Reject);
-        assert_eq!(action_for_score(-3.0, &config), Action::NoAction);
+        assert_eq!(action_for_score(0.0, &config.actions), Action::NoAction);
+        assert_eq!(action_for_score(4.0, &config.actions), Action::Greylist);
+        assert_eq!(action_for_score(6.5, &config.actions), Action::AddHeader);
+        assert_eq!(action_for_score(15.0, &config.actions), Action::Reject);
+        assert_eq!(action_for_score(-3.0, &config.actions), Action::NoAction);
     }
 
     #[test]
     fn rewrite_subject_applies_only_when_configured() {
         let config = Config::from_toml_over_defaults("[actions]\nrewrite_subject = 8.0\n").unwrap();
-        assert_eq!(action_for_score(9.0, &config), Action::RewriteSubject);
+        assert_eq!(
+            action_for_score(9.0, &config.actions),
+            Action::RewriteSubject
+        );
         let mut config = config;
         config.symbols.insert(
             "X".into(),
-            crate::config::SymbolConfig {
+            SymbolConfig {
                 weight: 9.0,
                 description: None,
                 group: None,
@@ -202,7 +277,7 @@ mod tests {
                 pinned: false,
             },
         );
-        let v = combine(vec![Symbol::new("X")], &config, "hello");
+        let v = combine(vec![Symbol::new("X")], config.scoring(), "hello");
         assert_eq!(v.subject.as_deref(), Some("***SPAM*** hello"));
     }
 
@@ -214,7 +289,7 @@ mod tests {
                 Symbol::new("BAYES_SPAM").with_strength(0.5),
                 Symbol::new("UNKNOWN_SYMBOL"),
             ],
-            &config,
+            config.scoring(),
             "",
         );
         assert!((v.score - config.weight("BAYES_SPAM") * 0.5).abs() < 1e-9);
@@ -227,7 +302,7 @@ mod tests {
         let config = Config::embedded();
         let v = combine(
             vec![Symbol::new("GTUBE"), Symbol::new("BAYES_HAM")],
-            &config,
+            config.scoring(),
             "",
         );
         assert_eq!(v.action, Action::Reject);

@@ -16,11 +16,11 @@
 //!   continuously where chi-square saturates at 0 and 1 for most mail, which is
 //!   what makes ROC AUC and a graded score meaningful; `tools/eval` measures both.
 
+mod config;
 mod learn;
 
+pub use config::{BayesConfig, Combiner};
 pub use learn::{LearnOutcome, learn};
-
-use crate::config::{BayesConfig, Combiner};
 
 /// Read access to learned counts.
 pub trait TokenCounts {

@@ -25,12 +25,15 @@
 //! is `k` × the log-odds, so scores rank exactly as the model does.
 
 pub mod codec;
+mod config;
 pub mod train;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::extract::{TokenSink, Tokenizer};
 use crate::message::Message;
+
+pub use config::ClassifierConfig;
 
 /// log2 of the weight table's size: 4 Mi weights, 16 MiB. Part of the model
 /// format (the model header records it; a mismatch is refused).

@@ -23,7 +23,7 @@
 use std::time::Instant;
 
 use super::{Calibration, WEIGHT_COUNT, sigmoid};
-use crate::store::Class;
+use crate::class::Class;
 
 /// What training reads: the stored samples.
 pub trait Samples {
@@ -167,7 +167,9 @@ pub fn train(samples: &dyn Samples, rules: &dyn RuleTerms, params: &TrainParams)
             0.0
         },
         micros: started.elapsed().as_micros() as u64,
-        trained_at: crate::engine::unix_now(),
+        trained_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         spam_samples: spam,
         ham_samples: ham,
     }

@@ -26,6 +26,10 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use crate::message::Message;
 
+mod config;
+
+pub use config::{FuzzyConfig, FuzzyFlagConfig};
+
 /// Hash functions (values) in a min-hash signature.
 pub const MINHASH_VALUES: usize = 64;
 /// Words per shingle window.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Config, SymbolConfig};
+use crate::setting::{InvalidSetting, check_networks, parse_network};
 
 pub use dns::{Lookup, Network};
 pub use dnsbl::DnsblConfig;
@@ -73,71 +73,59 @@ fn yes() -> bool {
     true
 }
 
-/// Adds `[symbols.X] weight` for lists that carry their own `weight` and
-/// whose symbol has no entry yet.
-pub fn register_symbols(config: &mut Config) {
-    let mut weights: Vec<(String, f64)> = Vec::new();
-    for list in config.url_lists.values() {
-        if let Some(weight) = list.weight {
-            weights.push((list.symbol.clone(), weight));
-        }
-    }
-    for list in config
-        .network
+/// The `(symbol, weight)` of every list that carries its own `weight`:
+/// the weight its symbol has unless `[symbols]` gives it one.
+pub fn declared_weights(
+    url_lists: &BTreeMap<String, UrlListConfig>,
+    network: &NetworkConfig,
+) -> Vec<(String, f64)> {
+    let url = url_lists.values().map(|l| (&l.symbol, l.weight));
+    let dns = network
         .rbl
         .values()
-        .chain(config.network.uribl.values())
-    {
-        if let Some(weight) = list.weight {
-            weights.push((list.symbol.clone(), weight));
+        .chain(network.uribl.values())
+        .map(|l| (&l.symbol, l.weight));
+    url.chain(dns)
+        .filter_map(|(symbol, weight)| weight.map(|w| (symbol.clone(), w)))
+        .collect()
+}
+
+impl NetworkConfig {
+    /// Checks the section's values (keys relative to `[network]`).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for server in &self.nameservers {
+            if dns::parse_nameserver(server).is_none() {
+                return Err(InvalidSetting::new(
+                    "nameservers",
+                    format!("`{server}` is not an address or address:port"),
+                ));
+            }
         }
-    }
-    for (symbol, weight) in weights {
-        config
-            .symbols
-            .entry(symbol)
-            .or_insert_with(|| SymbolConfig {
-                weight,
-                description: None,
-                group: None,
-                force_action: None,
-                pinned: false,
-            });
+        check_networks("trusted_networks", &self.trusted_networks)?;
+        if self.budget_ms == 0 || self.query_timeout_ms == 0 || self.attempts == 0 {
+            return Err(InvalidSetting::new(
+                "budget_ms",
+                "budget_ms, query_timeout_ms and attempts must be > 0",
+            ));
+        }
+        for (kind, lists) in [("rbl", &self.rbl), ("uribl", &self.uribl)] {
+            for (name, list) in lists {
+                list.validate()
+                    .map_err(|e| InvalidSetting::new(format!("{kind}.{name}"), e))?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Checks the sections this module owns.
-pub fn validate(config: &Config) -> Result<(), String> {
-    let network = &config.network;
-    for server in &network.nameservers {
-        if dns::parse_nameserver(server).is_none() {
-            return Err(format!(
-                "network.nameservers: `{server}` is not an address or address:port"
-            ));
+impl UrlListConfig {
+    /// Checks one `[url_lists.NAME]` section.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.symbol.is_empty() {
+            return Err(InvalidSetting::new("symbol", "is empty"));
         }
+        Ok(())
     }
-    for net in &network.trusted_networks {
-        if crate::config::parse_network(net).is_none() {
-            return Err(format!(
-                "network.trusted_networks: `{net}` is not an address or CIDR network"
-            ));
-        }
-    }
-    if network.budget_ms == 0 || network.query_timeout_ms == 0 || network.attempts == 0 {
-        return Err("network.budget_ms, query_timeout_ms and attempts must be > 0".into());
-    }
-    for (kind, lists) in [("rbl", &network.rbl), ("uribl", &network.uribl)] {
-        for (name, list) in lists {
-            list.validate()
-                .map_err(|e| format!("network.{kind}.{name}: {e}"))?;
-        }
-    }
-    for (name, list) in &config.url_lists {
-        if list.symbol.is_empty() {
-            return Err(format!("url_lists.{name}.symbol is empty"));
-        }
-    }
-    Ok(())
 }
 
 /// The lists and the resolver of one configuration, built when the engine
@@ -152,19 +140,14 @@ pub struct Lists {
 }
 
 impl Lists {
-    pub fn new(config: &Config) -> Lists {
-        let network = config
-            .network
-            .enabled
-            .then(|| Network::new(&config.network));
+    pub fn new(url_lists: &BTreeMap<String, UrlListConfig>, network: &NetworkConfig) -> Lists {
         Lists {
-            urls: UrlLists::new(&config.url_lists),
-            network,
-            trusted: config
-                .network
+            urls: UrlLists::new(url_lists),
+            network: network.enabled.then(|| Network::new(network)),
+            trusted: network
                 .trusted_networks
                 .iter()
-                .filter_map(|n| crate::config::parse_network(n))
+                .filter_map(|n| parse_network(n))
                 .collect(),
         }
     }

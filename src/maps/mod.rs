@@ -22,6 +22,7 @@ use toml::Spanned;
 use crate::rules::input::{Input, split_addresses};
 use crate::rules::{Origin, RulesError};
 use crate::symbol::Symbol;
+use crate::verdict::Action;
 
 /// What a map's entries are compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,7 @@ pub struct MapSpec {
     mode: MatchMode,
     pub path: PathBuf,
     pub weight: f64,
-    pub action: Option<String>,
+    pub action: Option<Action>,
     pub description: Option<String>,
 }
 
@@ -127,14 +128,15 @@ impl MapSpec {
                 ));
             }
         };
-        if let Some(action) = &def.action
-            && crate::verdict::Action::from_name(action).is_none()
-        {
-            return Err(RulesError::new(
-                origin,
-                format!("map {symbol}: unknown action `{action}`"),
-            ));
-        }
+        let action = match &def.action {
+            Some(name) => Some(Action::from_name(name).ok_or_else(|| {
+                RulesError::new(
+                    origin.clone(),
+                    format!("map {symbol}: unknown action `{name}`"),
+                )
+            })?),
+            None => None,
+        };
         let path = PathBuf::from(&def.file);
         let path = match base {
             Some(base) if path.is_relative() => base.join(path),
@@ -147,7 +149,7 @@ impl MapSpec {
             mode,
             path,
             weight: def.weight,
-            action: def.action,
+            action,
             description: def.description,
         })
     }
@@ -292,7 +294,7 @@ fn parse_entries(spec: &MapSpec, text: &str) -> Result<Entries, RulesError> {
             line: number + 1,
         };
         if spec.kind == MapKind::Ip {
-            match crate::config::parse_network(line) {
+            match crate::setting::parse_network(line) {
                 Some(network) => entries.networks.push(network),
                 None if spec.mode == MatchMode::Exact => {
                     return Err(RulesError::new(

@@ -379,6 +379,15 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
             );
         }
     };
+    let force_action = match def.force_action {
+        Some(name) => Some(crate::verdict::Action::from_name(&name).ok_or_else(|| {
+            RulesError::new(
+                origin.clone(),
+                format!("{symbol}: unknown force_action `{name}`"),
+            )
+        })?),
+        None => None,
+    };
     Ok(RuleSpec {
         hidden: symbol.starts_with("__"),
         symbol,
@@ -387,7 +396,7 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
         weight: def.weight,
         description: def.description,
         group: def.group,
-        force_action: def.force_action,
+        force_action,
         lenient: false,
         max_hits: def.max_hits.unwrap_or(1).clamp(1, MAX_HITS_LIMIT),
     })

@@ -11,6 +11,7 @@
 //! every other check, [`RuleSet::finish`] (metas, composite policies,
 //! hidden `__` sub-rules dropped).
 
+mod config;
 pub mod eval;
 pub mod expr;
 pub mod input;
@@ -23,10 +24,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::config::{Config, SymbolConfig};
 use crate::maps::MapSet;
 use crate::symbol::Symbol;
+use crate::verdict::SymbolConfig;
 
+pub use config::RulesConfig;
 pub use eval::EvalFn;
 pub use expr::{Expr, Policy};
 pub use input::{EnvelopeField, HeaderForm, Input, Target};
@@ -117,7 +119,7 @@ pub struct RuleSpec {
     pub weight: f64,
     pub description: Option<String>,
     pub group: Option<String>,
-    pub force_action: Option<String>,
+    pub force_action: Option<crate::verdict::Action>,
     /// Computed and usable in metas, never reported or scored.
     pub hidden: bool,
     /// SpamAssassin rules are skipped when they cannot be used; chaff's own
@@ -237,9 +239,10 @@ impl RuleSet {
         }
     }
 
-    /// Loads the rules `config.rules` names (and its maps) and compiles them.
-    pub fn load(config: &Config) -> Result<RuleSet, RulesError> {
-        let rules = &config.rules;
+    /// Loads the rules `rules` names (and its maps) and compiles them;
+    /// metas may also name `configured`, the symbols the configuration
+    /// declares elsewhere (`Config::symbol_names`).
+    pub fn load(rules: &RulesConfig, configured: &[String]) -> Result<RuleSet, RulesError> {
         if !rules.enabled {
             return Ok(RuleSet::empty());
         }
@@ -260,7 +263,7 @@ impl RuleSet {
         let mut watched = sources.watched;
         watched.extend(maps.watched());
         let map_symbols: Vec<String> = maps.specs().map(|m| m.symbol.clone()).collect();
-        let mut set = compile(sources.specs, config, report, &map_symbols)?;
+        let mut set = compile(sources.specs, configured, report, &map_symbols)?;
         for map in maps.specs() {
             set.symbols.insert(
                 map.symbol.clone(),
@@ -268,7 +271,7 @@ impl RuleSet {
                     weight: map.weight,
                     description: map.description.clone(),
                     group: Some("maps".into()),
-                    force_action: map.action.clone(),
+                    force_action: map.action,
                     pinned: false,
                 },
             );
@@ -280,13 +283,13 @@ impl RuleSet {
 
     /// Compiles rules from TOML texts (name, text) alone, without the
     /// built-in set or any file; for tests and benchmarks.
-    pub fn from_toml(texts: &[(&str, &str)], config: &Config) -> Result<RuleSet, RulesError> {
+    pub fn from_toml(texts: &[(&str, &str)], configured: &[String]) -> Result<RuleSet, RulesError> {
         let mut sources = load::Sources::default();
         for (name, text) in texts {
             sources.parse_toml(name, text, None)?;
         }
         let maps = MapSet::load(&sources.maps)?;
-        let mut set = compile(sources.specs, config, LoadReport::default(), &[])?;
+        let mut set = compile(sources.specs, configured, LoadReport::default(), &[])?;
         set.maps = maps;
         Ok(set)
     }
@@ -295,15 +298,16 @@ impl RuleSet {
     /// built-in set or any file; for tests, benchmarks and the fuzz targets.
     pub fn from_spamassassin_texts(
         texts: &[(&str, &str)],
-        config: &Config,
+        score_set: usize,
+        configured: &[String],
     ) -> Result<RuleSet, RulesError> {
-        let mut parser = spamassassin::CfParser::new(config.rules.spamassassin_score_set);
+        let mut parser = spamassassin::CfParser::new(score_set);
         for (name, text) in texts {
             parser.parse(name, text);
         }
         let mut report = LoadReport::default();
         let specs = parser.finish(&mut report);
-        compile(specs, config, report, &[])
+        compile(specs, configured, report, &[])
     }
 
     /// Whether any file this set was loaded from changed since.
@@ -465,7 +469,7 @@ type PatternGroup = (Vec<Compiled>, Vec<String>, Vec<(usize, bool)>);
 /// errors; lenient (SpamAssassin) ones are skipped and reported.
 fn compile(
     specs: Vec<RuleSpec>,
-    config: &Config,
+    configured: &[String],
     mut report: LoadReport,
     extra_symbols: &[String],
 ) -> Result<RuleSet, RulesError> {
@@ -528,21 +532,13 @@ fn compile(
                     weight: spec.weight,
                     description: spec.description.clone(),
                     group: spec.group.clone(),
-                    force_action: spec.force_action.clone(),
+                    force_action: spec.force_action,
                     pinned: false,
                 },
             );
         }
     };
     for spec in specs {
-        if let Some(action) = &spec.force_action
-            && crate::verdict::Action::from_name(action).is_none()
-        {
-            return Err(RulesError::new(
-                spec.origin,
-                format!("unknown force_action `{action}`"),
-            ));
-        }
         match &spec.kind {
             SpecKind::Pattern {
                 target,
@@ -625,8 +621,7 @@ fn compile(
     // Metas: every symbol named must exist; a lenient meta naming a skipped
     // or unknown symbol is skipped (and so, in turn, are metas naming it).
     let mut known: HashSet<String> = set.names.iter().cloned().collect();
-    known.extend(config.symbols.keys().cloned());
-    known.extend(config.fuzzy.flags.values().map(|f| f.symbol.clone()));
+    known.extend(configured.iter().cloned());
     known.extend(extra_symbols.iter().cloned());
     known.extend(metas.iter().map(|(spec, _, _)| spec.symbol.clone()));
     known.extend(report.not_run.iter().map(|rule| rule.symbol.clone()));

@@ -1,8 +1,9 @@
 use super::*;
+use crate::config::Config;
 use crate::message::{Envelope, Limits, parse};
 
 fn set(text: &str) -> RuleSet {
-    RuleSet::from_toml(&[("t.toml", text)], &Config::embedded()).unwrap()
+    RuleSet::from_toml(&[("t.toml", text)], &Config::embedded().symbol_names()).unwrap()
 }
 
 fn fired(set: &RuleSet, raw: &str, envelope: &Envelope) -> Vec<String> {
@@ -172,7 +173,7 @@ fn errors_name_file_and_line() {
             "bad.toml",
             "\n[[rule]]\nsymbol = \"X\"\nkind = \"body\"\npattern = '''a(b'''\n",
         )],
-        &Config::embedded(),
+        &Config::embedded().symbol_names(),
     )
     .unwrap_err();
     assert_eq!(err.origin.to_string(), "bad.toml:5", "{err}");
@@ -183,7 +184,7 @@ fn errors_name_file_and_line() {
             "meta.toml",
             "[[rule]]\nsymbol = \"M\"\nkind = \"meta\"\nexpression = \"BAYES_SPAM && NOPE\"\n",
         )],
-        &Config::embedded(),
+        &Config::embedded().symbol_names(),
     )
     .unwrap_err();
     assert_eq!(err.origin.to_string(), "meta.toml:2");
@@ -194,7 +195,7 @@ fn errors_name_file_and_line() {
             "k.toml",
             "[[rule]]\nsymbol = \"K\"\nkind = \"bdy\"\npattern = 'x'\n",
         )],
-        &Config::embedded(),
+        &Config::embedded().symbol_names(),
     )
     .unwrap_err();
     assert!(
@@ -204,18 +205,24 @@ fn errors_name_file_and_line() {
 
     let cycle = "[[rule]]\nsymbol = \"P\"\nkind = \"meta\"\nexpression = \"Q\"\n\
                  [[rule]]\nsymbol = \"Q\"\nkind = \"meta\"\nexpression = \"P\"\n";
-    let err = RuleSet::from_toml(&[("c.toml", cycle)], &Config::embedded()).unwrap_err();
+    let err =
+        RuleSet::from_toml(&[("c.toml", cycle)], &Config::embedded().symbol_names()).unwrap_err();
     assert!(err.message.contains("depends on itself"), "{err}");
 
     let twice = "[[rule]]\nsymbol = \"T\"\nkind = \"exists\"\nheader = \"A\"\n\
                  [[rule]]\nsymbol = \"T\"\nkind = \"exists\"\nheader = \"B\"\n";
-    let err = RuleSet::from_toml(&[("d.toml", twice)], &Config::embedded()).unwrap_err();
+    let err =
+        RuleSet::from_toml(&[("d.toml", twice)], &Config::embedded().symbol_names()).unwrap_err();
     assert!(err.message.contains("already defined at d.toml:2"), "{err}");
 }
 
 #[test]
 fn the_builtin_ruleset_loads() {
-    let set = RuleSet::load(&Config::embedded()).unwrap();
+    let set = RuleSet::load(
+        &Config::embedded().rules,
+        &Config::embedded().symbol_names(),
+    )
+    .unwrap();
     assert!(set.len() > 40);
     assert!(set.report.skipped.is_empty());
 }
@@ -272,7 +279,7 @@ fn spamassassin_set(cf: &str) -> RuleSet {
     let mut config = Config::embedded();
     config.rules.builtin = false;
     config.rules.spamassassin = vec![path];
-    let set = RuleSet::load(&config).unwrap();
+    let set = RuleSet::load(&config.rules, &config.symbol_names()).unwrap();
     assert!(set.report.skipped.is_empty(), "{:?}", set.report.skipped);
     set
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
 use super::state::State;
-use super::{Role, protocol, routes};
+use super::{Io, Role, routes, rspamc};
 
 /// The longest request line we wait for before deciding the protocol.
 const MAX_REQUEST_LINE: usize = 8192;
@@ -59,12 +59,6 @@ pub async fn accept_loop(listener: TcpListener, role: Role, state: Arc<State>) {
     }
 }
 
-/// A connection's byte stream: a TCP stream in the daemon, an in-memory
-/// pipe in the fuzz targets.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
-
 /// Serves one connection until the peer closes it or the daemon stops.
 pub async fn serve_connection<S: Io>(
     mut stream: S,
@@ -87,7 +81,7 @@ pub async fn serve_connection<S: Io>(
         _ => return,
     }
     if is_legacy_request_line(&prefix) {
-        protocol::serve_rspamc(stream, prefix, peer, state).await;
+        rspamc::serve_rspamc(stream, prefix, peer, state).await;
         return;
     }
     let io = TokioIo::new(Rewind {
@@ -183,12 +177,6 @@ impl<S: Io> AsyncWrite for Rewind<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-/// Writes `reply` and closes, as the legacy protocol expects.
-pub async fn write_and_close<S: Io>(stream: &mut S, reply: &[u8]) {
-    let _ = stream.write_all(reply).await;
-    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]

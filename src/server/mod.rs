@@ -7,16 +7,25 @@
 //! *before* a request body is read, so a flood of requests waits in the
 //! kernel's socket buffers instead of in our memory.
 //!
-//! Layout: `conn.rs` accepts connections and tells rspamd's old `RSPAMC/1.3`
-//! text protocol (Exim) from HTTP; `routes.rs` maps paths to handlers;
-//! `protocol.rs` turns request headers into an envelope and results into
-//! rspamd's reply shapes; `state.rs` holds what requests share.
+//! Layout, by concern: `conn.rs` accepts connections and tells rspamd's old
+//! `RSPAMC/1.3` text protocol (Exim) from HTTP; `rspamc.rs` is that text
+//! protocol's connection I/O; `routes.rs` is the table of paths to
+//! handlers; `body.rs` reads request pairs and bodies (limits, timeout,
+//! zstd); `scan.rs` runs a scan with its counters and history;
+//! `controller.rs` holds the learn, fuzzy and admin handlers; `reply.rs`
+//! the pure reply shapes (envelope from headers, `/checkv2`, legacy JSON,
+//! `RSPAMC` text, HTTP errors); `auth.rs` who may do what; `state.rs` what
+//! requests share; `pool.rs` the CPU threads scans run on.
 
 mod auth;
+mod body;
 mod conn;
+mod controller;
 mod pool;
-mod protocol;
+mod reply;
 mod routes;
+mod rspamc;
+mod scan;
 mod state;
 
 use std::net::SocketAddr;
@@ -27,9 +36,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chaff::Engine;
 use chaff::config::Config;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use state::State;
+
+/// A connection's byte stream: a TCP stream in the daemon, an in-memory
+/// pipe in the fuzz targets.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Which port a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

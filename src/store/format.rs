@@ -58,36 +58,7 @@ pub const OLDEST_JOURNAL_VERSION: u32 = 3;
 /// lookup is one cache miss with rare probing.
 pub const MAX_LOAD: f64 = 0.6;
 
-/// The class a message was learned as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    Spam,
-    Ham,
-}
-
-impl Class {
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Class::Spam => 1,
-            Class::Ham => 2,
-        }
-    }
-
-    pub fn from_u8(value: u8) -> Option<Class> {
-        match value {
-            1 => Some(Class::Spam),
-            2 => Some(Class::Ham),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Class::Spam => "spam",
-            Class::Ham => "ham",
-        }
-    }
-}
+pub use crate::class::Class;
 
 /// The 128-byte header at offset 0.
 #[repr(C)]

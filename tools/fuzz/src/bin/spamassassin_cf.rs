@@ -14,7 +14,9 @@ fn main() {
     let message = chaff::message::parse(MESSAGE, &config.limits);
     afl::fuzz!(|data: &[u8]| {
         let text = String::from_utf8_lossy(data);
-        if let Ok(rules) = RuleSet::from_spamassassin_texts(&[("fuzz.cf", &text)], &config) {
+        if let Ok(rules) =
+            RuleSet::from_spamassassin_texts(&[("fuzz.cf", &text)], 3, &config.symbol_names())
+        {
             let input = Input::new(&message, MESSAGE, &envelope);
             let _ = rules.check(&input);
         }

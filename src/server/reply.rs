@@ -1,19 +1,17 @@
-//! rspamd's wire shapes: request headers → envelope; results → `/checkv2`
-//! JSON, legacy `/check` JSON, and the `RSPAMC/1.3` text reply.
+//! rspamd's wire shapes, pure: request headers → envelope; a scan →
+//! `/checkv2` JSON, legacy `/check` JSON or the `RSPAMC/1.3` text reply;
+//! and the HTTP replies (text, JSON, an error with its status) every
+//! handler builds. No I/O here, so each shape is tested on its own.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::IpAddr;
 
+use bytes::Bytes;
 use chaff::engine::Scan;
 use chaff::message::Envelope;
 use chaff::report::CheckV2Reply;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncReadExt;
-
-use super::conn::{Io, write_and_close};
-use super::routes::{ScanOutcome, run_scan};
-use super::state::State;
 
 /// Request facts beyond the envelope that a scan honours or records.
 #[derive(Debug, Clone, Default)]
@@ -159,102 +157,52 @@ pub fn rspamc_text(scan: &Scan, spamc_style: bool) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Serves one `RSPAMC/1.x` (or `SPAMC/1.x`) request: header lines up to a
-/// blank line, a `Content-length` body, one reply, then close.
-pub async fn serve_rspamc<S: Io>(
-    mut stream: S,
-    mut buffer: Vec<u8>,
-    peer: SocketAddr,
-    state: Arc<State>,
-) {
-    let config = state.config();
-    let max_bytes = config.limits.max_message_bytes;
-    let spamc_style = String::from_utf8_lossy(&buffer[..buffer.len().min(64)])
-        .split_whitespace()
-        .nth(1)
-        .is_some_and(|p| p.to_ascii_uppercase().starts_with("SPAMC/"));
-    let header_deadline = Duration::from_millis(config.server.header_timeout_ms);
-    let header_end = tokio::time::timeout(header_deadline, async {
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = find_header_end(&buffer) {
-                return Some(end);
-            }
-            if buffer.len() > 64 * 1024 {
-                return None;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
-    let Ok(Some(header_end)) = header_end else {
-        write_and_close(&mut stream, b"RSPAMD/1.3 400 Bad request\r\n\r\n").await;
-        return;
-    };
-    let header_text = String::from_utf8_lossy(&buffer[..header_end]).into_owned();
-    let pairs: Vec<(&str, &str)> = header_text
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim(), v.trim()))
-        .collect();
-    let content_length = pairs
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok());
-    let Some(content_length) = content_length else {
-        write_and_close(
-            &mut stream,
-            b"RSPAMD/1.3 400 Content-length is required\r\n\r\n",
-        )
-        .await;
-        return;
-    };
-    if content_length > max_bytes {
-        write_and_close(&mut stream, b"RSPAMD/1.3 413 Message too large\r\n\r\n").await;
-        return;
-    }
-    let (envelope, _options) = envelope_from_headers(pairs.iter().copied());
-    let mut body = buffer.split_off(header_end);
-    let body_deadline = Duration::from_millis(config.server.body_timeout_ms);
-    let read = tokio::time::timeout(body_deadline, async {
-        let mut chunk = vec![0u8; 64 * 1024];
-        while body.len() < content_length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-        true
-    })
-    .await;
-    if read != Ok(true) {
-        write_and_close(
-            &mut stream,
-            b"RSPAMD/1.3 408 Body not received in time\r\n\r\n",
-        )
-        .await;
-        return;
-    }
-    body.truncate(content_length);
-    let reply = match run_scan(&state, body, envelope, peer).await {
-        ScanOutcome::Done(scan, seconds) => {
-            let _ = seconds;
-            rspamc_text(&scan, spamc_style)
-        }
-        ScanOutcome::TimedOut(scan) => rspamc_text(&scan, spamc_style),
-        ScanOutcome::Failed(reason) => format!("RSPAMD/1.3 500 {reason}\r\n\r\n").into_bytes(),
-    };
-    write_and_close(&mut stream, &reply).await;
+pub type Reply = Response<Full<Bytes>>;
+
+pub fn text(status: StatusCode, body: &'static str) -> Reply {
+    bytes_reply(status, "text/plain", body.as_bytes().to_vec())
 }
 
-fn find_header_end(buffer: &[u8]) -> Option<usize> {
-    memchr::memmem::find(buffer, b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| memchr::memmem::find(buffer, b"\n\n").map(|i| i + 2))
+pub fn json_reply(status: StatusCode, value: &serde_json::Value) -> Reply {
+    bytes_reply(
+        status,
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+}
+
+/// Every refusal is a status plus a JSON `error`.
+pub fn error_reply(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, &json!({"error": message}))
+}
+
+/// A refusal on its way to becoming a reply.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn into_reply(self) -> Reply {
+        error_reply(self.status, &self.message)
+    }
+}
+
+pub fn bytes_reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    reply
 }
 
 #[cfg(test)]

@@ -1,0 +1,144 @@
+//! Running a scan for a request: the envelope from its headers, the scan on
+//! the CPU pool under `scan_timeout_ms`, the counters and history it
+//! updates, and the reply in the shape the path asked for. The legacy
+//! `RSPAMC` connection runs its scans through the same `run_scan`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaff::engine::Scan;
+use chaff::message::Envelope;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+
+use super::body::{is_zstd, permit_then_body, request_pairs};
+use super::reply::{Reply, bytes_reply, error_reply};
+use super::reply::{checkv2_json, envelope_from_headers, legacy_json};
+use super::state::{HistoryEntry, State, unix_now};
+
+/// The result of handing a message to the engine.
+pub enum ScanOutcome {
+    Done(Scan, f64),
+    /// The scan ran past `scan_timeout_ms`; a defined temporary-failure verdict.
+    TimedOut(Scan),
+    Failed(String),
+}
+
+#[derive(Clone, Copy)]
+pub enum ReplyShape {
+    V2,
+    Legacy,
+}
+
+pub async fn scan_request(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+    shape: ReplyShape,
+) -> Reply {
+    let pairs = request_pairs(&request);
+    let (envelope, _options) =
+        envelope_from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let compressed_request = is_zstd(&pairs);
+    let (permit, body) = match permit_then_body(request, state).await {
+        Ok(taken) => taken,
+        Err(error) => return error.into_reply(),
+    };
+    let outcome = run_scan_with_permit(state, body, envelope, peer, permit).await;
+    let (scan, seconds) = match outcome {
+        ScanOutcome::Done(scan, seconds) => (scan, seconds),
+        ScanOutcome::TimedOut(scan) => {
+            (scan, state.config().server.scan_timeout_ms as f64 / 1000.0)
+        }
+        ScanOutcome::Failed(reason) => {
+            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &reason);
+        }
+    };
+    let body = match shape {
+        ReplyShape::V2 => checkv2_json(&scan, seconds),
+        ReplyShape::Legacy => legacy_json(&scan, seconds),
+    };
+    if compressed_request {
+        // As rspamd does: a zstd request gets a zstd reply, marked so.
+        if let Ok(compressed) = zstd::bulk::compress(&body, 1) {
+            let mut reply = bytes_reply(StatusCode::OK, "application/json", compressed);
+            reply.headers_mut().insert(
+                "compression",
+                hyper::header::HeaderValue::from_static("zstd"),
+            );
+            return reply;
+        }
+    }
+    bytes_reply(StatusCode::OK, "application/json", body)
+}
+
+/// Scans on the blocking pool within the scan time limit (used by the
+/// legacy text protocol too).
+pub async fn run_scan(
+    state: &Arc<State>,
+    body: Vec<u8>,
+    envelope: Envelope,
+    peer: SocketAddr,
+) -> ScanOutcome {
+    let permit = match state.scan_permits.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => return ScanOutcome::Failed("shutting down".into()),
+    };
+    run_scan_with_permit(state, body, envelope, peer, permit).await
+}
+
+async fn run_scan_with_permit(
+    state: &Arc<State>,
+    body: Vec<u8>,
+    envelope: Envelope,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> ScanOutcome {
+    let config = state.config();
+    let task_state = state.clone();
+    let pool_state = state.clone();
+    let task = pool_state.run_cpu(move || {
+        // The permit lives as long as the scan, even one that outlives its
+        // deadline, so runaway scans still count against the bound.
+        let _permit = permit;
+        let started = Instant::now();
+        let engine = task_state
+            .engine
+            .read()
+            .map_err(|_| "engine lock poisoned".to_owned())?;
+        let scan = engine.scan(&body, &envelope);
+        drop(engine);
+        let seconds = started.elapsed().as_secs_f64();
+        let entry = HistoryEntry {
+            message_id: scan.message_id.clone().unwrap_or_default(),
+            unix_time: unix_now(),
+            ip: envelope
+                .client_ip
+                .map_or_else(|| peer.ip().to_string(), |ip| ip.to_string()),
+            sender_smtp: envelope.mail_from.clone().unwrap_or_default(),
+            rcpt_smtp: envelope.recipients.clone(),
+            subject: scan.subject.clone(),
+            score: scan.verdict.score,
+            required_score: scan.verdict.required_score,
+            action: scan.verdict.action.name().to_owned(),
+            symbols: scan
+                .verdict
+                .symbols
+                .iter()
+                .map(|s| (s.name.clone(), s.score))
+                .collect(),
+            size: body.len(),
+            time_real: seconds,
+        };
+        task_state.record_scan(entry, &scan.verdict, seconds);
+        Ok::<_, String>((scan, seconds))
+    });
+    let deadline = Duration::from_millis(config.server.scan_timeout_ms);
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Some(Ok((scan, seconds)))) => ScanOutcome::Done(scan, seconds),
+        Ok(Some(Err(reason))) => ScanOutcome::Failed(reason),
+        Ok(None) => ScanOutcome::Failed("scan failed".to_owned()),
+        Err(_) => ScanOutcome::TimedOut(Scan::timed_out(&config)),
+    }
+}
