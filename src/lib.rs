@@ -32,7 +32,6 @@ pub mod extract;
 pub mod fuzzy;
 pub mod lists;
 pub mod mailbox;
-pub mod maps;
 pub mod message;
 pub mod report;
 pub mod rules;

@@ -2,7 +2,7 @@
 //! senders, recipients, From addresses, link hosts. A map bound to a forced
 //! action ends the scan (`MapHits::stop`), as rspamd's multimap prefilter.
 
-use crate::maps::MapHits;
+use crate::rules::maps::MapHits;
 use crate::rules::{Input, RuleSet};
 
 /// Every map that matches, with the value that matched as the option.

@@ -95,7 +95,7 @@ fn check(
         total_skipped += n_skipped;
         println!("{kind:<12} {loaded:>8} {n_skipped:>8}");
         if let Some(reasons) = reasons {
-            let mut reasons: Vec<(&String, &usize)> = reasons.iter().collect();
+            let mut reasons: Vec<(&&str, &usize)> = reasons.iter().collect();
             reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             for (reason, count) in reasons {
                 println!("{:<12} {:>8} {count:>8}  {reason}", "", "");
@@ -122,13 +122,19 @@ fn check(
         for skip in &report.skipped {
             println!(
                 "skipped {} {} ({}): {}",
-                skip.origin, skip.symbol, skip.kind, skip.reason
+                skip.origin,
+                skip.symbol,
+                skip.kind,
+                skip.reason()
             );
         }
         for rule in &report.not_run {
             println!(
                 "not run {} {} ({}): {}",
-                rule.origin, rule.symbol, rule.kind, rule.reason
+                rule.origin,
+                rule.symbol,
+                rule.kind,
+                rule.reason()
             );
         }
     }

@@ -274,7 +274,7 @@ fn outlook_message_id_invalid(input: &Input<'_>) -> bool {
         return false;
     };
     let far_from = |text: &str| {
-        let seconds = super::sa_date::parse(text).unwrap_or(0);
+        let seconds = super::sa_facts::date::parse(text).unwrap_or(0);
         let expected = (seconds as f64 * 0.002_328_306_436_538_7 + 27_111_902.832_984_9) as i64;
         (time_token - expected).abs() >= 250
     };

@@ -3,11 +3,10 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::sync::LazyLock;
 
-use regex::Regex;
-
-use crate::message::{Envelope, Message, Relay};
+use super::fields::{raw_header_fields, split_addresses, strip_mbox_line, unfold};
+use super::sa_facts::{self, relay_pseudo_headers};
+use crate::message::{Envelope, Message};
 
 /// Which form of a header a rule reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,65 +149,9 @@ impl<'a> Input<'a> {
     /// the oldest stamp dropped when it equals the Date exactly; 0 when
     /// either side is missing.
     pub fn sa_date_diff(&self) -> i64 {
-        *self.sa_date_diff.get_or_init(|| {
-            let fields = self.raw_headers();
-            let date = ["resent-date", "date"].iter().find_map(|name| {
-                fields
-                    .iter()
-                    .filter(|(field, _)| field.eq_ignore_ascii_case(name))
-                    .find_map(|(_, value)| super::sa_date::parse(&unfold(value)))
-            });
-            let Some(date) = date else {
-                return 0;
-            };
-            let mut received: Vec<String> = fields
-                .iter()
-                .filter(|(field, _)| field.eq_ignore_ascii_case("received"))
-                .map(|(_, value)| unfold(value))
-                .filter(|value| !value.trim().is_empty())
-                .collect();
-            static LOCAL: LazyLock<Option<Regex>> = LazyLock::new(|| {
-                Regex::new(
-                    r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)|qmail \d+ invoked by uid \d+",
-                )
-                .ok()
-            });
-            static FETCHMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
-                Regex::new(r"\bby localhost with \w+ \(fetchmail-[\d.]+").ok()
-            });
-            static STAMP: LazyLock<Option<Regex>> = LazyLock::new(|| {
-                Regex::new(r"\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+").ok()
-            });
-            let matches = |re: &LazyLock<Option<Regex>>, text: &str| {
-                re.as_ref().is_some_and(|re| re.is_match(text))
-            };
-            let top_is_local = received.first().is_some_and(|r| matches(&LOCAL, r));
-            let mut skipped = usize::from(top_is_local);
-            if received
-                .get(skipped)
-                .is_some_and(|r| matches(&FETCHMAIL, r))
-            {
-                skipped += 1;
-            } else {
-                // A local line without a fetchmail line after it counts.
-                skipped = 0;
-            }
-            received.drain(..skipped);
-            let mut diffs: Vec<i64> = received
-                .iter()
-                .filter_map(|line| {
-                    let stamp = STAMP.as_ref()?.find(line)?;
-                    super::sa_date::parse(stamp.as_str())
-                })
-                .map(|stamp| date - stamp)
-                .collect();
-            if diffs.len() > 1 && diffs.last() == Some(&0) {
-                diffs.pop();
-            }
-            // Stable, as Perl's sort: ties keep the newest stamp.
-            diffs.sort_by_key(|diff| diff.unsigned_abs());
-            diffs.first().copied().unwrap_or(0)
-        })
+        *self
+            .sa_date_diff
+            .get_or_init(|| sa_facts::date_diff(self.raw_headers()))
     }
 
     /// The envelope sender as SpamAssassin finds it (`EnvelopeFrom`): the
@@ -217,49 +160,7 @@ impl<'a> Input<'a> {
     /// X-Envelope-From, Envelope-Sender or Return-Path address written above
     /// every Received line (an X-Envelope-From below one ends the search).
     pub fn sa_envelope_from(&self) -> Option<String> {
-        if let Some(from) = &self.envelope.mail_from {
-            return Some(from.clone());
-        }
-        // The envelope sender the last untrusted hop recorded, or, when
-        // every hop is trusted, the oldest trusted one.
-        let relays = sa_relays(self.message, self.envelope);
-        let last_hop = relays
-            .iter()
-            .find(|(_, trusted)| !trusted)
-            .or_else(|| relays.last());
-        if let Some(from) = last_hop.and_then(|(relay, _)| relay.envelope_from.as_ref())
-            && (from.find('@').is_some_and(|at| at > 0) || from.is_empty())
-        {
-            return Some(from.clone());
-        }
-        let fields = self.raw_headers();
-        let is = |field: &str, name: &str| field.eq_ignore_ascii_case(name);
-        let fetched = fields
-            .iter()
-            .any(|(f, v)| is(f, "received") && v.contains("(fetchmail"));
-        let x_sender = fields
-            .iter()
-            .any(|(f, v)| is(f, "x-sender") && v.contains('@'));
-        if fetched && x_sender {
-            return None;
-        }
-        for name in ["x-envelope-from", "envelope-sender", "return-path"] {
-            let Some(at) = fields.iter().position(|(f, _)| is(f, name)) else {
-                continue;
-            };
-            let below_received = fields[..at].iter().any(|(f, _)| is(f, "received"));
-            if !below_received {
-                let address = split_addresses(&unfold(&fields[at].1))
-                    .into_iter()
-                    .map(|(_, address)| address)
-                    .next()?;
-                return address.contains('@').then_some(address);
-            }
-            if name == "x-envelope-from" {
-                return None;
-            }
-        }
-        None
+        sa_facts::envelope_from(self.message, self.envelope, self.raw_headers())
     }
 
     /// Whether a header field named `name` (or, for a pseudo-header such
@@ -445,85 +346,6 @@ pub fn header_key(name: &str) -> String {
     }
 }
 
-/// The hops SpamAssassin's relay list holds, newest first, each with
-/// whether it is trusted: every Received hop that names an address (mail
-/// fetchers' hops skipped), with the envelope's client as the newest hop
-/// (the one our MTA took, whose Received line it has not written yet).
-/// Trust is SpamAssassin's inference without `trusted_networks`: hops stay
-/// trusted while they come from private addresses or authenticated senders;
-/// the first other hop and every one after it are untrusted.
-fn sa_relays<'m>(message: &'m Message, envelope: &Envelope) -> Vec<(Cow<'m, Relay>, bool)> {
-    let client = envelope.client_ip.map(|ip| Relay {
-        helo: envelope.helo.clone(),
-        rdns: envelope.client_hostname.clone(),
-        ip: Some(ip),
-        protocol: Some(
-            if envelope.user.is_some() {
-                "ESMTPA"
-            } else {
-                "ESMTP"
-            }
-            .to_owned(),
-        ),
-        ..Default::default()
-    });
-    let mut in_trusted = true;
-    let mut out = Vec::new();
-    let hops = client
-        .into_iter()
-        .map(Cow::Owned)
-        .chain(message.relays.iter().map(Cow::Borrowed));
-    for relay in hops {
-        let Some(ip) = relay.ip.filter(|_| !relay.fetched()) else {
-            continue;
-        };
-        if in_trusted && crate::message::is_public_address(ip) && relay.auth().is_none() {
-            in_trusted = false;
-        }
-        out.push((relay, in_trusted));
-    }
-    out
-}
-
-/// SpamAssassin's X-Spam-Relays-Trusted and -Untrusted pseudo-headers: each
-/// hop of [`sa_relays`] as `[ ip=… rdns=… helo=… by=… ident=… envfrom=…
-/// intl=… id=… auth=… msa=0 ]`, newest first. Internal and external are the
-/// same split, as SpamAssassin makes them when neither network list is
-/// configured.
-fn relay_pseudo_headers(message: &Message, envelope: &Envelope) -> (String, String) {
-    let (mut trusted, mut untrusted) = (Vec::new(), Vec::new());
-    for (relay, is_trusted) in sa_relays(message, envelope) {
-        let field = |value: &Option<String>| value.as_deref().unwrap_or_default().to_owned();
-        let text = format!(
-            "[ ip={} rdns={} helo={} by={} ident={} envfrom={} intl={} id={} auth={} msa=0 ]",
-            relay.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            field(&relay.rdns),
-            field(&relay.helo),
-            field(&relay.by),
-            field(&relay.ident),
-            field(&relay.envelope_from),
-            u8::from(is_trusted),
-            field(&relay.id),
-            relay.auth().unwrap_or_default(),
-        );
-        if is_trusted {
-            trusted.push(text);
-        } else {
-            untrusted.push(text);
-        }
-    }
-    (trusted.join(" "), untrusted.join(" "))
-}
-
-/// Folding line breaks removed, the whitespace after them kept.
-fn unfold(value: &str) -> String {
-    value
-        .replace("\r\n", "\n")
-        .replace('\n', "")
-        .trim()
-        .to_owned()
-}
-
 /// SpamAssassin's body: the Subject, then each paragraph of each text part
 /// on one line (line breaks inside a paragraph become spaces).
 pub fn body_text(message: &Message) -> String {
@@ -604,90 +426,6 @@ pub fn raw_body_text(message: &Message) -> String {
     for rest in html {
         out.push_str(rest);
         out.push('\n');
-    }
-    out
-}
-
-/// The top-level header fields as written: (name, value with folding kept,
-/// without the final line break). Stops at the first empty line.
-pub fn raw_header_fields(raw: &[u8]) -> Vec<(String, String)> {
-    let raw = strip_mbox_line(raw);
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            if let Some((_, value)) = fields.last_mut() {
-                value.push('\n');
-                value.push_str(&crate::message::lossy_text(line));
-            }
-            continue;
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        let name = crate::message::lossy_text(&line[..colon]).trim().to_owned();
-        let value = crate::message::lossy_text(&line[colon + 1..])
-            .trim_start()
-            .to_owned();
-        fields.push((name, value));
-        if fields.len() >= 4096 {
-            break;
-        }
-    }
-    fields
-}
-
-fn strip_mbox_line(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"From ") {
-        memchr::memchr(b'\n', raw).map_or(&raw[raw.len()..], |end| &raw[end + 1..])
-    } else {
-        raw
-    }
-}
-
-/// `Name <addr>, "Other" <b@x>, c@y` → [(name, addr)].
-pub fn split_addresses(value: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut angle = false;
-    let mut pieces = Vec::new();
-    for c in value.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                pieces.push(std::mem::take(&mut current));
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    pieces.push(current);
-    for piece in pieces {
-        let piece = piece.trim();
-        if piece.is_empty() {
-            continue;
-        }
-        let (name, addr) = match (piece.rfind('<'), piece.rfind('>')) {
-            (Some(open), Some(close)) if open < close => (
-                piece[..open].trim().trim_matches('"').trim().to_owned(),
-                piece[open + 1..close].trim().to_owned(),
-            ),
-            _ => {
-                if piece.contains('@') {
-                    (String::new(), piece.to_owned())
-                } else {
-                    (piece.trim_matches('"').to_owned(), String::new())
-                }
-            }
-        };
-        out.push((name, addr));
     }
     out
 }

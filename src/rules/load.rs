@@ -7,10 +7,13 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::eval::EvalFn;
 use super::expr::{self, Policy};
 use super::input::{EnvelopeField, HeaderForm, Target};
-use super::{EvalFn, LoadReport, Origin, RuleSpec, RulesError, SpecKind};
-use crate::maps::{MapDef, MapSpec};
+use super::maps::{MapDef, MapSpec};
+use super::spec::{
+    LoadReport, MAX_HITS_LIMIT, Origin, RuleSpec, RulesError, SpecKind, line_of, with_flags,
+};
 
 /// Everything read so far.
 #[derive(Default)]
@@ -67,38 +70,6 @@ struct RuleFile {
     rule: Vec<RuleDef>,
     #[serde(default)]
     map: Vec<MapDef>,
-}
-
-/// The most matches a counting rule counts: past it a hostile message
-/// could make one rule walk its whole text for nothing a meta needs.
-pub(crate) const MAX_HITS_LIMIT: u32 = 1000;
-
-/// 1-based line of byte offset `at` in `text`.
-pub(crate) fn line_of(text: &str, at: usize) -> usize {
-    text.as_bytes()
-        .get(..at)
-        .map_or(1, |b| b.iter().filter(|&&c| c == b'\n').count() + 1)
-}
-
-/// Turns pattern flags into an inline group: `i` case-insensitive, `m`
-/// multi-line, `s` dot matches newline, `x` verbose.
-pub(crate) fn with_flags(pattern: &str, flags: &str) -> Result<String, String> {
-    let mut inline = String::new();
-    for flag in flags.chars() {
-        match flag {
-            'i' | 'm' | 's' | 'x' => {
-                if !inline.contains(flag) {
-                    inline.push(flag);
-                }
-            }
-            other => return Err(format!("unknown flag `{other}` (flags are i, m, s, x)")),
-        }
-    }
-    Ok(if inline.is_empty() {
-        pattern.to_owned()
-    } else {
-        format!("(?{inline}){pattern}")
-    })
 }
 
 impl Sources {

@@ -14,26 +14,29 @@
 mod config;
 pub mod eval;
 pub mod expr;
+pub mod fields;
 pub mod input;
 mod load;
+pub mod maps;
 pub mod matcher;
-mod sa_date;
+mod sa_facts;
 pub mod spamassassin;
+mod spec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::maps::MapSet;
 use crate::symbol::Symbol;
 use crate::verdict::SymbolConfig;
+use maps::MapSet;
 
 pub use config::RulesConfig;
 pub use eval::EvalFn;
 pub use expr::{Expr, Policy};
 pub use input::{EnvelopeField, HeaderForm, Input, Target};
-pub(crate) use load::{line_of as load_line, with_flags as load_with_flags};
 pub use matcher::{Compiled, Counter, MultiMatcher};
+pub use spec::{LoadReport, Origin, RuleSpec, RulesError, Skip, SkipClass, SpecKind};
 
 /// The rule files compiled into the binary (`rules/` in the source tree).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -45,145 +48,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("rules/html.toml", include_str!("../../rules/html.toml")),
     ("rules/meta.toml", include_str!("../../rules/meta.toml")),
 ];
-
-/// Where a rule was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub file: String,
-    pub line: usize,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
-    }
-}
-
-/// A rule file that cannot be used, and where.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{origin}: {message}")]
-pub struct RulesError {
-    pub origin: Origin,
-    pub message: String,
-}
-
-impl RulesError {
-    pub fn new(origin: Origin, message: impl Into<String>) -> RulesError {
-        RulesError {
-            origin,
-            message: message.into(),
-        }
-    }
-}
-
-/// What a rule tests.
-#[derive(Debug, Clone)]
-pub enum SpecKind {
-    /// `source` is a regex with its flags inline (`(?i)…`).
-    Pattern {
-        target: Target,
-        source: String,
-        negate: bool,
-    },
-    Exists {
-        header: String,
-        negate: bool,
-    },
-    Eval {
-        function: EvalFn,
-        negate: bool,
-    },
-    Meta {
-        expr: Expr,
-        policy: Policy,
-    },
-}
-
-impl SpecKind {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            SpecKind::Pattern { target, .. } => target.kind(),
-            SpecKind::Exists { .. } => "exists",
-            SpecKind::Eval { .. } => "eval",
-            SpecKind::Meta { .. } => "meta",
-        }
-    }
-}
-
-/// One rule before compiling, from any source.
-#[derive(Debug, Clone)]
-pub struct RuleSpec {
-    pub symbol: String,
-    pub origin: Origin,
-    pub kind: SpecKind,
-    pub weight: f64,
-    pub description: Option<String>,
-    pub group: Option<String>,
-    pub force_action: Option<crate::verdict::Action>,
-    /// Computed and usable in metas, never reported or scored.
-    pub hidden: bool,
-    /// SpamAssassin rules are skipped when they cannot be used; chaff's own
-    /// rules are errors.
-    pub lenient: bool,
-    /// Matches counted for metas: 1 for most rules, more for a rule that
-    /// counts (`max_hits`, SpamAssassin's `tflags multiple maxhits=N`).
-    pub max_hits: u32,
-}
-
-/// A rule left out, and why.
-#[derive(Debug, Clone)]
-pub struct Skip {
-    pub origin: Origin,
-    pub symbol: String,
-    pub kind: String,
-    pub reason: String,
-}
-
-/// What loading found: per kind, rules loaded and skipped.
-#[derive(Debug, Clone, Default)]
-pub struct LoadReport {
-    pub loaded: BTreeMap<String, usize>,
-    pub skipped: Vec<Skip>,
-    /// Rules deliberately not run, which metas may still name (they read
-    /// as 0): SpamAssassin's network evals in its score sets without network
-    /// tests, where SpamAssassin does not run them either.
-    pub not_run: Vec<Skip>,
-    /// Per target kind: patterns behind the literal prefilter, in the
-    /// no-literal `RegexSet`, and run by `fancy-regex`.
-    pub prefiltered: usize,
-    pub in_set: usize,
-    pub fancy: usize,
-}
-
-impl LoadReport {
-    pub fn skip(&mut self, spec: &RuleSpec, reason: impl Into<String>) {
-        self.skipped.push(Skip {
-            origin: spec.origin.clone(),
-            symbol: spec.symbol.clone(),
-            kind: spec.kind.kind_name().to_owned(),
-            reason: reason.into(),
-        });
-    }
-
-    /// Skips counted per kind, then per reason class (the reason up to its
-    /// first colon).
-    pub fn skipped_by_kind(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
-        let mut out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-        for skip in &self.skipped {
-            let class = skip
-                .reason
-                .split(':')
-                .next()
-                .unwrap_or(&skip.reason)
-                .to_owned();
-            *out.entry(skip.kind.clone())
-                .or_default()
-                .entry(class)
-                .or_default() += 1;
-        }
-        out
-    }
-}
 
 #[derive(Debug)]
 struct TargetRules {
@@ -481,7 +345,7 @@ fn compile(
         if !valid_symbol(&spec.symbol) {
             let message = format!("`{}` is not a symbol name ([A-Za-z0-9_])", spec.symbol);
             if spec.lenient {
-                report.skip(&spec, format!("bad name: {message}"));
+                report.skip(&spec, SkipClass::BadName, message);
                 continue;
             }
             return Err(RulesError::new(spec.origin, message));
@@ -494,7 +358,8 @@ fn compile(
                 {
                     report.skip(
                         &spec,
-                        format!("duplicate: a chaff rule of this name is at {previous_origin}"),
+                        SkipClass::Duplicate,
+                        format!("a chaff rule of this name is at {previous_origin}"),
                     );
                     continue;
                 }
@@ -548,7 +413,7 @@ fn compile(
                 let compiled = match Compiled::new(source) {
                     Ok(c) => c,
                     Err(error) if spec.lenient => {
-                        report.skip(&spec, format!("regex: {error}"));
+                        report.skip(&spec, SkipClass::Regex, error.to_string());
                         continue;
                     }
                     Err(error) => {
@@ -639,7 +504,11 @@ fn compile(
                 None => still.push((spec, expr, policy)),
                 Some(name) if spec.lenient => {
                     known.remove(&spec.symbol);
-                    report.skip(&spec, format!("meta: depends on unknown or skipped {name}"));
+                    report.skip(
+                        &spec,
+                        SkipClass::Meta,
+                        format!("depends on unknown or skipped {name}"),
+                    );
                     removed = true;
                 }
                 Some(name) => {
@@ -696,7 +565,7 @@ fn visit(
         1 => {
             let spec = &metas[at].0;
             if spec.lenient {
-                report.skip(spec, "meta: dependency cycle");
+                report.skip(spec, SkipClass::Meta, "dependency cycle");
                 return Ok(false);
             }
             return Err(RulesError::new(

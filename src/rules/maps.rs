@@ -19,8 +19,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::rules::input::{Input, split_addresses};
-use crate::rules::{Origin, RulesError};
+use super::fields::split_addresses;
+use super::input::Input;
+use super::spec::{Origin, RulesError, line_of, with_flags};
 use crate::symbol::Symbol;
 use crate::verdict::Action;
 
@@ -105,7 +106,7 @@ impl MapSpec {
     ) -> Result<MapSpec, RulesError> {
         let origin = Origin {
             file: file.to_owned(),
-            line: crate::rules::load_line(text, def.symbol.span().start),
+            line: line_of(text, def.symbol.span().start),
         };
         let symbol = def.symbol.into_inner();
         let Some(kind) = MapKind::from_name(&def.kind) else {
@@ -314,8 +315,9 @@ fn parse_entries(spec: &MapSpec, text: &str) -> Result<Entries, RulesError> {
             }
             MatchMode::Regex => {
                 let source = match line.strip_prefix('/').and_then(|l| l.rsplit_once('/')) {
-                    Some((body, flags)) => crate::rules::load_with_flags(body, flags)
-                        .map_err(|e| RulesError::new(at(), e))?,
+                    Some((body, flags)) => {
+                        with_flags(body, flags).map_err(|e| RulesError::new(at(), e))?
+                    }
                     None => line.to_owned(),
                 };
                 regex::Regex::new(&source)
@@ -377,7 +379,7 @@ fn values(kind: MapKind, input: &Input<'_>) -> Vec<String> {
             .message
             .links
             .iter()
-            .filter_map(|l| crate::rules::eval::host_of_url(l))
+            .filter_map(|l| super::eval::host_of_url(l))
             .collect(),
     }
 }
