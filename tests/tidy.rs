@@ -184,3 +184,207 @@ fn the_library_reports_typed_errors_not_anyhow() {
         violations.join("\n")
     );
 }
+
+/// A file's module path under `src/`: `rules/spamassassin/mod.rs` is
+/// `[rules, spamassassin]`, `rules/spec.rs` is `[rules, spec]`, and the
+/// crate roots (`lib.rs`, `main.rs`) are `[]`. The library and the binary
+/// share the namespace: their top-level names never collide.
+fn module_of(path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(src()).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    if parts == ["lib"] || parts == ["main"] {
+        parts.clear();
+    }
+    parts
+}
+
+/// Library and binary source files, test-only files (`tests.rs`) aside.
+fn non_test_files() -> Vec<PathBuf> {
+    rust_files(&src())
+        .into_iter()
+        .filter(|p| p.file_name().unwrap() != "tests.rs")
+        .collect()
+}
+
+/// One reference from a module to another: (from, to, `file:line`).
+type Reference = (Vec<String>, Vec<String>, String);
+
+/// Every module path each file names as written — `crate::a::b`,
+/// `chaff::a::b` (the binary naming the library), `super::b` — with a
+/// `use` group's members (`crate::a::{b, c::d}`) each taken on its own,
+/// resolved to the longest known module.
+fn module_references() -> Vec<Reference> {
+    let files = non_test_files();
+    let modules: std::collections::HashSet<Vec<String>> =
+        files.iter().map(|p| module_of(p)).collect();
+    let path_pattern =
+        regex::Regex::new(r"\b(crate|chaff|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)(::\{([^}]*)\})?")
+            .unwrap();
+    let mut references = Vec::new();
+    for path in &files {
+        let module = module_of(path);
+        for (line_no, line) in code_lines(path) {
+            for found in path_pattern.captures_iter(&line) {
+                let named: Vec<String> = found[2]
+                    .trim_start_matches("::")
+                    .split("::")
+                    .map(str::to_owned)
+                    .collect();
+                let base: Vec<String> = match &found[1] {
+                    "super" => module[..module.len().saturating_sub(1)].to_vec(),
+                    _ => Vec::new(),
+                };
+                let mut full = base;
+                full.extend(named);
+                let mut targets = vec![full.clone()];
+                if let Some(group) = found.get(4) {
+                    for member in group.as_str().split(',') {
+                        let member = member.trim();
+                        if member.is_empty() || member == "self" {
+                            continue;
+                        }
+                        let mut target = full.clone();
+                        target.extend(member.split("::").map(|s| s.trim().to_owned()));
+                        targets.push(target);
+                    }
+                }
+                for target in targets {
+                    let Some(resolved) = (1..=target.len())
+                        .rev()
+                        .map(|n| target[..n].to_vec())
+                        .find(|prefix| modules.contains(prefix))
+                    else {
+                        continue;
+                    };
+                    if resolved != module {
+                        let at = format!("{}:{line_no}", relative(path));
+                        references.push((module.clone(), resolved, at));
+                    }
+                }
+            }
+        }
+    }
+    references
+}
+
+#[test]
+fn no_import_circle_between_sibling_modules() {
+    // Siblings are the children of one module (files and folders beside
+    // each other); a reference from anywhere inside one to anywhere inside
+    // another is an edge between the two. A parent and its own children
+    // are not siblings: `mod.rs` declares and re-exports them.
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut graph: BTreeMap<Vec<String>, BTreeMap<String, BTreeMap<String, String>>> =
+        BTreeMap::new();
+    for (from, to, at) in module_references() {
+        let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        if common >= from.len() || common >= to.len() {
+            continue;
+        }
+        graph
+            .entry(from[..common].to_vec())
+            .or_default()
+            .entry(from[common].clone())
+            .or_default()
+            .entry(to[common].clone())
+            .or_insert(at);
+    }
+    let mut circles = Vec::new();
+    for (parent, edges) in &graph {
+        // A circle exists where a sibling reaches itself again.
+        for start in edges.keys() {
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![(start.clone(), vec![start.clone()])];
+            while let Some((node, trail)) = stack.pop() {
+                for next in edges.get(&node).into_iter().flat_map(|e| e.keys()) {
+                    if next == start {
+                        let steps: Vec<String> = trail
+                            .iter()
+                            .zip(trail.iter().skip(1).chain([start]))
+                            .map(|(a, b)| format!("{a} → {b} ({})", edges[a][b]))
+                            .collect();
+                        let parent = if parent.is_empty() {
+                            "crate".to_owned()
+                        } else {
+                            parent.join("::")
+                        };
+                        circles.push(format!("in {parent}: {}", steps.join(", ")));
+                    } else if seen.insert(next.clone()) {
+                        let mut longer = trail.clone();
+                        longer.push(next.clone());
+                        stack.push((next.clone(), longer));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
+}
+
+#[test]
+fn dependencies_point_down_the_pipeline() {
+    // The top-level modules in ARCHITECTURE.md's order: a module may use
+    // those of its own rank or below, never above. Equal ranks are parts
+    // beside each other (their circles are caught above).
+    let rank = |module: &str| -> Option<u32> {
+        Some(match module {
+            "symbol" | "class" | "setting" | "mailbox" => 0,
+            "message" => 1,
+            "fuzzy" | "extract" => 2,
+            "classifier" | "bayes" | "store" | "lists" | "auth" | "rules" | "verdict" => 3,
+            "checks" | "config" => 4,
+            "engine" => 5,
+            "report" => 6,
+            "cli" | "server" => 7,
+            _ => return None,
+        })
+    };
+    let mut violations = Vec::new();
+    for (from, to, at) in module_references() {
+        let (Some(from), Some(to)) = (from.first(), to.first()) else {
+            continue;
+        };
+        match (rank(from), rank(to)) {
+            (Some(a), Some(b)) if a >= b => {}
+            (Some(_), Some(_)) => violations.push(format!("{at}: {from} uses {to}, a later stage")),
+            _ => violations.push(format!(
+                "{at}: {from} → {to}: give each top-level module its rank here and in ARCHITECTURE.md"
+            )),
+        }
+    }
+    violations.sort();
+    violations.dedup();
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    // Tests aside: a file's unit tests after `#[cfg(test)]`, and test-only
+    // files (`tests.rs`), do not count.
+    let mut long = Vec::new();
+    for path in non_test_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines = text
+            .lines()
+            .take_while(|line| !line.trim_start().starts_with("#[cfg(test)]"))
+            .count();
+        if lines > 600 {
+            long.push(format!("{}: {lines} lines", relative(&path)));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these by concern:\n{}",
+        long.join("\n")
+    );
+}

@@ -6,9 +6,10 @@
 //! tanh(|log-odds| / span), one span per side (`spam_points_span`,
 //! `ham_points_span`): a span of 2 is rspamd's |2p − 1|.
 
+use crate::bayes::BayesConfig;
 use crate::bayes::{Abstain, Classification, TokenCounts, classify};
+use crate::classifier::ClassifierConfig;
 use crate::classifier::{ModelFeatures, Weights, sigmoid, text_log_odds_only};
-use crate::config::{BayesConfig, ClassifierConfig};
 use crate::extract::Features;
 use crate::symbol::Symbol;
 

@@ -7,8 +7,8 @@
 //! match's similarity × tanh(e × weight / max_score), so one report of a
 //! list with `max_score = 1` counts almost fully and more reports saturate.
 
-use crate::config::FuzzyConfig;
 use crate::extract::Features;
+use crate::fuzzy::FuzzyConfig;
 use crate::store::{FuzzyStore, LookupParams};
 use crate::symbol::Symbol;
 
