@@ -15,7 +15,12 @@
 //! each, and at most [`MAX_VERIFY`] candidates whose stored signatures are
 //! compared with the message's. The cost is bounded whatever the store size.
 
+mod lookup;
+mod record;
+
 use std::path::Path;
+
+use record::{OP_ADD, OP_DEL, Record, decode_record, encode_record};
 
 use super::StoreError;
 use super::format::{
@@ -25,7 +30,7 @@ use super::fuzzy_file::FuzzyFile;
 use super::journaled::{Files, Journal};
 use super::mapped::{self, Header};
 use super::overlay::FastMap;
-use crate::fuzzy::{BANDS, FuzzyDigests, MINHASH_VALUES, MinHash, band_key, similarity};
+use crate::fuzzy::{BANDS, MinHash, band_key};
 
 pub const FUZZY_MODEL_FILE: &str = "fuzzy.model";
 pub const FUZZY_JOURNAL_FILE: &str = "fuzzy.journal";
@@ -45,10 +50,6 @@ const FILES: Files = Files {
 pub const MAX_PER_BAND: usize = 8;
 /// Candidates whose signatures are compared, those sharing most bands first.
 pub const MAX_VERIFY: usize = 16;
-
-const OP_ADD: u8 = 1;
-const OP_DEL: u8 = 2;
-const RECORD_FIXED: usize = 40;
 
 /// A stored digest that a message matched.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +99,7 @@ pub struct FuzzyStats {
 
 /// An entry's state after the journal: weight, last report, signature.
 #[derive(Debug, Clone)]
-struct Current {
+pub(super) struct Current {
     weight: u32,
     last_seen: u64,
     /// Only when the model does not hold the signature already.
@@ -111,23 +112,6 @@ struct Overlay {
     entries: FastMap<u128, Vec<(u32, Option<Current>)>>,
     /// Band keys of the signatures held in `entries`.
     bands: FastMap<u32, Vec<u128>>,
-}
-
-struct Record {
-    op: u8,
-    flag: u32,
-    weight: u32,
-    time: u64,
-    digest: u128,
-    minhash: Option<Box<MinHash>>,
-}
-
-/// A live entry as a lookup sees it.
-struct View<'a> {
-    flag: u32,
-    weight: u32,
-    last_seen: u64,
-    minhash: Option<&'a MinHash>,
 }
 
 /// Reported digests of one data directory.
@@ -285,167 +269,6 @@ impl FuzzyStore {
         }
     }
 
-    fn overlay_has_signature(&self, digest: u128) -> bool {
-        self.overlay.entries.get(&digest).is_some_and(|list| {
-            list.iter()
-                .any(|(_, s)| s.as_ref().is_some_and(|c| c.minhash.is_some()))
-        })
-    }
-
-    /// `Some(None)`: deleted in the overlay; `None`: not in the overlay.
-    fn overlay_state(&self, digest: u128, flag: u32) -> Option<Option<&Current>> {
-        self.overlay
-            .entries
-            .get(&digest)?
-            .iter()
-            .find(|(f, _)| *f == flag)
-            .map(|(_, state)| state.as_ref())
-    }
-
-    fn model_entry(&self, digest: u128, flag: u32) -> Option<&FuzzyEntry> {
-        let entries = self.model.entries();
-        self.model
-            .find_digest(digest)
-            .map(|i| &entries[i])
-            .find(|e| e.flag == flag)
-    }
-
-    /// The view of a model entry after the overlay.
-    fn view_of_model(&self, entry: &FuzzyEntry) -> Option<View<'_>> {
-        let model_minhash = self.model.minhash_of(entry);
-        match self.overlay_state(entry.digest(), entry.flag) {
-            Some(None) => None,
-            Some(Some(current)) => Some(View {
-                flag: entry.flag,
-                weight: current.weight,
-                last_seen: current.last_seen,
-                minhash: model_minhash.or(current.minhash.as_deref()),
-            }),
-            None => Some(View {
-                flag: entry.flag,
-                weight: entry.weight,
-                last_seen: entry.last_seen,
-                minhash: model_minhash,
-            }),
-        }
-    }
-
-    /// Every list `digest` is on, after the overlay.
-    fn views_of(&self, digest: u128) -> Vec<View<'_>> {
-        let entries = self.model.entries();
-        let mut views: Vec<View<'_>> = self
-            .model
-            .find_digest(digest)
-            .filter_map(|i| self.view_of_model(&entries[i]))
-            .collect();
-        if let Some(list) = self.overlay.entries.get(&digest) {
-            for (flag, state) in list {
-                if let Some(current) = state
-                    && self.model_entry(digest, *flag).is_none()
-                {
-                    views.push(View {
-                        flag: *flag,
-                        weight: current.weight,
-                        last_seen: current.last_seen,
-                        minhash: current.minhash.as_deref(),
-                    });
-                }
-            }
-        }
-        views
-    }
-
-    /// The stored digests `digests` match: exact part and attachment
-    /// digests, and near-copies of text parts found through the LSH index.
-    /// At most one match per (flag, stored digest), the most similar.
-    pub fn lookup(&self, digests: &FuzzyDigests, params: &LookupParams) -> Vec<FuzzyMatch> {
-        let mut matches: Vec<FuzzyMatch> = Vec::new();
-        let live = |view: &View<'_>| {
-            view.weight > 0
-                && (params.expire_secs == 0
-                    || view.last_seen.saturating_add(params.expire_secs) >= params.now)
-        };
-        let push = |matches: &mut Vec<FuzzyMatch>, flag, digest, similarity, weight| match matches
-            .iter_mut()
-            .find(|m| m.flag == flag && m.digest == digest)
-        {
-            Some(existing) if existing.similarity >= similarity => {}
-            Some(existing) => existing.similarity = similarity,
-            None => matches.push(FuzzyMatch {
-                flag,
-                digest,
-                similarity,
-                weight,
-            }),
-        };
-        let mut candidates: Vec<u32> = Vec::with_capacity(BANDS * MAX_PER_BAND);
-        let mut overlay_candidates: Vec<u128> = Vec::new();
-        for part in &digests.parts {
-            for view in self.views_of(part.exact) {
-                if live(&view) {
-                    push(&mut matches, view.flag, part.exact, 1.0, view.weight);
-                }
-            }
-            candidates.clear();
-            overlay_candidates.clear();
-            for band in 0..BANDS {
-                let key = band_key(&part.minhash, band);
-                self.model.band_entries(key, MAX_PER_BAND, &mut candidates);
-                if let Some(list) = self.overlay.bands.get(&key) {
-                    overlay_candidates.extend(list.iter().take(MAX_PER_BAND));
-                }
-            }
-            // Most shared bands first: the true source shares many.
-            candidates.sort_unstable();
-            let mut ranked: Vec<(usize, u32)> = Vec::new();
-            for run in candidates.chunk_by(|a, b| a == b) {
-                ranked.push((run.len(), run[0]));
-            }
-            ranked.sort_unstable_by_key(|&(hits, _)| std::cmp::Reverse(hits));
-            let entries = self.model.entries();
-            for &(_, index) in ranked.iter().take(MAX_VERIFY) {
-                let Some(entry) = entries.get(index as usize) else {
-                    continue;
-                };
-                let Some(view) = self.view_of_model(entry) else {
-                    continue;
-                };
-                if !live(&view) {
-                    continue;
-                }
-                if let Some(stored) = view.minhash {
-                    let s = similarity(stored, &part.minhash);
-                    if s >= params.min_similarity {
-                        push(&mut matches, view.flag, entry.digest(), s, view.weight);
-                    }
-                }
-            }
-            overlay_candidates.sort_unstable();
-            overlay_candidates.dedup();
-            for &digest in overlay_candidates.iter().take(MAX_VERIFY) {
-                for view in self.views_of(digest) {
-                    if !live(&view) {
-                        continue;
-                    }
-                    if let Some(stored) = view.minhash {
-                        let s = similarity(stored, &part.minhash);
-                        if s >= params.min_similarity {
-                            push(&mut matches, view.flag, digest, s, view.weight);
-                        }
-                    }
-                }
-            }
-        }
-        for &digest in &digests.attachments {
-            for view in self.views_of(digest) {
-                if live(&view) {
-                    push(&mut matches, view.flag, digest, 1.0, view.weight);
-                }
-            }
-        }
-        matches
-    }
-
     /// Makes every recorded report durable (one fsync).
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.journal.commit()
@@ -525,60 +348,6 @@ impl FuzzyStore {
     }
 }
 
-fn encode_record(record: &Record, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[record.op, u8::from(record.minhash.is_some()), 0, 0]);
-    out.extend_from_slice(&record.flag.to_le_bytes());
-    out.extend_from_slice(&record.weight.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&record.time.to_le_bytes());
-    out.extend_from_slice(&(record.digest as u64).to_le_bytes());
-    out.extend_from_slice(&((record.digest >> 64) as u64).to_le_bytes());
-    if let Some(minhash) = &record.minhash {
-        for value in minhash.iter() {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-    }
-}
-
-fn decode_record(payload: &[u8]) -> Option<Record> {
-    let u32_at = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(
-            payload.get(at..at + 4)?.try_into().ok()?,
-        ))
-    };
-    let u64_at = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(
-            payload.get(at..at + 8)?.try_into().ok()?,
-        ))
-    };
-    let op = *payload.first()?;
-    if op != OP_ADD && op != OP_DEL {
-        return None;
-    }
-    let has_minhash = *payload.get(1)? == 1;
-    let expected = RECORD_FIXED + if has_minhash { 4 * MINHASH_VALUES } else { 0 };
-    if payload.len() != expected {
-        return None;
-    }
-    let minhash = if has_minhash {
-        let mut values = Box::new([0u32; MINHASH_VALUES]);
-        for (i, value) in values.iter_mut().enumerate() {
-            *value = u32_at(RECORD_FIXED + 4 * i)?;
-        }
-        Some(values)
-    } else {
-        None
-    };
-    Some(Record {
-        op,
-        flag: u32_at(4)?,
-        weight: u32_at(8)?,
-        time: u64_at(16)?,
-        digest: u128::from(u64_at(24)?) | (u128::from(u64_at(32)?) << 64),
-        minhash,
-    })
-}
-
 /// Writes a complete `fuzzy.model` holding `entries` (temp, fsync, rename,
 /// directory fsync). Used by compaction; public so benches and tools can
 /// build large stores without a journal.
@@ -654,7 +423,7 @@ pub fn write_fuzzy_model(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::fuzzy::PartDigest;
+    use crate::fuzzy::{FuzzyDigests, MINHASH_VALUES, PartDigest};
 
     fn signature(seed: u32) -> MinHash {
         let mut m = [0u32; MINHASH_VALUES];
