@@ -87,8 +87,19 @@ pub enum LoadConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("invalid config {path}: {source}")]
+    Invalid { path: PathBuf, source: ConfigError },
+}
+
+/// Why a configuration text is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, or a key or type no section has (the message names it).
+    #[error("{0}")]
+    Toml(String),
+    /// A value a section's own check refused.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
 }
 
 impl Config {
@@ -109,21 +120,22 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml_over_defaults(&text).map_err(|message| LoadConfigError::Invalid {
+        Config::from_toml_over_defaults(&text).map_err(|source| LoadConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
     /// Parses `text` as an override of the embedded defaults.
-    pub fn from_toml_over_defaults(text: &str) -> Result<Config, String> {
-        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(|e| e.to_string())?;
+    pub fn from_toml_over_defaults(text: &str) -> Result<Config, ConfigError> {
+        let toml_error = |e: toml::de::Error| ConfigError::Toml(e.to_string());
+        let user: toml::Table = toml::from_str(text).map_err(toml_error)?;
+        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(toml_error)?;
         merge_tables(&mut merged, user);
         let mut config: Config = toml::Value::Table(merged)
             .try_into()
-            .map_err(|e: toml::de::Error| e.message().to_owned())?;
-        config.validate().map_err(|e| e.to_string())?;
+            .map_err(|e: toml::de::Error| ConfigError::Toml(e.message().to_owned()))?;
+        config.validate()?;
         // A list that carries its own `weight` gives its symbol that weight
         // unless `[symbols]` already names it.
         let declared = crate::lists::declared_weights(&config.url_lists, &config.network);
@@ -211,9 +223,9 @@ mod tests {
     #[test]
     fn unknown_key_is_an_error_naming_it() {
         let err = Config::from_toml_over_defaults("[actions]\nrejekt = 20.0\n").unwrap_err();
-        assert!(err.contains("rejekt"), "{err}");
+        assert!(err.to_string().contains("rejekt"), "{err}");
         let err = Config::from_toml_over_defaults("colour = 1\n").unwrap_err();
-        assert!(err.contains("colour"), "{err}");
+        assert!(err.to_string().contains("colour"), "{err}");
     }
 
     #[test]
@@ -222,6 +234,6 @@ mod tests {
             "[symbols.X]\nweight = 1.0\nforce_action = \"explode\"\n",
         )
         .unwrap_err();
-        assert!(err.contains("explode"), "{err}");
+        assert!(err.to_string().contains("explode"), "{err}");
     }
 }

@@ -388,3 +388,16 @@ fn no_source_file_is_over_600_lines() {
         long.join("\n")
     );
 }
+
+#[test]
+fn the_library_returns_typed_errors_not_strings() {
+    // An error the caller can match on, named by what failed
+    // (`PatternError`, `InvalidSetting`, `ConfigError`, …), not a `String`.
+    let string_error = regex::Regex::new(r"Result<.*, String>").unwrap();
+    let violations = library_lines_where(|line| string_error.is_match(line));
+    assert!(
+        violations.is_empty(),
+        "Result<_, String> in the library:\n{}",
+        violations.join("\n")
+    );
+}

@@ -319,7 +319,7 @@ impl Engine {
         let network = match &self.lists.network {
             None => return symbols,
             Some(Err(why)) => {
-                symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option(why.clone()));
+                symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option(why.to_string()));
                 return symbols;
             }
             Some(Ok(network)) => network,

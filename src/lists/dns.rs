@@ -181,15 +181,26 @@ pub fn parse_nameserver(text: &str) -> Option<SocketAddr> {
     })
 }
 
+/// Why the resolver could not be built; every network check then says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ResolverError(pub String);
+
+impl From<String> for ResolverError {
+    fn from(message: String) -> ResolverError {
+        ResolverError(message)
+    }
+}
+
 impl Network {
     /// Builds the resolver for `config`: its nameservers, or the system's.
-    pub fn new(config: &NetworkConfig) -> Result<Network, String> {
+    pub fn new(config: &NetworkConfig) -> Result<Network, ResolverError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("chaff-dns")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the DNS runtime: {e}"))?;
+            .map_err(|e| ResolverError(format!("cannot start the DNS runtime: {e}")))?;
         let mut options = ResolverOpts::default();
         options.timeout = Duration::from_millis(config.query_timeout_ms);
         options.attempts = config.attempts;

@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Deserialize;
 
+use crate::setting::InvalidSetting;
+
 /// One DNS blocklist.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,20 +46,34 @@ fn yes() -> bool {
     true
 }
 
+/// An answer that is not a listing: outside 127.0.0.0/8, or one of the
+/// 127.255.255.x codes lists send to refuse a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("answer {0} is not a listing")]
+pub struct NotAListing(pub Ipv4Addr);
+
 impl DnsblConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), InvalidSetting> {
         if self.zone.trim_matches('.').is_empty() || self.symbol.is_empty() {
-            return Err("zone and symbol must be set".into());
+            return Err(InvalidSetting::new("zone", "zone and symbol must be set"));
         }
         for code in self.returncodes.keys() {
             if code.parse::<Ipv4Addr>().is_err() {
-                return Err(format!("returncodes: `{code}` is not an IPv4 address"));
+                return Err(InvalidSetting::new(
+                    format!("returncodes.{code}"),
+                    "is not an IPv4 address",
+                ));
             }
         }
         for bit in self.bits.keys() {
             match bit.parse::<u8>() {
                 Ok(b) if b.is_power_of_two() => {}
-                _ => return Err(format!("bits: `{bit}` is not a single bit (1, 2, 4 … 128)")),
+                _ => {
+                    return Err(InvalidSetting::new(
+                        format!("bits.{bit}"),
+                        "is not a single bit (1, 2, 4 … 128)",
+                    ));
+                }
             }
         }
         Ok(())
@@ -86,12 +102,12 @@ impl DnsblConfig {
 
     /// The symbols an answer stands for; `Err` when the answer is not a
     /// listing but a refusal or garbage.
-    pub fn decode(&self, answers: &[Ipv4Addr]) -> Result<Vec<String>, String> {
+    pub fn decode(&self, answers: &[Ipv4Addr]) -> Result<Vec<String>, NotAListing> {
         let mut symbols: Vec<String> = Vec::new();
         for answer in answers {
             let [first, second, third, last] = answer.octets();
             if first != 127 || (second == 255 && third == 255) {
-                return Err(format!("answer {answer} is not a listing"));
+                return Err(NotAListing(*answer));
             }
             let mut named = false;
             if let Some(symbol) = self.returncodes.get(&answer.to_string()) {

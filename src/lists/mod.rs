@@ -111,7 +111,7 @@ impl NetworkConfig {
         for (kind, lists) in [("rbl", &self.rbl), ("uribl", &self.uribl)] {
             for (name, list) in lists {
                 list.validate()
-                    .map_err(|e| InvalidSetting::new(format!("{kind}.{name}"), e))?;
+                    .map_err(|e| e.within(&format!("{kind}.{name}")))?;
             }
         }
         Ok(())
@@ -134,7 +134,7 @@ pub struct Lists {
     pub urls: UrlLists,
     /// `None` when `[network] enabled = false`; `Err` when the resolver
     /// could not be built (every network check then says so).
-    pub network: Option<Result<Network, String>>,
+    pub network: Option<Result<Network, dns::ResolverError>>,
     /// `network.trusted_networks`, parsed.
     pub trusted: Vec<ipnet::IpNet>,
 }

@@ -143,7 +143,7 @@ enum Token {
     Close,
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
     const OPS: [&str; 17] = [
         "||", "&&", ">=", "<=", "==", "!=", "|", "&", ">", "<", "!", "+", "-", "*", "/", "~", "^",
     ];
@@ -201,13 +201,30 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             }
         }
         let rest: String = text[i..].chars().take(12).collect();
-        return Err(format!("unexpected `{rest}`"));
+        return Err(format!("unexpected `{rest}`").into());
     }
     Ok(tokens)
 }
 
 /// Parses an expression; the error says what was wrong where.
-pub fn parse(text: &str) -> Result<Expr, String> {
+/// Why a meta expression does not parse, in words for the rule's author.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExprError(pub String);
+
+impl From<String> for ExprError {
+    fn from(message: String) -> ExprError {
+        ExprError(message)
+    }
+}
+
+impl From<&str> for ExprError {
+    fn from(message: &str) -> ExprError {
+        ExprError(message.to_owned())
+    }
+}
+
+pub fn parse(text: &str) -> Result<Expr, ExprError> {
     let tokens = tokenize(text)?;
     if tokens.is_empty() {
         return Err("empty expression".into());
@@ -218,7 +235,8 @@ pub fn parse(text: &str) -> Result<Expr, String> {
         return Err(format!(
             "unexpected {} after a complete expression",
             describe(parser.tokens.get(parser.at))
-        ));
+        )
+        .into());
     }
     Ok(expr)
 }
@@ -250,9 +268,9 @@ impl Parser {
     fn binary(
         &mut self,
         ops: &[(&str, BinOp)],
-        next: fn(&mut Parser) -> Result<Expr, String>,
+        next: fn(&mut Parser) -> Result<Expr, ExprError>,
         once: bool,
-    ) -> Result<Expr, String> {
+    ) -> Result<Expr, ExprError> {
         let mut left = next(self)?;
         while let Some(op) = self.peek_op() {
             let Some((_, bin)) = ops.iter().find(|(o, _)| *o == op) else {
@@ -268,15 +286,15 @@ impl Parser {
         Ok(left)
     }
 
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, ExprError> {
         self.binary(&[("||", BinOp::Or), ("|", BinOp::Or)], Parser::and, false)
     }
 
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, ExprError> {
         self.binary(&[("&&", BinOp::And), ("&", BinOp::And)], Parser::cmp, false)
     }
 
-    fn cmp(&mut self) -> Result<Expr, String> {
+    fn cmp(&mut self) -> Result<Expr, ExprError> {
         self.binary(
             &[
                 (">=", BinOp::Ge),
@@ -291,11 +309,11 @@ impl Parser {
         )
     }
 
-    fn sum(&mut self) -> Result<Expr, String> {
+    fn sum(&mut self) -> Result<Expr, ExprError> {
         self.binary(&[("+", BinOp::Add), ("-", BinOp::Sub)], Parser::prod, false)
     }
 
-    fn prod(&mut self) -> Result<Expr, String> {
+    fn prod(&mut self) -> Result<Expr, ExprError> {
         self.binary(
             &[("*", BinOp::Mul), ("/", BinOp::Div)],
             Parser::unary,
@@ -303,7 +321,7 @@ impl Parser {
         )
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, ExprError> {
         match self.peek_op() {
             Some("!") => {
                 self.at += 1;
@@ -324,13 +342,13 @@ impl Parser {
                 if prefix == "-" {
                     return Ok(Expr::Neg(Box::new(self.unary()?)));
                 }
-                Err(format!("`{prefix}` must come right before a symbol"))
+                Err(format!("`{prefix}` must come right before a symbol").into())
             }
             _ => self.atom(),
         }
     }
 
-    fn atom(&mut self) -> Result<Expr, String> {
+    fn atom(&mut self) -> Result<Expr, ExprError> {
         let token = self.tokens.get(self.at).cloned();
         self.at += 1;
         match token {
@@ -343,13 +361,14 @@ impl Parser {
                         self.at += 1;
                         Ok(inner)
                     }
-                    other => Err(format!("expected `)`, found {}", describe(other))),
+                    other => Err(format!("expected `)`, found {}", describe(other)).into()),
                 }
             }
             other => Err(format!(
                 "expected a symbol, number or `(`, found {}",
                 describe(other.as_ref())
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -390,9 +409,9 @@ mod tests {
 
     #[test]
     fn errors_say_what() {
-        assert!(parse("A &&").unwrap_err().contains("end of expression"));
-        assert!(parse("(A").unwrap_err().contains("expected `)`"));
-        assert!(parse("A $ B").unwrap_err().contains("unexpected"));
+        assert!(parse("A &&").unwrap_err().0.contains("end of expression"));
+        assert!(parse("(A").unwrap_err().0.contains("expected `)`"));
+        assert!(parse("A $ B").unwrap_err().0.contains("unexpected"));
         assert!(parse("").is_err());
     }
 }

@@ -151,7 +151,7 @@ impl Sources {
                     file: path.display().to_string(),
                     line: 0,
                 },
-                e,
+                format!("cannot read: {e}"),
             )
         })?;
         if path.is_dir() {

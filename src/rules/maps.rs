@@ -316,7 +316,7 @@ fn parse_entries(spec: &MapSpec, text: &str) -> Result<Entries, RulesError> {
             MatchMode::Regex => {
                 let source = match line.strip_prefix('/').and_then(|l| l.rsplit_once('/')) {
                     Some((body, flags)) => {
-                        with_flags(body, flags).map_err(|e| RulesError::new(at(), e))?
+                        with_flags(body, flags).map_err(|e| RulesError::new(at(), e.0))?
                     }
                     None => line.to_owned(),
                 };

@@ -25,6 +25,8 @@ use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, meta};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
+use super::spec::PatternError;
+
 /// Size limit for one compiled pattern (SpamAssassin has some large ones).
 const REGEX_SIZE_LIMIT: usize = 32 << 20;
 /// Literals shorter than this make a pattern a candidate too often to help.
@@ -45,7 +47,7 @@ pub enum Compiled {
 
 /// As the `regex` crate builds a `Regex` (leftmost-first, UTF-8), without
 /// capture groups, which `is_match` never reads.
-fn build_std(source: &str) -> Result<meta::Regex, String> {
+fn build_std(source: &str) -> Result<meta::Regex, PatternError> {
     meta::Builder::new()
         .configure(
             meta::Config::new()
@@ -58,13 +60,13 @@ fn build_std(source: &str) -> Result<meta::Regex, String> {
         .syntax(regex_automata::util::syntax::Config::new().utf8(true))
         .build(source)
         .map_err(|e| {
-            if let Some(limit) = e.size_limit() {
+            PatternError(if let Some(limit) = e.size_limit() {
                 format!("compiled regex exceeds size limit of {limit} bytes")
             } else if let Some(syntax) = e.syntax_error() {
                 syntax.to_string()
             } else {
                 e.to_string()
-            }
+            })
         })
 }
 
@@ -125,7 +127,7 @@ impl Reverse {
 impl Compiled {
     /// Compiles `source` (inline flags already applied) with `regex`, or
     /// with `fancy-regex` when `regex` does not support a feature it uses.
-    pub fn new(source: &str) -> Result<Compiled, String> {
+    pub fn new(source: &str) -> Result<Compiled, PatternError> {
         match build_std(&ascii_word_boundaries(source)) {
             Ok(regex) => Ok(Compiled::Std(regex)),
             // fancy-regex does not take `(?-u:…)`: its `\b` stays Unicode.
@@ -140,7 +142,8 @@ impl Compiled {
                     "{} (fancy-regex: {})",
                     first_line(&std_error.to_string()),
                     first_line(&fancy_error.to_string())
-                )),
+                )
+                .into()),
             },
         }
     }
@@ -185,7 +188,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub fn new(source: &str) -> Result<Counter, String> {
+    pub fn new(source: &str) -> Result<Counter, PatternError> {
         match regex::RegexBuilder::new(&ascii_word_boundaries(source))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
@@ -195,7 +198,7 @@ impl Counter {
                 .delegate_size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map(|fancy| Counter::Fancy(Box::new(fancy)))
-                .map_err(|_| first_line(&std_error.to_string())),
+                .map_err(|_| PatternError(first_line(&std_error.to_string()))),
         }
     }
 
@@ -441,7 +444,10 @@ pub struct MatcherShape {
 impl MultiMatcher {
     /// Builds the matcher over already-compiled patterns (`sources[i]` is
     /// the source `patterns[i]` was compiled from).
-    pub fn build(patterns: Vec<Compiled>, sources: &[String]) -> Result<MultiMatcher, String> {
+    pub fn build(
+        patterns: Vec<Compiled>,
+        sources: &[String],
+    ) -> Result<MultiMatcher, PatternError> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut literal_owner = Vec::new();
         let mut set_sources = Vec::new();

@@ -199,6 +199,24 @@ impl LoadReport {
         out
     }
 }
+/// Why a pattern cannot be used: its flags, its translation from Perl, or
+/// its compilation, in words for the rule's author.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatternError(pub String);
+
+impl From<String> for PatternError {
+    fn from(message: String) -> PatternError {
+        PatternError(message)
+    }
+}
+
+impl From<&str> for PatternError {
+    fn from(message: &str) -> PatternError {
+        PatternError(message.to_owned())
+    }
+}
+
 /// The most matches a counting rule counts: past it a hostile message
 /// could make one rule walk its whole text for nothing a meta needs.
 pub(crate) const MAX_HITS_LIMIT: u32 = 1000;
@@ -212,7 +230,7 @@ pub(crate) fn line_of(text: &str, at: usize) -> usize {
 
 /// Turns pattern flags into an inline group: `i` case-insensitive, `m`
 /// multi-line, `s` dot matches newline, `x` verbose.
-pub(crate) fn with_flags(pattern: &str, flags: &str) -> Result<String, String> {
+pub(crate) fn with_flags(pattern: &str, flags: &str) -> Result<String, PatternError> {
     let mut inline = String::new();
     for flag in flags.chars() {
         match flag {
@@ -221,7 +239,7 @@ pub(crate) fn with_flags(pattern: &str, flags: &str) -> Result<String, String> {
                     inline.push(flag);
                 }
             }
-            other => return Err(format!("unknown flag `{other}` (flags are i, m, s, x)")),
+            other => return Err(format!("unknown flag `{other}` (flags are i, m, s, x)").into()),
         }
     }
     Ok(if inline.is_empty() {

@@ -9,7 +9,7 @@ use super::format::{
     BandRow, FUZZY_FORMAT_VERSION, FUZZY_MAGIC, FUZZY_OLDEST_SUPPORTED_VERSION, FuzzyEntry,
     FuzzyHeader, NO_MINHASH,
 };
-use super::mapped::{Header, Mapped, table_end};
+use super::mapped::{BadTables, Header, Mapped, table_end};
 use crate::fuzzy::{FUZZY_DIGEST_VERSION, MINHASH_VALUES, MinHash};
 
 /// A fuzzy model file, mapped and checked; or the empty model.
@@ -56,7 +56,7 @@ impl Header for FuzzyHeader {
         Ok(())
     }
 
-    fn check_tables(&self, file_len: u64) -> Result<(), String> {
+    fn check_tables(&self, file_len: u64) -> Result<(), BadTables> {
         if self.entry_count > u64::from(u32::MAX) || self.minhash_count > self.entry_count {
             return Err("impossible table sizes".into());
         }

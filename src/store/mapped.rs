@@ -29,6 +29,23 @@ struct Prefix {
 const HEADER_CRC_AT: std::ops::Range<usize> =
     std::mem::offset_of!(Prefix, header_crc)..size_of::<Prefix>();
 
+/// A header whose tables do not fit the file or each other, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct BadTables(pub String);
+
+impl From<String> for BadTables {
+    fn from(reason: String) -> BadTables {
+        BadTables(reason)
+    }
+}
+
+impl From<&str> for BadTables {
+    fn from(reason: &str) -> BadTables {
+        BadTables(reason.to_owned())
+    }
+}
+
 /// One format's header.
 pub(super) trait Header: Pod {
     const MAGIC: [u8; 8];
@@ -50,7 +67,7 @@ pub(super) trait Header: Pod {
     /// Checks table sizes and offsets against the file's length (already
     /// known to match the header's `file_len`), so that lookups can slice
     /// the mapping without further checks.
-    fn check_tables(&self, file_len: u64) -> Result<(), String>;
+    fn check_tables(&self, file_len: u64) -> Result<(), BadTables>;
 }
 
 /// CRC-32 of a header with its `header_crc` zeroed: what is stored there.
@@ -128,7 +145,7 @@ impl<H: Header> Mapped<H> {
                 header.file_len()
             )));
         }
-        header.check_tables(file_len).map_err(corrupt)?;
+        header.check_tables(file_len).map_err(|e| corrupt(e.0))?;
         Ok(Mapped {
             map: Some(map),
             header,

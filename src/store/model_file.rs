@@ -9,7 +9,7 @@ use super::format::{
     Class, ClassifierHeader, DigestEntry, FORMAT_VERSION, GramEntry, HEADER_LEN, MODEL_MAGIC,
     ModelHeader, OLDEST_SUPPORTED_VERSION, SampleEntry, TokenEntry, home_slot,
 };
-use super::mapped::{Header, Mapped, table_end};
+use super::mapped::{BadTables, Header, Mapped, table_end};
 use crate::classifier::{FEATURE_VERSION, WEIGHT_BITS};
 use crate::extract::TOKENIZER_VERSION;
 
@@ -53,7 +53,7 @@ impl Header for ModelHeader {
         Ok(())
     }
 
-    fn check_tables(&self, file_len: u64) -> Result<(), String> {
+    fn check_tables(&self, file_len: u64) -> Result<(), BadTables> {
         if self.token_slots != 0 && !self.token_slots.is_power_of_two() {
             return Err("token table size is not a power of two".into());
         }
@@ -76,7 +76,8 @@ impl Header for ModelHeader {
                     "gram table of 2^{} buckets, this build uses 2^{}",
                     self.gram_bits,
                     crate::extract::grams::GRAM_BITS
-                ));
+                )
+                .into());
             }
             let grams_end = table_end::<GramEntry>(self.grams_offset, 1u64 << self.gram_bits)
                 .ok_or("gram table offset is invalid")?;

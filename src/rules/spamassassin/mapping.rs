@@ -7,7 +7,7 @@ use super::translate::{split_regex, split_regex_tail, translate};
 use crate::rules::eval::EvalFn;
 use crate::rules::expr::{self, Policy};
 use crate::rules::input::{HeaderForm, Target};
-use crate::rules::spec::{SkipClass, SpecKind};
+use crate::rules::spec::{PatternError, SkipClass, SpecKind};
 
 #[derive(Debug, Clone)]
 pub(super) enum Def {
@@ -47,7 +47,7 @@ pub(super) fn rule_def(kind: &str, body: &str) -> Def {
         _ => {
             let (pattern, flags) = match split_regex(body) {
                 Ok(p) => p,
-                Err(e) => return Def::Skip(SkipClass::Regex, e),
+                Err(e) => return Def::Skip(SkipClass::Regex, e.0),
             };
             let target = match kind {
                 "body" => Target::Body,
@@ -63,7 +63,7 @@ pub(super) fn rule_def(kind: &str, body: &str) -> Def {
                     source,
                     negate: false,
                 }),
-                Err(e) => Def::Skip(SkipClass::Regex, e),
+                Err(e) => Def::Skip(SkipClass::Regex, e.0),
             }
         }
     }
@@ -94,7 +94,7 @@ pub(super) fn header_def(body: &str, mime: bool) -> Def {
     };
     let (pattern, flags, tail) = match split_regex_tail(rest) {
         Ok(p) => p,
-        Err(e) => return Def::Skip(SkipClass::Regex, e),
+        Err(e) => return Def::Skip(SkipClass::Regex, e.0),
     };
     if tail.contains("if-unset:") {
         return Def::Skip(SkipClass::Header, "if-unset: not supported".into());
@@ -135,7 +135,7 @@ pub(super) fn header_def(body: &str, mime: bool) -> Def {
             source,
             negate,
         }),
-        Err(e) => Def::Skip(SkipClass::Regex, e),
+        Err(e) => Def::Skip(SkipClass::Regex, e.0),
     }
 }
 
@@ -223,7 +223,7 @@ pub(super) fn freemail_pattern(
     domains: &[String],
     welcome: &[String],
     regex: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, PatternError> {
     if domains.is_empty() {
         return Err("no freemail_domains read".into());
     }

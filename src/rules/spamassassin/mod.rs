@@ -39,16 +39,15 @@ use super::input::{HeaderForm, Target};
 use super::spec::{LoadReport, MAX_HITS_LIMIT, Origin, RuleSpec, Skip, SkipClass, SpecKind};
 
 /// `.cf` files of `path` (a file, or a directory's `*.cf` in name order).
-pub fn cf_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn cf_files(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     if !path.is_dir() {
         return if path.exists() {
             Ok(vec![path.to_owned()])
         } else {
-            Err("no such file or directory".into())
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
         };
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("cannot read directory: {e}"))?
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "cf"))
         .collect();
@@ -409,7 +408,7 @@ impl CfParser {
                             };
                             None
                         }
-                        Err(reason) => Some((SkipClass::Eval, reason, entry.kind)),
+                        Err(reason) => Some((SkipClass::Eval, reason.0, entry.kind)),
                     }
                 }
             };

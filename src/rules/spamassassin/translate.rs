@@ -3,16 +3,18 @@
 //! the characters Rust gives meaning to inside classes, whitespace under
 //! `/x`; and what cannot be translated faithfully is refused with why.
 
-pub(super) fn split_regex(text: &str) -> Result<(String, String), String> {
+use crate::rules::spec::PatternError;
+
+pub(super) fn split_regex(text: &str) -> Result<(String, String), PatternError> {
     let (pattern, flags, tail) = split_regex_tail(text)?;
     if !tail.trim().is_empty() {
-        return Err(format!("text after the pattern: `{}`", tail.trim()));
+        return Err(format!("text after the pattern: `{}`", tail.trim()).into());
     }
     Ok((pattern, flags))
 }
 
 /// `/re/flags rest` or `m{re}flags rest` → (re, flags, rest).
-pub(super) fn split_regex_tail(text: &str) -> Result<(String, String, String), String> {
+pub(super) fn split_regex_tail(text: &str) -> Result<(String, String, String), PatternError> {
     let text = text.trim_start();
     let (open, body) = if let Some(rest) = text.strip_prefix('m') {
         let mut chars = rest.chars();
@@ -24,7 +26,8 @@ pub(super) fn split_regex_tail(text: &str) -> Result<(String, String, String), S
         return Err(format!(
             "not a /pattern/: `{}`",
             text.chars().take(20).collect::<String>()
-        ));
+        )
+        .into());
     };
     let close = match open {
         '{' => '}',
@@ -79,9 +82,9 @@ const VERTICAL: &str = r"\n\x0B\x0C\r\x{85}\x{2028}\x{2029}";
 /// Appends a character given as a byte value. Bytes 0x80–0xFF are refused:
 /// SpamAssassin matches them against raw bytes in the message's charset,
 /// chaff matches decoded text, so no translation means the same.
-fn push_byte(out: &mut String, value: u32) -> Result<(), String> {
+fn push_byte(out: &mut String, value: u32) -> Result<(), PatternError> {
     if (0x80..=0xFF).contains(&value) {
-        return Err(byte_escape_reason(value));
+        return Err(PatternError(byte_escape_reason(value)));
     }
     out.push_str(&format!(r"\x{{{value:X}}}"));
     Ok(())
@@ -93,7 +96,7 @@ fn byte_escape_reason(value: u32) -> String {
 
 /// A Perl pattern and its flags → a Rust pattern with inline flags, or why
 /// it cannot be translated faithfully.
-pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, String> {
+pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, PatternError> {
     if pattern.contains("%{") {
         return Err("captured-tag template %{…}: not supported".into());
     }
@@ -109,7 +112,7 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                 }
             }
             'g' | 'o' => {}
-            other => return Err(format!("flag /{other} not supported")),
+            other => return Err(format!("flag /{other} not supported").into()),
         }
     }
     if per_line && !inline.contains('m') {
@@ -146,7 +149,7 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                 }
                 'H' | 'V' => {
                     if in_class {
-                        return Err(format!("\\{next} inside a class not supported"));
+                        return Err(format!("\\{next} inside a class not supported").into());
                     }
                     let set = if next == 'H' { HORIZONTAL } else { VERTICAL };
                     out.push_str("[^");
@@ -171,7 +174,7 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                     push_byte(&mut out, value)?;
                 }
                 'c' | 'G' | 'K' | 'Q' | 'E' | 'l' | 'u' | 'L' | 'U' | 'N' | 'R' | 'X' | 'C' => {
-                    return Err(format!("\\{next} not supported"));
+                    return Err(format!("\\{next} not supported").into());
                 }
                 'x' => {
                     // Perl allows one hex digit (`\x9`); Rust needs two or braces.
@@ -182,7 +185,7 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, S
                             .collect();
                         let value = u32::from_str_radix(&digits, 16).unwrap_or(0);
                         if (0x80..=0xFF).contains(&value) {
-                            return Err(byte_escape_reason(value));
+                            return Err(PatternError(byte_escape_reason(value)));
                         }
                         out.push_str("\\x");
                     } else {
