@@ -27,6 +27,7 @@ pub mod checks;
 pub mod class;
 pub mod classifier;
 pub mod config;
+pub mod context;
 pub mod engine;
 pub mod extract;
 pub mod fuzzy;

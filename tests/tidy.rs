@@ -341,7 +341,8 @@ fn dependencies_point_down_the_pipeline() {
             "symbol" | "class" | "setting" | "mailbox" => 0,
             "message" => 1,
             "fuzzy" | "extract" => 2,
-            "classifier" | "bayes" | "store" | "lists" | "auth" | "rules" | "verdict" => 3,
+            "classifier" | "bayes" | "store" | "lists" | "auth" | "rules" | "verdict"
+            | "context" => 3,
             "checks" | "config" => 4,
             "engine" => 5,
             "report" => 6,

@@ -31,40 +31,28 @@ use mail_auth::{
 use tokio::time::{Instant, timeout_at};
 
 use crate::auth::{AuthConfig, parse_srs};
-use crate::message::Envelope;
+use crate::context::ScanContext;
 use crate::symbol::Symbol;
 
 /// How long the DMARC evaluation may take once SPF and DKIM are done: its
 /// records are already in the resolver's cache by then.
 const DMARC_EVALUATION: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// What the authentication checks read.
-pub struct AuthInput<'a> {
-    pub raw: &'a [u8],
-    pub envelope: &'a Envelope,
-    /// The client address (envelope, else first untrusted hop).
-    pub client: Option<IpAddr>,
-    /// The RFC 5322 From address, lowercase.
-    pub from_address: &'a str,
-}
-
+/// SPF for `client` (the envelope's, else the first untrusted hop's), DKIM,
+/// DMARC and ARC of the message in `context`.
 pub async fn check(
     authenticator: &MessageAuthenticator,
-    input: &AuthInput<'_>,
+    context: &ScanContext<'_>,
+    client: Option<IpAddr>,
     config: &AuthConfig,
     deadline: Instant,
 ) -> Vec<Symbol> {
     let mut symbols = Vec::new();
-    let Some(message) = AuthenticatedMessage::parse(input.raw) else {
+    let Some(message) = AuthenticatedMessage::parse(context.raw) else {
         return symbols;
     };
-    let mail_from = input
-        .envelope
-        .mail_from
-        .as_deref()
-        .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>'))
-        .unwrap_or("");
-    let helo = input.envelope.helo.as_deref().unwrap_or("").trim();
+    let mail_from = context.envelope.mail_from.as_deref().unwrap_or("");
+    let helo = context.envelope.helo.as_deref().unwrap_or("");
     if let Some(srs) = parse_srs(mail_from) {
         let mut symbol = Symbol::new("FORWARDED_SRS").with_option(srs.forwarder.clone());
         if let Some(original) = srs.original {
@@ -75,7 +63,7 @@ pub async fn check(
 
     // SPF, DKIM and ARC in parallel; DMARC needs the first two.
     let spf = async {
-        let ip = input.client.filter(|_| config.spf)?;
+        let ip = client.filter(|_| config.spf)?;
         let helo_domain = if helo.is_empty() { "unknown" } else { helo };
         let params = if mail_from.contains('@') {
             SpfParameters::verify_mail_from(ip, helo_domain, &config.host_name, mail_from)
@@ -107,7 +95,7 @@ pub async fn check(
         .rsplit_once('@')
         .map_or(helo, |(_, d)| d)
         .to_ascii_lowercase();
-    let wants_dmarc = config.dmarc && !input.from_address.is_empty();
+    let wants_dmarc = config.dmarc && !context.message.from_address.is_empty();
     let dmarc_records = async {
         if wants_dmarc {
             let no_spf = SpfOutput::new(spf_domain.clone());

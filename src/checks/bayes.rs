@@ -10,7 +10,7 @@ use crate::bayes::BayesConfig;
 use crate::bayes::{Abstain, Classification, TokenCounts, classify};
 use crate::classifier::ClassifierConfig;
 use crate::classifier::{ModelFeatures, Weights, sigmoid, text_log_odds_only};
-use crate::extract::Features;
+use crate::context::ScanContext;
 use crate::symbol::Symbol;
 
 /// BAYES_SPAM / BAYES_HAM from the discriminative classifier: points are
@@ -67,10 +67,11 @@ pub fn check_classifier(
 
 /// Classifies and turns the answer into at most one symbol.
 pub fn check(
-    features: &Features,
+    context: &ScanContext<'_>,
     counts: &impl TokenCounts,
     config: &BayesConfig,
 ) -> (Option<Symbol>, Result<Classification, Abstain>) {
+    let features = &context.features;
     let result = classify(&features.tokens, &features.grams, counts, config);
     let symbol = result.as_ref().ok().and_then(|c| {
         let (name, confidence) = graded(c.log_odds, config);

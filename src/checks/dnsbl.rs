@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
+use crate::context::ScanContext;
 use crate::extract::Url;
 use crate::lists::{DnsblConfig, Lookup, Network, NetworkConfig};
 use crate::symbol::Symbol;
@@ -28,9 +29,10 @@ pub async fn check(
     network: &Network,
     config: &NetworkConfig,
     client: Option<IpAddr>,
-    urls: &[Url],
+    context: &ScanContext<'_>,
     deadline: Instant,
 ) -> Vec<Symbol> {
+    let urls = context.urls();
     let mut queries: Vec<Query<'_>> = Vec::new();
     if let Some(ip) = client.filter(|ip| is_public(*ip)) {
         for list in config.rbl.values().filter(|l| l.enabled) {

@@ -5,12 +5,14 @@
 use tokio::time::Instant;
 
 use crate::auth::EnvelopeConfig;
+use crate::context::ScanContext;
 use crate::lists::{Lookup, Network};
 use crate::message::{Envelope, Message};
 use crate::symbol::Symbol;
 
 /// The checks that need no network.
-pub fn check(envelope: &Envelope, config: &EnvelopeConfig) -> Vec<Symbol> {
+pub fn check(context: &ScanContext<'_>, config: &EnvelopeConfig) -> Vec<Symbol> {
+    let envelope = &context.envelope;
     let mut symbols = Vec::new();
     if let Some(helo) = envelope
         .helo
@@ -52,11 +54,11 @@ pub fn check(envelope: &Envelope, config: &EnvelopeConfig) -> Vec<Symbol> {
 /// to compare with the HELO name.
 pub async fn check_dns(
     network: &Network,
-    message: &Message,
-    envelope: &Envelope,
+    context: &ScanContext<'_>,
     config: &EnvelopeConfig,
     deadline: Instant,
 ) -> Vec<Symbol> {
+    let (message, envelope) = (&context.message, &context.envelope);
     let (mut sender, reverse) = tokio::join!(
         sender_domain(network, message, envelope, config, deadline),
         reverse_name(network, envelope, deadline)

@@ -7,18 +7,19 @@
 //! match's similarity × tanh(e × weight / max_score), so one report of a
 //! list with `max_score = 1` counts almost fully and more reports saturate.
 
-use crate::extract::Features;
+use crate::context::ScanContext;
 use crate::fuzzy::FuzzyConfig;
 use crate::store::{FuzzyStore, LookupParams};
 use crate::symbol::Symbol;
 
 /// Looks the message's digests up and turns matches into symbols.
 pub fn check(
-    features: &Features,
+    context: &ScanContext<'_>,
     store: &FuzzyStore,
     config: &FuzzyConfig,
     now: u64,
 ) -> Vec<Symbol> {
+    let features = &context.features;
     if features.fuzzy.is_empty() {
         return Vec::new();
     }

@@ -4,15 +4,16 @@
 //! whatever else it scores; the forced action is configuration
 //! (`[symbols.GTUBE] force_action = "reject"`).
 
-use crate::message::Message;
+use crate::context::ScanContext;
 use crate::symbol::Symbol;
 
 /// The Generic Test for Unsolicited Bulk Email.
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
 /// Emits `GTUBE` when any text part contains the test string.
-pub fn check(message: &Message) -> Option<Symbol> {
-    message
+pub fn check(context: &ScanContext<'_>) -> Option<Symbol> {
+    context
+        .message
         .text_parts
         .iter()
         .any(|part| part.text.contains(GTUBE))
@@ -22,15 +23,19 @@ pub fn check(message: &Message) -> Option<Symbol> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Limits, parse};
+    use crate::message::{Envelope, Limits, parse};
 
     #[test]
     fn finds_the_string_in_plain_and_html_and_only_there() {
-        let plain = format!("Subject: t\n\n{GTUBE}\n");
-        assert!(check(&parse(plain.as_bytes(), &Limits::default())).is_some());
-        let html = format!("Subject: t\nContent-Type: text/html\n\n<p>{GTUBE}</p>\n");
-        assert!(check(&parse(html.as_bytes(), &Limits::default())).is_some());
-        let none = "Subject: t\n\nnothing to see\n";
-        assert!(check(&parse(none.as_bytes(), &Limits::default())).is_none());
+        let fires = |raw: &str| {
+            let message = parse(raw.as_bytes(), &Limits::default());
+            let context = ScanContext::of_message(raw.as_bytes(), &Envelope::default(), message);
+            check(&context).is_some()
+        };
+        assert!(fires(&format!("Subject: t\n\n{GTUBE}\n")));
+        assert!(fires(&format!(
+            "Subject: t\nContent-Type: text/html\n\n<p>{GTUBE}</p>\n"
+        )));
+        assert!(!fires("Subject: t\n\nnothing to see\n"));
     }
 }

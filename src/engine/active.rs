@@ -8,7 +8,9 @@ use crate::checks;
 use crate::classifier::Weights;
 use crate::classifier::train::RuleTerms;
 use crate::config::Config;
-use crate::message::{self, Envelope, Message};
+use crate::context::ScanContext;
+use crate::extract::Features;
+use crate::message::{self, Envelope};
 use crate::rules::{Input, RuleSet, RulesError};
 
 /// Rules in force and the configuration they complete: the rule files'
@@ -40,17 +42,13 @@ impl Active {
     /// any other check (`chaff rules stats`): names, sorted, distinct.
     pub fn rule_hits(&self, raw: &[u8], envelope: &Envelope) -> Vec<String> {
         let message = message::parse(raw, &self.config.limits);
-        self.rule_hits_of(&message, raw, envelope)
+        let context = ScanContext::new(raw, envelope, message, Features::default());
+        self.rule_hits_of(&context)
     }
 
-    /// [`Active::rule_hits`] of a message already parsed.
-    pub(super) fn rule_hits_of(
-        &self,
-        message: &Message,
-        raw: &[u8],
-        envelope: &Envelope,
-    ) -> Vec<String> {
-        let input = Input::new(message, raw, envelope);
+    /// [`Active::rule_hits`] of a message already in its context.
+    pub(super) fn rule_hits_of(&self, context: &ScanContext<'_>) -> Vec<String> {
+        let input = Input::new(context);
         let mut symbols = checks::maps::check(&self.rules, &input).symbols;
         symbols.extend(checks::rules::check(&self.rules, &input));
         let symbols = self.rules.finish(symbols, &|name| self.config.weight(name));
@@ -62,8 +60,8 @@ impl Active {
 
     /// The rule symbols a message fires that the classifier takes as
     /// features (what [`Engine::learn`] stores with the sample).
-    pub(super) fn rule_features(&self, message: &Message, raw: &[u8]) -> Vec<String> {
-        let mut names = self.rule_hits_of(message, raw, &Envelope::default());
+    pub(super) fn rule_features(&self, context: &ScanContext<'_>) -> Vec<String> {
+        let mut names = self.rule_hits_of(context);
         names.retain(|name| self.is_rule_feature(name));
         names
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::Engine;
 use crate::bayes::{self, Contribution};
 use crate::classifier::{ModelFeatures, Weights};
+use crate::context::ScanContext;
 use crate::extract::Features;
 use crate::message::Envelope;
 
@@ -89,8 +90,9 @@ impl Engine {
                 weight,
             })
             .collect();
+        let context = ScanContext::new(raw, envelope, message, Features::default());
         let rules = active
-            .rule_hits_of(&message, raw, envelope)
+            .rule_hits_of(&context)
             .into_iter()
             .filter(|name| active.is_rule_feature(name))
             .map(|name| {

@@ -10,8 +10,9 @@ use super::{Engine, OpenError, Parts, counts_in_use, message_digest, unix_now};
 use crate::bayes::{self, LearnOutcome};
 use crate::classifier::ModelFeatures;
 use crate::config::Config;
+use crate::context::ScanContext;
 use crate::extract::{Features, Tokenizer};
-use crate::message::{self, Message};
+use crate::message::{self, Envelope, Message};
 use crate::store::{Class, StoreError};
 
 impl Engine {
@@ -232,7 +233,11 @@ impl LearnPreparer {
         if message.headers.is_empty() {
             return Err(LearnError::NotAMessage);
         }
-        let rules = self.active.rule_features(&message, raw);
+        // The rules see the message without an envelope: a learned sample
+        // must not depend on how it arrived.
+        let context = ScanContext::new(raw, &Envelope::default(), message, Features::default());
+        let rules = self.active.rule_features(&context);
+        let (message, _) = context.into_parts();
         let rule_names = rules.iter().map(String::as_str);
         // The counts are learned only when they score; otherwise the
         // tokens go straight to the classifier's indices.

@@ -23,6 +23,7 @@ use crate::bayes::{self, Abstain, Classification};
 use crate::checks;
 use crate::classifier::ModelFeatures;
 use crate::config::Config;
+use crate::context::ScanContext;
 use crate::extract::{Features, Tokenizer};
 use crate::message::{self, Envelope, Message};
 use crate::rules::{Input, RulesError};
@@ -197,17 +198,16 @@ impl Engine {
         features
     }
 
-    /// URLs, and the count-based Bayes' tokens when it is in use; fuzzy
-    /// digests are added by the caller when the fuzzy store could match
-    /// anything. The classifier draws its own features (`classify`).
+    /// The count-based Bayes' tokens when it is in use; fuzzy digests are
+    /// added by the caller when the fuzzy store could match anything, URLs
+    /// by the context on first use. The classifier draws its own features
+    /// (`classify`).
     fn features_without_fuzzy(&self, raw: &[u8], message: &Message) -> Features {
-        let mut features = if counts_in_use(&self.config) {
+        if counts_in_use(&self.config) {
             Features::statistical(raw, message, &self.tokenizer)
         } else {
             Features::default()
-        };
-        features.urls = crate::extract::urls::extract(message);
-        features
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -228,7 +228,8 @@ impl Engine {
             features.fuzzy =
                 crate::fuzzy::FuzzyDigests::compute(&message, &self.config.fuzzy.params());
         }
-        let input = Input::new(&message, raw, envelope);
+        let context = ScanContext::new(raw, envelope, message, features);
+        let input = Input::new(&context);
 
         // Maps first: an allow/deny map with a forced action ends the scan
         // here, as rspamd's multimap prefilter does.
@@ -236,18 +237,18 @@ impl Engine {
         let mut symbols = maps.symbols;
         let mut bayes = Err(bayes::Abstain::Skipped);
         if !maps.stop {
-            symbols.extend(checks::gtube::check(&message));
-            let (bayes_symbol, classified) = self.classify(raw, &message, &features);
+            symbols.extend(checks::gtube::check(&context));
+            let (bayes_symbol, classified) = self.classify(&context);
             bayes = classified;
             symbols.extend(bayes_symbol);
             symbols.extend(checks::fuzzy::check(
-                &features,
+                &context,
                 &self.fuzzy,
                 &self.config.fuzzy,
                 unix_now(),
             ));
             symbols.extend(checks::rules::check(&active.rules, &input));
-            symbols.extend(self.list_checks(raw, &message, &features, envelope));
+            symbols.extend(self.list_checks(&context));
         }
         // Metas and composites see every symbol found above.
         let symbols = active
@@ -262,14 +263,21 @@ impl Engine {
                 .then(|| active.fitted_weight(name, &self.store))
                 .flatten()
         };
-        let verdict =
-            verdict::combine_fitted(symbols, active.config.scoring(), &message.subject, &fitted);
+        let verdict = verdict::combine_fitted(
+            symbols,
+            active.config.scoring(),
+            &context.message.subject,
+            &fitted,
+        );
+        let urls = context.url_hosts();
+        drop(input);
+        let (message, _) = context.into_parts();
         Scan {
             verdict,
             message_id: message.message_id,
             subject: message.subject,
             bayes,
-            urls: url_hosts(&features.urls),
+            urls,
         }
     }
 
@@ -277,15 +285,13 @@ impl Engine {
     /// or with `[classifier] enabled = false` the count-based Bayes.
     fn classify(
         &self,
-        raw: &[u8],
-        message: &Message,
-        features: &Features,
+        context: &ScanContext<'_>,
     ) -> (
         Option<checks::Symbol>,
         Result<bayes::Classification, Abstain>,
     ) {
         if !self.config.classifier.enabled {
-            return checks::bayes::check(features, &self.store, &self.config.bayes);
+            return checks::bayes::check(context, &self.store, &self.config.bayes);
         }
         let learns = self.store.learns();
         let min_learns = self.config.bayes.min_learns;
@@ -293,7 +299,7 @@ impl Engine {
             // It will abstain: not worth extracting the model's features for.
             ModelFeatures::default()
         } else {
-            ModelFeatures::for_scan(message, raw, &self.tokenizer)
+            ModelFeatures::for_scan(&context.message, context.raw, &self.tokenizer)
         };
         checks::bayes::check_classifier(
             &model_features,
@@ -307,15 +313,9 @@ impl Engine {
     /// URL lists, envelope sanity and, when `[network] enabled`, every DNS
     /// check at once (DNSBLs, SPF, DKIM, ARC, DMARC, sender MX) within the
     /// message's DNS budget.
-    fn list_checks(
-        &self,
-        raw: &[u8],
-        message: &Message,
-        features: &Features,
-        envelope: &Envelope,
-    ) -> Vec<checks::Symbol> {
-        let mut symbols = checks::uri::check(features, &self.lists.urls);
-        symbols.extend(checks::envelope::check(envelope, &self.config.envelope));
+    fn list_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
+        let mut symbols = checks::uri::check(context, &self.lists.urls);
+        symbols.extend(checks::envelope::check(context, &self.config.envelope));
         let network = match &self.lists.network {
             None => return symbols,
             Some(Err(why)) => {
@@ -324,37 +324,24 @@ impl Engine {
             }
             Some(Ok(network)) => network,
         };
-        let client = crate::lists::received::client_ip(message, envelope, &self.lists.trusted);
+        let client = crate::lists::received::client_ip(
+            &context.message,
+            &context.envelope,
+            &self.lists.trusted,
+        );
         // An authenticated submission is the user's own: no RBL, no SPF.
-        let client = client.filter(|_| envelope.user.is_none());
-        let auth_input = checks::auth::AuthInput {
-            raw,
-            envelope,
-            client,
-            from_address: &message.from_address,
-        };
+        let client = client.filter(|_| context.envelope.user.is_none());
         let found = network.run(|deadline| async move {
             let (dnsbl, auth, sender) = tokio::join!(
-                checks::dnsbl::check(
-                    network,
-                    &self.config.network,
-                    client,
-                    &features.urls,
-                    deadline
-                ),
+                checks::dnsbl::check(network, &self.config.network, client, context, deadline),
                 checks::auth::check(
                     network.authenticator(),
-                    &auth_input,
+                    context,
+                    client,
                     &self.config.auth,
                     deadline
                 ),
-                checks::envelope::check_dns(
-                    network,
-                    message,
-                    envelope,
-                    &self.config.envelope,
-                    deadline
-                ),
+                checks::envelope::check_dns(network, context, &self.config.envelope, deadline),
             );
             let mut all = dnsbl;
             all.extend(auth);
@@ -445,17 +432,6 @@ impl Parts {
             Tokenizer::new(config.bayes.osb_window)
         }
     }
-}
-
-/// Distinct hosts of `urls`, first appearance first.
-fn url_hosts(urls: &[crate::extract::Url]) -> Vec<String> {
-    let mut hosts: Vec<String> = Vec::new();
-    for url in urls {
-        if !hosts.contains(&url.host) {
-            hosts.push(url.host.clone());
-        }
-    }
-    hosts
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

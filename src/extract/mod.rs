@@ -23,8 +23,6 @@ pub struct Features {
     pub grams: Vec<u32>,
     /// Min-hash and exact digests of text parts and attachments.
     pub fuzzy: FuzzyDigests,
-    /// Every URL in the message, normalised, with its registrable domain.
-    pub urls: Vec<Url>,
 }
 
 impl Features {
@@ -43,7 +41,6 @@ impl Features {
     ) -> Features {
         let mut features = Features::statistical(raw, message, tokenizer);
         features.fuzzy = FuzzyDigests::compute(message, fuzzy);
-        features.urls = urls::extract(message);
         features
     }
 

@@ -7,6 +7,7 @@
 //! partial [`Message`] plus the [`ParseProblem`]s met on the way. All size and
 //! shape limits live in [`Limits`], in this one place.
 
+pub mod fields;
 mod html;
 mod html_style;
 mod mime;
@@ -64,6 +65,33 @@ pub struct Envelope {
     pub user: Option<String>,
     /// The MTA's queue id, for logs.
     pub queue_id: Option<String>,
+}
+
+impl Envelope {
+    /// The envelope with its addresses as bare addresses (whitespace and
+    /// one pair of angle brackets taken off MAIL FROM and each RCPT TO, as
+    /// MTAs pass them either way) and the HELO name trimmed: done once,
+    /// when the engine builds a message's context, so no check strips them.
+    pub fn cleaned(&self) -> Envelope {
+        let bare = |address: &str| {
+            let address = address.trim();
+            address
+                .strip_prefix('<')
+                .and_then(|a| a.strip_suffix('>'))
+                .unwrap_or(address)
+                .trim()
+                .to_owned()
+        };
+        Envelope {
+            client_ip: self.client_ip,
+            client_hostname: self.client_hostname.as_deref().map(|h| h.trim().to_owned()),
+            helo: self.helo.as_deref().map(|h| h.trim().to_owned()),
+            mail_from: self.mail_from.as_deref().map(bare),
+            recipients: self.recipients.iter().map(|r| bare(r)).collect(),
+            user: self.user.clone(),
+            queue_id: self.queue_id.clone(),
+        }
+    }
 }
 
 /// One decoded top-level header field.

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::input::{HeaderForm, Input};
-use crate::extract::urls::registrable_domain;
+use crate::extract::urls::{link_host, registrable_domain};
 use crate::message::is_public_address;
 
 /// A named test.
@@ -138,12 +138,15 @@ impl EvalFn {
     pub fn run(self, input: &Input<'_>) -> bool {
         let message = input.message;
         match self {
-            EvalFn::LinkTextMismatch => message.anchors.iter().any(|a| {
-                match (host_of_url(&a.href), host_in_text(&a.text)) {
-                    (Some(href), Some(text)) => site(&href) != site(&text),
-                    _ => false,
-                }
-            }),
+            EvalFn::LinkTextMismatch => {
+                message
+                    .anchors
+                    .iter()
+                    .any(|a| match (link_host(&a.href), host_in_text(&a.text)) {
+                        (Some(href), Some(text)) => site(&href) != site(&text),
+                        _ => false,
+                    })
+            }
             EvalFn::HtmlOnly => {
                 !message.text_parts.is_empty()
                     && message
@@ -151,7 +154,7 @@ impl EvalFn {
                         .iter()
                         .all(|p| p.kind == crate::message::TextKind::Html)
             }
-            EvalFn::DateInvalid => input.date() == Some(None),
+            EvalFn::DateInvalid => input.context.date() == Some(None),
             EvalFn::BodyMostlyUpper => {
                 let (mut upper, mut letters) = (0usize, 0usize);
                 for part in &message.text_parts {
@@ -164,8 +167,14 @@ impl EvalFn {
             }
             EvalFn::NoText => message.text_parts.iter().all(|p| p.text.trim().is_empty()),
             EvalFn::TextBase64 => message.base64_text,
-            EvalFn::DateInFuture => input.date_skew().is_some_and(|ahead| ahead > 12 * HOUR),
-            EvalFn::DateInPast => input.date_skew().is_some_and(|ahead| ahead < -96 * HOUR),
+            EvalFn::DateInFuture => input
+                .context
+                .date_skew()
+                .is_some_and(|ahead| ahead > 12 * HOUR),
+            EvalFn::DateInPast => input
+                .context
+                .date_skew()
+                .is_some_and(|ahead| ahead < -96 * HOUR),
             EvalFn::RelayHeloNotFqdn => message
                 .relays
                 .iter()
@@ -322,18 +331,6 @@ fn from_domain(message: &crate::message::Message) -> Option<String> {
     registrable_domain(host)
 }
 
-/// The lowercased host of an absolute http(s) URL.
-pub fn host_of_url(url: &str) -> Option<String> {
-    let lower = url.trim().to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("http://")
-        .or_else(|| lower.strip_prefix("https://"))?;
-    let end = rest.find(['/', '?', '#', ':']).unwrap_or(rest.len());
-    let host = rest[..end].rsplit('@').next().unwrap_or_default();
-    let host = host.trim_end_matches('.');
-    (host.contains('.') && !host.is_empty()).then(|| host.to_owned())
-}
-
 /// A host name the link text shows (`www.bank.example`, `http://…`), if the
 /// text is nothing but that (with optional scheme and path).
 fn host_in_text(text: &str) -> Option<String> {
@@ -371,7 +368,7 @@ mod tests {
     #[test]
     fn hosts_and_sites() {
         assert_eq!(
-            host_of_url("HTTP://user@Www.Bank.example:80/x").as_deref(),
+            link_host("HTTP://user@Www.Bank.example:80/x").as_deref(),
             Some("www.bank.example")
         );
         assert_eq!(
@@ -386,7 +383,8 @@ mod tests {
     fn fires(function: EvalFn, raw: &str) -> bool {
         let message = crate::message::parse(raw.as_bytes(), &crate::message::Limits::default());
         let envelope = crate::message::Envelope::default();
-        function.run(&Input::new(&message, raw.as_bytes(), &envelope))
+        let context = crate::context::ScanContext::of_message(raw.as_bytes(), &envelope, message);
+        function.run(&Input::new(&context))
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
-use super::fields::{raw_header_fields, split_addresses, strip_mbox_line, unfold};
 use super::sa_facts::{self, relay_pseudo_headers};
+use crate::context::ScanContext;
+use crate::message::fields::{raw_header_fields, split_addresses, strip_mbox_line, unfold};
 use crate::message::{Envelope, Message};
 
 /// Which form of a header a rule reads.
@@ -93,53 +94,28 @@ impl Target {
     }
 }
 
-/// A message as rules see it.
+/// A message as rules see it: the scan's context, and the texts built
+/// from it that only rules read, each built once and only if a rule reads it.
 pub struct Input<'a> {
+    pub context: &'a ScanContext<'a>,
     pub message: &'a Message,
     pub raw: &'a [u8],
     pub envelope: &'a Envelope,
-    raw_headers: OnceCell<Vec<(String, String)>>,
-    date: OnceCell<Option<Option<i64>>>,
     /// SpamAssassin's relay pseudo-headers: (trusted, untrusted).
     relays: OnceCell<(String, String)>,
     sa_date_diff: OnceCell<i64>,
 }
 
 impl<'a> Input<'a> {
-    pub fn new(message: &'a Message, raw: &'a [u8], envelope: &'a Envelope) -> Input<'a> {
+    pub fn new(context: &'a ScanContext<'a>) -> Input<'a> {
         Input {
-            message,
-            raw,
-            envelope,
-            raw_headers: OnceCell::new(),
-            date: OnceCell::new(),
+            context,
+            message: &context.message,
+            raw: context.raw,
+            envelope: &context.envelope,
             relays: OnceCell::new(),
             sa_date_diff: OnceCell::new(),
         }
-    }
-
-    /// The Date header, parsed once for every rule that reads it: `None`
-    /// when there is none, `Some(None)` when it is not an RFC 5322 date,
-    /// else its time (seconds since 1970, UTC).
-    pub fn date(&self) -> Option<Option<i64>> {
-        *self.date.get_or_init(|| {
-            let text = self.message.header("date")?;
-            Some(mail_parser::DateTime::parse_rfc822(text.trim()).map(|d| d.to_timestamp()))
-        })
-    }
-
-    /// Seconds the Date header is ahead of the newest Received stamp
-    /// (negative: behind), when both are there. The Received stamp rather
-    /// than the clock now, so that rescoring an old archive gives the
-    /// verdict it got then.
-    pub fn date_skew(&self) -> Option<i64> {
-        let date = self.date().flatten()?;
-        let received = self
-            .message
-            .relays
-            .iter()
-            .find_map(|relay| relay.received_at)?;
-        Some(date - received)
     }
 
     /// Seconds from the Received stamp nearest to the Date header to the
@@ -222,7 +198,7 @@ impl<'a> Input<'a> {
     }
 
     fn raw_headers(&self) -> &[(String, String)] {
-        self.raw_headers.get_or_init(|| raw_header_fields(self.raw))
+        self.context.header_fields()
     }
 
     pub(super) fn header(&self, name: &str, form: HeaderForm) -> String {
@@ -454,7 +430,8 @@ mod tests {
                     or remove@lists.example.org.\n";
         let m = parse(raw, &Limits::default());
         let env = Envelope::default();
-        let input = Input::new(&m, raw, &env);
+        let context = ScanContext::of_message(raw, &env, m);
+        let input = Input::new(&context);
         assert_eq!(
             input.text(&Target::Uri),
             "http://example.com/x\nmailto:list-request@example.net\nmailto:remove@lists.example.org"
@@ -470,7 +447,8 @@ mod tests {
         let env = Envelope::default();
         for (raw, expected) in [(&fetched[..], ""), (&direct[..], "yyyy@example.com")] {
             let m = parse(raw, &Limits::default());
-            let input = Input::new(&m, raw, &env);
+            let context = ScanContext::of_message(raw, &env, m);
+            let input = Input::new(&context);
             assert_eq!(input.header(":envelopefrom", HeaderForm::Addr), expected);
         }
     }
@@ -480,7 +458,8 @@ mod tests {
         let raw = b"From: \"Bob B\" <bob@example.com>\nSubject: =?utf-8?q?caf=C3=A9?=\n  more\nTo: a@x.example, Carl <c@y.example>\n\nbody\n";
         let m = parse(raw, &Limits::default());
         let env = Envelope::default();
-        let input = Input::new(&m, raw, &env);
+        let context = ScanContext::of_message(raw, &env, m);
+        let input = Input::new(&context);
         assert_eq!(
             input.header("subject", HeaderForm::Raw),
             "=?utf-8?q?caf=C3=A9?=\n  more"

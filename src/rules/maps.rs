@@ -19,9 +19,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::fields::split_addresses;
 use super::input::Input;
 use super::spec::{Origin, RulesError, line_of, with_flags};
+use crate::message::fields::split_addresses;
 use crate::symbol::Symbol;
 use crate::verdict::Action;
 
@@ -352,18 +352,12 @@ fn glob_to_regex(glob: &str) -> String {
 
 fn values(kind: MapKind, input: &Input<'_>) -> Vec<String> {
     let e = input.envelope;
-    let bare = |s: &str| {
-        s.trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .to_owned()
-    };
     match kind {
         MapKind::Ip => e.client_ip.iter().map(ToString::to_string).collect(),
         MapKind::Helo => e.helo.iter().cloned().collect(),
         MapKind::Hostname => e.client_hostname.iter().cloned().collect(),
-        MapKind::MailFrom => e.mail_from.iter().map(|s| bare(s)).collect(),
-        MapKind::Rcpt => e.recipients.iter().map(|s| bare(s)).collect(),
+        MapKind::MailFrom => e.mail_from.iter().cloned().collect(),
+        MapKind::Rcpt => e.recipients.clone(),
         MapKind::From => input
             .message
             .header("from")
@@ -375,11 +369,6 @@ fn values(kind: MapKind, input: &Input<'_>) -> Vec<String> {
                     .collect()
             })
             .unwrap_or_default(),
-        MapKind::UrlHost => input
-            .message
-            .links
-            .iter()
-            .filter_map(|l| super::eval::host_of_url(l))
-            .collect(),
+        MapKind::UrlHost => input.context.url_hosts(),
     }
 }

@@ -14,7 +14,6 @@
 mod config;
 pub mod eval;
 pub mod expr;
-pub mod fields;
 pub mod input;
 mod load;
 pub mod maps;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Config;
+use crate::context::ScanContext;
 use crate::message::{Envelope, Limits, parse};
 
 fn set(text: &str) -> RuleSet {
@@ -8,7 +9,8 @@ fn set(text: &str) -> RuleSet {
 
 fn fired(set: &RuleSet, raw: &str, envelope: &Envelope) -> Vec<String> {
     let message = parse(raw.as_bytes(), &Limits::default());
-    let input = Input::new(&message, raw.as_bytes(), envelope);
+    let context = ScanContext::of_message(raw.as_bytes(), envelope, message);
+    let input = Input::new(&context);
     let mut names: Vec<String> = set.check(&input).into_iter().map(|s| s.name).collect();
     names.sort();
     names
@@ -153,7 +155,8 @@ header = "X-Never"
     let raw = "X-A: 1\nX-B: 1\nX-C: 1\nX-D: 1\n\nbody\n";
     let message = parse(raw.as_bytes(), &Limits::default());
     let envelope = Envelope::default();
-    let input = Input::new(&message, raw.as_bytes(), &envelope);
+    let context = ScanContext::of_message(raw.as_bytes(), &envelope, message);
+    let input = Input::new(&context);
     let symbols = set.check(&input);
     let weights = set.symbols().clone();
     let weight = |name: &str| weights.get(name).map_or(0.0, |s| s.weight);
@@ -231,7 +234,8 @@ fn the_builtin_ruleset_loads() {
 fn reported(set: &RuleSet, raw: &str) -> Vec<String> {
     let message = parse(raw.as_bytes(), &Limits::default());
     let envelope = Envelope::default();
-    let symbols = set.check(&Input::new(&message, raw.as_bytes(), &envelope));
+    let context = ScanContext::of_message(raw.as_bytes(), &envelope, message);
+    let symbols = set.check(&Input::new(&context));
     let mut names: Vec<String> = set
         .finish(symbols, &|_| 1.0)
         .into_iter()

@@ -28,7 +28,8 @@ pub struct RequestOptions {
 }
 
 /// Builds the envelope from rspamd's request headers (case-insensitive
-/// names; `Rcpt` repeated, one per recipient).
+/// names; `Rcpt` repeated, one per recipient), values as sent: the engine
+/// cleans the envelope once for every check (`Envelope::cleaned`).
 pub fn envelope_from_headers<'a>(
     headers: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> (Envelope, RequestOptions) {
@@ -37,8 +38,8 @@ pub fn envelope_from_headers<'a>(
     for (name, value) in headers {
         let value = value.trim();
         match name.to_ascii_lowercase().as_str() {
-            "from" => envelope.mail_from = Some(strip_angles(value).to_owned()),
-            "rcpt" => envelope.recipients.push(strip_angles(value).to_owned()),
+            "from" => envelope.mail_from = Some(value.to_owned()),
+            "rcpt" => envelope.recipients.push(value.to_owned()),
             "ip" => envelope.client_ip = value.parse::<IpAddr>().ok(),
             "helo" => envelope.helo = Some(value.to_owned()),
             "hostname" => envelope.client_hostname = Some(value.to_owned()),
@@ -59,13 +60,6 @@ pub fn envelope_from_headers<'a>(
         }
     }
     (envelope, options)
-}
-
-fn strip_angles(value: &str) -> &str {
-    value
-        .strip_prefix('<')
-        .and_then(|v| v.strip_suffix('>'))
-        .unwrap_or(value)
 }
 
 /// `/checkv2` reply body.
@@ -210,7 +204,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_takes_every_rcpt_and_strips_angles() {
+    fn envelope_takes_every_rcpt_and_the_engine_strips_angles() {
         let (envelope, options) = envelope_from_headers(
             [
                 ("From", "<a@example.com>"),
@@ -223,6 +217,8 @@ mod tests {
             ]
             .into_iter(),
         );
+        assert_eq!(envelope.recipients.len(), 2);
+        let envelope = envelope.cleaned();
         assert_eq!(envelope.mail_from.as_deref(), Some("a@example.com"));
         assert_eq!(envelope.recipients, vec!["b@example.org", "c@example.org"]);
         assert_eq!(envelope.client_ip, Some("192.0.2.1".parse().unwrap()));

@@ -110,6 +110,8 @@ async fn run_scan_with_permit(
         let scan = engine.scan(&body, &envelope);
         drop(engine);
         let seconds = started.elapsed().as_secs_f64();
+        // The history shows the envelope as the checks saw it.
+        let envelope = envelope.cleaned();
         let entry = HistoryEntry {
             message_id: scan.message_id.clone().unwrap_or_default(),
             unix_time: unix_now(),

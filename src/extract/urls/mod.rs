@@ -78,6 +78,17 @@ pub fn extract(message: &Message) -> Vec<Url> {
     out.urls
 }
 
+/// The host of a link that is an absolute http(s) URL, normalised as every
+/// URL here is (what the link-text test compares with the text's host).
+pub fn link_host(href: &str) -> Option<String> {
+    let href = href.trim();
+    let scheme = href.get(..8).unwrap_or(href).to_ascii_lowercase();
+    if !(scheme.starts_with("http://") || scheme.starts_with("https://")) {
+        return None;
+    }
+    parse_url(href).map(|url| url.host)
+}
+
 /// Extracts the URLs written in one piece of text (no HTML parsing).
 pub fn extract_from_text(text: &str) -> Vec<Url> {
     let mut out = Collector::default();

@@ -16,7 +16,7 @@ use regex::Regex;
 
 pub use relays::relay_pseudo_headers;
 
-use super::fields::{split_addresses, unfold};
+use crate::message::fields::{split_addresses, unfold};
 use crate::message::{Envelope, Message};
 
 /// Seconds from the Received stamp nearest to the Date header to the

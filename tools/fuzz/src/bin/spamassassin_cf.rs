@@ -12,12 +12,13 @@ fn main() {
     let config = Config::embedded();
     let envelope = chaff::message::Envelope::default();
     let message = chaff::message::parse(MESSAGE, &config.limits);
+    let context = chaff::context::ScanContext::of_message(MESSAGE, &envelope, message);
     afl::fuzz!(|data: &[u8]| {
         let text = String::from_utf8_lossy(data);
         if let Ok(rules) =
             RuleSet::from_spamassassin_texts(&[("fuzz.cf", &text)], 3, &config.symbol_names())
         {
-            let input = Input::new(&message, MESSAGE, &envelope);
+            let input = Input::new(&context);
             let _ = rules.check(&input);
         }
     });
