@@ -52,7 +52,11 @@ impl Kind for BayesStore {
         self.record(Change {
             digest: digest(n),
             from: None,
-            to: if n.is_multiple_of(2) { Class::Spam } else { Class::Ham },
+            to: if n.is_multiple_of(2) {
+                Class::Spam
+            } else {
+                Class::Ham
+            },
             tokens: &[],
             grams: &[],
             features: ModelFeatures {
@@ -62,7 +66,11 @@ impl Kind for BayesStore {
         })
     }
     fn has(&self, n: u32) -> bool {
-        let class = if n.is_multiple_of(2) { Class::Spam } else { Class::Ham };
+        let class = if n.is_multiple_of(2) {
+            Class::Spam
+        } else {
+            Class::Ham
+        };
         self.learned_class(digest(n)) == Some(class)
     }
     fn commit(&mut self) -> Result<(), StoreError> {
