@@ -254,7 +254,7 @@ struct Scored {
 
 impl Scored {
     fn new(engine: &Engine, raw: RawMessage, args: &RescoreArgs) -> Scored {
-        let scan = engine.scan(&raw.bytes, &Envelope::default());
+        let scan = engine.scan_verdict(&raw.bytes, &Envelope::default());
         let verdict = &scan.verdict;
         let keep = (args.only_action.is_empty() || args.only_action.contains(&verdict.action))
             && args.min_score.is_none_or(|min| verdict.score >= min);

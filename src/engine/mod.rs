@@ -57,7 +57,8 @@ pub struct Scan {
     pub subject: String,
     /// The classifier's answer, or why it abstained.
     pub bayes: Result<Classification, Abstain>,
-    /// Distinct host names of the message's URLs, in order (`/checkv2` `urls`).
+    /// Distinct host names of the message's URLs, in order (`/checkv2`
+    /// `urls`); empty from [`Engine::scan_verdict`].
     pub urls: Vec<String>,
 }
 
@@ -219,8 +220,18 @@ impl Engine {
         message::parse(raw, &self.config.limits)
     }
 
-    /// Scans one message: the whole pipeline.
+    /// Scans one message: the whole pipeline, and the reply's URL hosts.
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Scan {
+        self.scan_reporting(raw, envelope, true)
+    }
+
+    /// [`Engine::scan`] for what needs only the verdict (the rescorer):
+    /// URLs are extracted only if a check reads them, not for the reply.
+    pub fn scan_verdict(&self, raw: &[u8], envelope: &Envelope) -> Scan {
+        self.scan_reporting(raw, envelope, false)
+    }
+
+    fn scan_reporting(&self, raw: &[u8], envelope: &Envelope, report_urls: bool) -> Scan {
         let active = self.active();
         let message = self.parse(raw);
         let mut features = self.features_without_fuzzy(raw, &message);
@@ -269,7 +280,11 @@ impl Engine {
             &context.message.subject,
             &fitted,
         );
-        let urls = context.url_hosts();
+        let urls = if report_urls {
+            context.url_hosts()
+        } else {
+            Vec::new()
+        };
         drop(input);
         let (message, _) = context.into_parts();
         Scan {
