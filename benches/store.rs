@@ -29,8 +29,8 @@ fn build_model(dir: &std::path::Path) {
                 digest: u128::from(message) + 1,
                 from: None,
                 to: class,
-                tokens: &tokens,
-                grams: &grams,
+                tokens: tokens[..].into(),
+                grams: grams[..].into(),
                 features: Default::default(),
             })
             .unwrap();

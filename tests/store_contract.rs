@@ -57,8 +57,8 @@ impl Kind for BayesStore {
             } else {
                 Class::Ham
             },
-            tokens: &[],
-            grams: &[],
+            tokens: (&[][..]).into(),
+            grams: (&[][..]).into(),
             features: ModelFeatures {
                 text: vec![n, n + 1000],
                 rules: Vec::new(),

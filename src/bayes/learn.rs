@@ -33,8 +33,8 @@ pub fn learn(
         digest,
         from: previous,
         to: class,
-        tokens: &features.tokens,
-        grams: &features.grams,
+        tokens: features.tokens[..].into(),
+        grams: features.grams[..].into(),
         features: model_features,
     })?;
     Ok(if previous.is_some() {

@@ -19,26 +19,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
 use super::atomic_file;
 use super::format::{Class, JOURNAL_HEADER_LEN, JournalHeader};
+use super::{Change, StoreError};
+use crate::classifier::ModelFeatures;
 
 const FRAME_HEADER: usize = 8;
 const PAYLOAD_FIXED: usize = 40;
 /// A record's flag: its online step follows the rules.
 const STEP_FLAG: u8 = 1;
 
-/// One replayed record.
+/// One replayed record: the very [`Change`] a learn recorded, and the
+/// online step it took. The same type goes into the journal
+/// ([`JournalWriter::append`]) and into the overlay, whether from a learn
+/// or from a replay.
 pub struct JournalRecord {
-    pub digest: u128,
-    pub from: Option<Class>,
-    pub to: Class,
-    pub tokens: Vec<u64>,
-    pub grams: Vec<u32>,
-    /// The classifier's text features, sorted.
-    pub text: Vec<u32>,
-    /// The classifier's rule features, sorted.
-    pub rules: Vec<u32>,
+    pub change: Change<'static>,
     /// The online step the learn took (`None` in records of version 3).
     pub step: Option<f64>,
 }
@@ -153,7 +149,7 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
     if payload.len() != step_at.checked_add(if has_step { 8 } else { 0 })? {
         return None;
     }
-    let tokens = payload[PAYLOAD_FIXED..grams_at]
+    let tokens: Vec<u64> = payload[PAYLOAD_FIXED..grams_at]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
@@ -163,24 +159,29 @@ pub fn decode_payload(payload: &[u8]) -> Option<JournalRecord> {
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     };
+    let text = if text_bytes == 0 {
+        u32s(&payload[text_at..rules_at])
+    } else {
+        let mut text = Vec::with_capacity(n_text.min(text_bytes));
+        let used =
+            crate::classifier::codec::decode(&payload[text_at..rules_at], n_text, &mut text)?;
+        if used != text_bytes {
+            return None;
+        }
+        text
+    };
     Some(JournalRecord {
-        digest,
-        from,
-        to,
-        tokens,
-        grams: u32s(&payload[grams_at..text_at]),
-        text: if text_bytes == 0 {
-            u32s(&payload[text_at..rules_at])
-        } else {
-            let mut text = Vec::with_capacity(n_text.min(text_bytes));
-            let used =
-                crate::classifier::codec::decode(&payload[text_at..rules_at], n_text, &mut text)?;
-            if used != text_bytes {
-                return None;
-            }
-            text
+        change: Change {
+            digest,
+            from,
+            to,
+            tokens: tokens.into(),
+            grams: u32s(&payload[grams_at..text_at]).into(),
+            features: ModelFeatures {
+                text,
+                rules: u32s(&payload[rules_at..step_at]),
+            },
         },
-        rules: u32s(&payload[rules_at..step_at]),
         step: if has_step {
             Some(f64::from_le_bytes(payload[step_at..].try_into().ok()?))
         } else {
@@ -292,10 +293,10 @@ impl JournalWriter {
             ] {
                 pending.extend_from_slice(&(count as u32).to_le_bytes());
             }
-            for token in c.tokens {
+            for token in c.tokens.iter() {
                 pending.extend_from_slice(&token.to_le_bytes());
             }
-            for value in c.grams {
+            for value in c.grams.iter() {
                 pending.extend_from_slice(&value.to_le_bytes());
             }
             // The text as varint gaps when it is sorted and distinct, as a
@@ -385,19 +386,23 @@ mod tests {
             digest: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
             from: Some(Class::Ham),
             to: Class::Spam,
-            tokens: &[7, 9],
-            grams: &[3],
+            tokens: (&[7, 9][..]).into(),
+            grams: (&[3][..]).into(),
             features: ModelFeatures {
                 text: vec![1, 2, 300, 70_000, 4_194_303],
                 rules: vec![5, 8],
             },
         };
         let record = decode_payload(&payload_of(&change, -0.125)).unwrap();
-        assert_eq!(record.digest, change.digest);
-        assert_eq!((record.from, record.to), (change.from, change.to));
-        assert_eq!((record.tokens, record.grams), (vec![7, 9], vec![3]));
-        assert_eq!(record.text, change.features.text);
-        assert_eq!(record.rules, change.features.rules);
+        let replayed = &record.change;
+        assert_eq!(replayed.digest, change.digest);
+        assert_eq!((replayed.from, replayed.to), (change.from, change.to));
+        assert_eq!(
+            (&*replayed.tokens, &*replayed.grams),
+            (&[7, 9][..], &[3][..])
+        );
+        assert_eq!(replayed.features.text, change.features.text);
+        assert_eq!(replayed.features.rules, change.features.rules);
         assert_eq!(record.step, Some(-0.125));
     }
 
@@ -413,8 +418,8 @@ mod tests {
                 digest: 42,
                 from: None,
                 to: Class::Ham,
-                tokens: &[11],
-                grams: &[],
+                tokens: (&[11][..]).into(),
+                grams: (&[][..]).into(),
                 features: ModelFeatures { text: vec![4, 900, 123_456], rules: vec![6] },
             };
             let mut payload = payload_of(&change, 0.5);

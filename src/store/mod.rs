@@ -155,8 +155,8 @@ mod tests {
                     digest: message * 0x1234_5678_9abc_def1,
                     from: None,
                     to,
-                    tokens: &tokens,
-                    grams: &grams,
+                    tokens: tokens[..].into(),
+                    grams: grams[..].into(),
                     features: Default::default(),
                 })
                 .unwrap();
@@ -181,8 +181,8 @@ mod tests {
                 digest: 0x1234_5678_9abc_def1,
                 from: Some(Class::Ham),
                 to: Class::Spam,
-                tokens: &[5, 6, 7],
-                grams: &[9],
+                tokens: (&[5, 6, 7][..]).into(),
+                grams: (&[9][..]).into(),
                 // Pins the journal's varint text too.
                 features: crate::classifier::ModelFeatures {
                     text: vec![3, 700, 70_000, 4_000_000],

@@ -2,6 +2,7 @@
 
 mod compact;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 pub use compact::Compacted;
@@ -35,10 +36,11 @@ pub struct Change<'a> {
     pub digest: u128,
     pub from: Option<Class>,
     pub to: Class,
-    /// The message's distinct tokens.
-    pub tokens: &'a [u64],
+    /// The message's distinct tokens (borrowed from a learn, owned by a
+    /// replayed record).
+    pub tokens: Cow<'a, [u64]>,
     /// The message's distinct byte-gram buckets.
-    pub grams: &'a [u32],
+    pub grams: Cow<'a, [u32]>,
     /// The classifier's features of the message.
     /// (Owned: the overlay keeps them as the pending sample.)
     pub features: ModelFeatures,
@@ -109,21 +111,7 @@ impl BayesStore {
             journal,
         };
         for record in records {
-            let step = record.step;
-            store.apply(
-                Change {
-                    digest: record.digest,
-                    from: record.from,
-                    to: record.to,
-                    tokens: &record.tokens,
-                    grams: &record.grams,
-                    features: ModelFeatures {
-                        text: record.text,
-                        rules: record.rules,
-                    },
-                },
-                step,
-            );
+            store.apply(record.change, record.step);
         }
         Ok(store)
     }
@@ -148,8 +136,8 @@ impl BayesStore {
             change.digest,
             change.from,
             change.to,
-            change.tokens,
-            change.grams,
+            &change.tokens,
+            &change.grams,
         );
         let delta = step.unwrap_or_else(|| self.online_step(&change));
         let features = change.features;
