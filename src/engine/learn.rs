@@ -152,7 +152,7 @@ impl Engine {
         if message.headers.is_empty() {
             return Err(LearnError::NotAMessage);
         }
-        let features = self.features(raw, &message);
+        let features = self.features(raw, &message, true);
         if features.fuzzy.is_empty() {
             return Err(LearnError::NothingToHash);
         }

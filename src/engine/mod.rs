@@ -3,7 +3,8 @@
 //! ```text
 //! bytes + Envelope
 //!   → message::parse      Message (decoded headers, visible text, links, parts)
-//!   → Features::extract   tokens, fuzzy digests (and, later, URLs)
+//!   → Features            tokens (count-based Bayes only), fuzzy digests
+//!   → ScanContext         what every check reads (URLs on first use)
 //!   → maps                allow/deny lists; a forced action ends the scan here
 //!   → checks, in order    Vec<Symbol>   (gtube, bayes, fuzzy, rules)
 //!   → rules.finish        metas and composites over all symbols
@@ -193,22 +194,22 @@ impl Engine {
         }
     }
 
-    fn features(&self, raw: &[u8], message: &Message) -> Features {
-        let mut features = self.features_without_fuzzy(raw, message);
-        features.fuzzy = crate::fuzzy::FuzzyDigests::compute(message, &self.config.fuzzy.params());
-        features
-    }
-
-    /// The count-based Bayes' tokens when it is in use; fuzzy digests are
-    /// added by the caller when the fuzzy store could match anything, URLs
-    /// by the context on first use. The classifier draws its own features
-    /// (`classify`).
-    fn features_without_fuzzy(&self, raw: &[u8], message: &Message) -> Features {
-        if counts_in_use(&self.config) {
+    /// A message's features, built whole in this one place: the
+    /// count-based Bayes' tokens when it is in use, and the fuzzy digests
+    /// when `with_fuzzy` (a scan asks only when the fuzzy store could match
+    /// anything; a fuzzy report always). URLs come from the context on
+    /// first use; the classifier draws its own indices (`classify`).
+    fn features(&self, raw: &[u8], message: &Message, with_fuzzy: bool) -> Features {
+        let mut features = if counts_in_use(&self.config) {
             Features::statistical(raw, message, &self.tokenizer)
         } else {
             Features::default()
+        };
+        if with_fuzzy {
+            features.fuzzy =
+                crate::fuzzy::FuzzyDigests::compute(message, &self.config.fuzzy.params());
         }
+        features
     }
 
     pub fn config(&self) -> &Config {
@@ -234,11 +235,7 @@ impl Engine {
     fn scan_reporting(&self, raw: &[u8], envelope: &Envelope, report_urls: bool) -> Scan {
         let active = self.active();
         let message = self.parse(raw);
-        let mut features = self.features_without_fuzzy(raw, &message);
-        if !self.fuzzy.is_empty() {
-            features.fuzzy =
-                crate::fuzzy::FuzzyDigests::compute(&message, &self.config.fuzzy.params());
-        }
+        let features = self.features(raw, &message, !self.fuzzy.is_empty());
         let context = ScanContext::new(raw, envelope, message, features);
         let input = Input::new(&context);
 
