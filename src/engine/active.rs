@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::context::ScanContext;
 use crate::extract::Features;
 use crate::message::{self, Envelope};
-use crate::rules::{Input, RuleSet, RulesError};
+use crate::rules::{Input, RuleSet, RuleTimes, RulesError};
 
 /// Rules in force and the configuration they complete: the rule files'
 /// weights with the config's `[symbols]` over them. Replaced whole.
@@ -44,6 +44,27 @@ impl Active {
         let message = message::parse(raw, &self.config.limits);
         let context = ScanContext::new(raw, envelope, message, Features::default());
         self.rule_hits_of(&context)
+    }
+
+    /// [`Active::rule_hits`], adding what each rule took to `times`.
+    pub fn rule_hits_timed(
+        &self,
+        raw: &[u8],
+        envelope: &Envelope,
+        times: &mut RuleTimes,
+    ) -> Vec<String> {
+        let message = message::parse(raw, &self.config.limits);
+        let context = ScanContext::new(raw, envelope, message, Features::default());
+        let input = Input::new(&context);
+        let mut symbols = times.time("maps", || checks::maps::check(&self.rules, &input).symbols);
+        symbols.extend(self.rules.check_timed(&input, Some(times)));
+        let symbols = times.time("metas", || {
+            self.rules.finish(symbols, &|name| self.config.weight(name))
+        });
+        let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// [`Active::rule_hits`] of a message already in its context.

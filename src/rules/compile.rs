@@ -158,6 +158,7 @@ pub(super) fn compile(
         report.prefiltered += shape.prefiltered;
         report.in_set += shape.in_set;
         report.fancy += shape.fancy;
+        report.gated += shape.gated;
         let negated = (0..rules.len() as u32)
             .filter(|&i| rules.get(i as usize).is_some_and(|r| r.1))
             .collect();

@@ -23,6 +23,16 @@ pub enum HeaderForm {
 }
 
 impl HeaderForm {
+    /// How a rule file writes this form after the header's name.
+    fn suffix(self) -> &'static str {
+        match self {
+            HeaderForm::Decoded => "",
+            HeaderForm::Raw => ":raw",
+            HeaderForm::Addr => ":addr",
+            HeaderForm::Name => ":name",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<HeaderForm> {
         Some(match name {
             "decoded" => HeaderForm::Decoded,
@@ -77,6 +87,20 @@ pub enum Target {
     /// The whole message as received.
     Full,
     Envelope(EnvelopeField),
+}
+
+/// `body`, `header Subject`, `mimeheader Content-Type:raw`: what
+/// `chaff rules stats --timing` calls a text.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Header(name, form) | Target::MimeHeader(name, form) => {
+                write!(f, "{} {name}{}", self.kind(), form.suffix())
+            }
+            Target::Envelope(field) => write!(f, "envelope {field:?}"),
+            _ => f.write_str(self.kind()),
+        }
+    }
 }
 
 impl Target {

@@ -19,9 +19,11 @@ pub mod input;
 mod load;
 pub mod maps;
 pub mod matcher;
+mod relax;
 mod sa_facts;
 pub mod spamassassin;
 mod spec;
+pub mod timing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -36,8 +38,9 @@ pub use config::RulesConfig;
 pub use eval::EvalFn;
 pub use expr::{Expr, Policy};
 pub use input::{EnvelopeField, HeaderForm, Input, Target};
-pub use matcher::{Compiled, Counter, MultiMatcher};
+pub use matcher::{Compiled, Counter, MultiMatcher, Stage};
 pub use spec::{LoadReport, Origin, RuleSpec, RulesError, Skip, SkipClass, SpecKind};
+pub use timing::RuleTimes;
 
 /// The rule files compiled into the binary (`rules/` in the source tree).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -201,14 +204,35 @@ impl RuleSet {
     /// Work per message follows the rules that could match it, not the
     /// number of rules: nothing here is sized by the ruleset.
     pub fn check(&self, input: &Input<'_>) -> Vec<Symbol> {
+        self.check_timed(input, None)
+    }
+
+    /// [`RuleSet::check`], adding to `times` what each text, pattern
+    /// group, rule and eval took (`chaff rules stats --timing`).
+    pub fn check_timed(&self, input: &Input<'_>, mut times: Option<&mut RuleTimes>) -> Vec<Symbol> {
         let mut fired: Vec<usize> = Vec::new();
         // (rule, matches) of the counting rules that fired.
         let mut counted: Vec<(usize, u32)> = Vec::new();
         let mut matched = Vec::new();
         for group in &self.targets {
-            let text = input.text(&group.target);
+            let text = match times.as_deref_mut() {
+                None => input.text(&group.target),
+                Some(times) => times.time(format!("{} text", group.target), || {
+                    input.text(&group.target)
+                }),
+            };
             matched.clear();
-            group.matcher.matches(&text, &mut matched);
+            match times.as_deref_mut() {
+                None => group.matcher.matches(&text, &mut matched),
+                Some(times) => {
+                    let mut add = |stage: Stage, took| {
+                        times.add(self.stage_name(group, stage), took);
+                    };
+                    group
+                        .matcher
+                        .matches_timed(&text, &mut matched, Some(&mut add));
+                }
+            }
             for &pattern in &matched {
                 if let Some(&(rule, false)) = group.rules.get(pattern as usize) {
                     fired.push(rule);
@@ -236,9 +260,19 @@ impl RuleSet {
             }
         }
         for (function, negate, rule) in &self.evals {
-            if function.run(input) != *negate {
+            let fires = match times.as_deref_mut() {
+                None => function.run(input),
+                Some(times) => {
+                    let name = self.names.get(*rule).map_or("?", String::as_str);
+                    times.time(format!("{name} (eval)"), || function.run(input))
+                }
+            };
+            if fires != *negate {
                 fired.push(*rule);
             }
+        }
+        if let Some(times) = times {
+            times.messages += 1;
         }
         // In rule order, as they were written.
         fired.sort_unstable();
@@ -253,6 +287,27 @@ impl RuleSet {
                 Some(symbol)
             })
             .collect()
+    }
+
+    /// How `chaff rules stats --timing` names a matcher stage of `group`.
+    fn stage_name(&self, group: &TargetRules, stage: Stage) -> String {
+        match stage {
+            Stage::Prefilter => format!("{} literal prefilter", group.target),
+            Stage::Set => format!("{} no-literal set", group.target),
+            Stage::Pattern(pattern) => {
+                let name = group
+                    .rules
+                    .get(pattern as usize)
+                    .and_then(|&(rule, _)| self.names.get(rule))
+                    .map_or("?", String::as_str);
+                let how = if group.matcher.is_fancy(pattern) {
+                    "fancy-regex"
+                } else {
+                    "confirm"
+                };
+                format!("{name} ({}, {how})", group.target.kind())
+            }
+        }
     }
 
     /// Evaluates metas over all symbols found, applies composite policies

@@ -174,6 +174,9 @@ pub struct LoadReport {
     pub prefiltered: usize,
     pub in_set: usize,
     pub fancy: usize,
+    /// Fancy patterns run only where their relaxed form matched (also
+    /// counted in `prefiltered` or `in_set`).
+    pub gated: usize,
 }
 
 impl LoadReport {

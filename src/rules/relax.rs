@@ -1,0 +1,165 @@
+//! A necessary condition for a fancy-regex pattern, in a form the `regex`
+//! crate runs: the pattern with its look-around, atomic groups and
+//! back-references relaxed to what they imply.
+//!
+//! fancy-regex's backtracking VM is the cost of a large SpamAssassin
+//! ruleset: 148 of its patterns need look-around or back-references, and
+//! run one by one over every text. The relaxed form matches every text the
+//! pattern matches (and more), so it can join the one-pass matcher like any
+//! other pattern; fancy-regex then runs only on the texts where it matched.
+//! A result never changes: the relaxed form only decides when the exact one
+//! has to run.
+//!
+//! Relaxing, node by node (each step keeps every match of the original):
+//! - look-around of any kind, `\K`, and every zero-width assertion except
+//!   `^` and `$` → empty (an assertion dropped only lets more through;
+//!   `\b` is dropped too, since the `regex` crate's `\b` and fancy-regex's
+//!   disagree next to non-ASCII letters);
+//! - an atomic group → the group as an ordinary one (atomicity only forbids
+//!   some matches);
+//! - a back-reference → any text, `(?s:.*?)`;
+//! - anything else fancy-regex knows that the `regex` crate does not
+//!   (conditionals, recursion, `\G`, absent operators…) → no relaxed form:
+//!   the pattern keeps running on every text.
+
+use fancy_regex::{Assertion, Expr};
+
+/// The relaxed form of `source` as `regex` crate syntax, or `None` when it
+/// has none (or when `source` is not a fancy-regex pattern at all).
+pub fn relaxed(source: &str) -> Option<String> {
+    let tree = Expr::parse_tree(source).ok()?;
+    let relaxed = relax(&tree.expr)?;
+    let mut out = String::new();
+    relaxed.to_str(&mut out, 0);
+    Some(out)
+}
+
+fn relax(expr: &Expr) -> Option<Expr> {
+    Some(match expr {
+        Expr::Empty
+        | Expr::Any { .. }
+        | Expr::Literal { .. }
+        | Expr::Delegate { .. }
+        | Expr::Assertion(
+            Assertion::StartText
+            | Assertion::EndText
+            | Assertion::StartLine { .. }
+            | Assertion::StartLineOniguruma { .. }
+            | Assertion::EndLine { .. },
+        ) => expr.clone(),
+        Expr::Assertion(_) | Expr::LookAround(..) | Expr::KeepOut => Expr::Empty,
+        Expr::GeneralNewline { .. } => Expr::Alt(vec![
+            Expr::Literal {
+                val: "\r\n".into(),
+                casei: false,
+            },
+            Expr::Delegate {
+                inner: r"[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}]".into(),
+                casei: false,
+            },
+        ]),
+        Expr::Concat(children) => Expr::Concat(relax_all(children)?),
+        Expr::Alt(children) => Expr::Alt(relax_all(children)?),
+        Expr::Group(child) => Expr::Group(std::sync::Arc::new(relax(child)?)),
+        // Non-capturing: the regex crate has no atomic groups.
+        Expr::AtomicGroup(child) => Expr::Concat(vec![relax(child)?]),
+        Expr::Repeat {
+            child,
+            lo,
+            hi,
+            greedy,
+        } => Expr::Repeat {
+            child: Box::new(relax(child)?),
+            lo: *lo,
+            hi: *hi,
+            greedy: *greedy,
+        },
+        Expr::Backref { .. } => Expr::Repeat {
+            child: Box::new(Expr::Any {
+                newline: true,
+                crlf: false,
+            }),
+            lo: 0,
+            hi: usize::MAX,
+            greedy: false,
+        },
+        _ => return None,
+    })
+}
+
+fn relax_all(children: &[Expr]) -> Option<Vec<Expr>> {
+    children.iter().map(relax).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn std_regex(source: &str) -> regex::Regex {
+        regex::Regex::new(source).unwrap_or_else(|e| panic!("{source}: {e}"))
+    }
+
+    #[test]
+    fn look_around_and_boundaries_go_literals_stay() {
+        assert_eq!(
+            relaxed(r"(?<!\w)paypal(?!\.com)").as_deref(),
+            Some("paypal")
+        );
+        assert_eq!(relaxed(r"\bfoo\b").as_deref(), Some("foo"));
+        let anchored = relaxed(r"(?m)^Subject: (?=x)y$").unwrap();
+        assert!(std_regex(&anchored).is_match("a\nSubject: y\nb"));
+    }
+
+    #[test]
+    fn back_references_become_any_text() {
+        let source = r"(\w+) \1";
+        let relaxed = relaxed(source).unwrap();
+        let regex = std_regex(&relaxed);
+        assert!(regex.is_match("hello hello"));
+        assert!(regex.is_match("hello world"));
+    }
+
+    #[test]
+    fn atomic_groups_and_case_flags_survive() {
+        let relaxed = relaxed(r"(?i)(?>ab|a)c").unwrap();
+        assert!(std_regex(&relaxed).is_match("xABC"));
+        assert!(std_regex(&relaxed).is_match("aC"));
+    }
+
+    #[test]
+    fn what_the_regex_crate_cannot_express_has_no_relaxed_form() {
+        assert_eq!(relaxed(r"(a)?(?(1)b|c)"), None);
+        assert_eq!(relaxed(r"\Gabc"), None);
+        assert_eq!(relaxed(r"(unclosed"), None);
+    }
+
+    /// Patterns of the kinds SpamAssassin's rules use fancy-regex for.
+    const PATTERNS: &[&str] = &[
+        r"(?<!\w)ab+(?!c)",
+        r"(\w)\1{2}",
+        r"(?i)\b(?:pay|pal)(?=\s*pal)",
+        r"(?m)^a(?>b|bc)c$",
+        r"x(?<=ax)\Ky",
+        r"(?s)a.(?!b)..\b",
+        r"(?x) a \s* (?!b) \w",
+        r"\Ra",
+        r"(?<!x)a{2,3}b{0,2}c{4}",
+    ];
+
+    proptest! {
+        /// Every text the exact pattern matches, its relaxed form matches.
+        #[test]
+        fn relaxed_forms_match_whatever_the_pattern_matches(
+            text in "[abcxyPAL \n\r.\u{e9}]{0,24}",
+        ) {
+            for source in PATTERNS {
+                let exact = fancy_regex::Regex::new(source).unwrap();
+                let relaxed = std_regex(&relaxed(source).unwrap());
+                if exact.is_match(&text).unwrap() {
+                    prop_assert!(relaxed.is_match(&text), "{source} on {text:?}");
+                }
+            }
+        }
+    }
+}
