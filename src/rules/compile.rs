@@ -229,10 +229,18 @@ pub(super) fn compile(
         if let Some((spec, expr, policy)) = slots[i].take() {
             add_symbol(&mut set, &spec);
             *report.loaded.entry("meta".into()).or_default() += 1;
+            let mut slot_of = |name: &str| {
+                let next = set.meta_slots.len() as u32;
+                *set.meta_slots.entry(name.to_owned()).or_insert(next)
+            };
+            let slotted = expr.slotted(&mut slot_of);
+            let slot = slot_of(&spec.symbol);
             set.metas.push(Meta {
                 symbol: spec.symbol,
                 expr,
                 policy,
+                slotted,
+                slot,
             });
         }
     }

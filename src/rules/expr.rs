@@ -78,37 +78,23 @@ impl Expr {
         match self {
             Expr::Num(n) => *n,
             Expr::Sym(name, _) => value(name),
-            Expr::Not(e) => f64::from(u8::from(e.eval(value) == 0.0)),
+            Expr::Not(e) => not(e.eval(value)),
             Expr::Neg(e) => -e.eval(value),
+            Expr::Bin(op, l, r) => binary(*op, l.eval(value), || r.eval(value)),
+        }
+    }
+
+    /// The same expression with each symbol replaced by the slot
+    /// `slot(name)` gives it: evaluated over a slice of values, without
+    /// hashing a name (a SpamAssassin ruleset has hundreds of metas).
+    pub fn slotted(&self, slot: &mut impl FnMut(&str) -> u32) -> Slotted {
+        match self {
+            Expr::Num(n) => Slotted::Num(*n),
+            Expr::Sym(name, _) => Slotted::Slot(slot(name)),
+            Expr::Not(e) => Slotted::Not(Box::new(e.slotted(slot))),
+            Expr::Neg(e) => Slotted::Neg(Box::new(e.slotted(slot))),
             Expr::Bin(op, l, r) => {
-                let a = l.eval(value);
-                // Short-circuit as Perl does; also keeps meta cost small.
-                match op {
-                    BinOp::Or if a != 0.0 => return 1.0,
-                    BinOp::And if a == 0.0 => return 0.0,
-                    _ => {}
-                }
-                let b = r.eval(value);
-                let truth = |t: bool| f64::from(u8::from(t));
-                match op {
-                    BinOp::Or | BinOp::And => truth(b != 0.0),
-                    BinOp::Gt => truth(a > b),
-                    BinOp::Ge => truth(a >= b),
-                    BinOp::Lt => truth(a < b),
-                    BinOp::Le => truth(a <= b),
-                    BinOp::Eq => truth(a == b),
-                    BinOp::Ne => truth(a != b),
-                    BinOp::Add => a + b,
-                    BinOp::Sub => a - b,
-                    BinOp::Mul => a * b,
-                    BinOp::Div => {
-                        if b == 0.0 {
-                            0.0
-                        } else {
-                            a / b
-                        }
-                    }
-                }
+                Slotted::Bin(*op, Box::new(l.slotted(slot)), Box::new(r.slotted(slot)))
             }
         }
     }
@@ -129,6 +115,64 @@ impl Expr {
             Expr::Bin(_, l, r) => {
                 l.walk(negated, out);
                 r.walk(negated, out);
+            }
+        }
+    }
+}
+
+/// An [`Expr`] over slots ([`Expr::slotted`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slotted {
+    Num(f64),
+    Slot(u32),
+    Not(Box<Slotted>),
+    Neg(Box<Slotted>),
+    Bin(BinOp, Box<Slotted>, Box<Slotted>),
+}
+
+impl Slotted {
+    /// Evaluates with `values[slot]` as each symbol's value (0 past the end).
+    pub fn eval(&self, values: &[f64]) -> f64 {
+        match self {
+            Slotted::Num(n) => *n,
+            Slotted::Slot(slot) => values.get(*slot as usize).copied().unwrap_or(0.0),
+            Slotted::Not(e) => not(e.eval(values)),
+            Slotted::Neg(e) => -e.eval(values),
+            Slotted::Bin(op, l, r) => binary(*op, l.eval(values), || r.eval(values)),
+        }
+    }
+}
+
+fn not(value: f64) -> f64 {
+    f64::from(u8::from(value == 0.0))
+}
+
+/// `a op b`, reading `b` only when `a` does not decide it: short-circuit
+/// as Perl does, which also keeps a meta's cost small.
+fn binary(op: BinOp, a: f64, b: impl FnOnce() -> f64) -> f64 {
+    match op {
+        BinOp::Or if a != 0.0 => return 1.0,
+        BinOp::And if a == 0.0 => return 0.0,
+        _ => {}
+    }
+    let b = b();
+    let truth = |t: bool| f64::from(u8::from(t));
+    match op {
+        BinOp::Or | BinOp::And => truth(b != 0.0),
+        BinOp::Gt => truth(a > b),
+        BinOp::Ge => truth(a >= b),
+        BinOp::Lt => truth(a < b),
+        BinOp::Le => truth(a <= b),
+        BinOp::Eq => truth(a == b),
+        BinOp::Ne => truth(a != b),
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => {
+            if b == 0.0 {
+                0.0
+            } else {
+                a / b
             }
         }
     }
@@ -381,6 +425,33 @@ mod tests {
         parse(text)
             .unwrap()
             .eval(&|s| f64::from(u8::from(on.contains(&s))))
+    }
+
+    #[test]
+    fn slotted_expressions_evaluate_as_named_ones() {
+        let texts = [
+            "A && !B",
+            "(A || B) && C",
+            "A + B + C >= 2",
+            "(A - B) * 2 == 2",
+            "A / B",
+        ];
+        let names = ["A", "B", "C"];
+        for text in texts {
+            let expr = parse(text).unwrap();
+            let slotted =
+                expr.slotted(&mut |name| names.iter().position(|n| *n == name).unwrap_or(9) as u32);
+            for bits in 0..8u8 {
+                let values: Vec<f64> = (0..3).map(|i| f64::from((bits >> i) & 1)).collect();
+                let by_name = expr.eval(&|name| {
+                    names
+                        .iter()
+                        .position(|n| *n == name)
+                        .map_or(0.0, |i| values[i])
+                });
+                assert_eq!(slotted.eval(&values), by_name, "{text} with {bits:03b}");
+            }
+        }
     }
 
     #[test]

@@ -23,15 +23,13 @@ use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, meta};
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use std::time::{Duration, Instant};
 
+use super::literals::{Side, required_literals};
 use super::spec::PatternError;
 
 /// Size limit for one compiled pattern (SpamAssassin has some large ones).
 const REGEX_SIZE_LIMIT: usize = 32 << 20;
-/// Literals shorter than this make a pattern a candidate too often to help.
-const MIN_LITERAL: usize = 3;
 /// Patterns per no-literal set. One lazy DFA over all of SpamAssassin's
 /// hundred-odd body patterns without a literal thrashes its cache: on 596
 /// messages of the SpamAssassin corpus, `chaff rules stats --timing` gave
@@ -315,112 +313,6 @@ fn first_line(error: &str) -> String {
         )
 }
 
-/// Where in a match its required literals are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    /// Every match starts with one of them.
-    Prefix,
-    /// Every match ends with one of them.
-    Suffix,
-}
-
-/// Literals every match of `source` starts (or ends) with, ASCII-lowercased,
-/// if they are all at least [`MIN_LITERAL`] bytes long.
-///
-/// The automaton is ASCII case-insensitive, so a leading `(?i)` is dropped
-/// before extracting: otherwise every case variant of every letter would be
-/// enumerated and long alternations would yield no usable literal. (The
-/// cost: a text that spells an ASCII letter with a non-ASCII case variant,
-/// the Kelvin sign for `k` or the long `ſ` for `s`, is not a candidate.)
-fn required_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
-    let folded = drop_leading_case_flag(source);
-    if folded != source {
-        // Only when every literal is ASCII: the automaton folds ASCII case
-        // only, so `(?i)straße` must keep its enumerated variants (ẞ).
-        let (side, literals) = extract_literals(&folded)?;
-        if literals.iter().all(|l| l.is_ascii()) {
-            return Some((side, literals));
-        }
-    }
-    extract_literals(source)
-}
-
-/// Prefix literals win unless the suffix ones are more selective (longer,
-/// or not a link's scheme).
-fn extract_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(source)
-        .ok()?;
-    let mut best: Option<(Side, Vec<Vec<u8>>)> = None;
-    for (kind, side) in [
-        (ExtractKind::Prefix, Side::Prefix),
-        (ExtractKind::Suffix, Side::Suffix),
-    ] {
-        let mut extractor = Extractor::new();
-        extractor
-            .kind(kind)
-            .limit_class(16)
-            .limit_repeat(8)
-            .limit_literal_len(24)
-            .limit_total(512);
-        let seq = extractor.extract(&hir);
-        let Some(literals) = seq.literals() else {
-            continue;
-        };
-        let mut lowered: Vec<Vec<u8>> = literals
-            .iter()
-            .map(|l| l.as_bytes().to_ascii_lowercase())
-            .collect();
-        lowered.sort();
-        lowered.dedup();
-        if lowered.is_empty() || lowered.iter().any(|l| l.len() < MIN_LITERAL) {
-            continue;
-        }
-        if best
-            .as_ref()
-            .is_none_or(|(_, b)| selectivity(&lowered) > selectivity(b))
-        {
-            best = Some((side, lowered));
-        }
-    }
-    best
-}
-
-/// Literals nearly every message contains many times over; a pattern
-/// known only by them is a candidate everywhere, once per link.
-const UBIQUITOUS: &[&[u8]] = &[b"http", b"www.", b"mailto:", b"<a ", b"href"];
-
-/// How rarely a set of literals is expected to occur: its shortest
-/// literal's length, or 0 when one of them starts with a ubiquitous one.
-fn selectivity(literals: &[Vec<u8>]) -> usize {
-    if literals
-        .iter()
-        .any(|l| UBIQUITOUS.iter().any(|u| l.starts_with(u)))
-    {
-        return 0;
-    }
-    literals.iter().map(Vec::len).min().unwrap_or(0)
-}
-
-/// `(?im)x` → `(?m)x`; `(?i)x` → `x`; anything else unchanged.
-fn drop_leading_case_flag(source: &str) -> std::borrow::Cow<'_, str> {
-    if let Some(rest) = source.strip_prefix("(?")
-        && let Some(end) = rest.find(')')
-        && rest[..end].contains('i')
-        && rest[..end].bytes().all(|b| b.is_ascii_alphabetic())
-    {
-        let flags: String = rest[..end].chars().filter(|&c| c != 'i').collect();
-        let body = &rest[end + 1..];
-        return if flags.is_empty() {
-            body.to_owned().into()
-        } else {
-            format!("(?{flags}){body}").into()
-        };
-    }
-    source.into()
-}
-
 /// Patterns over one kind of text, matched together.
 #[derive(Debug, Default)]
 pub struct MultiMatcher {
@@ -700,6 +592,9 @@ impl MultiMatcher {
                 }
                 false
             }
+            // One search over the text: an inner literal says only that a
+            // match is possible, not where.
+            Side::Inner => pattern.is_match_in(text, 0..text.len(), false),
             Side::Suffix => {
                 let mut ends: Vec<usize> = hits.iter().map(|h| h.2).collect();
                 ends.sort_unstable();

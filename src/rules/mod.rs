@@ -16,6 +16,7 @@ mod config;
 pub mod eval;
 pub mod expr;
 pub mod input;
+mod literals;
 mod load;
 pub mod maps;
 pub mod matcher;
@@ -36,7 +37,7 @@ use maps::MapSet;
 use compile::compile;
 pub use config::RulesConfig;
 pub use eval::EvalFn;
-pub use expr::{Expr, Policy};
+pub use expr::{Expr, Policy, Slotted};
 pub use input::{EnvelopeField, HeaderForm, Input, Target};
 pub use matcher::{Compiled, Counter, MultiMatcher, Stage};
 pub use spec::{LoadReport, Origin, RuleSpec, RulesError, Skip, SkipClass, SpecKind};
@@ -68,6 +69,9 @@ struct Meta {
     symbol: String,
     expr: Expr,
     policy: Policy,
+    /// `expr` over [`RuleSet::meta_slots`], and this meta's own slot.
+    slotted: Slotted,
+    slot: u32,
 }
 
 /// Compiled rules, ready to scan.
@@ -82,6 +86,9 @@ pub struct RuleSet {
     exists: Vec<(String, bool, usize)>,
     evals: Vec<(EvalFn, bool, usize)>,
     metas: Vec<Meta>,
+    /// A slot for every symbol a meta names or is: metas read their
+    /// members from a slice, not by hashing names.
+    meta_slots: HashMap<String, u32>,
     hidden: HashSet<String>,
     pub maps: MapSet,
     pub report: LoadReport,
@@ -100,6 +107,7 @@ impl RuleSet {
             exists: Vec::new(),
             evals: Vec::new(),
             metas: Vec::new(),
+            meta_slots: HashMap::new(),
             hidden: HashSet::new(),
             maps: MapSet::default(),
             report: LoadReport::default(),
@@ -317,28 +325,35 @@ impl RuleSet {
         if self.metas.is_empty() && self.hidden.is_empty() {
             return symbols;
         }
-        // Symbol → its value in expressions: 1, or a counting rule's matches.
-        let mut present: HashMap<String, f64> = symbols
-            .iter()
-            .map(|s| (s.name.clone(), f64::from(s.hits)))
-            .collect();
+        // Slot → its value in expressions: 1, or a counting rule's matches;
+        // and whether that symbol is present at all.
+        let mut values = vec![0.0; self.meta_slots.len()];
+        let mut present = vec![false; self.meta_slots.len()];
+        for symbol in &symbols {
+            if let Some(&slot) = self.meta_slots.get(&symbol.name) {
+                values[slot as usize] = f64::from(symbol.hits);
+                present[slot as usize] = true;
+            }
+        }
         // Member symbol → the policies of the fired composites naming it.
         let mut removals: HashMap<String, Vec<(Policy, String)>> = HashMap::new();
         let mut fired_metas = Vec::new();
         for meta in &self.metas {
-            let value = meta
-                .expr
-                .eval(&|name| present.get(name).copied().unwrap_or(0.0));
-            if value == 0.0 {
+            if meta.slotted.eval(&values) == 0.0 {
                 continue;
             }
-            present.insert(meta.symbol.clone(), 1.0);
+            values[meta.slot as usize] = 1.0;
+            present[meta.slot as usize] = true;
             fired_metas.push(Symbol::new(meta.symbol.clone()));
             if meta.policy == Policy::Leave {
                 continue;
             }
             for (member, prefix, negated) in meta.expr.symbols() {
-                if !negated && present.contains_key(member) {
+                let is_present = self
+                    .meta_slots
+                    .get(member)
+                    .is_some_and(|&slot| present[slot as usize]);
+                if !negated && is_present {
                     removals
                         .entry(member.to_owned())
                         .or_default()
