@@ -300,3 +300,90 @@ fn network_evals_are_not_run_and_metas_naming_them_still_fire() {
         "{text}"
     );
 }
+
+/// A pattern whose backtracking explodes on this text: `(a|aa)+` splits the
+/// run of `a`s every way before `\1b` fails. Its relaxed form,
+/// `((a|aa)+)(?s:.*?)b`, matches, so fancy-regex does run on it.
+const EXPLODING: &str = r"((a|aa)+)\1b";
+const EXPLODING_TEXT: &str = "From: x@y.example\nSubject: hello\nMessage-ID: <a@b>\n\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac b\n";
+
+#[test]
+fn a_pattern_past_the_backtracking_limit_is_reported_not_taken_as_no_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("local.toml");
+    write(
+        &rules,
+        &format!(
+            "{}{}",
+            rule("EXPLODES", EXPLODING, 1.0),
+            rule("HELLO", "aaaa", 1.0)
+        ),
+    );
+    let paths = format!("[rules]\nbuiltin = false\npaths = [{:?}]\n", rules);
+    let engine = engine(dir.path(), &paths);
+    let scan = engine.scan(EXPLODING_TEXT.as_bytes(), &Envelope::default());
+    let names: Vec<&str> = scan
+        .verdict
+        .symbols
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(names.contains(&"HELLO"), "{names:?}");
+    assert!(!names.contains(&"EXPLODES"), "{names:?}");
+    let incomplete = scan
+        .verdict
+        .symbols
+        .iter()
+        .find(|s| s.name == "CHAFF_RULES_INCOMPLETE")
+        .expect("the undecided rule is reported");
+    assert_eq!(incomplete.options, vec!["backtrack-limit:EXPLODES"]);
+    assert_eq!(incomplete.score, 0.0);
+
+    // `chaff rules stats` counts it per rule.
+    let message = dir.path().join("message.eml");
+    write(&message, EXPLODING_TEXT);
+    let config = dir.path().join("chaff.toml");
+    write(&config, &paths);
+    let out = chaff(&[
+        "--config",
+        config.to_str().unwrap(),
+        "rules",
+        "stats",
+        message.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CHAFF_RULES_INCOMPLETE(backtrack-limit:EXPLODES)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rules_stats_timing_names_the_costliest_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("local.toml");
+    write(&rules, &rule("EXPLODES", EXPLODING, 1.0));
+    let config = dir.path().join("chaff.toml");
+    write(&config, &format!("[rules]\npaths = [{:?}]\n", rules));
+    let message = dir.path().join("message.eml");
+    write(&message, EXPLODING_TEXT);
+    let out = chaff(&[
+        "--config",
+        config.to_str().unwrap(),
+        "rules",
+        "stats",
+        "--timing",
+        "5",
+        message.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("rules: ") && lines[0].contains("over 1 messages"),
+        "{text}"
+    );
+    // Header, then at most five entries; the exploding pattern costs most.
+    assert!(lines.len() <= 7, "{text}");
+    assert!(lines[2].ends_with("EXPLODES (body, fancy-regex)"), "{text}");
+}

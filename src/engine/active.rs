@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::context::ScanContext;
 use crate::extract::Features;
 use crate::message::{self, Envelope};
-use crate::rules::{Input, RuleSet, RuleTimes, RulesError};
+use crate::rules::{INCOMPLETE_SYMBOL, Input, RuleSet, RuleTimes, RulesError};
 
 /// Rules in force and the configuration they complete: the rule files'
 /// weights with the config's `[symbols]` over them. Replaced whole.
@@ -61,10 +61,7 @@ impl Active {
         let symbols = times.time("metas", || {
             self.rules.finish(symbols, &|name| self.config.weight(name))
         });
-        let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
-        names.sort();
-        names.dedup();
-        names
+        hit_names(symbols)
     }
 
     /// [`Active::rule_hits`] of a message already in its context.
@@ -73,10 +70,7 @@ impl Active {
         let mut symbols = checks::maps::check(&self.rules, &input).symbols;
         symbols.extend(checks::rules::check(&self.rules, &input));
         let symbols = self.rules.finish(symbols, &|name| self.config.weight(name));
-        let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
-        names.sort();
-        names.dedup();
-        names
+        hit_names(symbols)
     }
 
     /// The rule symbols a message fires that the classifier takes as
@@ -112,6 +106,28 @@ impl Active {
         let slope = weights.calibration().slope;
         Some(slope * (configured + self.config.classifier.points_per_logit * correction))
     }
+}
+
+/// Symbol names, sorted and distinct; the rules a scan left undecided as
+/// `CHAFF_RULES_INCOMPLETE(backtrack-limit:RULE)`, one name each, so
+/// `chaff rules stats` counts them per rule.
+fn hit_names(symbols: Vec<crate::symbol::Symbol>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for symbol in symbols {
+        if symbol.name == INCOMPLETE_SYMBOL {
+            names.extend(
+                symbol
+                    .options
+                    .iter()
+                    .map(|option| format!("{INCOMPLETE_SYMBOL}({option})")),
+            );
+        } else {
+            names.push(symbol.name);
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The rules' side of training, from the configuration in force: each rule

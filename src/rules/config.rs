@@ -22,4 +22,10 @@ pub struct RulesConfig {
     /// Rule and map files are checked for changes at most this often (the
     /// daemon reloads them on change, and on SIGHUP).
     pub reload_check_secs: u64,
+    /// Rule time per message. Past it the patterns that need fancy-regex's
+    /// backtracking engine (the only ones whose cost a text can blow up)
+    /// are not run, and `CHAFF_RULES_INCOMPLETE` names them. Inside the
+    /// scan time limit, so a message of pathological text still gets a
+    /// verdict from everything else. 0: no budget.
+    pub budget_ms: u64,
 }

@@ -30,6 +30,36 @@ use super::spec::PatternError;
 
 /// Size limit for one compiled pattern (SpamAssassin has some large ones).
 const REGEX_SIZE_LIMIT: usize = 32 << 20;
+/// Backtracking steps fancy-regex may take on one text before it gives up
+/// (its default is 1,000,000): what bounds the worst case of one pattern.
+/// A pattern that gives up is reported (`Found::exhausted`), not taken as
+/// no match in silence.
+pub const BACKTRACK_LIMIT: usize = 100_000;
+
+/// fancy-regex gave up on a text at [`BACKTRACK_LIMIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted;
+
+/// What one pass of a [`MultiMatcher`] over a text found, and which
+/// patterns it could not decide.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Patterns that match, each once, in no particular order.
+    pub matched: Vec<u32>,
+    /// Patterns that ran into [`BACKTRACK_LIMIT`] on this text.
+    pub exhausted: Vec<u32>,
+    /// fancy-regex patterns not run: the message's rule budget was spent.
+    pub over_budget: Vec<u32>,
+}
+
+impl Found {
+    pub fn clear(&mut self) {
+        self.matched.clear();
+        self.exhausted.clear();
+        self.over_budget.clear();
+    }
+}
+
 /// Patterns per no-literal set. One lazy DFA over all of SpamAssassin's
 /// hundred-odd body patterns without a literal thrashes its cache: on 596
 /// messages of the SpamAssassin corpus, `chaff rules stats --timing` gave
@@ -138,6 +168,7 @@ impl Compiled {
             // fancy-regex does not take `(?-u:…)`: its `\b` stays Unicode.
             Err(std_error) => match fancy_regex::RegexBuilder::new(source)
                 .delegate_size_limit(REGEX_SIZE_LIMIT)
+                .backtrack_limit(BACKTRACK_LIMIT)
                 .build()
             {
                 // fancy-regex accepts everything regex does and more; only
@@ -153,11 +184,18 @@ impl Compiled {
         }
     }
 
+    /// Whether `text` matches; a pattern that exhausts the backtracking
+    /// limit counts as no match here ([`Compiled::try_match`] tells).
     pub fn is_match(&self, text: &str) -> bool {
+        self.try_match(text).unwrap_or(false)
+    }
+
+    /// Whether `text` matches, or `Exhausted` when fancy-regex gave up at
+    /// [`BACKTRACK_LIMIT`] without an answer.
+    pub fn try_match(&self, text: &str) -> Result<bool, Exhausted> {
         match self {
-            Compiled::Std(regex) => regex.is_match(text),
-            // A pattern that exhausts the backtracking limit does not match.
-            Compiled::Fancy(regex) => regex.is_match(text).unwrap_or(false),
+            Compiled::Std(regex) => Ok(regex.is_match(text)),
+            Compiled::Fancy(regex) => regex.is_match(text).map_err(|_| Exhausted),
         }
     }
 
@@ -201,6 +239,7 @@ impl Counter {
             Ok(regex) => Ok(Counter::Std(regex)),
             Err(std_error) => fancy_regex::RegexBuilder::new(source)
                 .delegate_size_limit(REGEX_SIZE_LIMIT)
+                .backtrack_limit(BACKTRACK_LIMIT)
                 .build()
                 .map(|fancy| Counter::Fancy(Box::new(fancy)))
                 .map_err(|_| PatternError(first_line(&std_error.to_string()))),
@@ -478,28 +517,61 @@ impl MultiMatcher {
 
     /// Whether pattern `index`, found by the one-pass search, matches:
     /// a fancy pattern found by its relaxed form is run now, on this text.
-    fn confirmed(&self, index: u32, text: &str) -> bool {
+    fn confirmed(
+        &self,
+        index: u32,
+        text: &str,
+        deadline: Option<Instant>,
+        found: &mut Found,
+    ) -> bool {
         match self.gates.get(index as usize) {
-            Some(Some(_)) => self
-                .patterns
-                .get(index as usize)
-                .is_some_and(|exact| exact.is_match(text)),
+            Some(Some(_)) => self.run_fancy(index, text, deadline, found),
             _ => true,
+        }
+    }
+
+    /// Runs fancy pattern `index` on `text`, unless the budget is spent;
+    /// what it could not decide goes into `found`.
+    fn run_fancy(
+        &self,
+        index: u32,
+        text: &str,
+        deadline: Option<Instant>,
+        found: &mut Found,
+    ) -> bool {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            found.over_budget.push(index);
+            return false;
+        }
+        match self.patterns.get(index as usize).map(|p| p.try_match(text)) {
+            Some(Ok(matches)) => matches,
+            Some(Err(Exhausted)) => {
+                found.exhausted.push(index);
+                false
+            }
+            None => false,
         }
     }
 
     /// Appends to `matched` every pattern `i` that matches `text`, each
     /// once, in no particular order.
+    /// (Patterns fancy-regex gave up on are left out; the scan uses
+    /// [`MultiMatcher::matches_timed`], which reports them.)
     pub fn matches(&self, text: &str, matched: &mut Vec<u32>) {
-        self.matches_timed(text, matched, None);
+        let mut found = Found::default();
+        self.matches_timed(text, &mut found, None, None);
+        matched.append(&mut found.matched);
     }
 
-    /// [`MultiMatcher::matches`], telling `timing` how long each stage took
-    /// (`chaff rules stats --timing`); with `None` no clock is read.
+    /// [`MultiMatcher::matches`] into `found`, running no fancy-regex
+    /// pattern once `deadline` has passed, and telling `timing` how long
+    /// each stage took (`chaff rules stats --timing`; with `None` no clock
+    /// is read for it).
     pub fn matches_timed(
         &self,
         text: &str,
-        matched: &mut Vec<u32>,
+        found: &mut Found,
+        deadline: Option<Instant>,
         mut timing: Option<&mut dyn FnMut(Stage, Duration)>,
     ) {
         let mut timed = |stage: Stage, work: &mut dyn FnMut() -> bool| -> bool {
@@ -530,33 +602,36 @@ impl MultiMatcher {
                     continue;
                 };
                 if timed(Stage::Pattern(owner), &mut || {
-                    self.candidate_matches(owner, run, text) && self.confirmed(owner, text)
+                    self.candidate_matches(owner, run, text)
+                        && self.confirmed(owner, text, deadline, found)
                 }) {
-                    matched.push(owner);
+                    found.matched.push(owner);
                 }
             }
         }
         if !self.sets.is_empty() {
-            let mut found = Vec::new();
+            let mut in_sets = Vec::new();
             timed(Stage::Set, &mut || {
                 for (set, first) in &self.sets {
-                    found.extend(set.matches(text).iter().map(|hit| first + hit));
+                    in_sets.extend(set.matches(text).iter().map(|hit| first + hit));
                 }
                 true
             });
-            for hit in found {
+            for hit in in_sets {
                 if let Some(&index) = self.set_members.get(hit)
-                    && timed(Stage::Pattern(index), &mut || self.confirmed(index, text))
+                    && timed(Stage::Pattern(index), &mut || {
+                        self.confirmed(index, text, deadline, found)
+                    })
                 {
-                    matched.push(index);
+                    found.matched.push(index);
                 }
             }
         }
         for &index in &self.fancy {
-            if let Some(pattern) = self.patterns.get(index as usize)
-                && timed(Stage::Pattern(index), &mut || pattern.is_match(text))
-            {
-                matched.push(index);
+            if timed(Stage::Pattern(index), &mut || {
+                self.run_fancy(index, text, deadline, found)
+            }) {
+                found.matched.push(index);
             }
         }
     }
@@ -645,6 +720,24 @@ mod tests {
             out[i as usize] = true;
         }
         out
+    }
+
+    #[test]
+    fn fancy_patterns_past_the_limit_or_the_deadline_are_reported() {
+        let m = matcher(&[r"((a|aa)+)\1b", r"(?<!x)aaa"]);
+        let text = format!("{}c b", "a".repeat(40));
+        let mut found = Found::default();
+        m.matches_timed(&text, &mut found, None, None);
+        assert_eq!(found.matched, vec![1]);
+        assert_eq!(found.exhausted, vec![0]);
+        assert!(found.over_budget.is_empty());
+        // A spent budget: the gates still match, fancy-regex is not run.
+        let mut found = Found::default();
+        m.matches_timed(&text, &mut found, Some(Instant::now()), None);
+        assert!(found.matched.is_empty());
+        let mut skipped = found.over_budget.clone();
+        skipped.sort();
+        assert_eq!(skipped, vec![0, 1]);
     }
 
     #[test]

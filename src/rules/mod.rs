@@ -28,7 +28,7 @@ pub mod timing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::symbol::Symbol;
 use crate::verdict::SymbolConfig;
@@ -39,7 +39,7 @@ pub use config::RulesConfig;
 pub use eval::EvalFn;
 pub use expr::{Expr, Policy, Slotted};
 pub use input::{EnvelopeField, HeaderForm, Input, Target};
-pub use matcher::{Compiled, Counter, MultiMatcher, Stage};
+pub use matcher::{Compiled, Counter, Found, MultiMatcher, Stage};
 pub use spec::{LoadReport, Origin, RuleSpec, RulesError, Skip, SkipClass, SpecKind};
 pub use timing::RuleTimes;
 
@@ -94,7 +94,15 @@ pub struct RuleSet {
     pub report: LoadReport,
     /// Files (and directories) read, with their modification times.
     watched: Vec<(PathBuf, Option<SystemTime>)>,
+    /// Rule time per message (`rules.budget_ms`), `None` for no budget.
+    budget: Option<Duration>,
 }
+
+/// The symbol a scan gets when some rule could not be decided: options
+/// `backtrack-limit:RULE` (fancy-regex gave up on the text) and
+/// `budget:RULE` (not run: the message's rule time was spent). Weight 0:
+/// it tells the admin, it does not score.
+pub const INCOMPLETE_SYMBOL: &str = "CHAFF_RULES_INCOMPLETE";
 
 impl RuleSet {
     /// No rules at all (`rules.enabled = false`).
@@ -112,6 +120,7 @@ impl RuleSet {
             maps: MapSet::default(),
             report: LoadReport::default(),
             watched: Vec::new(),
+            budget: None,
         }
     }
 
@@ -154,6 +163,7 @@ impl RuleSet {
         }
         set.maps = maps;
         set.watched = watched;
+        set.budget = (rules.budget_ms > 0).then(|| Duration::from_millis(rules.budget_ms));
         Ok(set)
     }
 
@@ -218,10 +228,13 @@ impl RuleSet {
     /// [`RuleSet::check`], adding to `times` what each text, pattern
     /// group, rule and eval took (`chaff rules stats --timing`).
     pub fn check_timed(&self, input: &Input<'_>, mut times: Option<&mut RuleTimes>) -> Vec<Symbol> {
+        let deadline = self.budget.map(|budget| Instant::now() + budget);
         let mut fired: Vec<usize> = Vec::new();
         // (rule, matches) of the counting rules that fired.
         let mut counted: Vec<(usize, u32)> = Vec::new();
-        let mut matched = Vec::new();
+        let mut found = Found::default();
+        // Rules left undecided, as `INCOMPLETE_SYMBOL`'s options.
+        let mut undecided: Vec<String> = Vec::new();
         for group in &self.targets {
             let text = match times.as_deref_mut() {
                 None => input.text(&group.target),
@@ -229,19 +242,41 @@ impl RuleSet {
                     input.text(&group.target)
                 }),
             };
-            matched.clear();
+            found.clear();
             match times.as_deref_mut() {
-                None => group.matcher.matches(&text, &mut matched),
+                None => group
+                    .matcher
+                    .matches_timed(&text, &mut found, deadline, None),
                 Some(times) => {
                     let mut add = |stage: Stage, took| {
                         times.add(self.stage_name(group, stage), took);
                     };
                     group
                         .matcher
-                        .matches_timed(&text, &mut matched, Some(&mut add));
+                        .matches_timed(&text, &mut found, deadline, Some(&mut add));
                 }
             }
-            for &pattern in &matched {
+            let rule_name = |pattern: &u32| {
+                group
+                    .rules
+                    .get(*pattern as usize)
+                    .and_then(|&(rule, _)| self.names.get(rule))
+                    .map_or("?", String::as_str)
+            };
+            undecided.extend(
+                found
+                    .exhausted
+                    .iter()
+                    .map(|p| format!("backtrack-limit:{}", rule_name(p))),
+            );
+            undecided.extend(
+                found
+                    .over_budget
+                    .iter()
+                    .map(|p| format!("budget:{}", rule_name(p))),
+            );
+            let matched = &mut found.matched;
+            for &pattern in matched.iter() {
                 if let Some(&(rule, false)) = group.rules.get(pattern as usize) {
                     fired.push(rule);
                     // Counted only once the rule is known to match, so the
@@ -285,7 +320,7 @@ impl RuleSet {
         // In rule order, as they were written.
         fired.sort_unstable();
         fired.dedup();
-        fired
+        let mut symbols: Vec<Symbol> = fired
             .into_iter()
             .filter_map(|rule| {
                 let mut symbol = Symbol::new(self.names.get(rule)?.clone());
@@ -294,7 +329,15 @@ impl RuleSet {
                 }
                 Some(symbol)
             })
-            .collect()
+            .collect();
+        if !undecided.is_empty() {
+            undecided.sort();
+            undecided.dedup();
+            let mut incomplete = Symbol::new(INCOMPLETE_SYMBOL);
+            incomplete.options = undecided;
+            symbols.push(incomplete);
+        }
+        symbols
     }
 
     /// How `chaff rules stats --timing` names a matcher stage of `group`.
