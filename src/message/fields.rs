@@ -11,6 +11,39 @@ pub fn unfold(value: &str) -> String {
         .to_owned()
 }
 
+/// Unfolded as SpamAssassin unfolds a header for its rules (its
+/// `Message::Node` header decoding): each line break and the blanks after
+/// it become one space, then the ends are trimmed. `a;\r\n\tb` → `a; b`,
+/// where [`unfold`] keeps the tab. Rule texts use this, so patterns written
+/// for SpamAssassin (`; ` after a folded parameter) match as there.
+pub fn unfold_as_spamassassin(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value.replace("\r\n", "\n");
+    rest = rest.replace('\r', "\n");
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            if chars
+                .peek()
+                .is_some_and(|&next| next == ' ' || next == '\t')
+            {
+                while chars
+                    .peek()
+                    .is_some_and(|&next| next == ' ' || next == '\t')
+                {
+                    chars.next();
+                }
+                out.push(' ');
+            }
+            // A bare line break with no blank after it is not folding; as
+            // before, it goes.
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim().to_owned()
+}
+
 /// The top-level header fields as written: (name, value with folding kept,
 /// without the final line break). Stops at the first empty line.
 pub fn raw_header_fields(raw: &[u8]) -> Vec<(String, String)> {
@@ -93,4 +126,19 @@ pub fn split_addresses(value: &str) -> Vec<(String, String)> {
         out.push((name, addr));
     }
     out
+}
+
+#[cfg(test)]
+mod unfold_tests {
+    use super::*;
+
+    #[test]
+    fn spamassassin_unfolding_turns_a_fold_into_one_space() {
+        assert_eq!(
+            unfold_as_spamassassin("text/plain;\r\n\tcharset=us-ascii"),
+            "text/plain; charset=us-ascii"
+        );
+        assert_eq!(unfold_as_spamassassin(" a\n    b \n"), "a b");
+        assert_eq!(unfold("text/plain;\n\tcharset=x"), "text/plain;\tcharset=x");
+    }
 }

@@ -6,7 +6,9 @@ use std::cell::OnceCell;
 
 use super::sa_facts::{self, relay_pseudo_headers};
 use crate::context::ScanContext;
-use crate::message::fields::{raw_header_fields, split_addresses, strip_mbox_line, unfold};
+use crate::message::fields::{
+    raw_header_fields, split_addresses, strip_mbox_line, unfold_as_spamassassin,
+};
 use crate::message::{Envelope, Message};
 
 /// Which form of a header a rule reads.
@@ -213,7 +215,7 @@ impl<'a> Input<'a> {
                 if field.eq_ignore_ascii_case(name) {
                     values.push(match form {
                         HeaderForm::Raw => value,
-                        _ => unfold(&value),
+                        _ => unfold_as_spamassassin(&value),
                     });
                 }
             }
@@ -283,10 +285,10 @@ impl<'a> Input<'a> {
                     .iter()
                     .filter(|h| h.name.eq_ignore_ascii_case(wanted))
                     .nth(nth)
-                    .map_or_else(|| unfold(value), |h| h.value.clone());
+                    .map_or_else(|| unfold_as_spamassassin(value), |h| h.value.clone());
                 values.push(decoded);
             } else {
-                values.push(unfold(value));
+                values.push(unfold_as_spamassassin(value));
             }
         }
         match form {

@@ -16,7 +16,7 @@ use regex::Regex;
 
 pub use relays::relay_pseudo_headers;
 
-use crate::message::fields::{split_addresses, unfold};
+use crate::message::fields::{split_addresses, unfold_as_spamassassin};
 use crate::message::{Envelope, Message};
 
 /// Seconds from the Received stamp nearest to the Date header to the
@@ -30,7 +30,7 @@ pub fn date_diff(fields: &[(String, String)]) -> i64 {
         fields
             .iter()
             .filter(|(field, _)| field.eq_ignore_ascii_case(name))
-            .find_map(|(_, value)| date::parse(&unfold(value)))
+            .find_map(|(_, value)| date::parse(&unfold_as_spamassassin(value)))
     });
     let Some(date) = date else {
         return 0;
@@ -38,7 +38,7 @@ pub fn date_diff(fields: &[(String, String)]) -> i64 {
     let mut received: Vec<String> = fields
         .iter()
         .filter(|(field, _)| field.eq_ignore_ascii_case("received"))
-        .map(|(_, value)| unfold(value))
+        .map(|(_, value)| unfold_as_spamassassin(value))
         .filter(|value| !value.trim().is_empty())
         .collect();
     static LOCAL: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -122,7 +122,7 @@ pub fn envelope_from(
         };
         let below_received = fields[..at].iter().any(|(f, _)| is(f, "received"));
         if !below_received {
-            let address = split_addresses(&unfold(&fields[at].1))
+            let address = split_addresses(&unfold_as_spamassassin(&fields[at].1))
                 .into_iter()
                 .map(|(_, address)| address)
                 .next()?;
