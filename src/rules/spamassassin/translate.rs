@@ -200,6 +200,9 @@ pub fn translate(pattern: &str, flags: &str, per_line: bool) -> Result<String, P
                     }
                 }
                 'b' if in_class => out.push_str(r"\x08"),
+                // Perl's `\<` and `\>` are the characters themselves; the
+                // regex crate reads them as word boundaries.
+                '<' | '>' => out.push(next),
                 _ => {
                     out.push('\\');
                     out.push(next);
