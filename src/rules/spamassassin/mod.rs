@@ -330,7 +330,13 @@ impl CfParser {
             entry.tflags = self.tflags.get(name).cloned().unwrap_or_default();
             let score = self.scores.get(name).copied();
             let hidden = name.starts_with("__") || score == Some(0.0);
-            let weight = score.unwrap_or(if name.starts_with("T_") { 0.01 } else { 1.0 });
+            // SpamAssassin's default score: 1, 0.01 for a T_ rule on
+            // probation, negative for a `tflags nice` rule.
+            let weight = score.unwrap_or_else(|| {
+                let magnitude = if name.starts_with("T_") { 0.01 } else { 1.0 };
+                let nice = entry.tflags.split_whitespace().any(|flag| flag == "nice");
+                if nice { -magnitude } else { magnitude }
+            });
             let mut spec = RuleSpec {
                 symbol: name.clone(),
                 origin: entry.origin.clone(),

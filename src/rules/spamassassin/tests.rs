@@ -5,6 +5,14 @@ use super::*;
 #[test]
 fn perl_patterns_translate_without_changing_meaning() {
     assert_eq!(translate("a$", "", false).unwrap(), r"a(?:\n?\z)");
+    // Perl's `\<` and `\>` are `<` and `>` (`__REPTO_QUOTE`), not the
+    // regex crate's word boundaries.
+    assert_eq!(translate(r"\<a\>", "", false).unwrap(), "<a>");
+    assert!(
+        regex::Regex::new(&translate(r"^\<\w+\>", "", false).unwrap())
+            .unwrap()
+            .is_match("<abc>")
+    );
     assert_eq!(translate("a$", "m", false).unwrap(), "(?m)a$");
     assert_eq!(translate("a[^b]c", "", true).unwrap(), r"(?m)a[^\nb]c");
     assert_eq!(translate("a[^b]c", "", false).unwrap(), "a[^b]c");
@@ -139,4 +147,31 @@ fn eval_calls_split_arguments_outside_quotes_only() {
     assert_eq!(eval_call("html_test()").unwrap().1, Vec::<String>::new());
     assert!(eval_call("no_parentheses").is_none());
     assert!(known_eval("check_for_shifted_date", &["x".into(), "1".into()]).is_none());
+}
+
+#[test]
+fn a_rule_without_a_score_line_scores_as_spamassassin_defaults_it() {
+    let mut parser = CfParser::new(0);
+    parser.parse(
+        "t.cf",
+        "header PLAIN Subject =~ /a/\n\
+         header LIST_MULTI List-Id =~ /b/\ntflags LIST_MULTI nice multiple\n\
+         header T_NEW Subject =~ /c/\n\
+         header T_NEW_NICE Subject =~ /d/\ntflags T_NEW_NICE nice\n",
+    );
+    let mut report = LoadReport::default();
+    let weights: Vec<(String, f64)> = parser
+        .finish(&mut report)
+        .into_iter()
+        .map(|spec| (spec.symbol, spec.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        vec![
+            ("PLAIN".to_owned(), 1.0),
+            ("LIST_MULTI".to_owned(), -1.0),
+            ("T_NEW".to_owned(), 0.01),
+            ("T_NEW_NICE".to_owned(), -0.01),
+        ]
+    );
 }
