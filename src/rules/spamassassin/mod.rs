@@ -450,11 +450,16 @@ fn strip_comment(line: &str) -> String {
     out
 }
 
+/// The SpamAssassin version whose rules chaff reads as its own: 4.0.1,
+/// as SpamAssassin writes it in `if (version …)` conditions.
+const SPAMASSASSIN_VERSION: f64 = 4.000001;
+
 /// `if (version >= 3.004000)`, `if can(...)`, `if plugin(...)`: chaff
-/// answers as SpamAssassin 4.0 with its plugins would.
+/// answers as SpamAssassin 4.0.1 with its plugins would.
 fn eval_if(condition: &str, plugins: &HashSet<String>) -> bool {
     let c = condition.replace(' ', "");
     let negated = c.starts_with("!") || c.starts_with("(!");
+    let bare = c.trim_start_matches(['!', '(']).trim_end_matches(')');
     let truth = if c.contains("plugin(") {
         let name = c
             .split("plugin(")
@@ -462,11 +467,35 @@ fn eval_if(condition: &str, plugins: &HashSet<String>) -> bool {
             .and_then(|s| s.split(')').next())
             .unwrap_or_default();
         plugins.contains(name)
+    } else if let Some(comparison) = bare.strip_prefix("version") {
+        // A version we cannot read is taken as met, as before: the rules
+        // written for SpamAssassin 4 are the ones to load.
+        compare_version(comparison).unwrap_or(true)
     } else {
-        // version checks and can(feature) checks: SpamAssassin 4.0 has them.
+        // can(feature) checks: SpamAssassin 4.0 has them.
         true
     };
     truth != negated
+}
+
+/// `>=3.004000` and the like, against [`SPAMASSASSIN_VERSION`].
+fn compare_version(comparison: &str) -> Option<bool> {
+    let operator_length = comparison
+        .chars()
+        .take_while(|c| matches!(c, '<' | '>' | '=' | '!'))
+        .count();
+    let (operator, number) = comparison.split_at(operator_length);
+    let number: f64 = number.parse().ok()?;
+    let v = SPAMASSASSIN_VERSION;
+    Some(match operator {
+        ">=" => v >= number,
+        ">" => v > number,
+        "<=" => v <= number,
+        "<" => v < number,
+        "==" => v == number,
+        "!=" => v != number,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

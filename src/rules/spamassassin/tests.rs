@@ -175,3 +175,22 @@ fn a_rule_without_a_score_line_scores_as_spamassassin_defaults_it() {
         ]
     );
 }
+
+#[test]
+fn version_conditions_are_answered_as_spamassassin_4_0_1() {
+    let mut parser = CfParser::new(0);
+    parser.parse(
+        "t.cf",
+        "if (version >= 3.004000)\nheader NEW_ENOUGH Subject =~ /a/\nendif\n\
+         if (version < 4.000000)\nheader OLD_STAND_IN Subject =~ /b/\nendif\n\
+         if (version > 9)\nheader FUTURE Subject =~ /c/\nendif\n\
+         if !((version >= 3.003000))\nheader NOT_OLD Subject =~ /d/\nelse\nheader ELSE_BRANCH Subject =~ /e/\nendif\n",
+    );
+    let mut report = LoadReport::default();
+    let names: Vec<String> = parser
+        .finish(&mut report)
+        .into_iter()
+        .map(|spec| spec.symbol)
+        .collect();
+    assert_eq!(names, vec!["NEW_ENOUGH", "ELSE_BRANCH"]);
+}
