@@ -205,12 +205,41 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// Every part's fields named `name`: as written (`raw`) or unfolded.
+    /// The texts `target`'s patterns run on, each on its own: one, except
+    /// for a MIME-part header, whose every value is one (SpamAssassin's
+    /// `mimeheader` matches each part's value apart, so `^image/gif` finds
+    /// the second part's type, and none when no part has the header).
+    pub fn texts(&self, target: &Target) -> Vec<Cow<'a, str>> {
+        match target {
+            Target::MimeHeader(name, form) => self
+                .mime_header_values(name, *form, true)
+                .into_iter()
+                .map(Cow::Owned)
+                .collect(),
+            _ => vec![self.text(target)],
+        }
+    }
+
+    /// Every part's fields named `name`, one per line (what `text` gives a
+    /// `mimeheader` target; the rules match [`Input::texts`]' values).
+    fn mime_header(&self, name: &str, form: HeaderForm) -> String {
+        self.mime_header_values(name, form, false).join("\n")
+    }
+
+    /// Every part's fields named `name`: as written (`raw`) or unfolded;
+    /// with `unset_as_empty`, an empty value for each part without one, as
+    /// SpamAssassin matches an unset part header as empty text.
     /// Part headers are ASCII in practice (RFC 2047 words live in the
     /// top-level Subject and From), so `decoded` does not decode words.
-    fn mime_header(&self, name: &str, form: HeaderForm) -> String {
+    fn mime_header_values(
+        &self,
+        name: &str,
+        form: HeaderForm,
+        unset_as_empty: bool,
+    ) -> Vec<String> {
         let mut values = Vec::new();
         for block in &self.message.mime_header_blocks {
+            let before = values.len();
             for (field, value) in raw_header_fields(block.as_bytes()) {
                 if field.eq_ignore_ascii_case(name) {
                     values.push(match form {
@@ -219,8 +248,11 @@ impl<'a> Input<'a> {
                     });
                 }
             }
+            if unset_as_empty && values.len() == before {
+                values.push(String::new());
+            }
         }
-        values.join("\n")
+        values
     }
 
     fn raw_headers(&self) -> &[(String, String)] {

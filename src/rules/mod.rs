@@ -236,55 +236,65 @@ impl RuleSet {
         // Rules left undecided, as `INCOMPLETE_SYMBOL`'s options.
         let mut undecided: Vec<String> = Vec::new();
         for group in &self.targets {
-            let text = match times.as_deref_mut() {
-                None => input.text(&group.target),
+            let texts = match times.as_deref_mut() {
+                None => input.texts(&group.target),
                 Some(times) => times.time(format!("{} text", group.target), || {
-                    input.text(&group.target)
+                    input.texts(&group.target)
                 }),
             };
-            found.clear();
-            match times.as_deref_mut() {
-                None => group
-                    .matcher
-                    .matches_timed(&text, &mut found, deadline, None),
-                Some(times) => {
-                    let mut add = |stage: Stage, took| {
-                        times.add(self.stage_name(group, stage), took);
-                    };
-                    group
+            // Every text of the target (one, but each MIME part's value for
+            // a `mimeheader` rule, as SpamAssassin matches them one by one):
+            // a pattern matches the target when it matches one of them.
+            let mut matched: Vec<u32> = Vec::new();
+            for text in &texts {
+                found.clear();
+                match times.as_deref_mut() {
+                    None => group
                         .matcher
-                        .matches_timed(&text, &mut found, deadline, Some(&mut add));
-                }
-            }
-            let rule_name = |pattern: &u32| {
-                group
-                    .rules
-                    .get(*pattern as usize)
-                    .and_then(|&(rule, _)| self.names.get(rule))
-                    .map_or("?", String::as_str)
-            };
-            undecided.extend(
-                found
-                    .exhausted
-                    .iter()
-                    .map(|p| format!("backtrack-limit:{}", rule_name(p))),
-            );
-            undecided.extend(
-                found
-                    .over_budget
-                    .iter()
-                    .map(|p| format!("budget:{}", rule_name(p))),
-            );
-            let matched = &mut found.matched;
-            for &pattern in matched.iter() {
-                if let Some(&(rule, false)) = group.rules.get(pattern as usize) {
-                    fired.push(rule);
-                    // Counted only once the rule is known to match, so the
-                    // extra pass is paid by the few rules that fire.
-                    if let Some((counter, limit)) = self.counters.get(&rule) {
-                        counted.push((rule, counter.count(&text, *limit)));
+                        .matches_timed(text, &mut found, deadline, None),
+                    Some(times) => {
+                        let mut add = |stage: Stage, took| {
+                            times.add(self.stage_name(group, stage), took);
+                        };
+                        group
+                            .matcher
+                            .matches_timed(text, &mut found, deadline, Some(&mut add));
                     }
                 }
+                let rule_name = |pattern: &u32| {
+                    group
+                        .rules
+                        .get(*pattern as usize)
+                        .and_then(|&(rule, _)| self.names.get(rule))
+                        .map_or("?", String::as_str)
+                };
+                undecided.extend(
+                    found
+                        .exhausted
+                        .iter()
+                        .map(|p| format!("backtrack-limit:{}", rule_name(p))),
+                );
+                undecided.extend(
+                    found
+                        .over_budget
+                        .iter()
+                        .map(|p| format!("budget:{}", rule_name(p))),
+                );
+                for &pattern in &found.matched {
+                    if let Some(&(rule, false)) = group.rules.get(pattern as usize) {
+                        fired.push(rule);
+                        // Counted only once the rule is known to match, so
+                        // the extra pass is paid by the few rules that fire.
+                        if let Some((counter, limit)) = self.counters.get(&rule) {
+                            let hits = counter.count(text, *limit);
+                            match counted.iter_mut().find(|(r, _)| *r == rule) {
+                                Some((_, total)) => *total = (*total + hits).min(*limit),
+                                None => counted.push((rule, hits)),
+                            }
+                        }
+                    }
+                }
+                matched.extend_from_slice(&found.matched);
             }
             if !group.negated.is_empty() {
                 matched.sort_unstable();

@@ -336,6 +336,16 @@ flags = "i"
         reported(&set, "Content-Type: application/pdf\n\n%PDF-1.4\n"),
         vec!["SA_PDF_PART"]
     );
+    // Each part's value is matched on its own: `^` is the start of the
+    // second part's Content-Type too (SpamAssassin's __GIF_ATTACH).
+    let anchored = spamassassin_set(
+        "mimeheader GIF_ATTACH Content-Type =~ /^image\\/gif\\b/\nscore GIF_ATTACH 1.0\n",
+    );
+    assert_eq!(
+        reported(&anchored, &multipart("image/gif", "a.gif")),
+        vec!["GIF_ATTACH"]
+    );
+    assert!(reported(&anchored, &pdf).is_empty());
 }
 
 #[test]
