@@ -1,18 +1,23 @@
 //! Many patterns over one text in one pass.
 //!
 //! Each pattern is compiled with the `regex` crate (or, when it needs
-//! look-around or back-references, `fancy-regex`). At build time the
-//! literals any match must start (or end) with are extracted from each
-//! pattern's syntax tree; all of them, ASCII-lowercased, go into one
-//! Aho-Corasick automaton (case-insensitive). Scanning a text:
+//! look-around or back-references, `fancy-regex`, which then takes part
+//! through its relaxed form: `relax.rs`). At build time the literals any
+//! match must start with, end with or contain are extracted from each
+//! pattern's syntax tree (`literals.rs`); all of them, ASCII-lowercased, go
+//! into one Aho-Corasick automaton (case-insensitive). Scanning a text:
 //!
 //! 1. one Aho-Corasick pass finds which patterns *could* match, and where;
-//! 2. one `RegexSet` pass covers the patterns with no usable literal;
-//! 3. only candidates from step 1 (and fancy patterns) run their own regex:
-//!    anchored at each place one of its prefix literals occurs, or, for a
-//!    pattern known by its suffix literals, only up to the last of them.
+//! 2. `RegexSet`s of [`SET_SIZE`] cover the patterns with no usable literal;
+//! 3. only candidates from step 1 run their own regex: anchored at each
+//!    place one of its prefix literals occurs, for a pattern known by its
+//!    suffix literals only up to the last of them, for one known by an
+//!    inner literal one search;
+//! 4. a fancy pattern whose relaxed form matched runs fancy-regex on the
+//!    text, under [`BACKTRACK_LIMIT`] and the caller's deadline; what it
+//!    cannot decide is reported in [`Found`], never taken as no match.
 //!
-//! So the text is read once or twice whatever the number of patterns, and
+//! So the text is read a few times whatever the number of patterns, and
 //! the per-pattern cost is paid only by patterns whose literals occur, in
 //! proportion to the stretch of text they could match, not to its length.
 //! Nothing per message is sized by the number of patterns.
