@@ -75,6 +75,9 @@ const SET_SIZE: usize = 4;
 /// from the next occurrence settles it (a literal occurring hundreds of
 /// times, each try running to the end of a long line, would cost more).
 const MAX_ANCHORED_TRIES: usize = 8;
+/// Anchored fancy-regex tries per pattern and text, each at a place where
+/// its relaxed form could start ([`MultiMatcher::run_fancy_at`]).
+const MAX_FANCY_STARTS: usize = 64;
 
 /// One compiled pattern.
 #[derive(Debug, Clone)]
@@ -558,6 +561,69 @@ impl MultiMatcher {
         }
     }
 
+    /// Runs fancy pattern `index`, whose relaxed form is known by prefix
+    /// literals, only at `starts` (sorted), the places one of them occurs.
+    ///
+    /// fancy-regex's own search starts its backtracking VM at every
+    /// position of the text; over a header block or a whole message that
+    /// alone was most of what SpamAssassin's back-reference rules cost
+    /// (`__TO_EQ_FROM_*`, `__SUBJ_HAS_*`). Every match of the relaxed form
+    /// starts with one of its prefix literals, and the relaxed form matches
+    /// wherever the exact pattern does (`relax.rs`), so no match can start
+    /// anywhere else. At each start the relaxed form, anchored, is checked
+    /// first, then fancy-regex anchored there, each try with
+    /// [`BACKTRACK_LIMIT`] to itself; past [`MAX_FANCY_STARTS`] tries one
+    /// search from the next start settles it, so the worst case stays a
+    /// bounded number of limits per text.
+    fn run_fancy_at(
+        &self,
+        index: u32,
+        starts: &[usize],
+        text: &str,
+        deadline: Option<Instant>,
+        found: &mut Found,
+    ) -> bool {
+        let (Some(Compiled::Fancy(exact)), Some(Some(gate))) = (
+            self.patterns.get(index as usize),
+            self.gates.get(index as usize),
+        ) else {
+            return self.run_fancy(index, text, deadline, found);
+        };
+        let mut exhausted = false;
+        let mut tries = 0;
+        for (at, &start) in starts.iter().enumerate() {
+            if at > 0 && starts.get(at - 1) == Some(&start) {
+                continue;
+            }
+            if !gate.is_match_in(text, start..text.len(), true) {
+                continue;
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                found.over_budget.push(index);
+                return false;
+            }
+            let input = fancy_regex::RegexInput::new(text).from_pos(start);
+            let outcome = if tries == MAX_FANCY_STARTS {
+                exact.is_match_input(input)
+            } else {
+                exact.is_match_input(input.anchored(true))
+            };
+            match outcome {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => exhausted = true,
+            }
+            if tries == MAX_FANCY_STARTS {
+                break;
+            }
+            tries += 1;
+        }
+        if exhausted {
+            found.exhausted.push(index);
+        }
+        false
+    }
+
     /// Appends to `matched` every pattern `i` that matches `text`, each
     /// once, in no particular order.
     /// (Patterns fancy-regex gave up on are left out; the scan uses
@@ -607,6 +673,12 @@ impl MultiMatcher {
                     continue;
                 };
                 if timed(Stage::Pattern(owner), &mut || {
+                    if self.side.get(owner as usize) == Some(&Side::Prefix)
+                        && self.gates.get(owner as usize).is_some_and(Option::is_some)
+                    {
+                        let starts: Vec<usize> = run.iter().map(|hit| hit.1).collect();
+                        return self.run_fancy_at(owner, &starts, text, deadline, found);
+                    }
                     self.candidate_matches(owner, run, text)
                         && self.confirmed(owner, text, deadline, found)
                 }) {
@@ -775,6 +847,45 @@ mod tests {
             hits(&m, "foobaz STRASSE STRAẞE"),
             vec![false, false, false, true, false, true]
         );
+    }
+
+    /// Fancy patterns of the shapes SpamAssassin's rules have: a
+    /// look-behind or look-ahead at the start, `^` in multi-line mode, a
+    /// back-reference across lines.
+    const FANCY: &[&str] = &[
+        r"(?mi)^(?!abuse@)[^\n@]*@(?:mail\.example|aol\.com)$",
+        r"(?m)\nFrom: ([^\n\s>]+)\n+(?:[^\n]{1,100}\n+)*To: \1\b",
+        r"(?<!x)ab+(?!c)",
+        r"(?i)\b(\w)\1{2}",
+        r"(?s)^(?=.*b)a",
+        r"(?<=\d)x(?=\d)",
+        r"(?i)(?:a|b)(?:\s(?!ab)\w{1,3}){0,2}\s?(?:cab|bb)",
+    ];
+
+    proptest::proptest! {
+        /// Trying fancy-regex only where the relaxed form's matches start
+        /// finds exactly what its own search over the whole text finds.
+        #[test]
+        fn fancy_patterns_tried_where_their_relaxed_form_starts_agree_with_fancy_regex(
+            text in "(?s)(From: |To: |abuse@|bob@|mail\\.example|AOL\\.com|[abcx1 \n\u{e9}]){0,16}",
+        ) {
+            let m = matcher(FANCY);
+            proptest::prop_assert_eq!(m.shape().gated, FANCY.len());
+            let found = hits(&m, &text);
+            for (i, source) in FANCY.iter().enumerate() {
+                let exact = fancy_regex::Regex::new(source).unwrap().is_match(&text).unwrap();
+                proptest::prop_assert_eq!(found[i], exact, "{} on {:?}", source, text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_multi_line_fancy_pattern_matches_on_a_later_line() {
+        let m = matcher(FANCY);
+        let found = hits(&m, "x\nbob@mail.example\nFrom: ann\nSubject: s\nTo: ann\n");
+        assert_eq!(&found[..2], &[true, true]);
+        let found = hits(&m, "x\nabuse@mail.example\nFrom: ann\nTo: bob\n");
+        assert_eq!(&found[..2], &[false, false]);
     }
 
     #[test]
