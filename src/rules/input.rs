@@ -255,6 +255,21 @@ impl<'a> Input<'a> {
         values
     }
 
+    /// The first address of the first `Resent-From`: SpamAssassin's
+    /// `all_from_addrs` gives it priority over every other sender header
+    /// (its bug 672: a resent message's author is who resent it), so a list
+    /// that re-sends mail is judged as the list, not as the original sender.
+    fn resent_author(&self) -> Option<String> {
+        let (_, value) = self
+            .raw_headers()
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case("resent-from"))?;
+        split_addresses(&unfold_as_spamassassin(value))
+            .into_iter()
+            .map(|(_, address)| address)
+            .find(|address| !address.is_empty())
+    }
+
     fn raw_headers(&self) -> &[(String, String)] {
         self.context.header_fields()
     }
@@ -286,6 +301,12 @@ impl<'a> Input<'a> {
                 HeaderForm::Name => String::new(),
                 _ => self.sa_envelope_from().unwrap_or_default(),
             };
+        }
+        if name == ":allfrom"
+            && form == HeaderForm::Addr
+            && let Some(resent) = self.resent_author()
+        {
+            return resent;
         }
         let names = header_names(name);
         // The header as written; decoded = unfolded, with RFC 2047 encoded

@@ -442,6 +442,16 @@ fn freemail_checks_become_address_patterns_over_the_listed_domains() {
     );
     assert!(reported(&set, &reply_to("joe@mail.example")).is_empty());
     assert!(reported(&set, &reply_to("joe42@company.example")).is_empty());
+    // A Resent-From is the author in SpamAssassin's all_from_addrs: a list
+    // re-sending a freemail user's post is not freemail, and the reverse.
+    let resent = |resent: &str, from: &str| {
+        format!("Resent-From: List <{resent}>\nFrom: {from}\nSubject: x\n\nbody\n")
+    };
+    assert!(reported(&set, &resent("list@company.example", "bob@mail.example")).is_empty());
+    assert_eq!(
+        reported(&set, &resent("bob@mail.example", "list@company.example")),
+        vec!["FREEMAIL_FROM"]
+    );
 }
 
 #[test]
