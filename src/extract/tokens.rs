@@ -281,8 +281,10 @@ impl Tokenizer {
             .filter_map(|relay| relay.helo.as_ref())
             .take(4)
         {
-            emit_text(sink, "helo", helo);
-            if let Some(tail) = last_labels(helo, 2) {
+            // Relays keep the HELO as written; the token is the name.
+            let helo = helo.to_ascii_lowercase();
+            emit_text(sink, "helo", &helo);
+            if let Some(tail) = last_labels(&helo, 2) {
                 emit_text(sink, "helod", tail);
             }
         }

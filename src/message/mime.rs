@@ -99,11 +99,14 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
                 None => (None, None),
             };
             message.relays.push(Relay {
+                // As written: SpamAssassin's X-Spam-Relays-* keep the
+                // HELO's case (HELO_DYNAMIC_* rules read it); whoever
+                // compares names lowercases them.
                 helo: received
                     .helo
                     .as_ref()
                     .or(received.from.as_ref())
-                    .map(host_text),
+                    .map(host_as_written),
                 rdns: received
                     .from_iprev
                     .as_deref()
@@ -405,6 +408,13 @@ fn address_text(address: &Address<'_>) -> String {
     out
 }
 
+fn host_as_written(host: &Host<'_>) -> String {
+    match host {
+        Host::Name(name) => name.to_string(),
+        Host::IpAddr(ip) => ip.to_string(),
+    }
+}
+
 fn host_text(host: &Host<'_>) -> String {
     match host {
         Host::Name(name) => name.to_ascii_lowercase(),
@@ -540,7 +550,8 @@ Subject: x\n\nbody\n",
         assert_eq!(newest.ip, Some("207.49.16.5".parse().expect("literal")));
         assert_eq!(newest.received_at, Some(1_027_976_629));
         let older = &m.relays[1];
-        assert_eq!(older.helo.as_deref(), Some("mail.example.net"));
+        // The HELO as written (SpamAssassin's relay lines keep its case).
+        assert_eq!(older.helo.as_deref(), Some("Mail.Example.NET"));
         assert_eq!(older.rdns.as_deref(), Some("mail.example.net"));
         assert_eq!(older.ip, Some("193.120.211.219".parse().expect("literal")));
         assert_eq!(older.received_at, Some(1_028_903_568));

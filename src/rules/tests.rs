@@ -538,3 +538,15 @@ fn an_outlook_shaped_message_id_must_carry_the_send_time() {
     // Not Outlook's shape: nothing to check.
     assert!(reported(&set, &message("12345.67890@mail.example")).is_empty());
 }
+
+#[test]
+fn relay_pseudo_headers_keep_the_helo_as_written() {
+    // SpamAssassin's HELO_DYNAMIC_* rules match the HELO case-sensitively.
+    let set = spamassassin_set(
+        "header HELO_AS_WRITTEN X-Spam-Relays-External =~ / helo=Mail\\.Example\\.NET /\n\
+         score HELO_AS_WRITTEN 1.0\n",
+    );
+    let raw = "Received: from Mail.Example.NET (mail.example.net [193.120.211.219]) by \
+               relay.example.org; Fri, 9 Aug 2002 15:32:48 +0100\nSubject: x\n\nbody\n";
+    assert_eq!(reported(&set, raw), vec!["HELO_AS_WRITTEN"]);
+}
