@@ -18,6 +18,8 @@
 //! - an atomic group → the group as an ordinary one (atomicity only forbids
 //!   some matches);
 //! - a back-reference → any text, `(?s:.*?)`;
+//! - a repetition's upper bound above [`MAX_COUNTED_REPEAT`] → none (what
+//!   keeps the lazy DFA of a large counted repetition from overflowing);
 //! - anything else fancy-regex knows that the `regex` crate does not
 //!   (conditionals, recursion, `\G`, absent operators…) → no relaxed form:
 //!   the pattern keeps running on every text.
@@ -33,6 +35,10 @@ pub fn relaxed(source: &str) -> Option<String> {
     relaxed.to_str(&mut out, 0);
     Some(out)
 }
+
+/// Upper bounds of repetitions above this become unbounded in a relaxed
+/// form (small ones, `\d{2,4}`, cost the DFA little and keep it selective).
+const MAX_COUNTED_REPEAT: usize = 4;
 
 fn relax(expr: &Expr) -> Option<Expr> {
     Some(match expr {
@@ -71,7 +77,17 @@ fn relax(expr: &Expr) -> Option<Expr> {
         } => Expr::Repeat {
             child: Box::new(relax(child)?),
             lo: *lo,
-            hi: *hi,
+            // `x{1,20}` → `x{1,}`: a lazy DFA for a counted repetition has a
+            // state per count, and SpamAssassin's `(?:\s\w{1,20}){0,3}` or
+            // `[^>]{0,2048}` under Unicode classes overflow its cache, so
+            // the regex crate falls back to its NFA simulation (32 ms for
+            // `__LOTTO_ADMITS_1` on a 70 kB body). Dropping the upper bound
+            // only lets more through.
+            hi: if *hi > MAX_COUNTED_REPEAT {
+                usize::MAX
+            } else {
+                *hi
+            },
             greedy: *greedy,
         },
         Expr::Backref { .. } => Expr::Repeat {
@@ -128,6 +144,15 @@ mod tests {
     }
 
     #[test]
+    fn large_counted_repetitions_lose_their_upper_bound_small_ones_keep_it() {
+        let relaxed = relaxed(r"(?<!x)[^>]{0,2048}>\d{2,4}").unwrap();
+        let regex = std_regex(&relaxed);
+        assert!(regex.is_match(&format!("{}>12", "a".repeat(3000))));
+        assert!(regex.is_match(">1234"));
+        assert!(!regex.is_match(">1"));
+    }
+
+    #[test]
     fn what_the_regex_crate_cannot_express_has_no_relaxed_form() {
         assert_eq!(relaxed(r"(a)?(?(1)b|c)"), None);
         assert_eq!(relaxed(r"\Gabc"), None);
@@ -145,6 +170,7 @@ mod tests {
         r"(?x) a \s* (?!b) \w",
         r"\Ra",
         r"(?<!x)a{2,3}b{0,2}c{4}",
+        r"(?i)(?:\s(?!ab)\w{1,5}){0,6}x{2,9}",
     ];
 
     proptest! {
