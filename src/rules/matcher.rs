@@ -75,8 +75,10 @@ const SET_SIZE: usize = 4;
 /// from the next occurrence settles it (a literal occurring hundreds of
 /// times, each try running to the end of a long line, would cost more).
 const MAX_ANCHORED_TRIES: usize = 8;
-/// Anchored fancy-regex tries per pattern and text, each at a place where
-/// its relaxed form could start ([`MultiMatcher::run_fancy_at`]).
+/// fancy-regex tries per pattern and text, each anchored where its relaxed
+/// form could start ([`MultiMatcher::run_fancy_at`]) or over a window where
+/// it could lie ([`MultiMatcher::run_fancy_before`]); past them one search
+/// settles it.
 const MAX_FANCY_STARTS: usize = 64;
 
 /// One compiled pattern.
@@ -150,6 +152,17 @@ impl Reverse {
             dfa,
             caches: Pool::new(create),
         })
+    }
+
+    /// Where the leftmost match ending exactly at `end` starts: `Some(None)`
+    /// when none ends there, `None` when the DFA gave up.
+    fn leftmost_start_ending_at(&self, text: &str, end: usize) -> Option<Option<usize>> {
+        let input = Input::new(text).range(..end).anchored(Anchored::Yes);
+        let mut cache = self.caches.get();
+        self.dfa
+            .try_search_rev(&mut cache, &input)
+            .ok()
+            .map(|found| found.map(|half| half.offset()))
     }
 
     /// Whether a match ends exactly at `end`; None when the DFA gave up
@@ -624,6 +637,76 @@ impl MultiMatcher {
         false
     }
 
+    /// Runs fancy pattern `index`, whose relaxed form is known by suffix
+    /// literals, only over the stretches of text where a match could lie.
+    ///
+    /// Every match of the exact pattern is a match of the relaxed one
+    /// (same start, same end), so it ends where one of the suffix literals
+    /// `hits` ends, and starts no earlier than the leftmost start of a
+    /// relaxed match ending there, which the reverse DFA finds. fancy-regex
+    /// then searches only those windows (overlapping ones merged; its
+    /// look-around still sees the whole text), instead of starting its VM
+    /// at every position of a whole body: on a 70 kB HTML spam with a
+    /// dozen `promo`s, `__LOTTO_ADMITS_1` went from 38 ms to well under one.
+    fn run_fancy_before(
+        &self,
+        index: u32,
+        hits: &[(u32, usize, usize)],
+        text: &str,
+        deadline: Option<Instant>,
+        found: &mut Found,
+    ) -> bool {
+        let (Some(Compiled::Fancy(exact)), Some(Some(reverse))) = (
+            self.patterns.get(index as usize),
+            self.reverse.get(index as usize),
+        ) else {
+            return self.candidate_matches(index, hits, text)
+                && self.run_fancy(index, text, deadline, found);
+        };
+        let mut ends: Vec<usize> = hits.iter().map(|h| h.2).collect();
+        ends.sort_unstable();
+        ends.dedup();
+        let mut windows: Vec<(usize, usize)> = Vec::new();
+        for &end in &ends {
+            match reverse.leftmost_start_ending_at(text, end) {
+                Some(Some(start)) => windows.push((start, end)),
+                Some(None) => {}
+                // The DFA gave up: the whole text, as without literals.
+                None => return self.run_fancy(index, text, deadline, found),
+            }
+        }
+        windows.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
+        for (start, end) in windows {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        // Past MAX_FANCY_STARTS windows, one search over all of them.
+        if merged.len() > MAX_FANCY_STARTS
+            && let (Some(first), Some(last)) = (merged.first().copied(), merged.last().copied())
+        {
+            merged = vec![(first.0, last.1)];
+        }
+        let mut exhausted = false;
+        for (start, end) in merged {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                found.over_budget.push(index);
+                return false;
+            }
+            match exact.is_match_input(fancy_regex::RegexInput::new(text).range(start..end)) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => exhausted = true,
+            }
+        }
+        if exhausted {
+            found.exhausted.push(index);
+        }
+        false
+    }
+
     /// Appends to `matched` every pattern `i` that matches `text`, each
     /// once, in no particular order.
     /// (Patterns fancy-regex gave up on are left out; the scan uses
@@ -673,11 +756,17 @@ impl MultiMatcher {
                     continue;
                 };
                 if timed(Stage::Pattern(owner), &mut || {
-                    if self.side.get(owner as usize) == Some(&Side::Prefix)
-                        && self.gates.get(owner as usize).is_some_and(Option::is_some)
-                    {
-                        let starts: Vec<usize> = run.iter().map(|hit| hit.1).collect();
-                        return self.run_fancy_at(owner, &starts, text, deadline, found);
+                    if self.gates.get(owner as usize).is_some_and(Option::is_some) {
+                        match self.side.get(owner as usize) {
+                            Some(Side::Prefix) => {
+                                let starts: Vec<usize> = run.iter().map(|hit| hit.1).collect();
+                                return self.run_fancy_at(owner, &starts, text, deadline, found);
+                            }
+                            Some(Side::Suffix) => {
+                                return self.run_fancy_before(owner, run, text, deadline, found);
+                            }
+                            _ => {}
+                        }
                     }
                     self.candidate_matches(owner, run, text)
                         && self.confirmed(owner, text, deadline, found)
@@ -860,6 +949,8 @@ mod tests {
         r"(?s)^(?=.*b)a",
         r"(?<=\d)x(?=\d)",
         r"(?i)(?:a|b)(?:\s(?!ab)\w{1,3}){0,2}\s?(?:cab|bb)",
+        r"(?i)\b(?:this|state)(?:\s(?!lot)\w{1,5}){0,2}\s?(?:lotto|promo)\b",
+        r"(\w+) lotto \1",
     ];
 
     proptest::proptest! {
@@ -867,7 +958,7 @@ mod tests {
         /// finds exactly what its own search over the whole text finds.
         #[test]
         fn fancy_patterns_tried_where_their_relaxed_form_starts_agree_with_fancy_regex(
-            text in "(?s)(From: |To: |abuse@|bob@|mail\\.example|AOL\\.com|[abcx1 \n\u{e9}]){0,16}",
+            text in "(?s)(From: |To: |abuse@|bob@|mail\\.example|AOL\\.com|this |state|lotto|Promo|[abcx1 \n\u{e9}]){0,16}",
         ) {
             let m = matcher(FANCY);
             proptest::prop_assert_eq!(m.shape().gated, FANCY.len());
@@ -882,6 +973,15 @@ mod tests {
     #[test]
     fn a_multi_line_fancy_pattern_matches_on_a_later_line() {
         let m = matcher(FANCY);
+        // The paths the proptest above goes through: fancy-regex tried at
+        // prefix literals, before suffix literals, after an inner literal.
+        assert_eq!(m.side[1], Side::Prefix);
+        assert_eq!(m.side[7], Side::Suffix);
+        assert_eq!(m.side[8], Side::Inner);
+        let found = hits(&m, "Win this state promo, or a lotto a");
+        assert_eq!(&found[7..], &[true, true]);
+        let found = hits(&m, "this lottery, this state lot promo, the lotto b");
+        assert_eq!(&found[7..], &[false, false]);
         let found = hits(&m, "x\nbob@mail.example\nFrom: ann\nSubject: s\nTo: ann\n");
         assert_eq!(&found[..2], &[true, true]);
         let found = hits(&m, "x\nabuse@mail.example\nFrom: ann\nTo: bob\n");
