@@ -384,6 +384,16 @@ fn rules_stats_timing_names_the_costliest_rules() {
         "{text}"
     );
     // Header, then at most five entries; the exploding pattern costs most.
-    assert!(lines.len() <= 7, "{text}");
+    let entries = lines
+        .iter()
+        .position(|l| l.starts_with("slowest messages"))
+        .unwrap_or(lines.len());
+    assert!(entries <= 7, "{text}");
     assert!(lines[2].ends_with("EXPLODES (body, fancy-regex)"), "{text}");
+    // Then the slowest messages, the one message named.
+    assert_eq!(lines.len(), entries + 2, "{text}");
+    assert!(
+        lines[entries + 1].ends_with(message.to_str().unwrap()),
+        "{text}"
+    );
 }

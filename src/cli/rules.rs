@@ -217,7 +217,10 @@ fn stats(
                 batch
                     .iter()
                     .map(|raw| {
+                        let before = times.total();
                         let names = active.rule_hits_timed(&raw.bytes, &envelope, &mut times);
+                        let took = times.total().saturating_sub(before);
+                        times.message_took(origin(raw), took);
                         (origin(raw), names)
                     })
                     .collect()
@@ -299,5 +302,9 @@ fn print_timing(times: &RuleTimes, shown: usize) {
             },
             spent.runs
         );
+    }
+    println!("slowest messages (rules, ms):");
+    for (took, origin) in times.slowest() {
+        println!("{:>10.2}  {origin}", took.as_secs_f64() * 1e3);
     }
 }

@@ -13,7 +13,13 @@ pub struct RuleTimes {
     spent: HashMap<String, Spent>,
     /// Messages timed.
     pub messages: u64,
+    /// The [`SLOWEST_KEPT`] messages whose rules took longest: where the
+    /// worst case is, which a mean hides.
+    slowest: Vec<(Duration, String)>,
 }
+
+/// Slowest messages a [`RuleTimes`] keeps.
+pub const SLOWEST_KEPT: usize = 10;
 
 /// Total time of one entry over every message, and how often it ran.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,6 +50,27 @@ impl RuleTimes {
             entry.runs += spent.runs;
         }
         self.messages += other.messages;
+        for (took, origin) in other.slowest {
+            self.message_took(origin, took);
+        }
+    }
+
+    /// Notes that the rules took `took` on the message from `origin`.
+    pub fn message_took(&mut self, origin: impl Into<String>, took: Duration) {
+        if self.slowest.len() == SLOWEST_KEPT
+            && self.slowest.last().is_some_and(|(least, _)| *least >= took)
+        {
+            return;
+        }
+        self.slowest.push((took, origin.into()));
+        self.slowest
+            .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        self.slowest.truncate(SLOWEST_KEPT);
+    }
+
+    /// The slowest messages, slowest first.
+    pub fn slowest(&self) -> &[(Duration, String)] {
+        &self.slowest
     }
 
     /// Every entry, the costliest first.
@@ -80,5 +107,21 @@ mod tests {
         assert_eq!(costliest[0].1.runs, 3);
         assert_eq!(times.total(), Duration::from_millis(12));
         assert_eq!(times.messages, 3);
+    }
+
+    #[test]
+    fn the_slowest_messages_are_kept_slowest_first() {
+        let mut times = RuleTimes::default();
+        for n in 0..(SLOWEST_KEPT as u64 + 5) {
+            times.message_took(format!("m{n}"), Duration::from_millis(n * 7 % 19));
+        }
+        let slowest = times.slowest();
+        assert_eq!(slowest.len(), SLOWEST_KEPT);
+        assert_eq!(slowest[0], (Duration::from_millis(18), "m8".to_owned()));
+        assert!(slowest.windows(2).all(|w| w[0].0 >= w[1].0));
+        let mut other = RuleTimes::default();
+        other.message_took("late", Duration::from_secs(1));
+        times.merge(other);
+        assert_eq!(times.slowest()[0].1, "late");
     }
 }
