@@ -93,6 +93,13 @@ pub enum Compiled {
 /// As the `regex` crate builds a `Regex` (leftmost-first, UTF-8), without
 /// capture groups, which `is_match` never reads.
 fn build_std(source: &str) -> Result<meta::Regex, PatternError> {
+    build_std_capturing(source, WhichCaptures::None)
+}
+
+/// [`build_std`] with the capture groups `which` says: one that has to
+/// tell where its matches are needs at least [`WhichCaptures::Implicit`]
+/// (without any, the meta engine answers every `find` with `None`).
+fn build_std_capturing(source: &str, which: WhichCaptures) -> Result<meta::Regex, PatternError> {
     meta::Builder::new()
         .configure(
             meta::Config::new()
@@ -100,7 +107,7 @@ fn build_std(source: &str) -> Result<meta::Regex, PatternError> {
                 .utf8_empty(true)
                 .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
                 .hybrid_cache_capacity(2 << 20)
-                .which_captures(WhichCaptures::None),
+                .which_captures(which),
         )
         .syntax(regex_automata::util::syntax::Config::new().utf8(true))
         .build(source)
@@ -393,6 +400,10 @@ pub struct MultiMatcher {
     /// which stands in for it in the prefilter, the set and the anchored
     /// searches; fancy-regex confirms only where it matched.
     gates: Vec<Option<Compiled>>,
+    /// Per gated pattern that neither its prefix literals nor a reverse
+    /// DFA can place: its relaxed form again, compiled to report where its
+    /// matches start ([`MultiMatcher::run_fancy_from`]).
+    finders: Vec<Option<meta::Regex>>,
     /// Fancy patterns without a relaxed form, run one by one.
     fancy: Vec<u32>,
 }
@@ -437,6 +448,8 @@ impl MultiMatcher {
         reverse.resize_with(patterns.len(), || None);
         let mut gates: Vec<Option<Compiled>> = Vec::new();
         gates.resize_with(patterns.len(), || None);
+        let mut finders: Vec<Option<meta::Regex>> = Vec::new();
+        finders.resize_with(patterns.len(), || None);
         for (index, (pattern, source)) in patterns.iter().zip(sources).enumerate() {
             let at = index;
             let index = index as u32;
@@ -458,7 +471,7 @@ impl MultiMatcher {
             } else {
                 std::borrow::Cow::Borrowed(source.as_str())
             };
-            match required_literals(&searched) {
+            let placed = match required_literals(&searched) {
                 Some((found_side, found)) => {
                     side[at] = found_side;
                     if found_side == Side::Suffix {
@@ -468,11 +481,16 @@ impl MultiMatcher {
                         literals.push(literal);
                         literal_owner.push(index);
                     }
+                    found_side == Side::Prefix || reverse[at].is_some()
                 }
                 None => {
                     set_sources.push(ascii_word_boundaries(&searched));
                     set_members.push(index);
+                    false
                 }
+            };
+            if pattern.is_fancy() && !placed {
+                finders[at] = build_std_capturing(&searched, WhichCaptures::Implicit).ok();
             }
         }
         let prefilter = if literals.is_empty() {
@@ -508,6 +526,7 @@ impl MultiMatcher {
             sets,
             set_members,
             gates,
+            finders,
             fancy,
         })
     }
@@ -545,10 +564,70 @@ impl MultiMatcher {
         deadline: Option<Instant>,
         found: &mut Found,
     ) -> bool {
-        match self.gates.get(index as usize) {
-            Some(Some(_)) => self.run_fancy(index, text, deadline, found),
+        match (
+            self.gates.get(index as usize),
+            self.finders.get(index as usize),
+        ) {
+            (Some(Some(_)), Some(Some(finder))) => {
+                self.run_fancy_from(index, finder, text, deadline, found)
+            }
+            (Some(Some(_)), _) => self.run_fancy(index, text, deadline, found),
             _ => true,
         }
+    }
+
+    /// Runs fancy pattern `index` only where its relaxed form has a match
+    /// starting, as `finder` (that form) finds them one after the other.
+    ///
+    /// For a pattern with no literal, or only an inner one, nothing else
+    /// says where a match could start, and fancy-regex's own search starts
+    /// its VM at every position (`__RAND_HEADER` over a whole header
+    /// block). The relaxed form matches wherever the exact pattern does, so
+    /// each leftmost start of it from the last one on is a place to try
+    /// fancy-regex anchored; past [`MAX_FANCY_STARTS`] one search from there
+    /// settles it.
+    fn run_fancy_from(
+        &self,
+        index: u32,
+        finder: &meta::Regex,
+        text: &str,
+        deadline: Option<Instant>,
+        found: &mut Found,
+    ) -> bool {
+        let Some(Compiled::Fancy(exact)) = self.patterns.get(index as usize) else {
+            return self.run_fancy(index, text, deadline, found);
+        };
+        let mut from = 0;
+        let mut exhausted = false;
+        for tries in 0..=MAX_FANCY_STARTS {
+            let Some(candidate) = finder.find(Input::new(text).range(from..)) else {
+                break;
+            };
+            let start = candidate.start();
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                found.over_budget.push(index);
+                return false;
+            }
+            let input = fancy_regex::RegexInput::new(text).from_pos(start);
+            let last = tries == MAX_FANCY_STARTS;
+            match exact.is_match_input(if last { input } else { input.anchored(true) }) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => exhausted = true,
+            }
+            // The next candidate starts one character further on.
+            let Some(next) = text.get(start..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            if last {
+                break;
+            }
+            from = start + next.len_utf8();
+        }
+        if exhausted {
+            found.exhausted.push(index);
+        }
+        false
     }
 
     /// Runs fancy pattern `index` on `text`, unless the budget is spent;
