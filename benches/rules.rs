@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Rule matching cost against the number of rules: 50, 500 and 2,000
 //! generated rules (body, Subject, URI and raw-body regexes, as rule files
-//! hold them) over the same messages, through `RuleSet::check` (one
+//! hold them), and SpamAssassin's own ruleset where it is installed
+//! (`spamassassin/all`; `tools/rules-growth` times real subsets of it),
+//! over the same messages, through `RuleSet::check` (one
 //! literal prefilter pass + one `RegexSet` pass per text, candidates
 //! confirmed at the literal's position). `naive/2000` runs every one of the
 //! 2,000 regexes on its text for comparison.
@@ -254,11 +256,13 @@ fn bench_rules(c: &mut Criterion) {
             };
             let source = format!(
                 "(?im){}",
-                chaff::rules::matcher::ascii_word_boundaries(pattern)
+                chaff::rules::pattern::ascii_word_boundaries(pattern)
             );
             Some((target, regex::Regex::new(&source).unwrap()))
         })
         .collect();
+    bench_spamassassin(&mut group, &contexts);
+
     group.bench_function("naive/2000", |b| {
         b.iter(|| {
             let mut fired = 0;
@@ -285,6 +289,49 @@ fn bench_rules(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// SpamAssassin's own ruleset (`/usr/share/spamassassin`, or the directory
+/// in `CHAFF_SPAMASSASSIN_RULES`), as an admin loads it, over the same
+/// real messages: what issue #17's speed work is measured on. Skipped, with
+/// a line saying so, where the rules are not installed.
+fn bench_spamassassin(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    contexts: &[ScanContext],
+) {
+    let dir = std::env::var_os("CHAFF_SPAMASSASSIN_RULES")
+        .map_or_else(|| PathBuf::from("/usr/share/spamassassin"), PathBuf::from);
+    if !dir.is_dir() {
+        eprintln!("{}: not installed, no spamassassin series", dir.display());
+        return;
+    }
+    let mut config = Config::embedded();
+    config.rules.builtin = false;
+    config.rules.spamassassin = vec![dir];
+    let set = RuleSet::load(&config.rules, &config.symbol_names()).unwrap();
+    let report = &set.report;
+    let fired: usize = contexts
+        .iter()
+        .map(|context| set.check(&Input::new(context)).len())
+        .sum();
+    eprintln!(
+        "spamassassin: {} rules, {} prefiltered, {} in no-literal sets, {} gated fancy, {} fancy; {:.1} fire per message",
+        set.len(),
+        report.prefiltered,
+        report.in_set,
+        report.gated,
+        report.fancy,
+        fired as f64 / contexts.len().max(1) as f64
+    );
+    group.bench_function("spamassassin/all", |b| {
+        b.iter(|| {
+            let mut fired = 0;
+            for context in contexts {
+                fired += set.check(&Input::new(context)).len();
+            }
+            black_box(fired)
+        })
+    });
 }
 
 criterion_group!(benches, bench_rules);

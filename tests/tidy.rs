@@ -368,17 +368,45 @@ fn dependencies_point_down_the_pipeline() {
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
+/// Lines of `text` outside its `#[cfg(test)]` items (a test module's
+/// braces counted from the line after the attribute).
+fn lines_outside_test_modules(text: &str) -> usize {
+    let mut count = 0;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("#[cfg(test)]") {
+            count += 1;
+            continue;
+        }
+        let mut depth = 0i64;
+        let mut opened = false;
+        for item in lines.by_ref() {
+            depth += item.matches('{').count() as i64 - item.matches('}').count() as i64;
+            opened |= item.contains('{');
+            if (opened && depth <= 0) || (!opened && item.trim_end().ends_with(';')) {
+                break;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn test_modules_do_not_count_but_code_after_them_does() {
+    let text = "fn a() {}\n#[cfg(test)]\nmod tests {\n    fn t() {\n    }\n}\nfn b() {}\n\
+                #[cfg(test)]\nmod more;\nfn c() {}\n";
+    assert_eq!(lines_outside_test_modules(text), 3);
+}
+
 #[test]
 fn no_source_file_is_over_600_lines() {
-    // Tests aside: a file's unit tests after `#[cfg(test)]`, and test-only
-    // files (`tests.rs`), do not count.
+    // Tests aside: a file's `#[cfg(test)]` modules, wherever they stand,
+    // and test-only files (`tests.rs`), do not count; code after a test
+    // module does.
     let mut long = Vec::new();
     for path in non_test_files() {
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines = text
-            .lines()
-            .take_while(|line| !line.trim_start().starts_with("#[cfg(test)]"))
-            .count();
+        let lines = lines_outside_test_modules(&text);
         if lines > 600 {
             long.push(format!("{}: {lines} lines", relative(&path)));
         }

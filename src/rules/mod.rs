@@ -20,6 +20,7 @@ mod literals;
 mod load;
 pub mod maps;
 pub mod matcher;
+pub mod pattern;
 mod relax;
 mod sa_facts;
 pub mod spamassassin;
