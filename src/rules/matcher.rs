@@ -13,9 +13,12 @@
 //!    place one of its prefix literals occurs, for a pattern known by its
 //!    suffix literals only up to the last of them, for one known by an
 //!    inner literal one search;
-//! 4. a fancy pattern whose relaxed form matched runs fancy-regex on the
-//!    text, under [`BACKTRACK_LIMIT`] and the caller's deadline; what it
-//!    cannot decide is reported in [`Found`], never taken as no match.
+//! 4. a fancy pattern whose relaxed form matched runs fancy-regex only
+//!    where a match could be (`matcher/fancy.rs`: anchored at its prefix
+//!    literals, over windows ending at its suffix literals, or at its
+//!    relaxed form's own starts), each try under [`BACKTRACK_LIMIT`], all
+//!    under the caller's deadline; what it cannot decide is reported in
+//!    [`Found`], never taken as no match.
 //!
 //! So the text is read a few times whatever the number of patterns, and
 //! the per-pattern cost is paid only by patterns whose literals occur, in

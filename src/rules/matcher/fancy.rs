@@ -210,8 +210,9 @@ impl MultiMatcher {
             self.patterns.get(index as usize),
             self.reverse.get(index as usize),
         ) else {
+            // No reverse DFA: placed by its relaxed form's own starts.
             return self.candidate_matches(index, hits, text)
-                && self.run_fancy(index, text, deadline, found);
+                && self.confirmed(index, text, deadline, found);
         };
         let mut ends: Vec<usize> = hits.iter().map(|h| h.2).collect();
         ends.sort_unstable();
