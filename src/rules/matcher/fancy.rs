@@ -25,6 +25,61 @@ use crate::rules::pattern::Exhausted;
 /// settles it.
 const MAX_FANCY_STARTS: usize = 64;
 
+/// The tries of one fancy pattern on one text: each checks the message's
+/// rule budget first, and a try that hit the backtracking limit is
+/// remembered, so that no match found anywhere is reported as undecided.
+struct Trial<'r> {
+    exact: &'r fancy_regex::Regex,
+    deadline: Option<Instant>,
+    exhausted: bool,
+}
+
+/// The message's rule budget was spent before a try.
+struct OverBudget;
+
+impl<'r> Trial<'r> {
+    fn new(exact: &'r fancy_regex::Regex, deadline: Option<Instant>) -> Trial<'r> {
+        Trial {
+            exact,
+            deadline,
+            exhausted: false,
+        }
+    }
+
+    /// Whether `exact` matches `input` (a try that gave up counts as no).
+    fn run(&mut self, input: fancy_regex::RegexInput<'_, str>) -> Result<bool, OverBudget> {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(OverBudget);
+        }
+        Ok(self.exact.is_match_input(input).unwrap_or_else(|_| {
+            self.exhausted = true;
+            false
+        }))
+    }
+
+    /// Pattern `index`'s answer from a try's outcome once it is final, or
+    /// once no try is left (`Ok(false)`): what could not be decided goes
+    /// into `found`.
+    fn settle(self, outcome: Result<bool, OverBudget>, index: u32, found: &mut Found) -> bool {
+        match outcome {
+            Ok(true) => true,
+            Ok(false) => {
+                if self.exhausted {
+                    found.exhausted.push(index);
+                }
+                false
+            }
+            Err(OverBudget) => {
+                found.over_budget.push(index);
+                false
+            }
+        }
+    }
+}
+
 impl MultiMatcher {
     /// Whether pattern `index`, found by the one-pass search, matches:
     /// a fancy pattern found by its relaxed form is run now, on this text.
@@ -68,23 +123,18 @@ impl MultiMatcher {
         let Some(Compiled::Fancy(exact)) = self.patterns.get(index as usize) else {
             return self.run_fancy(index, text, deadline, found);
         };
+        let mut trial = Trial::new(exact, deadline);
         let mut from = 0;
-        let mut exhausted = false;
         for tries in 0..=MAX_FANCY_STARTS {
             let Some(candidate) = finder.find(Input::new(text).range(from..)) else {
                 break;
             };
             let start = candidate.start();
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                found.over_budget.push(index);
-                return false;
-            }
             let input = fancy_regex::RegexInput::new(text).from_pos(start);
             let last = tries == MAX_FANCY_STARTS;
-            match exact.is_match_input(if last { input } else { input.anchored(true) }) {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(_) => exhausted = true,
+            let outcome = trial.run(if last { input } else { input.anchored(true) });
+            if !matches!(outcome, Ok(false)) {
+                return trial.settle(outcome, index, found);
             }
             // The next candidate starts one character further on.
             let Some(next) = text.get(start..).and_then(|rest| rest.chars().next()) else {
@@ -95,10 +145,7 @@ impl MultiMatcher {
             }
             from = start + next.len_utf8();
         }
-        if exhausted {
-            found.exhausted.push(index);
-        }
-        false
+        trial.settle(Ok(false), index, found)
     }
 
     /// Runs fancy pattern `index` on `text`, unless the budget is spent;
@@ -152,7 +199,7 @@ impl MultiMatcher {
         ) else {
             return self.run_fancy(index, text, deadline, found);
         };
-        let mut exhausted = false;
+        let mut trial = Trial::new(exact, deadline);
         let mut tries = 0;
         for (at, &start) in starts.iter().enumerate() {
             if at > 0 && starts.get(at - 1) == Some(&start) {
@@ -161,30 +208,18 @@ impl MultiMatcher {
             if !gate.is_match_in(text, start..text.len(), true) {
                 continue;
             }
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                found.over_budget.push(index);
-                return false;
-            }
             let input = fancy_regex::RegexInput::new(text).from_pos(start);
-            let outcome = if tries == MAX_FANCY_STARTS {
-                exact.is_match_input(input)
-            } else {
-                exact.is_match_input(input.anchored(true))
-            };
-            match outcome {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(_) => exhausted = true,
+            let last = tries == MAX_FANCY_STARTS;
+            let outcome = trial.run(if last { input } else { input.anchored(true) });
+            if !matches!(outcome, Ok(false)) {
+                return trial.settle(outcome, index, found);
             }
-            if tries == MAX_FANCY_STARTS {
+            if last {
                 break;
             }
             tries += 1;
         }
-        if exhausted {
-            found.exhausted.push(index);
-        }
-        false
+        trial.settle(Ok(false), index, found)
     }
 
     /// Runs fancy pattern `index`, whose relaxed form is known by suffix
@@ -196,8 +231,8 @@ impl MultiMatcher {
     /// relaxed match ending there, which the reverse DFA finds. fancy-regex
     /// then searches only those windows (overlapping ones merged; its
     /// look-around still sees the whole text), instead of starting its VM
-    /// at every position of a whole body: on a 70 kB HTML spam with a
-    /// dozen `promo`s, `__LOTTO_ADMITS_1` went from 38 ms to well under one.
+    /// at every position of a whole body (`__LOTTO_ADMITS_1`, known by its
+    /// `lotto`, `promo`, `jackpot` endings).
     pub(super) fn run_fancy_before(
         &self,
         index: u32,
@@ -240,21 +275,13 @@ impl MultiMatcher {
         {
             merged = vec![(first.0, last.1)];
         }
-        let mut exhausted = false;
+        let mut trial = Trial::new(exact, deadline);
         for (start, end) in merged {
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                found.over_budget.push(index);
-                return false;
-            }
-            match exact.is_match_input(fancy_regex::RegexInput::new(text).range(start..end)) {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(_) => exhausted = true,
+            let outcome = trial.run(fancy_regex::RegexInput::new(text).range(start..end));
+            if !matches!(outcome, Ok(false)) {
+                return trial.settle(outcome, index, found);
             }
         }
-        if exhausted {
-            found.exhausted.push(index);
-        }
-        false
+        trial.settle(Ok(false), index, found)
     }
 }
