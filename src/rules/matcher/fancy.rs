@@ -7,10 +7,10 @@
 //! cost. The relaxed form matches wherever the exact pattern does (same
 //! start, same end), so whatever places the relaxed form (its prefix
 //! literals, the reverse DFA from its suffix literals, its own leftmost
-//! starts) places every possible exact match too. Each try has
-//! [`BACKTRACK_LIMIT`](crate::rules::pattern::BACKTRACK_LIMIT) to itself and checks the message's rule budget;
-//! what no try could decide is reported in [`Found`], never taken as no
-//! match.
+//! starts) places every possible exact match too. Each try has the
+//! backtracking limit ([`crate::rules::pattern::BACKTRACK_LIMIT`]) to
+//! itself and checks the message's rule budget; what no try could decide
+//! is reported in [`Found`], never taken as no match.
 
 use std::time::Instant;
 
@@ -181,8 +181,8 @@ impl MultiMatcher {
     /// starts with one of its prefix literals, and the relaxed form matches
     /// wherever the exact pattern does (`relax.rs`), so no match can start
     /// anywhere else. At each start the relaxed form, anchored, is checked
-    /// first, then fancy-regex anchored there, each try with
-    /// [`BACKTRACK_LIMIT`](crate::rules::pattern::BACKTRACK_LIMIT) to itself; past [`MAX_FANCY_STARTS`] tries one
+    /// first, then fancy-regex anchored there, each try with the
+    /// backtracking limit to itself; past [`MAX_FANCY_STARTS`] tries one
     /// search from the next start settles it, so the worst case stays a
     /// bounded number of limits per text.
     pub(super) fn run_fancy_at(
