@@ -45,6 +45,33 @@ pub fn required_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
     extract_literals(source)
 }
 
+/// The literals every match of `hir` starts with, ASCII-lowercased, if the
+/// extractor finds a finite set of them.
+fn prefix_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    let seq = extractor(ExtractKind::Prefix).extract(hir);
+    let mut lowered: Vec<Vec<u8>> = seq
+        .literals()?
+        .iter()
+        .map(|l| l.as_bytes().to_ascii_lowercase())
+        .collect();
+    lowered.sort();
+    lowered.dedup();
+    Some(lowered)
+}
+
+/// The extractor settings every literal search here uses: bounded, so a
+/// pattern of many classes yields no literal rather than thousands.
+fn extractor(kind: ExtractKind) -> Extractor {
+    let mut extractor = Extractor::new();
+    extractor
+        .kind(kind)
+        .limit_class(16)
+        .limit_repeat(8)
+        .limit_literal_len(24)
+        .limit_total(512);
+    extractor
+}
+
 /// Prefix literals win unless the suffix ones are more selective (longer,
 /// or not a link's scheme).
 fn extract_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
@@ -57,14 +84,7 @@ fn extract_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
         (ExtractKind::Prefix, Side::Prefix),
         (ExtractKind::Suffix, Side::Suffix),
     ] {
-        let mut extractor = Extractor::new();
-        extractor
-            .kind(kind)
-            .limit_class(16)
-            .limit_repeat(8)
-            .limit_literal_len(24)
-            .limit_total(512);
-        let seq = extractor.extract(&hir);
+        let seq = extractor(kind).extract(&hir);
         let Some(literals) = seq.literals() else {
             continue;
         };
@@ -149,6 +169,15 @@ fn inner_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
             }
             if !run.is_empty() {
                 consider(vec![run]);
+            }
+            // Every match of the concatenation ends with a match of each of
+            // its tails, so the prefix literals of a tail are inner literals
+            // of the whole: `<b>x</(?:b|font)>` needs `</b>` or `</font>`,
+            // which the runs above cannot join across the alternation.
+            for start in 1..parts.len() {
+                if let Some(found) = prefix_literals(&Hir::concat(parts[start..].to_vec())) {
+                    consider(found);
+                }
             }
             best
         }
@@ -257,11 +286,20 @@ mod tests {
     fn inner_literals_when_neither_end_has_one() {
         let (side, literals) = required_literals(r"[a-z]{3,}\d+ (?:million|billion) \w+").unwrap();
         assert_eq!(side, Side::Inner);
-        assert_eq!(literals, vec![b"billion".to_vec(), b"million".to_vec()]);
+        // The blanks around the alternation are required too.
+        assert_eq!(literals, vec![b" billion ".to_vec(), b" million ".to_vec()]);
         // Case classes inside a pattern join into one literal.
         let (side, literals) = required_literals(r"\d+(?i:lotto)\d").unwrap();
         assert_eq!(side, Side::Inner);
         assert_eq!(literals, vec![b"lotto".to_vec()]);
+    }
+
+    #[test]
+    fn inner_literals_across_an_alternation() {
+        let (side, literals) =
+            required_literals(r"(?i)\b[a-z]{1,6}<(?:b|font)>[a-z]{1,6}</(?:b|font)>[a-z]").unwrap();
+        assert_eq!(side, Side::Inner);
+        assert_eq!(literals, vec![b"</b>".to_vec(), b"</font>".to_vec()]);
     }
 
     #[test]
