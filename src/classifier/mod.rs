@@ -106,8 +106,13 @@ impl ModelFeatures {
         raw: &[u8],
         rule_names: impl IntoIterator<Item = &'a str>,
     ) -> ModelFeatures {
-        let mut text = text_indices(tokens, raw);
+        // Sorting with the repeats in and dropping them after gives the set
+        // `text_indices` gives, sorted, without its hash set.
+        let mut text = tokens;
+        head_grams(raw, |index| text.push(index));
         sort_indices(&mut text);
+        text.dedup();
+        let mut text = thinned(text);
         // A stored sample is kept until training, so it gives back the
         // room reserved for the repeats dropped.
         text.shrink_to_fit();
@@ -151,6 +156,15 @@ fn text_indices(mut text: Vec<u32>, raw: &[u8]) -> Vec<u32> {
         return text;
     }
     sort_indices(&mut text);
+    thinned(text)
+}
+
+/// A sorted set of more than [`MAX_TEXT_FEATURES`] indices thinned evenly
+/// to that many (a smaller one as it is).
+fn thinned(text: Vec<u32>) -> Vec<u32> {
+    if text.len() <= MAX_TEXT_FEATURES {
+        return text;
+    }
     let keep = MAX_TEXT_FEATURES as f64 / text.len() as f64;
     let mut kept = Vec::with_capacity(MAX_TEXT_FEATURES);
     let mut credit = 0.0;
@@ -227,25 +241,36 @@ fn sort_indices(indices: &mut Vec<u32>) {
         indices.sort_unstable();
         return;
     }
-    let mut scratch = vec![0u32; indices.len()];
-    let mut counts = vec![0usize; BUCKETS];
-    for shift in [0, BITS] {
-        counts.iter_mut().for_each(|c| *c = 0);
-        for &index in indices.iter() {
-            counts[((index >> shift) & MASK) as usize] += 1;
-        }
+    // A thinned set comes back sorted already.
+    if indices.is_sorted() {
+        return;
+    }
+    // Both digits are counted in one pass, on the stack: the heap-allocated
+    // and twice-cleared counts cost as much as the sorting.
+    let mut low = [0u32; BUCKETS];
+    let mut high = [0u32; BUCKETS];
+    for &index in indices.iter() {
+        low[(index & MASK) as usize] += 1;
+        high[((index >> BITS) & MASK) as usize] += 1;
+    }
+    for counts in [&mut low, &mut high] {
         let mut start = 0;
         for count in counts.iter_mut() {
             let n = *count;
             *count = start;
             start += n;
         }
-        for &index in indices.iter() {
-            let bucket = &mut counts[((index >> shift) & MASK) as usize];
-            scratch[*bucket] = index;
-            *bucket += 1;
-        }
-        std::mem::swap(indices, &mut scratch);
+    }
+    let mut scratch = vec![0u32; indices.len()];
+    for &index in indices.iter() {
+        let at = &mut low[(index & MASK) as usize];
+        scratch[*at as usize] = index;
+        *at += 1;
+    }
+    for &index in scratch.iter() {
+        let at = &mut high[((index >> BITS) & MASK) as usize];
+        indices[*at as usize] = index;
+        *at += 1;
     }
 }
 

@@ -21,6 +21,8 @@
 //! changes [`TOKENIZER_VERSION`], and a model learned with another version is
 //! refused rather than silently misread.
 
+use std::fmt::Write as _;
+
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -512,15 +514,23 @@ fn normalize<'s>(word: &str, scratch: &'s mut String) -> Option<&'s str> {
     } else {
         scratch.chars().count()
     };
+    // The stand-ins are written into `scratch` itself: a fresh `String` per
+    // long word or number dropped the buffer every next word then regrew.
     if n_chars > MAX_WORD_CHARS {
-        let head: String = scratch.chars().take(6).collect();
-        *scratch = format!("long:{head}:{}", n_chars / 8);
+        let head_end = scratch
+            .char_indices()
+            .nth(6)
+            .map_or(scratch.len(), |(at, _)| at);
+        scratch.truncate(head_end);
+        scratch.insert_str(0, "long:");
+        let _ = write!(scratch, ":{}", n_chars / 8);
     } else if n_chars > 4
         && scratch
             .bytes()
             .all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
     {
-        *scratch = format!("num:{n_chars}");
+        scratch.clear();
+        let _ = write!(scratch, "num:{n_chars}");
     }
     Some(scratch.as_str())
 }
@@ -603,8 +613,14 @@ mod tests {
     #[test]
     fn long_words_and_numbers_become_shapes() {
         let t = texts("Subject: x\n\nabcdefghijklmnopqrstuvwxyzabcdef 1234567\n");
-        assert!(t.iter().any(|w| w.starts_with("w:long:abcdef")), "{t:?}");
+        // 32 characters: the first six, then the length over 8.
+        assert!(t.contains(&"w:long:abcdef:4".to_owned()), "{t:?}");
         assert!(t.contains(&"w:num:7".to_owned()), "{t:?}");
+        let mut scratch = String::new();
+        let long = "ÄÖÜäöüßabcdefghijklmnopqrstuvwxyz";
+        assert_eq!(normalize(long, &mut scratch), Some("long:äöüäöü:4"));
+        assert_eq!(normalize("1,234.5", &mut scratch), Some("num:7"));
+        assert_eq!(normalize("WORD", &mut scratch), Some("word"));
     }
 
     #[test]
