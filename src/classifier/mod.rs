@@ -233,7 +233,7 @@ fn distinct_in_place(indices: &mut Vec<u32>) {
 /// radix sort on 11 bits each. A message has a few thousand indices, and on
 /// them this is several times faster than a comparison sort, which was the
 /// largest single cost of a scan with the classifier.
-fn sort_indices(indices: &mut Vec<u32>) {
+fn sort_indices(indices: &mut [u32]) {
     const BITS: u32 = WEIGHT_BITS.div_ceil(2);
     const BUCKETS: usize = 1 << BITS;
     const MASK: u32 = (1 << BITS) - 1;
