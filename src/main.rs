@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The library logs through `tracing` and never prints; this prints its
 /// events on stderr, one line each (`WARN rules changed but …`), for the
 /// admin's log. Only chaff's own: the resolver's crates log through
