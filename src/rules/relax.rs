@@ -30,10 +30,85 @@ use fancy_regex::{Assertion, Expr};
 /// has none (or when `source` is not a fancy-regex pattern at all).
 pub fn relaxed(source: &str) -> Option<String> {
     let tree = Expr::parse_tree(source).ok()?;
-    let relaxed = relax(&tree.expr)?;
+    let mut relaxed = relax(&tree.expr)?;
     let mut out = String::new();
+    // fancy-regex marks case per character (`(?i:m)(?i:a)(?i:i)(?i:l)`), and
+    // in that form the literal extractor enumerates every case variant and
+    // gives up: `/mail\@101private\.com|…/i` had no literal at all. Where
+    // every character is case-insensitive, one leading `(?i)` says the same.
+    if every_atom_case_insensitive(&relaxed) == Some(true) {
+        relaxed = without_case_flags(&relaxed);
+        out.push_str("(?i)");
+    }
     relaxed.to_str(&mut out, 0);
     Some(out)
+}
+
+/// Whether every literal and class of `expr` that spells a letter is
+/// case-insensitive (`None` when none does). Rendering a case-sensitive
+/// part insensitively would only let more through, never less, so this
+/// guards the relaxed form's selectivity, not its soundness.
+fn every_atom_case_insensitive(expr: &Expr) -> Option<bool> {
+    match expr {
+        Expr::Literal { casei: true, .. } | Expr::Delegate { casei: true, .. } => Some(true),
+        Expr::Literal { val, .. } => spells_letters(val).then_some(false),
+        Expr::Delegate { inner, .. } => {
+            // `\d`, `\s`, `[^\n]`: escapes are no letters of their own.
+            let mut letters = false;
+            let mut escaped = false;
+            for c in inner.chars() {
+                letters |= !escaped && c.is_alphabetic();
+                escaped = !escaped && c == '\\';
+            }
+            letters.then_some(false)
+        }
+        Expr::Concat(children) | Expr::Alt(children) => children
+            .iter()
+            .try_fold(None, |all, child| {
+                match (all, every_atom_case_insensitive(child)) {
+                    (_, Some(false)) => Err(()),
+                    (Some(true), _) | (_, Some(true)) => Ok(Some(true)),
+                    _ => Ok(None),
+                }
+            })
+            .unwrap_or(Some(false)),
+        Expr::Group(child) => every_atom_case_insensitive(child),
+        Expr::Repeat { child, .. } => every_atom_case_insensitive(child),
+        _ => None,
+    }
+}
+
+fn spells_letters(text: &str) -> bool {
+    text.chars().any(char::is_alphabetic)
+}
+
+/// `expr` with every case flag cleared (for rendering under one `(?i)`).
+fn without_case_flags(expr: &Expr) -> Expr {
+    match expr {
+        Expr::Literal { val, .. } => Expr::Literal {
+            val: val.clone(),
+            casei: false,
+        },
+        Expr::Delegate { inner, .. } => Expr::Delegate {
+            inner: inner.clone(),
+            casei: false,
+        },
+        Expr::Concat(children) => Expr::Concat(children.iter().map(without_case_flags).collect()),
+        Expr::Alt(children) => Expr::Alt(children.iter().map(without_case_flags).collect()),
+        Expr::Group(child) => Expr::Group(std::sync::Arc::new(without_case_flags(child))),
+        Expr::Repeat {
+            child,
+            lo,
+            hi,
+            greedy,
+        } => Expr::Repeat {
+            child: Box::new(without_case_flags(child)),
+            lo: *lo,
+            hi: *hi,
+            greedy: *greedy,
+        },
+        other => other.clone(),
+    }
 }
 
 /// Upper bounds of repetitions above this become unbounded in a relaxed
@@ -144,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn a_case_insensitive_pattern_keeps_its_literals_whole() {
+        let whole = relaxed(r"(?i)^(?!x)(?:mail@101private\.com|info@bhleu\.com)$").unwrap();
+        assert!(whole.starts_with("(?i)"), "{whole}");
+        assert!(!whole[4..].contains("(?i"), "{whole}");
+        let (_, literals) = super::super::literals::required_literals(&whole).unwrap();
+        assert!(
+            literals.contains(&b"mail@101private.com".to_vec()),
+            "{literals:?}"
+        );
+        // Mixed case sensitivity keeps the per-character flags.
+        let mixed = relaxed(r"(?<!x)AB(?i:cd)").unwrap();
+        assert!(!mixed.starts_with("(?i)"), "{mixed}");
+        assert!(std_regex(&mixed).is_match("ABcD"));
+        assert!(!std_regex(&mixed).is_match("abcd"));
+    }
+
+    #[test]
     fn large_counted_repetitions_lose_their_upper_bound_small_ones_keep_it() {
         let relaxed = relaxed(r"(?<!x)[^>]{0,2048}>\d{2,4}").unwrap();
         let regex = std_regex(&relaxed);
@@ -171,6 +263,7 @@ mod tests {
         r"\Ra",
         r"(?<!x)a{2,3}b{0,2}c{4}",
         r"(?i)(?:\s(?!ab)\w{1,5}){0,6}x{2,9}",
+        r"(?i)(?<!y)pal\d[a-c]",
     ];
 
     proptest! {
