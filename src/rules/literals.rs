@@ -45,10 +45,10 @@ pub fn required_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
     extract_literals(source)
 }
 
-/// The literals every match of `hir` starts with, ASCII-lowercased, if the
-/// extractor finds a finite set of them.
-fn prefix_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
-    let seq = extractor(ExtractKind::Prefix).extract(hir);
+/// The literals every match of `hir` starts (or ends) with, ASCII-lowercased,
+/// if the extractor finds a finite set of them.
+fn end_literals(kind: ExtractKind, hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    let seq = extractor(kind).extract(hir);
     let mut lowered: Vec<Vec<u8>> = seq
         .literals()?
         .iter()
@@ -84,16 +84,9 @@ fn extract_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
         (ExtractKind::Prefix, Side::Prefix),
         (ExtractKind::Suffix, Side::Suffix),
     ] {
-        let seq = extractor(kind).extract(&hir);
-        let Some(literals) = seq.literals() else {
+        let Some(lowered) = end_literals(kind, &hir) else {
             continue;
         };
-        let mut lowered: Vec<Vec<u8>> = literals
-            .iter()
-            .map(|l| l.as_bytes().to_ascii_lowercase())
-            .collect();
-        lowered.sort();
-        lowered.dedup();
         if lowered.is_empty() || lowered.iter().any(|l| l.len() < MIN_LITERAL) {
             continue;
         }
@@ -175,7 +168,9 @@ fn inner_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
             // of the whole: `<b>x</(?:b|font)>` needs `</b>` or `</font>`,
             // which the runs above cannot join across the alternation.
             for start in 1..parts.len() {
-                if let Some(found) = prefix_literals(&Hir::concat(parts[start..].to_vec())) {
+                if let Some(found) =
+                    end_literals(ExtractKind::Prefix, &Hir::concat(parts[start..].to_vec()))
+                {
                     consider(found);
                 }
             }
