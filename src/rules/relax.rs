@@ -44,24 +44,17 @@ pub fn relaxed(source: &str) -> Option<String> {
     Some(out)
 }
 
-/// Whether every literal and class of `expr` that spells a letter is
-/// case-insensitive (`None` when none does). Rendering a case-sensitive
-/// part insensitively would only let more through, never less, so this
-/// guards the relaxed form's selectivity, not its soundness.
+/// Whether every literal and class of `expr` that case could change is
+/// case-insensitive (`None` when none could). Not a matter of selectivity
+/// only: under `(?i)` a negated class shrinks (`[^\x41]` then refuses `a`
+/// too), so only atoms that case folding leaves as they are may be
+/// case-sensitive, and the rendering under one `(?i)` is then exactly the
+/// pattern.
 fn every_atom_case_insensitive(expr: &Expr) -> Option<bool> {
     match expr {
         Expr::Literal { casei: true, .. } | Expr::Delegate { casei: true, .. } => Some(true),
-        Expr::Literal { val, .. } => spells_letters(val).then_some(false),
-        Expr::Delegate { inner, .. } => {
-            // `\d`, `\s`, `[^\n]`: escapes are no letters of their own.
-            let mut letters = false;
-            let mut escaped = false;
-            for c in inner.chars() {
-                letters |= !escaped && c.is_alphabetic();
-                escaped = !escaped && c == '\\';
-            }
-            letters.then_some(false)
-        }
+        Expr::Literal { val, .. } => val.chars().any(char::is_alphabetic).then_some(false),
+        Expr::Delegate { inner, .. } => (!folds_to_itself(inner)).then_some(false),
         Expr::Concat(children) | Expr::Alt(children) => children
             .iter()
             .try_fold(None, |all, child| {
@@ -78,8 +71,25 @@ fn every_atom_case_insensitive(expr: &Expr) -> Option<bool> {
     }
 }
 
-fn spells_letters(text: &str) -> bool {
-    text.chars().any(char::is_alphabetic)
+/// Whether a class reads the same under case folding: no letter of its
+/// own, and no escape but digits, spaces, word characters and control
+/// characters (`\d`, `[^\s]`, `[^\n]`); `\x41` or `\p{Lu}` might name a
+/// cased letter.
+fn folds_to_itself(class: &str) -> bool {
+    let mut escaped = false;
+    for c in class.chars() {
+        if escaped {
+            if !"dDsSwWnrtfv".contains(c) && c.is_alphanumeric() {
+                return false;
+            }
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c.is_alphabetic() {
+            return false;
+        }
+    }
+    true
 }
 
 /// `expr` with every case flag cleared (for rendering under one `(?i)`).
@@ -233,6 +243,15 @@ mod tests {
         assert!(!mixed.starts_with("(?i)"), "{mixed}");
         assert!(std_regex(&mixed).is_match("ABcD"));
         assert!(!std_regex(&mixed).is_match("abcd"));
+        // A case-sensitive negated class by escape would shrink under `(?i)`.
+        let negated = relaxed(r"(?<!y)(?i:ab)[^\x41]").unwrap();
+        assert!(std_regex(&negated).is_match("aba"), "{negated}");
+        assert!(folds_to_itself(r"[^\n\s]") && folds_to_itself(r"\d"));
+        assert!(
+            !folds_to_itself(r"[^\x41]")
+                && !folds_to_itself(r"\p{Lu}")
+                && !folds_to_itself("[a-z]")
+        );
     }
 
     #[test]
