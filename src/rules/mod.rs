@@ -11,6 +11,7 @@
 //! every other check, [`RuleSet::finish`] (metas, composite policies,
 //! hidden `__` sub-rules dropped).
 
+mod atomic;
 mod compile;
 mod config;
 pub mod eval;
