@@ -131,6 +131,12 @@ fn check(
             report.gated
         );
     }
+    if report.looked_up > 0 {
+        println!(
+            "  {} more only on texts naming a domain of their list (FreeMail)",
+            report.looked_up
+        );
+    }
     let maps = active.rules.maps.specs().count();
     if maps > 0 {
         println!("maps: {maps}");

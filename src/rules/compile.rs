@@ -5,7 +5,9 @@
 //! each runs after what it names.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
+use super::domains::DomainGate;
 use super::expr::{Expr, Policy};
 use super::input::Target;
 use super::matcher::{Compiled, Counter, MultiMatcher};
@@ -13,9 +15,16 @@ use super::spec::{LoadReport, Origin, RuleSpec, RulesError, SkipClass, SpecKind}
 use super::{Meta, RuleSet, TargetRules};
 use crate::verdict::SymbolConfig;
 
-/// One target's patterns while compiling: regexes, their sources, and per
-/// pattern its rule index and negation.
-type PatternGroup = (Vec<Compiled>, Vec<String>, Vec<(usize, bool)>);
+/// One target's patterns while compiling.
+#[derive(Default)]
+struct PatternGroup {
+    compiled: Vec<Compiled>,
+    sources: Vec<String>,
+    /// Per pattern, the domain list its text must name, if any.
+    lookups: Vec<Option<Arc<DomainGate>>>,
+    /// Per pattern, its rule index and negation.
+    rules: Vec<(usize, bool)>,
+}
 
 /// Compiles specs into a [`RuleSet`]. Chaff rules that cannot compile are
 /// errors; lenient (SpamAssassin) ones are skipped and reported.
@@ -97,6 +106,7 @@ pub(super) fn compile(
                 target,
                 source,
                 negate,
+                lookup,
             } => {
                 let compiled = match Compiled::new(source) {
                     Ok(c) => c,
@@ -112,8 +122,9 @@ pub(super) fn compile(
                     }
                 };
                 let entry = patterns.entry(target.clone()).or_default();
-                entry.0.push(compiled);
-                entry.1.push(source.clone());
+                entry.compiled.push(compiled);
+                entry.sources.push(source.clone());
+                entry.lookups.push(lookup.clone());
                 if spec.max_hits > 1 && !*negate {
                     // Compiles: the matcher's copy above took the same source.
                     if let Ok(counter) = Counter::new(source) {
@@ -121,7 +132,7 @@ pub(super) fn compile(
                             .insert(set.names.len(), (counter, spec.max_hits));
                     }
                 }
-                entry.2.push((set.names.len(), *negate));
+                entry.rules.push((set.names.len(), *negate));
                 set.names.push(spec.symbol.clone());
                 add_symbol(&mut set, &spec);
             }
@@ -141,11 +152,17 @@ pub(super) fn compile(
             }
         }
     }
-    for (target, (compiled, sources, rules)) in patterns {
+    for (target, group) in patterns {
+        let PatternGroup {
+            compiled,
+            sources,
+            lookups,
+            rules,
+        } = group;
         for _ in &rules {
             *report.loaded.entry(target.kind().to_owned()).or_default() += 1;
         }
-        let matcher = MultiMatcher::build(compiled, &sources).map_err(|e| {
+        let matcher = MultiMatcher::build(compiled, &sources, lookups).map_err(|e| {
             RulesError::new(
                 Origin {
                     file: "(rules)".into(),
@@ -159,6 +176,7 @@ pub(super) fn compile(
         report.in_set += shape.in_set;
         report.fancy += shape.fancy;
         report.gated += shape.gated;
+        report.looked_up += shape.looked_up;
         let negated = (0..rules.len() as u32)
             .filter(|&i| rules.get(i as usize).is_some_and(|r| r.1))
             .collect();

@@ -252,6 +252,7 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
                 target,
                 source: pattern(def.pattern, &def.flags, false)?,
                 negate: def.negate,
+                lookup: None,
             }
         }
         "exists" => {
@@ -281,6 +282,7 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
                 matches!(kind_name.as_str(), "body" | "uri"),
             )?,
             negate: def.negate,
+            lookup: None,
         },
         "envelope" => {
             let field = def.field.as_deref().unwrap_or_default();
@@ -296,6 +298,7 @@ fn rule_spec(file: &str, text: &str, def: RuleDef) -> Result<RuleSpec, RulesErro
                 target: Target::Envelope(field),
                 source: pattern(def.pattern, &def.flags, true)?,
                 negate: def.negate,
+                lookup: None,
             }
         }
         "eval" => {

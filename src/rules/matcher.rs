@@ -31,8 +31,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{RegexSet, RegexSetBuilder};
 use regex_automata::meta;
 use regex_automata::nfa::thompson::WhichCaptures;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::domains::DomainGate;
 use super::literals::{Side, required_literals};
 pub use super::pattern::{BACKTRACK_LIMIT, Compiled, Counter, Exhausted};
 use super::pattern::{
@@ -97,6 +99,9 @@ pub struct MultiMatcher {
     finders: Vec<Option<meta::Regex>>,
     /// Fancy patterns without a relaxed form, run one by one.
     fancy: Vec<u32>,
+    /// Patterns run only on a text that names a domain of their list
+    /// (`domains.rs`), kept out of the prefilter and the sets.
+    looked_up: Vec<(u32, Arc<DomainGate>)>,
 }
 
 /// A stage of [`MultiMatcher::matches_timed`].
@@ -120,14 +125,18 @@ pub struct MatcherShape {
     /// Run by fancy-regex only where their relaxed form matched (counted
     /// in `prefiltered` or `in_set` too, as their relaxed form is).
     pub gated: usize,
+    /// Run only on texts that name a domain of their list.
+    pub looked_up: usize,
 }
 
 impl MultiMatcher {
     /// Builds the matcher over already-compiled patterns (`sources[i]` is
-    /// the source `patterns[i]` was compiled from).
+    /// the source `patterns[i]` was compiled from, `lookups[i]` the domain
+    /// list its text must name, if any; missing entries are none).
     pub fn build(
         patterns: Vec<Compiled>,
         sources: &[String],
+        lookups: Vec<Option<Arc<DomainGate>>>,
     ) -> Result<MultiMatcher, PatternError> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut literal_owner = Vec::new();
@@ -141,9 +150,15 @@ impl MultiMatcher {
         gates.resize_with(patterns.len(), || None);
         let mut finders: Vec<Option<meta::Regex>> = Vec::new();
         finders.resize_with(patterns.len(), || None);
+        let mut looked_up = Vec::new();
+        let mut lookups = lookups.into_iter();
         for (index, (pattern, source)) in patterns.iter().zip(sources).enumerate() {
             let at = index;
             let index = index as u32;
+            if let Some(gate) = lookups.next().flatten() {
+                looked_up.push((index, gate));
+                continue;
+            }
             // What the one-pass search runs for this pattern: its own source,
             // or for a fancy pattern its relaxed form.
             let searched = if pattern.is_fancy() {
@@ -219,6 +234,7 @@ impl MultiMatcher {
             gates,
             finders,
             fancy,
+            looked_up,
         })
     }
 
@@ -239,10 +255,14 @@ impl MultiMatcher {
 
     pub fn shape(&self) -> MatcherShape {
         MatcherShape {
-            prefiltered: self.patterns.len() - self.set_members.len() - self.fancy.len(),
+            prefiltered: self.patterns.len()
+                - self.set_members.len()
+                - self.fancy.len()
+                - self.looked_up.len(),
             in_set: self.set_members.len(),
             fancy: self.fancy.len(),
             gated: self.gates.iter().filter(|g| g.is_some()).count(),
+            looked_up: self.looked_up.len(),
         }
     }
 
@@ -339,6 +359,13 @@ impl MultiMatcher {
                 found.matched.push(index);
             }
         }
+        for (index, gate) in &self.looked_up {
+            if timed(Stage::Pattern(*index), &mut || {
+                gate.admits(text) && self.run_fancy(*index, text, deadline, found)
+            }) {
+                found.matched.push(*index);
+            }
+        }
     }
 
     /// Confirms pattern `owner` from its literal occurrences `hits`
@@ -413,7 +440,7 @@ mod tests {
     fn matcher(sources: &[&str]) -> MultiMatcher {
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let compiled = sources.iter().map(|s| Compiled::new(s).unwrap()).collect();
-        MultiMatcher::build(compiled, &sources).unwrap()
+        MultiMatcher::build(compiled, &sources, Vec::new()).unwrap()
     }
 
     fn hits(m: &MultiMatcher, text: &str) -> Vec<bool> {

@@ -14,6 +14,7 @@
 mod atomic;
 mod compile;
 mod config;
+mod domains;
 pub mod eval;
 pub mod expr;
 pub mod input;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::domains::DomainGate;
 use super::eval::EvalFn;
 use super::expr::{Expr, Policy};
 use super::input::Target;
@@ -43,11 +44,14 @@ impl RulesError {
 /// What a rule tests.
 #[derive(Debug, Clone)]
 pub enum SpecKind {
-    /// `source` is a regex with its flags inline (`(?i)…`).
+    /// `source` is a regex with its flags inline (`(?i)…`); `lookup`, a
+    /// domain list the text must name for the regex to be worth running
+    /// (a necessary condition, never the verdict).
     Pattern {
         target: Target,
         source: String,
         negate: bool,
+        lookup: Option<std::sync::Arc<DomainGate>>,
     },
     Exists {
         header: String,
@@ -177,6 +181,9 @@ pub struct LoadReport {
     /// Fancy patterns run only where their relaxed form matched (also
     /// counted in `prefiltered` or `in_set`).
     pub gated: usize,
+    /// Patterns run only on texts naming a domain of their list (counted
+    /// apart from the three above).
+    pub looked_up: usize,
 }
 
 impl LoadReport {

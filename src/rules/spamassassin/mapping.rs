@@ -62,6 +62,7 @@ pub(super) fn rule_def(kind: &str, body: &str) -> Def {
                     target,
                     source,
                     negate: false,
+                    lookup: None,
                 }),
                 Err(e) => Def::Skip(SkipClass::Regex, e.0),
             }
@@ -134,6 +135,7 @@ pub(super) fn header_def(body: &str, mime: bool) -> Def {
             target,
             source,
             negate,
+            lookup: None,
         }),
         Err(e) => Def::Skip(SkipClass::Regex, e.0),
     }

@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 mod mapping;
 mod tags;
@@ -35,6 +36,7 @@ pub use translate::translate;
 use mapping::{Def, freemail_pattern, header_def, rule_def};
 use tags::replace_tags;
 
+use super::domains::DomainGate;
 use super::input::{HeaderForm, Target};
 use super::spec::{LoadReport, MAX_HITS_LIMIT, Origin, RuleSpec, Skip, SkipClass, SpecKind};
 
@@ -322,6 +324,9 @@ impl CfParser {
     /// The rules read, in definition order; skips go to `report`.
     pub fn finish(mut self, report: &mut LoadReport) -> Vec<RuleSpec> {
         self.apply_replace_tags();
+        // Every FreeMail check first looks the domain up, as the plugin does
+        // (`domains.rs`); the pattern then decides.
+        let freemail_gate = DomainGate::new(&self.freemail_domains).ok().map(Arc::new);
         let mut specs = Vec::new();
         for name in &self.order {
             let Some(mut entry) = self.rules.get(name).cloned() else {
@@ -411,6 +416,7 @@ impl CfParser {
                                 target: Target::Header(key, HeaderForm::Addr),
                                 source,
                                 negate: false,
+                                lookup: freemail_gate.clone(),
                             };
                             None
                         }
