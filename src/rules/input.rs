@@ -130,6 +130,9 @@ pub struct Input<'a> {
     /// SpamAssassin's relay pseudo-headers: (trusted, untrusted).
     relays: OnceCell<(String, String)>,
     sa_date_diff: OnceCell<i64>,
+    /// Each MIME part's header fields as written, split once per message
+    /// (every `mimeheader` target reads them).
+    mime_fields: OnceCell<Vec<Vec<(String, String)>>>,
 }
 
 impl<'a> Input<'a> {
@@ -141,6 +144,7 @@ impl<'a> Input<'a> {
             envelope: &context.envelope,
             relays: OnceCell::new(),
             sa_date_diff: OnceCell::new(),
+            mime_fields: OnceCell::new(),
         }
     }
 
@@ -238,13 +242,20 @@ impl<'a> Input<'a> {
         unset_as_empty: bool,
     ) -> Vec<String> {
         let mut values = Vec::new();
-        for block in &self.message.mime_header_blocks {
+        let parts = self.mime_fields.get_or_init(|| {
+            self.message
+                .mime_header_blocks
+                .iter()
+                .map(|block| raw_header_fields(block.as_bytes()))
+                .collect()
+        });
+        for fields in parts {
             let before = values.len();
-            for (field, value) in raw_header_fields(block.as_bytes()) {
+            for (field, value) in fields {
                 if field.eq_ignore_ascii_case(name) {
                     values.push(match form {
-                        HeaderForm::Raw => value,
-                        _ => unfold_as_spamassassin(&value),
+                        HeaderForm::Raw => value.clone(),
+                        _ => unfold_as_spamassassin(value),
                     });
                 }
             }
