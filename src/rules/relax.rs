@@ -17,7 +17,12 @@
 //!   disagree next to non-ASCII letters);
 //! - an atomic group → the group as an ordinary one (atomicity only forbids
 //!   some matches);
-//! - a back-reference → any text, `(?s:.*?)`;
+//! - a back-reference → its group's own relaxed form (the text it repeats
+//!   was matched by that group, so it is in the group's language), as a
+//!   non-capturing group; or any text, `(?s:.*?)`, where that form would
+//!   not do (it holds `^` or `$`, which may not hold where the text is
+//!   repeated; a case-insensitive reference to a case-sensitive group; a
+//!   reference inside a reference);
 //! - a repetition's upper bound above [`MAX_COUNTED_REPEAT`] → none (what
 //!   keeps the lazy DFA of a large counted repetition from overflowing);
 //! - anything else fancy-regex knows that the `regex` crate does not
@@ -30,7 +35,13 @@ use fancy_regex::{Assertion, Expr};
 /// has none (or when `source` is not a fancy-regex pattern at all).
 pub fn relaxed(source: &str) -> Option<String> {
     let tree = Expr::parse_tree(source).ok()?;
-    let mut relaxed = relax(&tree.expr)?;
+    let mut groups = Vec::new();
+    collect_groups(&tree.expr, &mut groups);
+    let mut relaxed = Relaxer {
+        groups: &groups,
+        in_reference: false,
+    }
+    .relax(&tree.expr)?;
     let mut out = String::new();
     // fancy-regex marks case per character (`(?i:m)(?i:a)(?i:i)(?i:l)`), and
     // in that form the literal extractor enumerates every case variant and
@@ -125,71 +136,142 @@ fn without_case_flags(expr: &Expr) -> Expr {
 /// form (small ones, `\d{2,4}`, cost the DFA little and keep it selective).
 const MAX_COUNTED_REPEAT: usize = 4;
 
-fn relax(expr: &Expr) -> Option<Expr> {
-    Some(match expr {
-        Expr::Empty
-        | Expr::Any { .. }
-        | Expr::Literal { .. }
-        | Expr::Delegate { .. }
-        | Expr::Assertion(
-            Assertion::StartText
-            | Assertion::EndText
-            | Assertion::StartLine { .. }
-            | Assertion::StartLineOniguruma { .. }
-            | Assertion::EndLine { .. },
-        ) => expr.clone(),
-        Expr::Assertion(_) | Expr::LookAround(..) | Expr::KeepOut => Expr::Empty,
-        Expr::GeneralNewline { .. } => Expr::Alt(vec![
-            Expr::Literal {
-                val: "\r\n".into(),
-                casei: false,
+/// Relaxes one pattern, knowing its capture groups (for back-references).
+struct Relaxer<'e> {
+    /// Group `n`'s expression at `n - 1`, in the order their `(` appear.
+    groups: &'e [&'e Expr],
+    /// Relaxing a referenced group: a reference in there is any text (no
+    /// copies of copies).
+    in_reference: bool,
+}
+
+impl Relaxer<'_> {
+    fn relax(&self, expr: &Expr) -> Option<Expr> {
+        Some(match expr {
+            Expr::Empty
+            | Expr::Any { .. }
+            | Expr::Literal { .. }
+            | Expr::Delegate { .. }
+            | Expr::Assertion(
+                Assertion::StartText
+                | Assertion::EndText
+                | Assertion::StartLine { .. }
+                | Assertion::StartLineOniguruma { .. }
+                | Assertion::EndLine { .. },
+            ) => expr.clone(),
+            Expr::Assertion(_) | Expr::LookAround(..) | Expr::KeepOut => Expr::Empty,
+            Expr::GeneralNewline { .. } => Expr::Alt(vec![
+                Expr::Literal {
+                    val: "\r\n".into(),
+                    casei: false,
+                },
+                Expr::Delegate {
+                    inner: r"[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}]".into(),
+                    casei: false,
+                },
+            ]),
+            Expr::Concat(children) => Expr::Concat(self.relax_all(children)?),
+            Expr::Alt(children) => Expr::Alt(self.relax_all(children)?),
+            Expr::Group(child) => Expr::Group(std::sync::Arc::new(self.relax(child)?)),
+            // Non-capturing: the regex crate has no atomic groups.
+            Expr::AtomicGroup(child) => Expr::Concat(vec![self.relax(child)?]),
+            Expr::Repeat {
+                child,
+                lo,
+                hi,
+                greedy,
+            } => Expr::Repeat {
+                child: Box::new(self.relax(child)?),
+                lo: *lo,
+                // `x{1,20}` → `x{1,}`: a lazy DFA for a counted repetition has a
+                // state per count, and SpamAssassin's `(?:\s\w{1,20}){0,3}` or
+                // `[^>]{0,2048}` under Unicode classes overflow its cache, so
+                // the regex crate falls back to its NFA simulation (32 ms for
+                // `__LOTTO_ADMITS_1` on a 70 kB body). Dropping the upper bound
+                // only lets more through.
+                hi: if *hi > MAX_COUNTED_REPEAT {
+                    usize::MAX
+                } else {
+                    *hi
+                },
+                greedy: *greedy,
             },
-            Expr::Delegate {
-                inner: r"[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}]".into(),
-                casei: false,
-            },
-        ]),
-        Expr::Concat(children) => Expr::Concat(relax_all(children)?),
-        Expr::Alt(children) => Expr::Alt(relax_all(children)?),
-        Expr::Group(child) => Expr::Group(std::sync::Arc::new(relax(child)?)),
-        // Non-capturing: the regex crate has no atomic groups.
-        Expr::AtomicGroup(child) => Expr::Concat(vec![relax(child)?]),
+            Expr::Backref { group, casei } => {
+                self.referenced(*group, *casei).unwrap_or(Expr::Repeat {
+                    child: Box::new(Expr::Any {
+                        newline: true,
+                        crlf: false,
+                    }),
+                    lo: 0,
+                    hi: usize::MAX,
+                    greedy: false,
+                })
+            }
+            _ => return None,
+        })
+    }
+
+    /// What a back-reference to `group` relaxes to: the group's relaxed
+    /// form, non-capturing, when it holds wherever the repeated text is.
+    fn referenced(&self, group: usize, casei: bool) -> Option<Expr> {
+        if self.in_reference {
+            return None;
+        }
+        let target = *self.groups.get(group.checked_sub(1)?)?;
+        let inner = Relaxer {
+            groups: self.groups,
+            in_reference: true,
+        }
+        .relax(target)?;
+        if has_line_anchor(&inner) || (casei && every_atom_case_insensitive(&inner) == Some(false))
+        {
+            return None;
+        }
+        Some(Expr::Concat(vec![without_captures(&inner)]))
+    }
+
+    fn relax_all(&self, children: &[Expr]) -> Option<Vec<Expr>> {
+        children.iter().map(|child| self.relax(child)).collect()
+    }
+}
+
+/// Every capture group's expression, in the order of their `(`.
+fn collect_groups<'e>(expr: &'e Expr, groups: &mut Vec<&'e Expr>) {
+    if let Expr::Group(child) = expr {
+        groups.push(child);
+    }
+    for child in expr.children_iter() {
+        collect_groups(child, groups);
+    }
+}
+
+/// Whether `expr` holds `^` or `$` of either kind.
+fn has_line_anchor(expr: &Expr) -> bool {
+    match expr {
+        Expr::Assertion(_) => true,
+        other => other.children_iter().any(has_line_anchor),
+    }
+}
+
+/// `expr` with its capture groups made non-capturing.
+fn without_captures(expr: &Expr) -> Expr {
+    match expr {
+        Expr::Group(child) => Expr::Concat(vec![without_captures(child)]),
+        Expr::Concat(children) => Expr::Concat(children.iter().map(without_captures).collect()),
+        Expr::Alt(children) => Expr::Alt(children.iter().map(without_captures).collect()),
         Expr::Repeat {
             child,
             lo,
             hi,
             greedy,
         } => Expr::Repeat {
-            child: Box::new(relax(child)?),
+            child: Box::new(without_captures(child)),
             lo: *lo,
-            // `x{1,20}` → `x{1,}`: a lazy DFA for a counted repetition has a
-            // state per count, and SpamAssassin's `(?:\s\w{1,20}){0,3}` or
-            // `[^>]{0,2048}` under Unicode classes overflow its cache, so
-            // the regex crate falls back to its NFA simulation (32 ms for
-            // `__LOTTO_ADMITS_1` on a 70 kB body). Dropping the upper bound
-            // only lets more through.
-            hi: if *hi > MAX_COUNTED_REPEAT {
-                usize::MAX
-            } else {
-                *hi
-            },
+            hi: *hi,
             greedy: *greedy,
         },
-        Expr::Backref { .. } => Expr::Repeat {
-            child: Box::new(Expr::Any {
-                newline: true,
-                crlf: false,
-            }),
-            lo: 0,
-            hi: usize::MAX,
-            greedy: false,
-        },
-        _ => return None,
-    })
-}
-
-fn relax_all(children: &[Expr]) -> Option<Vec<Expr>> {
-    children.iter().map(relax).collect()
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -213,12 +295,30 @@ mod tests {
     }
 
     #[test]
-    fn back_references_become_any_text() {
+    fn back_references_relax_to_what_they_repeat() {
         let source = r"(\w+) \1";
         let relaxed = relaxed(source).unwrap();
         let regex = std_regex(&relaxed);
         assert!(regex.is_match("hello hello"));
         assert!(regex.is_match("hello world"));
+        assert!(!regex.is_match("hello !"), "{relaxed}");
+    }
+
+    #[test]
+    fn a_back_reference_becomes_its_group_unless_that_would_not_hold() {
+        let repeated = relaxed(r"(?i)(?:://|@)(?:\w+\.)*(\w{7,}\.)\1").unwrap();
+        let regex = std_regex(&repeated);
+        assert!(regex.is_match("http://example.example.com"));
+        assert!(!regex.is_match("http://www.example.com"), "{repeated}");
+        // A line anchor in the group may not hold where the text repeats.
+        let anchored = std_regex(&relaxed(r"(?m)(^a)\1").unwrap());
+        assert!(anchored.is_match("aa"));
+        // A case-insensitive reference to a case-sensitive group.
+        let folded = std_regex(&relaxed(r"(A)(?i:\1)").unwrap());
+        assert!(folded.is_match("Aa"));
+        // A reference inside a referenced group is any text.
+        let nested = std_regex(&relaxed(r"((a)\2)\1").unwrap());
+        assert!(nested.is_match("aaaa"));
     }
 
     #[test]
@@ -283,6 +383,13 @@ mod tests {
         r"(?<!x)a{2,3}b{0,2}c{4}",
         r"(?i)(?:\s(?!ab)\w{1,5}){0,6}x{2,9}",
         r"(?i)(?<!y)pal\d[a-c]",
+        r"(\w{1,2})x\1",
+        r"(?i)(ab?)\1",
+        r"(a|bc)\1{2}",
+        r"((a)\2)\1",
+        r"(A)(?i:\1)",
+        r"(?m)(^a)\1",
+        r"(?s)(a.)(?=.*\1)",
     ];
 
     proptest! {
