@@ -127,7 +127,7 @@ fn check(
     );
     if report.gated > 0 {
         println!(
-            "  of those, {} by fancy-regex only where a relaxed form matched (look-around and back-references dropped)",
+            "  of those, {} by fancy-regex only where a relaxed form matched (look-around dropped, back-references loosened)",
             report.gated
         );
     }
