@@ -18,7 +18,13 @@
 //!    literals, over windows ending at its suffix literals, or at its
 //!    relaxed form's own starts), each try under [`BACKTRACK_LIMIT`], all
 //!    under the caller's deadline; what it cannot decide is reported in
-//!    [`Found`], never taken as no match.
+//!    [`Found`], never taken as no match;
+//! 5. a pattern that carries a domain list (SpamAssassin's FreeMail checks)
+//!    runs only on a text where an address's domain is on it
+//!    (`domains.rs`).
+//!
+//! An empty text (a header the message does not have) gets the answer
+//! worked out once when the matcher was built.
 //!
 //! So the text is read a few times whatever the number of patterns, and
 //! the per-pattern cost is paid only by patterns whose literals occur, in
