@@ -13,6 +13,14 @@
 
 use std::collections::HashSet;
 
+/// A list entry as a regex: `*` any characters but `.`, `?` any one
+/// character, the rest as written.
+pub fn domain_pattern(entry: &str) -> String {
+    regex::escape(entry)
+        .replace("\\*", "[^.\\n]*")
+        .replace("\\?", "[^\\n]")
+}
+
 /// Lines (addresses, one per line) whose domain, after the line's first
 /// `@`, is on a list of domains: exact entries, and entries with `*` (any
 /// characters but `.`) and `?` (any one character).
@@ -34,11 +42,7 @@ impl DomainGate {
             if entry.is_ascii() && !entry.contains(['*', '?']) {
                 exact.insert(entry.to_ascii_lowercase());
             } else {
-                wildcards.push(
-                    regex::escape(entry)
-                        .replace("\\*", "[^.\\n]*")
-                        .replace("\\?", "[^\\n]"),
-                );
+                wildcards.push(domain_pattern(entry));
             }
         }
         let wildcard = if wildcards.is_empty() {

@@ -231,11 +231,7 @@ pub(super) fn freemail_pattern(
     }
     let domain_alternatives: Vec<String> = domains
         .iter()
-        .map(|d| {
-            regex::escape(d)
-                .replace("\\*", "[^.\\n]*")
-                .replace("\\?", "[^\\n]")
-        })
+        .map(|d| crate::rules::domains::domain_pattern(d))
         .collect();
     // The plugin's default welcome list: role and bounce addresses.
     let mut unwelcome = vec![
