@@ -119,8 +119,9 @@ pub struct MultiMatcher {
 pub enum Stage {
     /// The Aho-Corasick pass over the literals.
     Prefilter,
-    /// The set of patterns with no literal.
-    Set,
+    /// One set of patterns with no literal, by its number
+    /// ([`MultiMatcher::set_members`] names its patterns).
+    Set(usize),
     /// One pattern confirmed or run on its own.
     Pattern(u32),
 }
@@ -259,6 +260,15 @@ impl MultiMatcher {
         self.patterns.len()
     }
 
+    /// The patterns of no-literal set `number` ([`Stage::Set`]).
+    pub fn set_members(&self, number: usize) -> &[u32] {
+        let Some((set, first)) = self.sets.get(number) else {
+            return &[];
+        };
+        let members = self.set_members.get(*first..).unwrap_or_default();
+        members.get(..set.len()).unwrap_or(members)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
@@ -359,12 +369,12 @@ impl MultiMatcher {
         }
         if !self.sets.is_empty() {
             let mut in_sets = Vec::new();
-            timed(Stage::Set, &mut || {
-                for (set, first) in &self.sets {
+            for (number, (set, first)) in self.sets.iter().enumerate() {
+                timed(Stage::Set(number), &mut || {
                     in_sets.extend(set.matches(text).iter().map(|hit| first + hit));
-                }
-                true
-            });
+                    true
+                });
+            }
             for hit in in_sets {
                 if let Some(&index) = self.set_members.get(hit)
                     && timed(Stage::Pattern(index), &mut || {

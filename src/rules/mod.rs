@@ -354,16 +354,28 @@ impl RuleSet {
     }
 
     /// How `chaff rules stats --timing` names a matcher stage of `group`.
+    fn pattern_rule_name(&self, group: &TargetRules, pattern: u32) -> &str {
+        group
+            .rules
+            .get(pattern as usize)
+            .and_then(|&(rule, _)| self.names.get(rule))
+            .map_or("?", String::as_str)
+    }
+
     fn stage_name(&self, group: &TargetRules, stage: Stage) -> String {
         match stage {
             Stage::Prefilter => format!("{} literal prefilter", group.target),
-            Stage::Set => format!("{} no-literal set", group.target),
+            Stage::Set(number) => {
+                let members: Vec<&str> = group
+                    .matcher
+                    .set_members(number)
+                    .iter()
+                    .map(|&pattern| self.pattern_rule_name(group, pattern))
+                    .collect();
+                format!("{} no-literal set: {}", group.target, members.join(" "))
+            }
             Stage::Pattern(pattern) => {
-                let name = group
-                    .rules
-                    .get(pattern as usize)
-                    .and_then(|&(rule, _)| self.names.get(rule))
-                    .map_or("?", String::as_str);
+                let name = self.pattern_rule_name(group, pattern);
                 let how = if group.matcher.is_fancy(pattern) {
                     "fancy-regex"
                 } else {
