@@ -215,49 +215,12 @@ impl Compiled {
 /// where each match ends to look for the next.
 #[derive(Debug, Clone)]
 pub enum Counter {
-    /// A pattern that is one character of a class (SpamAssassin counts
-    /// `/e/` and its look-alike letters to a few hundred per message): its
-    /// matches are the characters in the class, counted without a search
-    /// per match.
-    Chars(Vec<(char, char)>),
     Std(regex::Regex),
     Fancy(Box<fancy_regex::Regex>),
 }
 
-/// The ranges of the one character `source` matches, when it matches
-/// exactly one character of a set (a literal or a class, captured or
-/// not), parsed as the `regex` crate parses it.
-fn single_char_ranges(source: &str) -> Option<Vec<(char, char)>> {
-    use regex_syntax::hir::{Class, HirKind};
-    let mut hir = regex_syntax::Parser::new().parse(source).ok()?;
-    loop {
-        match hir.into_kind() {
-            HirKind::Capture(capture) => hir = *capture.sub,
-            HirKind::Literal(literal) => {
-                let text = std::str::from_utf8(&literal.0).ok()?;
-                let mut chars = text.chars();
-                let only = chars.next()?;
-                return chars.next().is_none().then(|| vec![(only, only)]);
-            }
-            HirKind::Class(Class::Unicode(class)) => {
-                return Some(
-                    class
-                        .ranges()
-                        .iter()
-                        .map(|r| (r.start(), r.end()))
-                        .collect(),
-                );
-            }
-            _ => return None,
-        }
-    }
-}
-
 impl Counter {
     pub fn new(source: &str) -> Result<Counter, PatternError> {
-        if let Some(ranges) = single_char_ranges(source) {
-            return Ok(Counter::Chars(ranges));
-        }
         match regex::RegexBuilder::new(&ascii_word_boundaries(source))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
@@ -273,23 +236,6 @@ impl Counter {
     pub fn count(&self, text: &str, limit: u32) -> u32 {
         let limit = limit as usize;
         let found = match self {
-            Counter::Chars(ranges) => match ranges.as_slice() {
-                &[(only, last)] if only == last && only.is_ascii() => {
-                    memchr::memchr_iter(only as u8, text.as_bytes())
-                        .take(limit)
-                        .count()
-                }
-                ranges => text
-                    .chars()
-                    .filter(|c| {
-                        // Sorted, disjoint ranges: the last one starting at
-                        // or before `c` is the only one that can hold it.
-                        let after = ranges.partition_point(|&(start, _)| start <= *c);
-                        after > 0 && ranges.get(after - 1).is_some_and(|&(_, end)| *c <= end)
-                    })
-                    .take(limit)
-                    .count(),
-            },
             Counter::Std(regex) => regex.find_iter(text).take(limit).count(),
             // A search that exhausts the backtracking limit ends the count.
             Counter::Fancy(regex) => regex
@@ -412,43 +358,5 @@ mod tests {
         let fancy = Counter::new(r"(?<=\d)x").unwrap();
         assert!(matches!(fancy, Counter::Fancy(_)));
         assert_eq!(fancy.count("1x 2x ax 3x", 10), 3);
-    }
-
-    #[test]
-    fn a_one_character_pattern_counts_as_the_regex_would() {
-        let texts = [
-            "",
-            "eee",
-            "Élégant été, EEe\u{0435}x ée",
-            "nothing here",
-            "e\ne\r\ne",
-        ];
-        for source in [
-            "e",
-            "(e)",
-            "(?i)e",
-            "[eé\u{0435}]",
-            "(?i)[éè]",
-            r"\d",
-            "[^e]",
-            ".",
-        ] {
-            let counter = Counter::new(source).unwrap();
-            assert!(matches!(counter, Counter::Chars(_)), "{source}");
-            let regex = regex::Regex::new(source).unwrap();
-            for text in texts {
-                for limit in [0, 2, 1000] {
-                    assert_eq!(
-                        counter.count(text, limit),
-                        regex.find_iter(text).take(limit as usize).count() as u32,
-                        "{source} on {text:?} to {limit}"
-                    );
-                }
-            }
-        }
-        // Two characters, or a character that may be absent, are searched.
-        assert!(matches!(Counter::new("ee").unwrap(), Counter::Std(_)));
-        assert!(matches!(Counter::new("e?").unwrap(), Counter::Std(_)));
-        assert!(matches!(Counter::new("^e").unwrap(), Counter::Std(_)));
     }
 }
