@@ -216,7 +216,15 @@ impl Compiled {
 #[derive(Debug, Clone)]
 pub enum Counter {
     Std(regex::Regex),
-    Fancy(Box<fancy_regex::Regex>),
+    /// A fancy-regex pattern and, when it has one, its relaxed form
+    /// ([`super::relax`]) compiled to find where its matches start:
+    /// fancy-regex's own search starts its VM at every position of the
+    /// text (SpamAssassin counts `__HDR_CASE_REVERSED` over the whole
+    /// header block), the relaxed form says where a match could start.
+    Fancy {
+        exact: Box<fancy_regex::Regex>,
+        starts: Option<Box<meta::Regex>>,
+    },
 }
 
 impl Counter {
@@ -227,7 +235,14 @@ impl Counter {
         {
             Ok(regex) => Ok(Counter::Std(regex)),
             Err(std_error) => build_fancy(source)
-                .map(|fancy| Counter::Fancy(Box::new(fancy)))
+                .map(|fancy| Counter::Fancy {
+                    exact: Box::new(fancy),
+                    starts: super::relax::relaxed(source)
+                        .and_then(|relaxed| {
+                            build_std_capturing(&relaxed, WhichCaptures::Implicit).ok()
+                        })
+                        .map(Box::new),
+                })
                 .map_err(|_| PatternError(first_line(&std_error.to_string()))),
         }
     }
@@ -237,15 +252,70 @@ impl Counter {
         let limit = limit as usize;
         let found = match self {
             Counter::Std(regex) => regex.find_iter(text).take(limit).count(),
-            // A search that exhausts the backtracking limit ends the count.
-            Counter::Fancy(regex) => regex
-                .find_iter(text)
-                .take(limit)
-                .take_while(Result::is_ok)
-                .count(),
+            Counter::Fancy {
+                exact,
+                starts: Some(starts),
+            } => return count_from_starts(exact, starts, text, limit),
+            Counter::Fancy {
+                exact,
+                starts: None,
+            } => count_everywhere(exact, text, limit),
         };
         found as u32
     }
+}
+
+/// fancy-regex's own count: its search from every position in turn.
+/// A search that exhausts the backtracking limit ends the count.
+fn count_everywhere(exact: &fancy_regex::Regex, text: &str, limit: usize) -> usize {
+    exact
+        .find_iter(text)
+        .take(limit)
+        .take_while(Result::is_ok)
+        .count()
+}
+
+/// The same count as [`count_everywhere`], with fancy-regex tried only
+/// where the relaxed form `starts` finds a match starting. Every match of
+/// the exact pattern is one of the relaxed form with the same start, so no
+/// exact match starts before the relaxed form's leftmost start from where
+/// the count is. An empty match (none of SpamAssassin's counted rules has
+/// one) hands the count to fancy-regex's own iteration, whose rules for
+/// empty matches this does not repeat.
+fn count_from_starts(
+    exact: &fancy_regex::Regex,
+    starts: &meta::Regex,
+    text: &str,
+    limit: usize,
+) -> u32 {
+    let mut count = 0;
+    let mut from = 0;
+    while count < limit && from <= text.len() {
+        let Some(found) = starts.search(&Input::new(text).range(from..)) else {
+            break;
+        };
+        let start = found.start();
+        let input = fancy_regex::RegexInput::new(text)
+            .from_pos(start)
+            .anchored(true);
+        match exact.find_input(input) {
+            Ok(Some(matched)) if matched.end() > matched.start() => {
+                count += 1;
+                from = matched.end();
+            }
+            Ok(Some(_)) => return count_everywhere(exact, text, limit) as u32,
+            Ok(None) => {
+                // The next place is past this character.
+                from = start
+                    + text
+                        .get(start..)
+                        .and_then(|rest| rest.chars().next())
+                        .map_or(1, char::len_utf8);
+            }
+            Err(_) => break,
+        }
+    }
+    count as u32
 }
 
 /// Rewrites `\b` and `\B` (outside classes) as ASCII word boundaries.
@@ -356,7 +426,75 @@ mod tests {
         assert_eq!(std.count("wow!!!", 10), 1);
         // Look-behind: the fancy-regex engine.
         let fancy = Counter::new(r"(?<=\d)x").unwrap();
-        assert!(matches!(fancy, Counter::Fancy(_)));
+        assert!(matches!(
+            fancy,
+            Counter::Fancy {
+                starts: Some(_),
+                ..
+            }
+        ));
         assert_eq!(fancy.count("1x 2x ax 3x", 10), 3);
+    }
+
+    /// Counted fancy patterns of SpamAssassin's shapes, each with a
+    /// relaxed form.
+    const COUNTED_FANCY: &[&str] = &[
+        r"(?m)^(?!DomainKey)[^-:\s]*[a-z][A-Z]",
+        r"(?m)^[[:xdigit:]]{8}-[[:xdigit:]]{4}-([[:xdigit:]]{3})-\1-[[:xdigit:]]{12}$",
+        r"(?<=\d)x",
+        r"(\w)\1",
+        r"(?i)\b(\w+) \1\b",
+        r"a(?=b)|(?<=c)d",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn fancy_counts_from_relaxed_starts_change_no_count(text in "[abcdx1 \nA-]{0,30}") {
+            for source in COUNTED_FANCY {
+                let Ok(Counter::Fancy { exact, starts: Some(starts) }) = Counter::new(source) else {
+                    continue;
+                };
+                for limit in [1, 3, 100] {
+                    proptest::prop_assert_eq!(
+                        count_from_starts(&exact, &starts, &text, limit) as usize,
+                        count_everywhere(&exact, &text, limit),
+                        "{} on {:?} to {}", source, text, limit
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_fancy_count_from_its_relaxed_starts_is_fancy_regex_s_own() {
+        let patterns = COUNTED_FANCY;
+        let texts = [
+            "",
+            "DomainKey-Signature: x\nX-MailerId: 1\nsubjectLine: y\nxY: z\n",
+            "01234567-89ab-cde-cde-0123456789ab\n01234567-89ab-cde-cdf-0123456789ab\n",
+            "1x 2x ax 3xx 4x",
+            "aabbcc dd é é ëë",
+            "the the The the cat cat",
+            "ab cd abcd cdcd ac",
+        ];
+        for source in patterns {
+            let counter = Counter::new(source).unwrap();
+            let Counter::Fancy {
+                exact,
+                starts: Some(starts),
+            } = &counter
+            else {
+                panic!("{source} has a relaxed form");
+            };
+            for text in texts {
+                for limit in [1, 2, 100] {
+                    assert_eq!(
+                        count_from_starts(exact, starts, text, limit) as usize,
+                        count_everywhere(exact, text, limit),
+                        "{source} on {text:?} to {limit}"
+                    );
+                }
+            }
+        }
     }
 }
