@@ -113,40 +113,7 @@ fn extract_literals(source: &str) -> Option<(Side, Vec<Vec<u8>>)> {
             best = Some((Side::Inner, inner));
         }
     }
-    best.map(|(side, literals)| (side, shrunk(side, literals)))
-}
-
-/// Most literals one pattern puts in the automaton before they are cut
-/// shorter ([`shrunk`]).
-const MAX_PATTERN_LITERALS: usize = 64;
-
-/// `literals`, when there are more than [`MAX_PATTERN_LITERALS`], cut to
-/// the longest length at which so few are left: an alternation's cross
-/// product (`(?:ach|dividend)[-_ ](?:payment|transfer|…)` gives 486
-/// literals) costs the automaton every byte of every one, while the first
-/// bytes of them place a match as well. A prefix keeps its first bytes, a
-/// suffix its last; any part of an inner literal is one too. Kept as they
-/// are when even [`MIN_LITERAL`] bytes leave too many.
-fn shrunk(side: Side, literals: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    if literals.len() <= MAX_PATTERN_LITERALS {
-        return literals;
-    }
-    let longest = literals.iter().map(Vec::len).max().unwrap_or(0);
-    for length in (MIN_LITERAL..longest).rev() {
-        let mut cut: Vec<Vec<u8>> = literals
-            .iter()
-            .map(|literal| match side {
-                Side::Suffix => literal[literal.len().saturating_sub(length)..].to_vec(),
-                Side::Prefix | Side::Inner => literal[..length.min(literal.len())].to_vec(),
-            })
-            .collect();
-        cut.sort();
-        cut.dedup();
-        if cut.len() <= MAX_PATTERN_LITERALS {
-            return cut;
-        }
-    }
-    literals
+    best
 }
 
 /// Most literals an inner alternation may contribute.
@@ -347,44 +314,5 @@ mod tests {
             required_literals(r"clickhere\w+million").map(|l| l.0),
             Some(Side::Prefix)
         );
-    }
-
-    #[test]
-    fn a_cross_product_of_alternations_is_cut_to_fewer_shorter_literals() {
-        let (side, literals) = required_literals(
-            r"(?i)(?:ach|dividend)[-_ ](?:payment|transfer|transaction|was)[-_ ](?:rejected|cancel+ed|declined|failed|returned|halted)",
-        )
-        .unwrap();
-        assert_eq!(side, Side::Prefix);
-        assert!(literals.len() <= MAX_PATTERN_LITERALS, "{}", literals.len());
-        // Each still starts every match it stands for.
-        for literal in &literals {
-            assert!(
-                literal.starts_with(b"ach") || literal.starts_with(b"div"),
-                "{literal:?}"
-            );
-        }
-        assert!(literals.iter().any(|l| l.len() > MIN_LITERAL));
-        // Suffixes keep their last bytes.
-        let cut = shrunk(
-            Side::Suffix,
-            (0..100u8)
-                .map(|i| vec![b'a' + i % 26, b'0' + i / 26, b'x', b'y', b'z'])
-                .collect(),
-        );
-        assert_eq!(
-            cut,
-            vec![
-                b"0xyz".to_vec(),
-                b"1xyz".to_vec(),
-                b"2xyz".to_vec(),
-                b"3xyz".to_vec()
-            ]
-        );
-        // Too many even at the shortest length: kept as they are.
-        let hex: Vec<Vec<u8>> = (0..=255u8)
-            .map(|i| format!("<{i:02x}").into_bytes())
-            .collect();
-        assert_eq!(shrunk(Side::Prefix, hex.clone()), hex);
     }
 }
