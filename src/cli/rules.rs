@@ -122,8 +122,8 @@ fn check(
         );
     }
     println!(
-        "patterns: {} behind the literal prefilter, {} in the no-literal set, {} by fancy-regex on every text",
-        report.prefiltered, report.in_set, report.fancy
+        "patterns: {} behind the literal prefilter, {} without a literal ({} of them searched alone, the rest in sets), {} by fancy-regex on every text",
+        report.prefiltered, report.in_set, report.alone, report.fancy
     );
     if report.gated > 0 {
         println!(

@@ -174,6 +174,7 @@ pub(super) fn compile(
         let shape = matcher.shape();
         report.prefiltered += shape.prefiltered;
         report.in_set += shape.in_set;
+        report.alone += shape.alone;
         report.fancy += shape.fancy;
         report.gated += shape.gated;
         report.looked_up += shape.looked_up;

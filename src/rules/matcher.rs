@@ -147,7 +147,10 @@ pub enum Stage {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MatcherShape {
     pub prefiltered: usize,
+    /// Without a literal: in a set, or searched alone (`alone`).
     pub in_set: usize,
+    /// Without a literal and searched alone ([`SHORT_MATCH`]).
+    pub alone: usize,
     /// Run by fancy-regex on every text.
     pub fancy: usize,
     /// Run by fancy-regex only where their relaxed form matched (counted
@@ -320,6 +323,7 @@ impl MultiMatcher {
                 - self.fancy.len()
                 - self.looked_up.len(),
             in_set: self.set_members.len() + self.short.len(),
+            alone: self.short.len(),
             fancy: self.fancy.len(),
             gated: self.gates.iter().filter(|g| g.is_some()).count(),
             looked_up: self.looked_up.len(),

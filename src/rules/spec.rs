@@ -177,6 +177,8 @@ pub struct LoadReport {
     /// no-literal `RegexSet`, and run by `fancy-regex`.
     pub prefiltered: usize,
     pub in_set: usize,
+    /// Of `in_set`, those searched alone (their match can be very short).
+    pub alone: usize,
     pub fancy: usize,
     /// Fancy patterns run only where their relaxed form matched (also
     /// counted in `prefiltered` or `in_set`).
