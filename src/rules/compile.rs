@@ -263,6 +263,7 @@ pub(super) fn compile(
             });
         }
     }
+    set.plan_metas();
     report.loaded.retain(|_, n| *n > 0);
     set.report = report;
     Ok(set)

@@ -131,6 +131,19 @@ pub enum Slotted {
 }
 
 impl Slotted {
+    /// Appends every slot the expression reads to `out`.
+    pub fn slots(&self, out: &mut Vec<u32>) {
+        match self {
+            Slotted::Num(_) => {}
+            Slotted::Slot(slot) => out.push(*slot),
+            Slotted::Not(e) | Slotted::Neg(e) => e.slots(out),
+            Slotted::Bin(_, l, r) => {
+                l.slots(out);
+                r.slots(out);
+            }
+        }
+    }
+
     /// Evaluates with `values[slot]` as each symbol's value (0 past the end).
     pub fn eval(&self, values: &[f64]) -> f64 {
         match self {

@@ -92,6 +92,12 @@ pub struct RuleSet {
     /// A slot for every symbol a meta names or is: metas read their
     /// members from a slice, not by hashing names.
     meta_slots: HashMap<String, u32>,
+    /// Slot → the metas (indices into `metas`) that read it.
+    meta_readers: Vec<Vec<u32>>,
+    /// Slot → its value on a message no rule fires on (a meta's own slot:
+    /// whether it fires then, as `!__X` does). A meta none of whose slots
+    /// differs from this on a message has its value from here, unevaluated.
+    meta_defaults: Vec<f64>,
     hidden: HashSet<String>,
     pub maps: MapSet,
     pub report: LoadReport,
@@ -119,6 +125,8 @@ impl RuleSet {
             evals: Vec::new(),
             metas: Vec::new(),
             meta_slots: HashMap::new(),
+            meta_readers: Vec::new(),
+            meta_defaults: Vec::new(),
             hidden: HashSet::new(),
             maps: MapSet::default(),
             report: LoadReport::default(),
@@ -386,28 +394,92 @@ impl RuleSet {
         }
     }
 
+    /// Works out, once the metas are in place, which metas read each slot
+    /// and every slot's value on a message no rule fires on.
+    pub(super) fn plan_metas(&mut self) {
+        let slots = self.meta_slots.len();
+        self.meta_readers = vec![Vec::new(); slots];
+        for (index, meta) in self.metas.iter().enumerate() {
+            let mut read = Vec::new();
+            meta.slotted.slots(&mut read);
+            read.sort_unstable();
+            read.dedup();
+            for slot in read {
+                if let Some(readers) = self.meta_readers.get_mut(slot as usize) {
+                    readers.push(index as u32);
+                }
+            }
+        }
+        self.meta_defaults = vec![0.0; slots];
+        for meta in &self.metas {
+            if meta.slotted.eval(&self.meta_defaults) != 0.0
+                && let Some(value) = self.meta_defaults.get_mut(meta.slot as usize)
+            {
+                *value = 1.0;
+            }
+        }
+    }
+
     /// Evaluates metas over all symbols found, applies composite policies
     /// to their members and drops hidden symbols. `weight` gives the
     /// configured weight of a symbol.
-    pub fn finish(&self, mut symbols: Vec<Symbol>, weight: &dyn Fn(&str) -> f64) -> Vec<Symbol> {
+    pub fn finish(&self, symbols: Vec<Symbol>, weight: &dyn Fn(&str) -> f64) -> Vec<Symbol> {
+        self.finish_metas(symbols, weight, false)
+    }
+
+    /// [`RuleSet::finish`]; with `every_meta`, each meta is evaluated
+    /// instead of only those reading a slot that differs from its value on
+    /// a message no rule fires on (which the tests compare).
+    fn finish_metas(
+        &self,
+        mut symbols: Vec<Symbol>,
+        weight: &dyn Fn(&str) -> f64,
+        every_meta: bool,
+    ) -> Vec<Symbol> {
         if self.metas.is_empty() && self.hidden.is_empty() {
             return symbols;
         }
         // Slot → its value in expressions: 1, or a counting rule's matches;
-        // and whether that symbol is present at all.
-        let mut values = vec![0.0; self.meta_slots.len()];
+        // and whether that symbol is present at all. A meta is evaluated
+        // only when a slot it reads moved from its default: most of a
+        // SpamAssassin ruleset's hundreds of metas read rules that did not
+        // fire.
+        let mut values = self.meta_defaults.clone();
+        values.resize(self.meta_slots.len(), 0.0);
         let mut present = vec![false; self.meta_slots.len()];
+        // (A set whose metas were not planned evaluates them all.)
+        let every_meta = every_meta || self.meta_readers.len() != self.meta_slots.len();
+        let mut stale = vec![every_meta; self.metas.len()];
+        let mark_readers = |slot: u32, stale: &mut Vec<bool>| {
+            for &reader in self.meta_readers.get(slot as usize).into_iter().flatten() {
+                if let Some(flag) = stale.get_mut(reader as usize) {
+                    *flag = true;
+                }
+            }
+        };
         for symbol in &symbols {
             if let Some(&slot) = self.meta_slots.get(&symbol.name) {
                 values[slot as usize] = f64::from(symbol.hits);
                 present[slot as usize] = true;
+                mark_readers(slot, &mut stale);
             }
         }
         // Member symbol → the policies of the fired composites naming it.
         let mut removals: HashMap<String, Vec<(Policy, String)>> = HashMap::new();
         let mut fired_metas = Vec::new();
-        for meta in &self.metas {
-            if meta.slotted.eval(&values) == 0.0 {
+        for (index, meta) in self.metas.iter().enumerate() {
+            let slot = meta.slot as usize;
+            let default = self.meta_defaults.get(slot).copied().unwrap_or(0.0);
+            let fires = if stale.get(index).copied().unwrap_or(true) {
+                meta.slotted.eval(&values) != 0.0
+            } else {
+                default != 0.0
+            };
+            if f64::from(u8::from(fires)) != default {
+                mark_readers(meta.slot, &mut stale);
+            }
+            if !fires {
+                values[slot] = 0.0;
                 continue;
             }
             values[meta.slot as usize] = 1.0;

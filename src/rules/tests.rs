@@ -550,3 +550,43 @@ fn relay_pseudo_headers_keep_the_helo_as_written() {
                relay.example.org; Fri, 9 Aug 2002 15:32:48 +0100\nSubject: x\n\nbody\n";
     assert_eq!(reported(&set, raw), vec!["HELO_AS_WRITTEN"]);
 }
+
+#[test]
+fn metas_evaluated_only_when_a_slot_they_read_moved_answer_as_all_evaluated() {
+    let set = spamassassin_set(
+        "body __A /aaa/\nbody __B /bbb/\nbody __C /ccc/\ntflags __C multiple maxhits=3\n\
+         meta __NOT_A !__A\nmeta M1 __A && __B\nmeta M2 (__A + __B + __C) > 1\n\
+         meta M3 __NOT_A && !__C\nmeta M4 M1 || M3\nmeta M5 !M4\nmeta M6 __C > 2\n\
+         meta M7 !(__A || __B || __C)\nscore M1 1\nscore M2 1\nscore M3 1\nscore M4 1\n\
+         score M5 1\nscore M6 1\nscore M7 1\n",
+    );
+    let weight = |_: &str| 1.0;
+    let names = |symbols: Vec<Symbol>| {
+        let mut names: Vec<String> = symbols.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for fired in 0..8u32 {
+        for c_hits in [1, 3] {
+            let symbols: Vec<Symbol> = ["__A", "__B", "__C"]
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| fired & (1 << bit) != 0)
+                .map(|(_, name)| {
+                    let mut symbol = Symbol::new(*name);
+                    if *name == "__C" {
+                        symbol.hits = c_hits;
+                    }
+                    symbol
+                })
+                .collect();
+            let planned = names(set.finish_metas(symbols.clone(), &weight, false));
+            let all = names(set.finish_metas(symbols, &weight, true));
+            assert_eq!(planned, all, "rules fired: {fired:03b}, __C x{c_hits}");
+            seen.insert(all);
+        }
+    }
+    // The cases differ: the comparison covers metas that fire and not.
+    assert!(seen.len() >= 6, "{seen:?}");
+}
