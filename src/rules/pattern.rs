@@ -265,6 +265,12 @@ impl Counter {
     }
 }
 
+/// Anchored fancy-regex tries a count makes where its relaxed form starts
+/// a match and the exact pattern does not; past them the count is
+/// fancy-regex's own, so a text whose every position starts a relaxed
+/// match costs at most what that search cost before.
+const MAX_COUNT_MISSES: usize = 64;
+
 /// fancy-regex's own count: its search from every position in turn.
 /// A search that exhausts the backtracking limit ends the count.
 fn count_everywhere(exact: &fancy_regex::Regex, text: &str, limit: usize) -> usize {
@@ -281,7 +287,8 @@ fn count_everywhere(exact: &fancy_regex::Regex, text: &str, limit: usize) -> usi
 /// exact match starts before the relaxed form's leftmost start from where
 /// the count is. An empty match (none of SpamAssassin's counted rules has
 /// one) hands the count to fancy-regex's own iteration, whose rules for
-/// empty matches this does not repeat.
+/// empty matches this does not repeat; so do [`MAX_COUNT_MISSES`] tries
+/// that found nothing.
 fn count_from_starts(
     exact: &fancy_regex::Regex,
     starts: &meta::Regex,
@@ -290,7 +297,11 @@ fn count_from_starts(
 ) -> u32 {
     let mut count = 0;
     let mut from = 0;
+    let mut misses = 0;
     while count < limit && from <= text.len() {
+        if misses == MAX_COUNT_MISSES {
+            return count_everywhere(exact, text, limit) as u32;
+        }
         let Some(found) = starts.search(&Input::new(text).range(from..)) else {
             break;
         };
@@ -305,6 +316,7 @@ fn count_from_starts(
             }
             Ok(Some(_)) => return count_everywhere(exact, text, limit) as u32,
             Ok(None) => {
+                misses += 1;
                 // The next place is past this character.
                 from = start
                     + text
@@ -468,7 +480,11 @@ mod tests {
     #[test]
     fn a_fancy_count_from_its_relaxed_starts_is_fancy_regex_s_own() {
         let patterns = COUNTED_FANCY;
+        // More relaxed starts without a match than the count tries
+        // anchored, then matches: the rest is fancy-regex's own count.
+        let many_misses = format!("{}1x 2x DomainKey aB\ncD", "ax ab ".repeat(100));
         let texts = [
+            many_misses.as_str(),
             "",
             "DomainKey-Signature: x\nX-MailerId: 1\nsubjectLine: y\nxY: z\n",
             "01234567-89ab-cde-cde-0123456789ab\n01234567-89ab-cde-cdf-0123456789ab\n",
