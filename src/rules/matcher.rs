@@ -424,8 +424,7 @@ impl MultiMatcher {
         }
         for &index in &self.short {
             if timed(Stage::Pattern(index), &mut || {
-                let gate = self.gates.get(index as usize).and_then(Option::as_ref);
-                gate.or_else(|| self.patterns.get(index as usize))
+                self.searched(index)
                     .is_some_and(|searched| searched.is_match(text))
                     && self.confirmed(index, text, deadline, found)
             }) {
@@ -448,11 +447,17 @@ impl MultiMatcher {
         }
     }
 
+    /// What the one-pass search runs for pattern `index`: its relaxed
+    /// form when it has one, else the pattern itself.
+    fn searched(&self, index: u32) -> Option<&Compiled> {
+        let gate = self.gates.get(index as usize).and_then(Option::as_ref);
+        gate.or_else(|| self.patterns.get(index as usize))
+    }
+
     /// Confirms pattern `owner` from its literal occurrences `hits`
     /// (sorted by start).
     fn candidate_matches(&self, owner: u32, hits: &[(u32, usize, usize)], text: &str) -> bool {
-        let gate = self.gates.get(owner as usize).and_then(Option::as_ref);
-        let Some(pattern) = gate.or_else(|| self.patterns.get(owner as usize)) else {
+        let Some(pattern) = self.searched(owner) else {
             return false;
         };
         let side = self
