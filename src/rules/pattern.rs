@@ -255,7 +255,7 @@ impl Counter {
             Counter::Fancy {
                 exact,
                 starts: Some(starts),
-            } => return count_from_starts(exact, starts, text, limit),
+            } => count_from_starts(exact, starts, text, limit),
             Counter::Fancy {
                 exact,
                 starts: None,
@@ -294,13 +294,13 @@ fn count_from_starts(
     starts: &meta::Regex,
     text: &str,
     limit: usize,
-) -> u32 {
+) -> usize {
     let mut count = 0;
     let mut from = 0;
     let mut misses = 0;
     while count < limit && from <= text.len() {
         if misses == MAX_COUNT_MISSES {
-            return count_everywhere(exact, text, limit) as u32;
+            return count_everywhere(exact, text, limit);
         }
         let Some(found) = starts.search(&Input::new(text).range(from..)) else {
             break;
@@ -314,7 +314,7 @@ fn count_from_starts(
                 count += 1;
                 from = matched.end();
             }
-            Ok(Some(_)) => return count_everywhere(exact, text, limit) as u32,
+            Ok(Some(_)) => return count_everywhere(exact, text, limit),
             Ok(None) => {
                 misses += 1;
                 // The next place is past this character.
@@ -327,7 +327,7 @@ fn count_from_starts(
             Err(_) => break,
         }
     }
-    count as u32
+    count
 }
 
 /// Rewrites `\b` and `\B` (outside classes) as ASCII word boundaries.
@@ -468,7 +468,7 @@ mod tests {
                 };
                 for limit in [1, 3, 100] {
                     proptest::prop_assert_eq!(
-                        count_from_starts(&exact, &starts, &text, limit) as usize,
+                        count_from_starts(&exact, &starts, &text, limit),
                         count_everywhere(&exact, &text, limit),
                         "{} on {:?} to {}", source, text, limit
                     );
@@ -505,7 +505,7 @@ mod tests {
             for text in texts {
                 for limit in [1, 2, 100] {
                     assert_eq!(
-                        count_from_starts(exact, starts, text, limit) as usize,
+                        count_from_starts(exact, starts, text, limit),
                         count_everywhere(exact, text, limit),
                         "{source} on {text:?} to {limit}"
                     );
