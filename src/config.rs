@@ -21,6 +21,7 @@ pub use crate::auth::{AuthConfig, EnvelopeConfig};
 pub use crate::bayes::{BayesConfig, Combiner};
 pub use crate::classifier::ClassifierConfig;
 pub use crate::fuzzy::{FuzzyConfig, FuzzyFlagConfig};
+pub use crate::lists::brands::PhishingConfig;
 pub use crate::lists::{NetworkConfig, UrlListConfig};
 pub use crate::message::Limits;
 pub use crate::rules::RulesConfig;
@@ -43,6 +44,7 @@ pub struct Config {
     #[serde(default)]
     pub url_lists: BTreeMap<String, UrlListConfig>,
     pub network: NetworkConfig,
+    pub phishing: PhishingConfig,
     pub auth: AuthConfig,
     pub envelope: EnvelopeConfig,
     pub rules: RulesConfig,
@@ -153,6 +155,9 @@ impl Config {
         self.bayes.validate().map_err(|e| e.within("bayes"))?;
         self.fuzzy.validate().map_err(|e| e.within("fuzzy"))?;
         self.network.validate().map_err(|e| e.within("network"))?;
+        if self.phishing.enabled {
+            self.phishing.validate().map_err(|e| e.within("phishing"))?;
+        }
         for (name, list) in &self.url_lists {
             list.validate()
                 .map_err(|e| e.within(&format!("url_lists.{name}")))?;

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod fuzzy;
 pub mod gtube;
 pub mod maps;
+pub mod phishing;
 pub mod rules;
 pub mod uri;
 

@@ -327,6 +327,9 @@ impl Engine {
     /// message's DNS budget.
     fn list_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
         let mut symbols = checks::uri::check(context, &self.lists.urls);
+        if let Some(phishing) = &self.lists.phishing {
+            symbols.extend(checks::phishing::check(context, phishing));
+        }
         symbols.extend(checks::envelope::check(context, &self.config.envelope));
         let network = match &self.lists.network {
             None => return symbols,
@@ -428,7 +431,7 @@ impl Parts {
     /// store's opening by `chaff learn`).
     fn with_rules(config: Config, active: Arc<Active>) -> Parts {
         Parts {
-            lists: crate::lists::Lists::new(&config.url_lists, &config.network),
+            lists: crate::lists::Lists::new(&config.url_lists, &config.network, &config.phishing),
             tokenizer: Parts::tokenizer_of(&config),
             config,
             active,

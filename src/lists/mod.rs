@@ -6,6 +6,7 @@
 //! Everything here is configuration plus lookups; the symbols are made in
 //! `checks::uri`, `checks::dnsbl`, `checks::auth` and `checks::envelope`.
 
+pub mod brands;
 pub mod dns;
 pub mod dnsbl;
 pub mod received;
@@ -132,6 +133,9 @@ impl UrlListConfig {
 /// is opened or reconfigured.
 pub struct Lists {
     pub urls: UrlLists,
+    /// The phishing check's brands and shorteners; `None` when
+    /// `[phishing] enabled = false`.
+    pub phishing: Option<crate::checks::phishing::PhishingData>,
     /// `None` when `[network] enabled = false`; `Err` when the resolver
     /// could not be built (every network check then says so).
     pub network: Option<Result<Network, dns::ResolverError>>,
@@ -140,9 +144,27 @@ pub struct Lists {
 }
 
 impl Lists {
-    pub fn new(url_lists: &BTreeMap<String, UrlListConfig>, network: &NetworkConfig) -> Lists {
+    pub fn new(
+        url_lists: &BTreeMap<String, UrlListConfig>,
+        network: &NetworkConfig,
+        phishing: &brands::PhishingConfig,
+    ) -> Lists {
         Lists {
             urls: UrlLists::new(url_lists),
+            // The config's validation read these files already; one that
+            // broke since leaves the check off, said once in the log.
+            phishing: phishing
+                .enabled
+                .then(|| match phishing.load() {
+                    Ok((brands, shorteners)) => {
+                        Some(crate::checks::phishing::PhishingData { brands, shorteners })
+                    }
+                    Err(e) => {
+                        tracing::warn!("phishing check off: {e}");
+                        None
+                    }
+                })
+                .flatten(),
             network: network.enabled.then(|| Network::new(network)),
             trusted: network
                 .trusted_networks

@@ -24,6 +24,9 @@ pub struct HtmlText {
     pub links: Vec<String>,
     /// Each `<a href>` with the visible text inside it, in document order.
     pub anchors: Vec<Anchor>,
+    /// Each `<form>`, and the inputs outside any form (a page's script
+    /// posts those), in document order.
+    pub forms: Vec<Form>,
     /// Letters and digits the reader cannot see ([`InvisibleText`]).
     pub invisible: InvisibleText,
     /// SpamAssassin's HTML tests ([`HtmlTests`]).
@@ -121,11 +124,43 @@ static FONT_FACE_OK: LazyLock<Option<Regex>> = LazyLock::new(|| {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Anchor {
     pub href: String,
+    /// The text drawn inside the link where a reader can see it: a domain
+    /// written in hidden text is no claim made to the reader.
     pub text: String,
 }
 
 /// Anchors kept per HTML part.
 const MAX_ANCHORS: usize = 256;
+
+/// What a form asks for, for the credential-harvesting checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Form {
+    /// The `action` as written; empty when the form has none or the
+    /// inputs stand outside any form.
+    pub action: String,
+    /// An `<input type=password>`.
+    pub password: bool,
+    /// An input named for a card number, its security code or expiry, a
+    /// PIN, a social-security number or a bank routing number.
+    pub card: bool,
+    /// Inputs a reader types into (not hidden, not buttons).
+    pub fields: usize,
+    /// In an attached HTML or SVG file: the attachment is the phishing
+    /// page, opened from disk where no browser warning applies.
+    pub attached: bool,
+}
+
+/// Forms kept per HTML part.
+const MAX_FORMS: usize = 32;
+
+/// Names, ids, placeholders and autocomplete tokens of inputs that take a
+/// payment card or another secret a bank would never ask for by mail.
+static CARD_FIELD: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)cc-?(?:num|number|csc|exp)|card.?(?:num|no\b|number|holder)|cardnumber|cvv|cvc|ccv|security.?code|exp(?:iry|iration).?(?:date|month|year)?|\bssn\b|social.?security|routing|\bpin\b|atm.?pin|maiden",
+    )
+    .ok()
+});
 
 /// Elements whose content is never shown to a reader, skipped up to their
 /// closing tag. Not `head`: its hidden parts (`title`, `style`, `script`)
@@ -230,12 +265,17 @@ pub fn html_to_text(html: &str) -> HtmlText {
     let bytes = html.as_bytes();
     let mut pos = 0;
     let mut text_start = 0;
-    // The open `<a href>`: its target and where its text starts in `out.text`.
-    let mut open_anchor: Option<(String, usize)> = None;
+    // The open `<a href>`: its target and the visible text drawn in it.
+    let mut open_anchor: Option<(String, String)> = None;
     let mut open_elements = OpenElements::new();
     while let Some(offset) = memchr::memchr(b'<', &bytes[pos..]) {
         let lt = pos + offset;
-        push_text(&mut out, open_elements.current(), &html[text_start..lt]);
+        push_text(
+            &mut out,
+            open_elements.current(),
+            &html[text_start..lt],
+            open_anchor.as_mut(),
+        );
         let after = &html[lt + 1..];
         if after.starts_with("!--") {
             // Comments end at the first `-->`; unterminated ones swallow the rest.
@@ -276,15 +316,18 @@ pub fn html_to_text(html: &str) -> HtmlText {
             }
         }
         if tag.name == "a" {
-            if let Some((href, start)) = open_anchor.take() {
-                close_anchor(&mut out, href, start);
+            if let Some((href, text)) = open_anchor.take() {
+                close_anchor(&mut out, href, text);
             }
             if !tag.closing
                 && let Some(href) = tag.attr("href")
                 && !href.is_empty()
             {
-                open_anchor = Some((href, out.text.len()));
+                open_anchor = Some((href, String::new()));
             }
+        }
+        if !tag.closing && matches!(tag.name.as_str(), "form" | "input" | "select") {
+            note_form_tag(&mut out.forms, &tag);
         }
         if !tag.closing {
             match tag.name.as_str() {
@@ -309,24 +352,37 @@ pub fn html_to_text(html: &str) -> HtmlText {
             // Inline tags still separate words (`<td>a</td><td>b</td>`).
             out.text.push(' ');
         }
+        if let Some((_, text)) = open_anchor.as_mut()
+            && !text.ends_with(' ')
+        {
+            text.push(' ');
+        }
         text_start = pos;
     }
     push_text(
         &mut out,
         open_elements.current(),
         &html[text_start.min(html.len())..],
+        open_anchor.as_mut(),
     );
-    if let Some((href, start)) = open_anchor {
-        close_anchor(&mut out, href, start);
+    if let Some((href, text)) = open_anchor {
+        close_anchor(&mut out, href, text);
     }
     out.tests.max_font_sizes = 1u128 << max_font_size.clamp(0, 127);
     out
 }
 
-/// Appends a run of text drawn with `look`, counting what no reader sees.
-fn push_text(out: &mut HtmlText, look: &Look, text: &str) {
+/// Appends a run of text drawn with `look`, counting what no reader sees;
+/// what a reader sees inside an open link is also that link's text.
+fn push_text(out: &mut HtmlText, look: &Look, text: &str, anchor: Option<&mut (String, String)>) {
     let start = out.text.len();
     push_decoded(&mut out.text, text);
+    if let Some((_, anchor_text)) = anchor
+        && !look.invisible()
+        && anchor_text.len() < MAX_ANCHOR_TEXT
+    {
+        anchor_text.push_str(&out.text[start..]);
+    }
     if look.sa_low_contrast() && out.text[start..].chars().any(|c| !c.is_whitespace()) {
         out.tests.font_low_contrast = true;
     }
@@ -343,10 +399,55 @@ fn push_text(out: &mut HtmlText, look: &Look, text: &str) {
     }
 }
 
-fn close_anchor(out: &mut HtmlText, href: String, start: usize) {
+/// Bytes of one link's text kept: a link text that long names no domain.
+const MAX_ANCHOR_TEXT: usize = 1024;
+
+fn close_anchor(out: &mut HtmlText, href: String, text: String) {
     if out.anchors.len() < MAX_ANCHORS {
-        let text = out.text.get(start..).unwrap_or_default().trim().to_owned();
+        let text = text.trim().to_owned();
         out.anchors.push(Anchor { href, text });
+    }
+}
+
+/// Records a `<form>` or what an input asks for in the form it belongs to
+/// (the last one opened; inputs before any form make a form of their own).
+fn note_form_tag(forms: &mut Vec<Form>, tag: &Tag<'_>) {
+    if tag.name == "form" {
+        if forms.len() < MAX_FORMS {
+            forms.push(Form {
+                action: tag.attr("action").unwrap_or_default(),
+                ..Form::default()
+            });
+        }
+        return;
+    }
+    let kind = tag.attr("type").unwrap_or_default().to_ascii_lowercase();
+    if matches!(
+        kind.as_str(),
+        "hidden" | "submit" | "button" | "image" | "reset" | "checkbox" | "radio"
+    ) {
+        return;
+    }
+    if forms.is_empty() {
+        forms.push(Form::default());
+    }
+    let Some(form) = forms.last_mut() else {
+        return;
+    };
+    form.fields += 1;
+    if kind == "password" {
+        form.password = true;
+    }
+    let names_card = ["name", "id", "placeholder", "autocomplete"]
+        .iter()
+        .filter_map(|attribute| tag.attr(attribute))
+        .any(|value| {
+            CARD_FIELD
+                .as_ref()
+                .is_some_and(|card| card.is_match(&value))
+        });
+    if names_card {
+        form.card = true;
     }
 }
 

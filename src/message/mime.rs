@@ -226,13 +226,39 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 };
                 message.content_types.push(content_type);
                 if is_html {
-                    push_html(message, text, &mut html_bytes, &mut text_bytes, limits);
+                    // Disposition `attachment`, not a file name: a body
+                    // sent `inline; filename="alert.htm"` is still the body.
+                    let attached = part
+                        .content_disposition()
+                        .is_some_and(|disposition| disposition.is_attachment());
+                    push_html(
+                        message,
+                        text,
+                        attached,
+                        &mut html_bytes,
+                        &mut text_bytes,
+                        limits,
+                    );
                 } else {
                     collect_bare_urls(&text, &mut message.links);
                     push_text(message, TextKind::Plain, text, &mut text_bytes, limits);
                 }
             }
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                // An HTML page or SVG image sent as a file is a web page
+                // the reader opens from disk: rendered like an HTML part,
+                // so its links and forms are checked.
+                if is_web_page(&content_type, part.attachment_name()) {
+                    let source = crate::message::lossy_text(bytes).into_owned();
+                    push_html(
+                        message,
+                        source,
+                        true,
+                        &mut html_bytes,
+                        &mut text_bytes,
+                        limits,
+                    );
+                }
                 message.attachments.push(Attachment {
                     content_type: content_type.clone(),
                     file_name: part.attachment_name().map(str::to_owned),
@@ -324,11 +350,25 @@ fn collect_bare_urls(text: &str, links: &mut Vec<String>) {
     }
 }
 
-/// Renders an HTML part: its visible text, links, anchors and invisible
-/// letters, and its source (within the text budget) for `rawbody` rules.
+/// Whether a non-text part is a web page by its type or file name: HTML or
+/// SVG (which carries links, scripts and forms as HTML does).
+fn is_web_page(content_type: &str, file_name: Option<&str>) -> bool {
+    let by_name = file_name.is_some_and(|name| {
+        let name = name.trim().to_ascii_lowercase();
+        [".htm", ".html", ".shtml", ".xhtml", ".svg"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+    });
+    by_name || matches!(content_type, "image/svg+xml" | "application/xhtml+xml")
+}
+
+/// Renders an HTML part: its visible text, links, anchors, forms and
+/// invisible letters, and its source (within the text budget) for
+/// `rawbody` rules. `attached`: the part is a file, not the message body.
 fn push_html(
     message: &mut Message,
     mut source: String,
+    attached: bool,
     html_bytes: &mut usize,
     text_bytes: &mut usize,
     limits: &Limits,
@@ -336,6 +376,12 @@ fn push_html(
     let rendered = html_to_text(&source);
     message.links.extend(rendered.links);
     message.anchors.extend(rendered.anchors);
+    message.forms.extend(
+        rendered
+            .forms
+            .into_iter()
+            .map(|form| crate::message::Form { attached, ..form }),
+    );
     message.invisible_text.add(rendered.invisible);
     message.html_tests.add(rendered.tests);
     truncate_to(

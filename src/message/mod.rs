@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-pub use html::{Anchor, HtmlTests, HtmlText, InvisibleText, html_to_text};
+pub use html::{Anchor, Form, HtmlTests, HtmlText, InvisibleText, html_to_text};
 pub use mime::parse;
 
 /// Bounds on what one message may cost. Input beyond a bound is not an
@@ -253,6 +253,8 @@ pub struct Message {
     pub links: Vec<String>,
     /// HTML links with their visible text (`<a href>…</a>`), in order.
     pub anchors: Vec<Anchor>,
+    /// HTML forms (and inputs outside any form), in order.
+    pub forms: Vec<Form>,
     /// The header block of every MIME part as written, the top-level one
     /// first, for SpamAssassin's `mimeheader` rules. At most
     /// `MAX_MIME_HEADER_BYTES` in all.

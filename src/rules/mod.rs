@@ -55,6 +55,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("rules/body.toml", include_str!("../../rules/body.toml")),
     ("rules/html.toml", include_str!("../../rules/html.toml")),
     ("rules/meta.toml", include_str!("../../rules/meta.toml")),
+    (
+        "rules/phishing.toml",
+        include_str!("../../rules/phishing.toml"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -1,0 +1,222 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The phishing checks through the real daemon: every fixture of
+//! `corpus/phishing/` (one per trick, and ham from each brand's own domain)
+//! posted to `/checkv2`, its symbols held against `expect.toml`; an admin's
+//! brand file; and arbitrary bytes as an attachment of every kind the
+//! checks render.
+
+mod common;
+
+use common::{Scratch, corpus_bytes, post};
+use proptest::prelude::*;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectations {
+    fixture: Vec<Expected>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    file: String,
+    #[serde(default)]
+    raises: Vec<String>,
+    #[serde(default)]
+    never: Vec<String>,
+}
+
+fn symbols_of(reply: &serde_json::Value) -> Vec<String> {
+    reply["symbols"]
+        .as_object()
+        .map(|symbols| symbols.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_trick_raises_its_symbol_and_brand_ham_raises_none() {
+    let expect: Expectations =
+        toml::from_str(&String::from_utf8(corpus_bytes("phishing/expect.toml")).unwrap()).unwrap();
+    let listed: Vec<&str> = expect.fixture.iter().map(|f| f.file.as_str()).collect();
+    // Every fixture written is checked.
+    let dir = common::corpus("phishing");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".eml") {
+            assert!(
+                listed.contains(&name.as_str()),
+                "{name} is not in expect.toml"
+            );
+        }
+    }
+    let scratch = Scratch::new();
+    let daemon = scratch.serve();
+    let mut failures = Vec::new();
+    for fixture in &expect.fixture {
+        let reply = post(
+            daemon.worker,
+            "/checkv2",
+            &[],
+            &corpus_bytes(&format!("phishing/{}", fixture.file)),
+        );
+        assert_eq!(reply.status, 200, "{}: {reply:?}", fixture.file);
+        let symbols = symbols_of(&reply.json());
+        for wanted in &fixture.raises {
+            if !symbols.contains(wanted) {
+                failures.push(format!(
+                    "{}: {wanted} missing (got {symbols:?})",
+                    fixture.file
+                ));
+            }
+        }
+        for unwanted in &fixture.never {
+            if symbols.contains(unwanted) {
+                failures.push(format!("{}: {unwanted} raised", fixture.file));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn options_say_which_brand_and_how_a_domain_imitates_it() {
+    let scratch = Scratch::new();
+    let daemon = scratch.serve();
+    let reply = post(
+        daemon.worker,
+        "/checkv2",
+        &[],
+        &corpus_bytes("phishing/lookalike-domain.eml"),
+    )
+    .json();
+    let options = &reply["symbols"]["PHISH_URI_LOOKALIKE"]["options"];
+    assert_eq!(
+        options,
+        &serde_json::json!(["paypa1.com ~ paypal (digits for letters)"]),
+        "{reply}"
+    );
+    let from = &reply["symbols"]["PHISH_FROM_BRAND_NAME"]["options"];
+    assert_eq!(
+        from,
+        &serde_json::json!(["PayPal from paypa1.com"]),
+        "{reply}"
+    );
+}
+
+#[test]
+fn an_admins_brand_file_extends_the_list_and_the_switch_turns_it_off() {
+    let message = b"From: \"Example Credit Union\" <alerts@ecu-alerts.example.net>\n\
+                    Subject: Notice\n\n\
+                    Please sign in at http://ecu-alerts.example.net/ to keep your account.\n";
+    let scratch = Scratch::new();
+    let brands = scratch.path().join("brands.toml");
+    std::fs::write(
+        &brands,
+        "[[brand]]\nname = \"Example CU\"\nwords = [\"example credit union\"]\ndomains = [\"examplecu.test\"]\n",
+    )
+    .unwrap();
+    let mut scratch = scratch;
+    scratch.write_config(&format!(
+        "[phishing]\nbrands = [\"{}\"]\n",
+        brands.display()
+    ));
+    let daemon = scratch.serve();
+    let reply = post(daemon.worker, "/checkv2", &[], message).json();
+    assert_eq!(
+        reply["symbols"]["PHISH_FROM_BRAND_NAME"]["options"],
+        serde_json::json!(["Example CU from example.net"]),
+        "{reply}"
+    );
+    drop(daemon);
+
+    scratch.write_config("[phishing]\nenabled = false\n");
+    let daemon = scratch.serve();
+    let reply = post(
+        daemon.worker,
+        "/checkv2",
+        &[],
+        &corpus_bytes("phishing/lookalike-domain.eml"),
+    )
+    .json();
+    let phishing: Vec<String> = symbols_of(&reply)
+        .into_iter()
+        .filter(|s| s.starts_with("PHISH_") && s != "PHISH_LURE")
+        .collect();
+    assert!(phishing.is_empty(), "{phishing:?}");
+}
+
+#[test]
+fn a_broken_brand_file_is_a_config_error_naming_it() {
+    let mut scratch = Scratch::new();
+    let brands = scratch.path().join("my-brands.toml");
+    std::fs::write(&brands, "[[brand]]\nname = \"No domains\"\n").unwrap();
+    scratch.write_config(&format!(
+        "[phishing]\nbrands = [\"{}\"]\n",
+        brands.display()
+    ));
+    let output = scratch.chaff().args(["rules", "check"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("my-brands.toml"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// Standard base64 in 76-column lines, as a mail client writes an attachment.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (index, chunk) in bytes.chunks(3).enumerate() {
+        if index > 0 && index % 19 == 0 {
+            out.push('\n');
+        }
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes as an HTML, SVG or image attachment never panic the
+    /// engine and never take it long.
+    #[test]
+    fn arbitrary_attachments_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+        kind in prop_oneof![
+            Just(("text/html", "a.html")),
+            Just(("image/svg+xml", "a.svg")),
+            Just(("application/octet-stream", "page.htm")),
+            Just(("image/png", "a.png")),
+        ],
+    ) {
+        let mut raw = format!(
+            "From: a@example.net\nSubject: x\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+             Content-Type: text/plain\n\nhello\n--b\n\
+             Content-Type: {}; name=\"{}\"\n\
+             Content-Disposition: attachment; filename=\"{}\"\n\
+             Content-Transfer-Encoding: base64\n\n",
+            kind.0, kind.1, kind.1
+        )
+        .into_bytes();
+        raw.extend_from_slice(base64(&bytes).as_bytes());
+        raw.extend_from_slice(b"\n--b--\n");
+        let dir = tempfile::tempdir().unwrap();
+        let engine = chaff::Engine::open(chaff::config::Config::embedded(), dir.path()).unwrap();
+        let scan = engine.scan(&raw, &chaff::message::Envelope::default());
+        prop_assert!(scan.verdict.score.is_finite());
+    }
+}
