@@ -162,6 +162,81 @@ fn a_broken_brand_file_is_a_config_error_naming_it() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
+/// A PNG of a QR code holding `text`, `scale` pixels a module, with the
+/// quiet zone a printer leaves (an independent encoder: the `qrcode` crate).
+fn qr_png(text: &str, scale: u32) -> Vec<u8> {
+    let code = qrcode::QrCode::new(text.as_bytes()).unwrap();
+    let modules = u32::try_from(code.width()).unwrap();
+    let colors = code.to_colors();
+    let side = (modules + 8) * scale;
+    let picture = image::GrayImage::from_fn(side, side, |x, y| {
+        let (mx, my) = ((x / scale).wrapping_sub(4), (y / scale).wrapping_sub(4));
+        let dark = mx < modules
+            && my < modules
+            && colors[(my * modules + mx) as usize] == qrcode::Color::Dark;
+        image::Luma([if dark { 0 } else { 255 }])
+    });
+    let mut png = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+#[test]
+fn a_qr_code_in_an_attached_png_or_a_data_uri_is_a_link_like_any_other() {
+    let target = "https://login.paypal.com.verify.example.net/session";
+    let png = qr_png(target, 6);
+    let attached = format!(
+        "From: \"Security\" <alerts@notice.example.net>\nSubject: Scan to keep your PayPal account\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"q\"\n\n--q\n\
+         Content-Type: text/plain\n\nScan the code with your phone.\n--q\n\
+         Content-Type: image/png; name=\"scan.png\"\nContent-Disposition: attachment; filename=\"scan.png\"\n\
+         Content-Transfer-Encoding: base64\n\n{}\n--q--\n",
+        base64(&png)
+    );
+    let inline = format!(
+        "From: \"Security\" <alerts@notice.example.net>\nSubject: Scan to keep your PayPal account\n\
+         MIME-Version: 1.0\nContent-Type: text/html\n\n\
+         <html><body><p>Scan:</p><img src=\"data:image/png;base64,{}\"></body></html>\n",
+        base64(&png).replace('\n', "")
+    );
+    let scratch = Scratch::new();
+    let daemon = scratch.serve();
+    for (how, message) in [("attached", attached), ("data: URI", inline)] {
+        let reply = post(daemon.worker, "/checkv2", &[], message.as_bytes()).json();
+        assert_eq!(
+            reply["symbols"]["PHISH_QR_CODE_URL"]["options"],
+            serde_json::json!(["login.paypal.com.verify.example.net"]),
+            "{how}: {reply}"
+        );
+        // The code's link went through the URL checks like a written one.
+        assert!(
+            reply["symbols"]["PHISH_URI_BRAND_SUBDOMAIN"].is_object(),
+            "{how}: {reply}"
+        );
+        assert!(
+            reply["urls"].as_array().is_some_and(
+                |urls| urls.contains(&serde_json::json!("login.paypal.com.verify.example.net"))
+            ),
+            "{how}: {reply}"
+        );
+    }
+    // The same picture without a code: nothing.
+    let blank = image::GrayImage::from_pixel(64, 64, image::Luma([255]));
+    let mut png = Vec::new();
+    blank
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let plain = format!(
+        "From: a@example.net\nSubject: photo\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"q\"\n\n\
+         --q\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n\n{}\n--q--\n",
+        base64(&png)
+    );
+    let reply = post(daemon.worker, "/checkv2", &[], plain.as_bytes()).json();
+    assert!(reply["symbols"]["PHISH_QR_CODE_URL"].is_null(), "{reply}");
+}
+
 /// Standard base64 in 76-column lines, as a mail client writes an attachment.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

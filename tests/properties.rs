@@ -370,6 +370,7 @@ proptest! {
             max_mime_parts: 4,
             max_headers: 3,
             max_text_bytes: cap,
+            ..Limits::default()
         };
         let message = message::parse(&raw, &limits);
         check_message(&raw, &message, &limits)?;

@@ -13,7 +13,7 @@
 
 use crate::context::ScanContext;
 use crate::extract::urls::{link_host, registrable_domain};
-use crate::lists::brands::{BrandId, Brands, Shorteners};
+use crate::lists::brands::{BrandId, Brands, PhishingData};
 use crate::symbol::Symbol;
 
 /// Registrable domains of one message looked at for lookalikes.
@@ -21,12 +21,6 @@ const MAX_DOMAINS: usize = 64;
 /// Visible text searched for brand names, per text part: the brand a
 /// phishing message names is named near its top.
 const BRAND_TEXT_BYTES: usize = 16 * 1024;
-
-/// The brand and shortener data the check reads.
-pub struct PhishingData {
-    pub brands: Brands,
-    pub shorteners: Shorteners,
-}
 
 pub fn check(context: &ScanContext<'_>, data: &PhishingData) -> Vec<Symbol> {
     let message = &context.message;
@@ -95,6 +89,15 @@ pub fn check(context: &ScanContext<'_>, data: &PhishingData) -> Vec<Symbol> {
         )));
     }
 
+    // A link inside a picture: what a phone camera opens, unseen by any
+    // filter that reads only text.
+    for code in &message.images.qr_codes {
+        if let Some(host) = link_host(code.trim()).or_else(|| {
+            link_host(&format!("http://{}", code.trim())).filter(|_| code.starts_with("www."))
+        }) {
+            symbols.push(Symbol::new("PHISH_QR_CODE_URL").with_option(host));
+        }
+    }
     link_checks(context, data, &named, &mut symbols);
     form_checks(
         context,

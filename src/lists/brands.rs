@@ -44,16 +44,12 @@ impl PhishingConfig {
 
     /// The brands and shorteners of this configuration.
     pub fn load(&self) -> Result<(Brands, Shorteners), InvalidSetting> {
-        let mut files = vec![
-            BrandFile::parse(BUILTIN_BRANDS)
-                .map_err(|problem| InvalidSetting::new("brands", problem))?,
-        ];
+        let mut files = vec![BrandFile::parse(BUILTIN_BRANDS, "rules/brands.toml")?];
         for path in &self.brands {
+            let source = path.display().to_string();
             let text = std::fs::read_to_string(path)
-                .map_err(|e| InvalidSetting::new("brands", format!("{}: {e}", path.display())))?;
-            files.push(BrandFile::parse(&text).map_err(|problem| {
-                InvalidSetting::new("brands", format!("{}: {problem}", path.display()))
-            })?);
+                .map_err(|e| InvalidSetting::new("brands", format!("{source}: {e}")))?;
+            files.push(BrandFile::parse(&text, &source)?);
         }
         let mut shorteners = Shorteners::parse(BUILTIN_SHORTENERS);
         for path in &self.shorteners {
@@ -69,6 +65,12 @@ impl PhishingConfig {
     }
 }
 
+/// The brand and shortener data the phishing check reads.
+pub struct PhishingData {
+    pub brands: Brands,
+    pub shorteners: Shorteners,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BrandFile {
@@ -77,15 +79,19 @@ struct BrandFile {
 }
 
 impl BrandFile {
-    fn parse(text: &str) -> Result<BrandFile, String> {
-        let file: BrandFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-        for brand in &file.brand {
-            if brand.name.trim().is_empty() || brand.domains.is_empty() {
-                return Err(format!(
-                    "brand `{}` needs a name and at least one domain",
-                    brand.name
-                ));
-            }
+    /// Parses one brand file; the error names `source`.
+    fn parse(text: &str, source: &str) -> Result<BrandFile, InvalidSetting> {
+        let problem = |what: String| InvalidSetting::new("brands", format!("{source}: {what}"));
+        let file: BrandFile = toml::from_str(text).map_err(|e| problem(e.message().to_owned()))?;
+        if let Some(brand) = file
+            .brand
+            .iter()
+            .find(|brand| brand.name.trim().is_empty() || brand.domains.is_empty())
+        {
+            return Err(problem(format!(
+                "brand `{}` needs a name and at least one domain",
+                brand.name
+            )));
         }
         Ok(file)
     }

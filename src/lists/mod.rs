@@ -135,7 +135,7 @@ pub struct Lists {
     pub urls: UrlLists,
     /// The phishing check's brands and shorteners; `None` when
     /// `[phishing] enabled = false`.
-    pub phishing: Option<crate::checks::phishing::PhishingData>,
+    pub phishing: Option<brands::PhishingData>,
     /// `None` when `[network] enabled = false`; `Err` when the resolver
     /// could not be built (every network check then says so).
     pub network: Option<Result<Network, dns::ResolverError>>,
@@ -156,9 +156,7 @@ impl Lists {
             phishing: phishing
                 .enabled
                 .then(|| match phishing.load() {
-                    Ok((brands, shorteners)) => {
-                        Some(crate::checks::phishing::PhishingData { brands, shorteners })
-                    }
+                    Ok((brands, shorteners)) => Some(brands::PhishingData { brands, shorteners }),
                     Err(e) => {
                         tracing::warn!("phishing check off: {e}");
                         None

@@ -9,11 +9,8 @@
 //! keeps just enough of the open elements' styles ([`super::html_style`]) to
 //! count the text drawn where no reader can see it.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
-use super::html_style::Look;
+use super::html_form::{Form, note_form_tag};
+use super::html_style::{FONT_FACE_OK, HtmlTests, Look, font_size};
 
 /// What [`html_to_text`] finds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,74 +49,6 @@ impl InvisibleText {
     }
 }
 
-/// SpamAssassin's HTML tests (`html_test('…')`, from its HTML.pm) that
-/// chaff computes while rendering, with SpamAssassin's meaning, for its
-/// rule files. chaff's own rules read [`InvisibleText`] instead.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HtmlTests {
-    /// `font_low_contrast`: some text (not white space) is drawn within
-    /// SpamAssassin's luminance-weighted distance of its background
-    /// ([`Look::sa_low_contrast`]).
-    pub font_low_contrast: bool,
-    /// `font_face_bad`: a `<font face>` that is not a list of plain font
-    /// names.
-    pub font_face_bad: bool,
-    /// `max_size` of each HTML part, as a set: bit `n` when some part's
-    /// largest `<font size>` was `n` (SpamAssassin's `html_range` asks
-    /// whether any part's value lies in a range). Sizes are SpamAssassin's:
-    /// 3 by default, `+n`/`-n` relative to `<basefont size>`; above 127
-    /// counts as 127.
-    pub max_font_sizes: u128,
-}
-
-impl HtmlTests {
-    pub fn add(&mut self, other: HtmlTests) {
-        self.font_low_contrast |= other.font_low_contrast;
-        self.font_face_bad |= other.font_face_bad;
-        self.max_font_sizes |= other.max_font_sizes;
-    }
-
-    /// Whether some HTML part's largest font size is in `(above, up_to]`
-    /// (`up_to` `None`: no upper end), SpamAssassin's
-    /// `html_range('max_size', above, up_to)`.
-    pub fn max_font_size_in(&self, above: i64, up_to: Option<i64>) -> bool {
-        (0..128i64).any(|size| {
-            self.max_font_sizes & (1u128 << size) != 0
-                && size > above
-                && up_to.is_none_or(|up_to| size <= up_to)
-        })
-    }
-}
-
-/// The leading number of a `size` attribute, and whether it was relative
-/// (`+n`/`-n`), as SpamAssassin's HTML.pm reads it.
-fn font_size(value: &str) -> Option<(i64, bool)> {
-    let value = value.trim_start();
-    let (sign, digits) = match value.strip_prefix(['+', '-']) {
-        Some(rest) => (if value.starts_with('-') { -1 } else { 1 }, rest),
-        None => (0, value),
-    };
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    let number: i64 = digits[..end.min(6)].parse().ok()?;
-    Some(if sign == 0 {
-        (number, false)
-    } else {
-        (sign * number, true)
-    })
-}
-
-/// SpamAssassin's pattern of an acceptable `<font face>`: font names of
-/// letters, spaces and hyphens (a digit may end one), optionally quoted,
-/// separated by commas. (`None` cannot happen: the pattern is a constant.)
-static FONT_FACE_OK: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?i)^\s*["'.]?[a-z ][a-z -]*[a-z][0-9]?["']?(?:,\s*["']?[a-z][a-z -]*[a-z][0-9]?["']?)*;?\n?$"#,
-    )
-    .ok()
-});
-
 /// A link and the text a reader sees on it (to tell when they disagree).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Anchor {
@@ -131,36 +60,6 @@ pub struct Anchor {
 
 /// Anchors kept per HTML part.
 const MAX_ANCHORS: usize = 256;
-
-/// What a form asks for, for the credential-harvesting checks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Form {
-    /// The `action` as written; empty when the form has none or the
-    /// inputs stand outside any form.
-    pub action: String,
-    /// An `<input type=password>`.
-    pub password: bool,
-    /// An input named for a card number, its security code or expiry, a
-    /// PIN, a social-security number or a bank routing number.
-    pub card: bool,
-    /// Inputs a reader types into (not hidden, not buttons).
-    pub fields: usize,
-    /// In an attached HTML or SVG file: the attachment is the phishing
-    /// page, opened from disk where no browser warning applies.
-    pub attached: bool,
-}
-
-/// Forms kept per HTML part.
-const MAX_FORMS: usize = 32;
-
-/// Names, ids, placeholders and autocomplete tokens of inputs that take a
-/// payment card or another secret a bank would never ask for by mail.
-static CARD_FIELD: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)cc-?(?:num|number|csc|exp)|card.?(?:num|no\b|number|holder)|cardnumber|cvv|cvc|ccv|security.?code|exp(?:iry|iration).?(?:date|month|year)?|\bssn\b|social.?security|routing|\bpin\b|atm.?pin|maiden",
-    )
-    .ok()
-});
 
 /// Elements whose content is never shown to a reader, skipped up to their
 /// closing tag. Not `head`: its hidden parts (`title`, `style`, `script`)
@@ -327,7 +226,7 @@ pub fn html_to_text(html: &str) -> HtmlText {
             }
         }
         if !tag.closing && matches!(tag.name.as_str(), "form" | "input" | "select") {
-            note_form_tag(&mut out.forms, &tag);
+            note_form_tag(&mut out.forms, &tag.name, &|attribute| tag.attr(attribute));
         }
         if !tag.closing {
             match tag.name.as_str() {
@@ -406,48 +305,6 @@ fn close_anchor(out: &mut HtmlText, href: String, text: String) {
     if out.anchors.len() < MAX_ANCHORS {
         let text = text.trim().to_owned();
         out.anchors.push(Anchor { href, text });
-    }
-}
-
-/// Records a `<form>` or what an input asks for in the form it belongs to
-/// (the last one opened; inputs before any form make a form of their own).
-fn note_form_tag(forms: &mut Vec<Form>, tag: &Tag<'_>) {
-    if tag.name == "form" {
-        if forms.len() < MAX_FORMS {
-            forms.push(Form {
-                action: tag.attr("action").unwrap_or_default(),
-                ..Form::default()
-            });
-        }
-        return;
-    }
-    let kind = tag.attr("type").unwrap_or_default().to_ascii_lowercase();
-    if matches!(
-        kind.as_str(),
-        "hidden" | "submit" | "button" | "image" | "reset" | "checkbox" | "radio"
-    ) {
-        return;
-    }
-    if forms.is_empty() {
-        forms.push(Form::default());
-    }
-    let Some(form) = forms.last_mut() else {
-        return;
-    };
-    form.fields += 1;
-    if kind == "password" {
-        form.password = true;
-    }
-    let names_card = ["name", "id", "placeholder", "autocomplete"]
-        .iter()
-        .filter_map(|attribute| tag.attr(attribute))
-        .any(|value| {
-            CARD_FIELD
-                .as_ref()
-                .is_some_and(|card| card.is_match(&value))
-        });
-    if names_card {
-        form.card = true;
     }
 }
 

@@ -10,6 +10,10 @@
 //! `<style>` sheets are not applied: matching selectors needs a CSS engine,
 //! and hidden-text tricks are inline because many mail readers drop sheets.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 /// An sRGB colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rgb(pub u8, pub u8, pub u8);
@@ -250,6 +254,74 @@ fn named_colour(name: &str) -> Option<Rgb> {
         _ => return None,
     })
 }
+
+/// SpamAssassin's HTML tests (`html_test('…')`, from its HTML.pm) that
+/// chaff computes while rendering, with SpamAssassin's meaning, for its
+/// rule files. chaff's own rules read [`InvisibleText`] instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HtmlTests {
+    /// `font_low_contrast`: some text (not white space) is drawn within
+    /// SpamAssassin's luminance-weighted distance of its background
+    /// ([`Look::sa_low_contrast`]).
+    pub font_low_contrast: bool,
+    /// `font_face_bad`: a `<font face>` that is not a list of plain font
+    /// names.
+    pub font_face_bad: bool,
+    /// `max_size` of each HTML part, as a set: bit `n` when some part's
+    /// largest `<font size>` was `n` (SpamAssassin's `html_range` asks
+    /// whether any part's value lies in a range). Sizes are SpamAssassin's:
+    /// 3 by default, `+n`/`-n` relative to `<basefont size>`; above 127
+    /// counts as 127.
+    pub max_font_sizes: u128,
+}
+
+impl HtmlTests {
+    pub fn add(&mut self, other: HtmlTests) {
+        self.font_low_contrast |= other.font_low_contrast;
+        self.font_face_bad |= other.font_face_bad;
+        self.max_font_sizes |= other.max_font_sizes;
+    }
+
+    /// Whether some HTML part's largest font size is in `(above, up_to]`
+    /// (`up_to` `None`: no upper end), SpamAssassin's
+    /// `html_range('max_size', above, up_to)`.
+    pub fn max_font_size_in(&self, above: i64, up_to: Option<i64>) -> bool {
+        (0..128i64).any(|size| {
+            self.max_font_sizes & (1u128 << size) != 0
+                && size > above
+                && up_to.is_none_or(|up_to| size <= up_to)
+        })
+    }
+}
+
+/// The leading number of a `size` attribute, and whether it was relative
+/// (`+n`/`-n`), as SpamAssassin's HTML.pm reads it.
+pub(super) fn font_size(value: &str) -> Option<(i64, bool)> {
+    let value = value.trim_start();
+    let (sign, digits) = match value.strip_prefix(['+', '-']) {
+        Some(rest) => (if value.starts_with('-') { -1 } else { 1 }, rest),
+        None => (0, value),
+    };
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let number: i64 = digits[..end.min(6)].parse().ok()?;
+    Some(if sign == 0 {
+        (number, false)
+    } else {
+        (sign * number, true)
+    })
+}
+
+/// SpamAssassin's pattern of an acceptable `<font face>`: font names of
+/// letters, spaces and hyphens (a digit may end one), optionally quoted,
+/// separated by commas. (`None` cannot happen: the pattern is a constant.)
+pub(super) static FONT_FACE_OK: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)^\s*["'.]?[a-z ][a-z -]*[a-z][0-9]?["']?(?:,\s*["']?[a-z][a-z -]*[a-z][0-9]?["']?)*;?\n?$"#,
+    )
+    .ok()
+});
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 
 use mail_parser::{Address, HeaderValue, Host, MessageParser, MimeHeaders, PartType};
 
+use super::images::{ImageReaderBudget, data_uri_picture};
 use super::{
     Attachment, HeaderField, Limits, Message, ParseProblem, Relay, TextKind, TextPart, html_to_text,
 };
@@ -145,6 +146,7 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
 /// Visits every part once, depth-first, with an explicit stack so hostile
 /// nesting cannot exhaust the thread's stack.
 fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &Limits) {
+    let mut pictures = ImageReaderBudget::new(limits);
     let mut stack: Vec<(&mail_parser::Message<'_>, u32, usize)> = vec![(root, 0, 0)];
     let mut visited = 0usize;
     let mut text_bytes = 0usize;
@@ -259,6 +261,7 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                         limits,
                     );
                 }
+                pictures.read(bytes, &mut message.images);
                 message.attachments.push(Attachment {
                     content_type: content_type.clone(),
                     file_name: part.attachment_name().map(str::to_owned),
@@ -267,6 +270,26 @@ fn walk_parts(message: &mut Message, root: &mail_parser::Message<'_>, limits: &L
                 });
                 message.content_types.push(content_type);
             }
+        }
+    }
+    // Pictures inside HTML as `data:` URIs, then the links the QR codes
+    // hold, which join the message's links for every URL check.
+    let data_pictures: Vec<Vec<u8>> = message
+        .links
+        .iter()
+        .filter_map(|link| data_uri_picture(link))
+        .collect();
+    for picture in data_pictures {
+        pictures.read(&picture, &mut message.images);
+    }
+    for code in &message.images.qr_codes {
+        let code = code.trim();
+        let lower = code.get(..8).unwrap_or(code).to_ascii_lowercase();
+        if lower.starts_with("http://")
+            || lower.starts_with("https://")
+            || lower.starts_with("www.")
+        {
+            message.links.push(code.to_owned());
         }
     }
 }

@@ -9,14 +9,18 @@
 
 pub mod fields;
 mod html;
+mod html_form;
 mod html_style;
+pub mod images;
 mod mime;
 
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
-pub use html::{Anchor, Form, HtmlTests, HtmlText, InvisibleText, html_to_text};
+pub use html::{Anchor, HtmlText, InvisibleText, html_to_text};
+pub use html_form::Form;
+pub use html_style::HtmlTests;
 pub use mime::parse;
 
 /// Bounds on what one message may cost. Input beyond a bound is not an
@@ -34,6 +38,15 @@ pub struct Limits {
     pub max_headers: usize,
     /// Visible text kept per message, summed over parts.
     pub max_text_bytes: usize,
+    /// Pictures (PNG, JPEG, GIF) searched for QR codes per message.
+    pub max_images: usize,
+    /// Larger pictures are not decoded.
+    pub max_image_bytes: usize,
+    /// Pictures with more pixels (by their header) are not decoded.
+    pub max_image_pixels: u64,
+    /// Once reading a message's pictures has taken this long, the rest are
+    /// skipped.
+    pub image_budget_ms: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +57,10 @@ impl Default for Limits {
             max_mime_parts: 512,
             max_headers: 2048,
             max_text_bytes: 2 * 1024 * 1024,
+            max_images: 8,
+            max_image_bytes: 10 * 1024 * 1024,
+            max_image_pixels: 4_000_000,
+            image_budget_ms: 200,
         }
     }
 }
@@ -268,6 +285,8 @@ pub struct Message {
     pub html_sources: Vec<String>,
     /// Non-text parts.
     pub attachments: Vec<Attachment>,
+    /// The pictures read for QR codes, and the codes' text.
+    pub images: images::ImageFacts,
     /// `type/subtype` of every leaf part, in order.
     pub content_types: Vec<String>,
     /// The Received chain, newest (our side) first.
