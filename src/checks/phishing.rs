@@ -18,9 +18,11 @@ use crate::symbol::Symbol;
 
 /// Registrable domains of one message looked at for lookalikes.
 const MAX_DOMAINS: usize = 64;
-/// Visible text searched for brand names, per text part: the brand a
-/// phishing message names is named near its top.
-const BRAND_TEXT_BYTES: usize = 16 * 1024;
+/// Visible text searched for brand names, per text part, and the parts
+/// searched: the brand a phishing message names is named near its top, and
+/// a message's second part is mostly the first's HTML or text twin.
+const BRAND_TEXT_BYTES: usize = 1024;
+const BRAND_TEXT_PARTS: usize = 2;
 
 pub fn check(context: &ScanContext<'_>, data: &PhishingData) -> Vec<Symbol> {
     let message = &context.message;
@@ -41,7 +43,7 @@ pub fn check(context: &ScanContext<'_>, data: &PhishingData) -> Vec<Symbol> {
     let in_subject = brands.named_in(&message.subject);
     let mut named = in_from_name.clone();
     add_new(&mut named, in_subject.iter().copied());
-    for part in &message.text_parts {
+    for part in message.text_parts.iter().take(BRAND_TEXT_PARTS) {
         let head = &part.text[..part.text.floor_char_boundary(BRAND_TEXT_BYTES)];
         add_new(&mut named, brands.named_in(head));
     }
@@ -60,8 +62,7 @@ pub fn check(context: &ScanContext<'_>, data: &PhishingData) -> Vec<Symbol> {
         symbols.push(Symbol::new("PHISH_BRAND_NAMED").with_option(brands.name(brand)));
     }
     if let Some(domain) = &from_domain
-        && let Some(look) = brands.lookalike(domain)
-        && (!look.by_edit_distance() || named.contains(&look.brand))
+        && let Some(look) = brands.lookalike(domain, &named)
     {
         symbols.push(
             Symbol::new("PHISH_FROM_LOOKALIKE")
@@ -142,14 +143,15 @@ fn link_checks(
         }
     }
     let mut domains_seen: Vec<&str> = Vec::new();
-    for url in context.urls() {
+    for url in context.link_urls() {
         if data.shorteners.contains(&url.host, &url.domain) {
             symbols.push(Symbol::new("PHISH_URI_SHORTENER").with_option(url.domain.clone()));
         }
         if url.ip.is_some() {
             continue;
         }
-        let owners = brands.owners(&url.domain);
+        // Whose the link's own domain is, asked only when a brand shows.
+        let owned_by = |brand: &BrandId| brands.owns(*brand, &url.domain);
         // A brand worn as a subdomain: paypal.com.secure-login.example;
         // its bare name (paypal.secure.example) counts where the message
         // names the brand, since apple.slashdot.org is a news section.
@@ -158,16 +160,21 @@ fn link_checks(
             .strip_suffix(url.domain.as_str())
             .unwrap_or("")
             .trim_end_matches('.');
-        let worn = brands
-            .domains_in(subdomain)
-            .into_iter()
-            .chain(
+        let subdomain = subdomain.strip_prefix("www").unwrap_or(subdomain);
+        let worn = (subdomain.len() >= 4)
+            .then(|| {
                 brands
-                    .labels_in(subdomain)
+                    .domains_in(subdomain)
                     .into_iter()
-                    .filter(|(brand, _)| named.contains(brand)),
-            )
-            .find(|(brand, _)| !owners.contains(brand));
+                    .chain(
+                        brands
+                            .labels_in(subdomain)
+                            .into_iter()
+                            .filter(|(brand, _)| named.contains(brand)),
+                    )
+                    .find(|brand| !owned_by(&brand.0))
+            })
+            .flatten();
         if let Some((_, shown)) = worn {
             symbols.push(
                 Symbol::new("PHISH_URI_BRAND_SUBDOMAIN")
@@ -180,7 +187,7 @@ fn link_checks(
             && let Some((_, label)) = brands
                 .labels_in(name)
                 .into_iter()
-                .find(|(brand, _)| !owners.contains(brand))
+                .find(|brand| !owned_by(&brand.0))
         {
             symbols.push(
                 Symbol::new("PHISH_URI_BRAND_IN_DOMAIN")
@@ -190,10 +197,11 @@ fn link_checks(
         // ... or its domain as a folder of another site: example/paypal.com/.
         if let Some(path) = url.url.splitn(4, '/').nth(3) {
             let path = path.split(['?', '#']).next().unwrap_or("");
-            if let Some((_, shown)) = brands
-                .domains_in(path)
-                .into_iter()
-                .find(|(brand, _)| !owners.contains(brand))
+            if path.contains('.')
+                && let Some((_, shown)) = brands
+                    .domains_in(path)
+                    .into_iter()
+                    .find(|brand| !owned_by(&brand.0))
             {
                 symbols.push(
                     Symbol::new("PHISH_URI_BRAND_IN_PATH")
@@ -205,9 +213,7 @@ fn link_checks(
             continue;
         }
         domains_seen.push(&url.domain);
-        if let Some(look) = brands.lookalike(&url.domain)
-            && (!look.by_edit_distance() || named.contains(&look.brand))
-        {
+        if let Some(look) = brands.lookalike(&url.domain, named) {
             let name = if look.how == "confusable" {
                 "PHISH_URI_CONFUSABLE"
             } else {

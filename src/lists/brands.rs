@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 
 use crate::setting::InvalidSetting;
@@ -139,6 +139,8 @@ pub struct Brands {
     /// also a word the brand is named by: what lookalikes, brand subdomains
     /// and brand paths are compared with.
     labels: Vec<(String, BrandId)>,
+    /// The same labels by name.
+    label_index: HashMap<String, Vec<BrandId>>,
     /// Every word of every brand, and whose it is.
     words: Option<AhoCorasick>,
     word_brand: Vec<BrandId>,
@@ -159,6 +161,7 @@ impl Brands {
             domains: HashMap::new(),
             any_suffix: HashMap::new(),
             labels: Vec::new(),
+            label_index: HashMap::new(),
             words: None,
             word_brand: Vec::new(),
             domain_patterns: None,
@@ -217,13 +220,23 @@ impl Brands {
                 }
             }
         }
+        for (label, brand) in &brands.labels {
+            brands
+                .label_index
+                .entry(label.clone())
+                .or_default()
+                .push(*brand);
+        }
         brands.domain_patterns = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .build(&domain_patterns)
             .ok();
+        // A DFA: this runs over the head of every message's text, and the
+        // default (a contiguous NFA) cost several times as much per byte.
         brands.words = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&words)
             .ok();
         brands
@@ -316,10 +329,18 @@ impl Brands {
             if token.len() < MIN_LABEL {
                 continue;
             }
-            let token = token.to_ascii_lowercase();
-            for (label, brand) in &self.labels {
-                if *label == token && !found.iter().any(|(b, _)| b == brand) {
-                    found.push((*brand, label.as_str()));
+            let lower;
+            let token = if token.bytes().any(|b| b.is_ascii_uppercase()) {
+                lower = token.to_ascii_lowercase();
+                lower.as_str()
+            } else {
+                token
+            };
+            if let Some((label, owners)) = self.label_index.get_key_value(token) {
+                for brand in owners {
+                    if !found.iter().any(|(b, _)| b == brand) {
+                        found.push((*brand, label.as_str()));
+                    }
                 }
             }
         }
@@ -329,46 +350,60 @@ impl Brands {
     /// Whether `domain` (registrable, ASCII or IDNA) imitates a brand's
     /// domain: its first label, read in Unicode, is confusable with a brand
     /// label, spells one with digits for letters (`paypa1`, `micr0soft`,
-    /// `rn` for `m`), or is one edit (two for labels of nine letters or
-    /// more) from one. A domain that is some brand's own never is.
-    pub fn lookalike(&self, domain: &str) -> Option<Lookalike> {
-        if !self.owners(domain).is_empty() {
+    /// `rn` for `m`), or, for a brand in `named` (the brands the message
+    /// names), is one edit (two for labels of nine letters or more) from
+    /// one: `finance` is one edit from `binance`, so distance alone counts
+    /// only where the message speaks of the brand. A domain that is some
+    /// brand's own never is. Look-ups by hash, not a scan of every label:
+    /// this runs on every link of every message.
+    pub fn lookalike(&self, domain: &str, named: &[BrandId]) -> Option<Lookalike> {
+        let label = domain.split('.').next()?;
+        if label.len() < MIN_LABEL || !self.owners(domain).is_empty() {
             return None;
         }
-        let label = domain.split('.').next()?;
-        let unicode = if label.starts_with("xn--") {
-            idna::domain_to_unicode(label).0
-        } else {
-            label.to_owned()
+        let found = |how: &'static str, form: &str| {
+            self.label_index
+                .get_key_value(form)
+                .and_then(|(imitates, brands)| {
+                    (imitates.as_str() != label).then(|| Lookalike {
+                        brand: brands[0],
+                        imitates: imitates.clone(),
+                        how,
+                    })
+                })
         };
-        let skeleton: String = unicode_security::skeleton(&unicode).collect();
-        let folded = fold_digits(&unicode);
+        if !label.is_ascii() || label.starts_with("xn--") {
+            let unicode = idna::domain_to_unicode(label).0;
+            let skeleton: String = unicode_security::skeleton(&unicode).collect();
+            return (!unicode.is_ascii())
+                .then(|| found("confusable", &skeleton))
+                .flatten();
+        }
+        if label.bytes().any(|b| b.is_ascii_digit()) || label.contains("rn") || label.contains("vv")
+        {
+            let folded = fold_digits(label);
+            if let Some(look) = found("digits for letters", &folded) {
+                return Some(look);
+            }
+        }
         for (brand_label, brand) in &self.labels {
-            if *brand_label == unicode {
-                // The brand's own name under a suffix the list does not
-                // give it: not a lookalike, whatever else it may be.
+            if !named.contains(brand) || brand_label.len() < 5 || brand_label == label {
                 continue;
             }
-            let how = if !unicode.is_ascii() && skeleton == *brand_label {
-                Some("confusable")
-            } else if unicode.is_ascii() && folded == *brand_label {
-                Some("digits for letters")
-            } else if unicode.is_ascii() && brand_label.len() >= 5 {
-                let allowed = if brand_label.len() >= 9 { 2 } else { 1 };
-                let distance = strsim::osa_distance(&unicode, brand_label);
-                (distance <= allowed).then_some(if distance == 1 {
-                    "edit distance 1"
-                } else {
-                    "edit distance 2"
-                })
-            } else {
-                None
-            };
-            if let Some(how) = how {
+            let allowed = if brand_label.len() >= 9 { 2 } else { 1 };
+            if brand_label.len().abs_diff(label.len()) > allowed {
+                continue;
+            }
+            let distance = strsim::osa_distance(label, brand_label);
+            if distance <= allowed {
                 return Some(Lookalike {
                     brand: *brand,
                     imitates: brand_label.clone(),
-                    how,
+                    how: if distance == 1 {
+                        "edit distance 1"
+                    } else {
+                        "edit distance 2"
+                    },
                 });
             }
         }
@@ -446,7 +481,8 @@ mod tests {
     #[test]
     fn lookalikes_by_edit_digits_and_confusables_but_never_the_brand_itself() {
         let brands = builtin();
-        let look = |d: &str| brand_of(&brands, brands.lookalike(d));
+        let every: Vec<BrandId> = (0..brands.names.len()).collect();
+        let look = |d: &str| brand_of(&brands, brands.lookalike(d, &every));
         assert_eq!(
             look("paypa1.com").as_deref(),
             Some("PayPal digits for letters")
@@ -473,6 +509,9 @@ mod tests {
         // Short labels are not compared: every three-letter domain is one
         // edit from another.
         assert_eq!(look("dhk.com"), None);
+        // One edit from a brand the message does not name is not enough.
+        assert_eq!(brands.lookalike("paypall.com", &[]), None);
+        assert!(brands.lookalike("paypa1.com", &[]).is_some());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod brands;
 pub mod dns;
 pub mod dnsbl;
+mod feeds;
 pub mod received;
 mod url_list;
 

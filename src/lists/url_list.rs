@@ -12,6 +12,9 @@
 //!   query start with the entry's (scheme ignored);
 //! - `192.0.2.1` — an IP-literal URL host.
 //!
+//! Feeds as downloaded (PhishTank's CSV or JSON, URLhaus' CSV) are read
+//! too: `feeds.rs` turns them into these lines.
+//!
 //! A file is checked for changes (modification time and size) at most every
 //! [`RELOAD_CHECK`]; a file that cannot be read keeps its last contents and
 //! says why on stderr once.
@@ -43,7 +46,7 @@ struct Entries {
 impl Entries {
     fn parse(text: &str) -> Entries {
         let mut entries = Entries::default();
-        for line in text.lines() {
+        for line in super::feeds::entry_lines(text) {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;

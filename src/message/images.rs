@@ -36,6 +36,9 @@ pub struct ImageFacts {
 
 /// QR codes kept per picture: a sheet of a hundred is not a message.
 const MAX_CODES_PER_IMAGE: usize = 4;
+/// Pictures narrower or lower than this (pixels) hold no QR code a phone
+/// would read: the smallest code is 21 modules plus its quiet zone.
+const MIN_SIDE: u32 = 48;
 /// Characters kept of one QR code's text.
 const MAX_CODE_CHARS: usize = 2048;
 
@@ -111,8 +114,13 @@ fn decode_codes(
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|_| ())?;
-    if u64::from(width) * u64::from(height) > max_pixels || width == 0 || height == 0 {
+    if u64::from(width) * u64::from(height) > max_pixels {
         return Ok(None);
+    }
+    if width < MIN_SIDE || height < MIN_SIDE {
+        // Spacers, tracking pixels and icons: no camera reads a code that
+        // small, and most pictures in mail are these.
+        return Ok(Some(Vec::new()));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();

@@ -78,6 +78,22 @@ pub fn extract(message: &Message) -> Vec<Url> {
     out.urls
 }
 
+/// The message's links alone ([`Message::links`]: HTML targets, bare
+/// `http(s)://` links, QR codes' links) and their redirector targets,
+/// without scanning the visible text: a fraction of [`extract`]'s cost,
+/// for checks that judge where links go rather than every host named.
+pub fn extract_links(message: &Message) -> Vec<Url> {
+    let mut out = Collector::default();
+    // Newsletters repeat one link many times: each is parsed once.
+    let mut written: HashSet<&str> = HashSet::new();
+    for link in &message.links {
+        if written.insert(link.as_str()) {
+            out.add_link(link, UrlSource::Link, false, 0);
+        }
+    }
+    out.urls
+}
+
 /// The host of a link that is an absolute http(s) URL, normalised as every
 /// URL here is (what the link-text test compares with the text's host).
 pub fn link_host(href: &str) -> Option<String> {
