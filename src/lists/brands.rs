@@ -39,7 +39,19 @@ impl PhishingConfig {
     /// Reads every file now, so a typo in one is a configuration error
     /// naming the file rather than a silent gap at scan time.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        self.load().map(|_| ())
+        // Read and parsed only: the automata are built once, by `load`.
+        for path in &self.brands {
+            let source = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| InvalidSetting::new("brands", format!("{source}: {e}")))?;
+            BrandFile::parse(&text, &source)?;
+        }
+        for path in &self.shorteners {
+            std::fs::read_to_string(path).map_err(|e| {
+                InvalidSetting::new("shorteners", format!("{}: {e}", path.display()))
+            })?;
+        }
+        Ok(())
     }
 
     /// The brands and shorteners of this configuration.
