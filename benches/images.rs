@@ -46,7 +46,9 @@ fn with_attachment(png: Option<&[u8]>) -> Vec<u8> {
         Scan the code to keep your account.\n"
         .to_vec();
     if let Some(png) = png {
-        raw.extend_from_slice(b"--b\nContent-Type: image/png\nContent-Transfer-Encoding: binary\n\n");
+        raw.extend_from_slice(
+            b"--b\nContent-Type: image/png\nContent-Transfer-Encoding: binary\n\n",
+        );
         raw.extend_from_slice(png);
         raw.extend_from_slice(b"\n");
     }
@@ -56,12 +58,17 @@ fn with_attachment(png: Option<&[u8]>) -> Vec<u8> {
 
 fn images(c: &mut Criterion) {
     let limits = Limits::default();
-    let with_code = with_attachment(Some(&megapixel_png(Some("https://login.example.com/session/4711"))));
+    let with_code = with_attachment(Some(&megapixel_png(Some(
+        "https://login.example.com/session/4711",
+    ))));
     let blank = with_attachment(Some(&megapixel_png(None)));
     let without = with_attachment(None);
     // The bench measures what it claims: the code is found.
     let parsed = message::parse(&with_code, &limits);
-    assert_eq!(parsed.images.qr_codes, vec!["https://login.example.com/session/4711"]);
+    assert_eq!(
+        parsed.images.qr_codes,
+        vec!["https://login.example.com/session/4711"]
+    );
     let mut group = c.benchmark_group("images");
     group.sample_size(20);
     group.bench_function("parse, 1 MP PNG with a QR code", |b| {

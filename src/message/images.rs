@@ -318,15 +318,21 @@ fn may_hold_code(luma: &image::GrayImage) -> bool {
         }
         let first_dark = usize::from(row[0] >= threshold);
         for window in runs.windows(5).skip(first_dark).step_by(2) {
-            let lengths = [window[0].1, window[1].1, window[2].1, window[3].1, window[4].1];
+            let lengths = [
+                window[0].1,
+                window[1].1,
+                window[2].1,
+                window[3].1,
+                window[4].1,
+            ];
             if !finder_ratio(&lengths) {
                 continue;
             }
             let size: usize = lengths.iter().sum();
             let centre_x = window[2].0 + window[2].1 / 2;
-            let known = finders.iter().any(|&(fx, fy, fsize)| {
-                fx.abs_diff(centre_x) <= fsize && fy.abs_diff(y) <= fsize
-            });
+            let known = finders
+                .iter()
+                .any(|&(fx, fy, fsize)| fx.abs_diff(centre_x) <= fsize && fy.abs_diff(y) <= fsize);
             if known || !column_crosses_finder(&is_dark, centre_x, y, height, size) {
                 continue;
             }
@@ -355,7 +361,11 @@ fn column_crosses_finder(
         let mut at = y;
         for (index, want_dark) in [true, false, true].into_iter().enumerate() {
             loop {
-                let next = if step_up { at.checked_sub(1) } else { Some(at + 1).filter(|&n| n < height) };
+                let next = if step_up {
+                    at.checked_sub(1)
+                } else {
+                    Some(at + 1).filter(|&n| n < height)
+                };
                 if lengths[index] > limit || is_dark(x, at) != want_dark {
                     break;
                 }
@@ -500,7 +510,9 @@ mod tests {
         assert!(!may_hold_code(&one));
         let blank = image::GrayImage::from_pixel(60, 60, image::Luma([255]));
         assert!(!may_hold_code(&blank));
-        let stripes = image::GrayImage::from_fn(60, 60, |x, _| image::Luma([if x % 4 < 2 { 0 } else { 255 }]));
+        let stripes = image::GrayImage::from_fn(60, 60, |x, _| {
+            image::Luma([if x % 4 < 2 { 0 } else { 255 }])
+        });
         assert!(!may_hold_code(&stripes));
     }
 

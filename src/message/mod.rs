@@ -38,7 +38,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Visible text kept per message, summed over parts.
     pub max_text_bytes: usize,
-    /// Pictures (PNG, JPEG, GIF) searched for QR codes per message.
+    /// Pictures (PNG, JPEG, GIF) searched for QR codes per message; 0
+    /// reads none.
     pub max_images: usize,
     /// Larger pictures are not decoded.
     pub max_image_bytes: usize,
