@@ -11,7 +11,7 @@ use chaff::message::{self, Limits};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// A 1000 × 1000 PNG: a QR code of `text` drawn 12 pixels a module in its
-/// middle, on white; or white only.
+/// middle, on white; or a busy pattern without a code.
 fn megapixel_png(text: Option<&str>) -> Vec<u8> {
     let side = 1000u32;
     let picture = match text {
@@ -31,7 +31,10 @@ fn megapixel_png(text: Option<&str>) -> Vec<u8> {
                 image::Luma([if dark { 0 } else { 255 }])
             })
         }
-        None => image::GrayImage::from_pixel(side, side, image::Luma([255])),
+        // A busy picture with full contrast: the row scan reads it all.
+        None => image::GrayImage::from_fn(side, side, |x, y| {
+            image::Luma([((x * 7 + y * 13 + (x * y) % 97) % 256) as u8])
+        }),
     };
     let mut png = Vec::new();
     picture
