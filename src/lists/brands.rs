@@ -165,6 +165,8 @@ pub struct Brands {
 /// Shortest brand label compared for lookalikes: a three-letter label is
 /// one edit away from a thousand real domains.
 const MIN_LABEL: usize = 4;
+/// Shortest brand label compared by edit distance.
+const MIN_EDITED_LABEL: usize = 6;
 
 impl Brands {
     fn new(entries: impl IntoIterator<Item = BrandEntry>) -> Brands {
@@ -363,7 +365,7 @@ impl Brands {
     /// domain: its first label, read in Unicode, is confusable with a brand
     /// label, spells one with digits for letters (`paypa1`, `micr0soft`,
     /// `rn` for `m`), or, for a brand in `named` (the brands the message
-    /// names), is one edit (two for labels of nine letters or more) from
+    /// names), is one edit (two for labels of nine letters or more; none under six) from
     /// one: `finance` is one edit from `binance`, so distance alone counts
     /// only where the message speaks of the brand. A domain that is some
     /// brand's own never is. Look-ups by hash, not a scan of every label:
@@ -398,8 +400,14 @@ impl Brands {
                 return Some(look);
             }
         }
+        // Edit distance only between names of six letters and more: `mail`
+        // is one edit from `gmail`, and mail.com is a mail provider.
         for (brand_label, brand) in &self.labels {
-            if !named.contains(brand) || brand_label.len() < 5 || brand_label == label {
+            if !named.contains(brand)
+                || brand_label.len() < MIN_EDITED_LABEL
+                || label.len() < MIN_EDITED_LABEL - 1
+                || brand_label == label
+            {
                 continue;
             }
             let allowed = if brand_label.len() >= 9 { 2 } else { 1 };
