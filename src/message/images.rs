@@ -516,6 +516,53 @@ mod tests {
         assert!(!may_hold_code(&stripes));
     }
 
+    /// A small picture of each format, as an encoder writes it.
+    fn encoded(format: ImageFormat) -> Vec<u8> {
+        let picture = image::RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x ^ y) * 4) as u8])
+        });
+        let mut bytes = Vec::new();
+        match image::DynamicImage::ImageRgb8(picture).write_to(&mut Cursor::new(&mut bytes), format)
+        {
+            Ok(()) => bytes,
+            Err(e) => panic!("encoding a test picture: {e}"),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Real pictures with bytes flipped and tails cut: decoded,
+        /// counted as unreadable or skipped, never a panic, never more
+        /// read than the limit.
+        #[test]
+        fn damaged_pictures_never_panic(
+            format in proptest::prop_oneof![
+                proptest::prelude::Just(ImageFormat::Png),
+                proptest::prelude::Just(ImageFormat::Jpeg),
+                proptest::prelude::Just(ImageFormat::Gif),
+            ],
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..16),
+            keep in 0.0f64..1.0,
+        ) {
+            let mut bytes = encoded(format);
+            let length = bytes.len();
+            for (at, value) in flips {
+                // Past the magic bytes, so the decoder is the one to cope.
+                let at = 8 + at % (length - 8);
+                bytes[at] = value;
+            }
+            bytes.truncate(8 + ((length - 8) as f64 * keep) as usize);
+            let limits = Limits { max_images: 1, ..Limits::default() };
+            let mut budget = ImageReaderBudget::new(&limits);
+            let mut facts = ImageFacts::default();
+            budget.read(&bytes, &mut facts);
+            budget.read(&bytes, &mut facts);
+            proptest::prop_assert!(facts.read <= 1);
+            proptest::prop_assert_eq!(facts.read + facts.skipped + facts.unreadable, 2);
+        }
+    }
+
     #[test]
     fn data_uris_decode_and_others_are_not_pictures() {
         assert_eq!(
