@@ -12,7 +12,7 @@
 //! `rules/phishing.toml`, which combine these symbols in metas.
 
 use crate::context::ScanContext;
-use crate::extract::urls::{link_host, registrable_domain};
+use crate::extract::urls::{host_in_text, link_host, registrable_domain};
 use crate::lists::brands::{BrandId, Brands, PhishingData};
 use crate::symbol::Symbol;
 
@@ -304,16 +304,6 @@ fn address_domain(value: &str) -> Option<String> {
     };
     let (_, host) = address.rsplit_once('@')?;
     registrable_domain(host.trim())
-}
-
-/// A host name the link text shows (`www.bank.example`, `https://…`), if
-/// the text is nothing but that (with an optional scheme and path).
-fn host_in_text(text: &str) -> Option<String> {
-    let text = text.trim();
-    if text.is_empty() || text.contains(char::is_whitespace) || !text.contains('.') {
-        return None;
-    }
-    link_host(text).or_else(|| link_host(&format!("http://{text}")))
 }
 
 /// The first host label whose Unicode form mixes scripts (Latin with

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::input::{HeaderForm, Input};
-use crate::extract::urls::{link_host, registrable_domain};
+use crate::extract::urls::{host_in_text, link_host, registrable_domain};
 use crate::message::is_public_address;
 
 /// A named test.
@@ -328,30 +328,6 @@ fn subject_all_caps(input: &Input<'_>) -> bool {
 fn from_domain(message: &crate::message::Message) -> Option<String> {
     let (_, host) = message.from_address.rsplit_once('@')?;
     registrable_domain(host)
-}
-
-/// A host name the link text shows (`www.bank.example`, `http://…`), if the
-/// text is nothing but that (with optional scheme and path).
-fn host_in_text(text: &str) -> Option<String> {
-    let text = text.trim().to_ascii_lowercase();
-    if text.contains(char::is_whitespace) || text.is_empty() {
-        return None;
-    }
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-        .unwrap_or(&text);
-    let end = rest.find(['/', '?', '#', ':']).unwrap_or(rest.len());
-    let host = rest[..end].trim_end_matches('.');
-    let labels: Vec<&str> = host.split('.').collect();
-    let plausible = labels.len() >= 2
-        && labels
-            .iter()
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
-    plausible.then(|| host.to_owned())
 }
 
 /// The site a host belongs to: its registrable domain, or the host itself

@@ -105,6 +105,31 @@ pub fn link_host(href: &str) -> Option<String> {
     parse_url(href).map(|url| url.host)
 }
 
+/// A host name the link text shows (`www.bank.example`, `http://…`), if the
+/// text is nothing but that (with optional scheme and path): where a reader
+/// believes the link goes, for the link-text checks.
+pub fn host_in_text(text: &str) -> Option<String> {
+    let text = text.trim().to_ascii_lowercase();
+    if text.contains(char::is_whitespace) || text.is_empty() {
+        return None;
+    }
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .unwrap_or(&text);
+    let end = rest.find(['/', '?', '#', ':']).unwrap_or(rest.len());
+    let host = rest[..end].trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    let plausible = labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    plausible.then(|| host.to_owned())
+}
+
 /// Extracts the URLs written in one piece of text (no HTML parsing).
 pub fn extract_from_text(text: &str) -> Vec<Url> {
     let mut out = Collector::default();
