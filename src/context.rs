@@ -28,6 +28,10 @@ pub struct ScanContext<'a> {
     urls: OnceLock<Vec<Url>>,
     /// The links alone, normalised.
     link_urls: OnceLock<Vec<Url>>,
+    /// The domains whose DKIM signatures verified: set by the
+    /// authentication check when network checks run, read by what trusts a
+    /// domain only when it signed (the phishing check's brand owners).
+    dkim_verified: OnceLock<Vec<String>>,
 }
 
 impl<'a> ScanContext<'a> {
@@ -46,6 +50,7 @@ impl<'a> ScanContext<'a> {
             date: OnceLock::new(),
             urls: OnceLock::new(),
             link_urls: OnceLock::new(),
+            dkim_verified: OnceLock::new(),
         }
     }
 
@@ -77,6 +82,19 @@ impl<'a> ScanContext<'a> {
         }
         self.link_urls
             .get_or_init(|| urls::extract_links(&self.message))
+    }
+
+    /// Records the domains (`d=`, lowercased) whose DKIM signatures
+    /// verified. The first record stands: one authentication check per
+    /// scan sets it.
+    pub fn record_dkim_verified(&self, domains: Vec<String>) {
+        let _first_stands = self.dkim_verified.set(domains);
+    }
+
+    /// The domains whose DKIM signatures verified; empty when none did or
+    /// when no authentication check ran (network checks off).
+    pub fn dkim_verified(&self) -> &[String] {
+        self.dkim_verified.get().map_or(&[], Vec::as_slice)
     }
 
     /// The top-level header fields as written: (name, value with folding

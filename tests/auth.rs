@@ -351,3 +351,49 @@ fn an_spf_query_that_never_returns_does_not_cost_the_dmarc_verdict() {
     assert!(has(&scan, "DMARC_POLICY_ALLOW"), "{:?}", names(&scan));
     assert!(!has(&scan, "DMARC_DNSFAIL"), "{:?}", names(&scan));
 }
+
+/// A brand's mail sent through a mailing service: From names the brand, the
+/// From domain is the service's, and the brand's own DKIM signature is what
+/// says it is genuine. The same message signed by someone else is the
+/// impersonation the phishing check exists for.
+#[test]
+fn a_brands_own_dkim_signature_clears_its_name_in_from() {
+    let f = Fixture::new();
+    let brands = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        brands.path(),
+        "[[brand]]\nname = \"Example Bank\"\nwords = [\"example bank\"]\ndomains = [\"example.test\"]\n",
+    )
+    .unwrap();
+    let (engine, _dir) = f.engine(&format!(
+        "[phishing]\nbrands = [\"{}\"]\n",
+        brands.path().display()
+    ));
+    let raw = "From: Example Bank <alerts@esp.test>\r\nTo: bob@dest.test\r\nSubject: your statement\r\nMessage-ID: <2@esp.test>\r\n\r\nYour statement is ready.\r\n";
+    let by_brand = engine.scan(
+        f.sign("example.test", raw).as_bytes(),
+        &envelope("192.0.2.99", "bounce@esp.test"),
+    );
+    assert!(has(&by_brand, "R_DKIM_ALLOW"), "{:?}", names(&by_brand));
+    assert!(
+        !has(&by_brand, "PHISH_FROM_BRAND_NAME"),
+        "{:?}",
+        names(&by_brand)
+    );
+    let by_other = engine.scan(
+        f.sign("list.test", raw).as_bytes(),
+        &envelope("192.0.2.99", "bounce@esp.test"),
+    );
+    assert!(has(&by_other, "R_DKIM_ALLOW"), "{:?}", names(&by_other));
+    let symbol = by_other
+        .verdict
+        .symbols
+        .iter()
+        .find(|s| s.name == "PHISH_FROM_BRAND_NAME");
+    assert_eq!(
+        symbol.map(|s| s.options.clone()),
+        Some(vec!["Example Bank from esp.test".to_owned()]),
+        "{:?}",
+        names(&by_other)
+    );
+}

@@ -192,6 +192,7 @@ pub async fn check(
         Some(Ok(outputs)) => {
             if config.dkim {
                 symbols.extend(dkim_symbols(&outputs));
+                context.record_dkim_verified(verified_domains(&outputs));
             }
             outputs
         }
@@ -238,6 +239,20 @@ pub async fn check(
         symbols.push(symbol);
     }
     symbols
+}
+
+/// The signing domains (`d=`) of the signatures that verified, lowercased.
+fn verified_domains(outputs: &[mail_auth::DkimOutput<'_>]) -> Vec<String> {
+    let mut domains: Vec<String> = Vec::new();
+    for output in outputs {
+        if let (DkimResult::Pass, Some(signature)) = (output.result(), output.signature()) {
+            let domain = signature.d.to_ascii_lowercase();
+            if !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+    }
+    domains
 }
 
 fn dkim_symbols(outputs: &[mail_auth::DkimOutput<'_>]) -> Vec<Symbol> {

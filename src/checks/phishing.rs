@@ -6,6 +6,10 @@
 //! the brand's, a Reply-To elsewhere), and credential harvesting (forms that
 //! ask for passwords or cards, attached web pages with forms).
 //!
+//! A brand's own mail is mail from its domain or signed by it (DKIM, when
+//! the network checks ran and verified it): the engine runs this check
+//! after them for that reason.
+//!
 //! Every symbol's options say what it saw (which brand, which domain, how
 //! it imitates), so `scan --explain` and the reply show why. The lure
 //! wording (verify your account, account suspended) is regex rules in
@@ -32,10 +36,19 @@ pub fn check(context: &ScanContext<'_>, data: &PhishingData) -> Vec<Symbol> {
         .from_address
         .rsplit_once('@')
         .and_then(|(_, host)| registrable_domain(host));
+    // The brand's own mail: sent from its domain, or signed by it (an
+    // ESP's envelope and From with the brand's DKIM signature).
+    let signers: Vec<String> = context
+        .dkim_verified()
+        .iter()
+        .filter_map(|domain| registrable_domain(domain))
+        .collect();
     let from_owns = |brand: BrandId| {
         from_domain
             .as_deref()
-            .is_some_and(|domain| brands.owns(brand, domain))
+            .into_iter()
+            .chain(signers.iter().map(String::as_str))
+            .any(|domain| brands.owns(brand, domain))
     };
 
     // Which brands the message names, and where.

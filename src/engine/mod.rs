@@ -327,10 +327,20 @@ impl Engine {
     /// message's DNS budget.
     fn list_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
         let mut symbols = checks::uri::check(context, &self.lists.urls);
+        symbols.extend(checks::envelope::check(context, &self.config.envelope));
+        symbols.extend(self.network_checks(context));
+        // After the network checks: a brand's own DKIM signature (recorded
+        // in the context by the authentication check) clears its name.
         if let Some(phishing) = &self.lists.phishing {
             symbols.extend(checks::phishing::check(context, phishing));
         }
-        symbols.extend(checks::envelope::check(context, &self.config.envelope));
+        crate::lists::merge_symbols(symbols)
+    }
+
+    /// With `[network] enabled`, every DNS check at once within the
+    /// message's DNS budget; nothing when it is off.
+    fn network_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
+        let mut symbols = Vec::new();
         let network = match &self.lists.network {
             None => return symbols,
             Some(Err(why)) => {
@@ -371,7 +381,7 @@ impl Engine {
             // Its lookups failed at once; this says why.
             symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option("resolver down"));
         }
-        crate::lists::merge_symbols(symbols)
+        symbols
     }
 
     /// Replaces the configuration and reloads the rules (SIGHUP); the store
