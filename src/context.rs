@@ -32,6 +32,9 @@ pub struct ScanContext<'a> {
     /// authentication check when network checks run, read by what trusts a
     /// domain only when it signed (the phishing check's brand owners).
     dkim_verified: OnceLock<Vec<String>>,
+    /// Where shortener links led: set by the redirect check when network
+    /// checks run, read with the links by the checks that judge them.
+    redirect_targets: OnceLock<Vec<Url>>,
 }
 
 impl<'a> ScanContext<'a> {
@@ -51,6 +54,7 @@ impl<'a> ScanContext<'a> {
             urls: OnceLock::new(),
             link_urls: OnceLock::new(),
             dkim_verified: OnceLock::new(),
+            redirect_targets: OnceLock::new(),
         }
     }
 
@@ -95,6 +99,18 @@ impl<'a> ScanContext<'a> {
     /// when no authentication check ran (network checks off).
     pub fn dkim_verified(&self) -> &[String] {
         self.dkim_verified.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Records where the message's shortener links led. The first record
+    /// stands: one redirect check per scan sets it.
+    pub fn record_redirect_targets(&self, targets: Vec<Url>) {
+        let _first_stands = self.redirect_targets.set(targets);
+    }
+
+    /// Where the message's shortener links led (their final URLs); empty
+    /// when none was followed.
+    pub fn redirect_targets(&self) -> &[Url] {
+        self.redirect_targets.get().map_or(&[], Vec::as_slice)
     }
 
     /// The top-level header fields as written: (name, value with folding

@@ -2,10 +2,12 @@
 //! The phishing checks through the real daemon: every fixture of
 //! `corpus/phishing/` (one per trick, and ham from each brand's own domain)
 //! posted to `/checkv2`, its symbols held against `expect.toml`; an admin's
-//! brand file; and arbitrary bytes as an attachment of every kind the
+//! brand file; shortener links followed to a lookalike over real HTTP
+//! (a redirecting site and a DNS server on 127.0.0.1); and arbitrary bytes as an attachment of every kind the
 //! checks render.
 
 mod common;
+mod dnsserver;
 
 use common::{Scratch, corpus_bytes, post};
 use proptest::prelude::*;
@@ -294,4 +296,132 @@ proptest! {
         let scan = engine.scan(&raw, &chaff::message::Envelope::default());
         prop_assert!(scan.verdict.score.is_finite());
     }
+}
+
+/// A web site on 127.0.0.1 that answers every request from `routes`
+/// (path → status line and extra header lines), one connection at a time,
+/// and counts what it was asked.
+struct WebSite {
+    port: u16,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WebSite {
+    /// `routes` gets the port the site listens on, for Locations that
+    /// name it.
+    fn start(routes: impl FnOnce(u16) -> Vec<(&'static str, String)>) -> WebSite {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let routes = routes(port);
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                log.lock().unwrap().push(request_line.trim().to_owned());
+                let path = request_line.split(' ').nth(1).unwrap_or("");
+                let answer = routes
+                    .iter()
+                    .find(|(route, _)| *route == path)
+                    .map(|(_, answer)| answer.clone())
+                    .unwrap_or_else(|| "404 Not Found\r\n".to_owned());
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {answer}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        WebSite { port, asked }
+    }
+}
+
+#[test]
+fn a_shortener_link_is_followed_to_the_lookalike_it_hides() {
+    // short.test/abc -> hop.test/next -> paypa1.test/login (200): the
+    // message shows only the shortener.
+    let site = WebSite::start(|port| {
+        vec![
+            (
+                "/abc",
+                format!("301 Moved\r\nLocation: http://hop.test:{port}/next\r\n"),
+            ),
+            (
+                "/next",
+                format!("302 Found\r\nLocation: http://paypa1.test:{port}/login\r\n"),
+            ),
+            ("/login", "200 OK\r\n".to_owned()),
+        ]
+    });
+    let port = site.port;
+    let mut zones = dnsserver::Zones::default();
+    zones
+        .a("short.test", "127.0.0.1")
+        .a("hop.test", "127.0.0.1")
+        .a("paypa1.test", "127.0.0.1");
+    let dns = dnsserver::DnsServer::start(zones);
+    let mut scratch = Scratch::new();
+    let shorteners = scratch.path().join("shorteners.txt");
+    std::fs::write(&shorteners, "short.test\n").unwrap();
+    let network = format!(
+        "[network]\nenabled = true\nnameservers = [\"{}\"]\nbudget_ms = 3000\n[network.rbl.SPAMHAUS_ZEN]\nenabled = false\n[network.uribl.SPAMHAUS_DBL]\nenabled = false\n[network.uribl.SURBL]\nenabled = false\n",
+        dns.addr
+    );
+    let message = format!(
+        "From: PayPal <service@notices.example.net>\nSubject: Your account\n\nPlease confirm your account at http://short.test:{port}/abc today.\n"
+    );
+
+    // Off by default for private addresses: the chain stops at the first.
+    scratch.write_config(&format!(
+        "{network}[phishing]\nshorteners = [\"{}\"]\n",
+        shorteners.display()
+    ));
+    let daemon = scratch.serve();
+    let reply = post(daemon.worker, "/checkv2", &[], message.as_bytes()).json();
+    let unfollowed = reply["symbols"]["URI_REDIRECT_UNFOLLOWED"]["options"].to_string();
+    assert!(unfollowed.contains("private address 127.0.0.1"), "{reply}");
+    assert!(reply["symbols"].get("URI_REDIRECT").is_none(), "{reply}");
+    assert!(site.asked.lock().unwrap().is_empty());
+    drop(daemon);
+
+    scratch.write_config(&format!(
+        "{network}[phishing]\nshorteners = [\"{}\"]\n[phishing.redirects]\nprivate_targets = true\n",
+        shorteners.display()
+    ));
+    let daemon = scratch.serve();
+    let reply = post(daemon.worker, "/checkv2", &[], message.as_bytes()).json();
+    assert_eq!(
+        reply["symbols"]["URI_REDIRECT"]["options"],
+        serde_json::json!(["short.test -> paypa1.test (2 hops)"]),
+        "{reply}"
+    );
+    assert!(
+        reply["symbols"].get("URI_REDIRECT_UNFOLLOWED").is_none(),
+        "{reply}"
+    );
+    let lookalike = reply["symbols"]["PHISH_URI_LOOKALIKE"]["options"].to_string();
+    assert!(lookalike.contains("paypa1.test ~ paypal"), "{reply}");
+    assert_eq!(
+        *site.asked.lock().unwrap(),
+        vec![
+            "HEAD /abc HTTP/1.1",
+            "HEAD /next HTTP/1.1",
+            "HEAD /login HTTP/1.1"
+        ]
+    );
+    // The same link again is answered from the cache: no new request.
+    let again = post(daemon.worker, "/checkv2", &[], message.as_bytes()).json();
+    assert!(again["symbols"].get("URI_REDIRECT").is_some(), "{again}");
+    assert_eq!(site.asked.lock().unwrap().len(), 3);
 }

@@ -34,7 +34,7 @@ pub async fn check(
 ) -> Vec<Symbol> {
     let urls = context.urls();
     let mut queries: Vec<Query<'_>> = Vec::new();
-    if let Some(ip) = client.filter(|ip| is_public(*ip)) {
+    if let Some(ip) = client.filter(|ip| crate::lists::is_public(*ip)) {
         for list in config.rbl.values().filter(|l| l.enabled) {
             if let Some(name) = list.ip_query(ip) {
                 queries.push(Query {
@@ -46,7 +46,7 @@ pub async fn check(
         }
     }
     let mut domains: Vec<&Url> = Vec::new();
-    for url in urls {
+    for url in urls.iter().chain(context.redirect_targets()) {
         if domains.len() >= config.max_uribl_domains {
             break;
         }
@@ -57,7 +57,7 @@ pub async fn check(
     for list in config.uribl.values().filter(|l| l.enabled) {
         for url in &domains {
             let name = match url.ip {
-                Some(ip) if list.check_ips && is_public(ip) => list.ip_query(ip),
+                Some(ip) if list.check_ips && crate::lists::is_public(ip) => list.ip_query(ip),
                 Some(_) => None,
                 None => Some(list.domain_query(&url.domain)),
             };
@@ -99,16 +99,4 @@ pub async fn check(
         }
     }
     symbols
-}
-
-/// Private, loopback and documentation-free addresses are never listed.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified())
-        }
-        IpAddr::V6(v6) => {
-            !(v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00)
-        }
-    }
 }

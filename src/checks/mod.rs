@@ -13,6 +13,7 @@ pub mod fuzzy;
 pub mod gtube;
 pub mod maps;
 pub mod phishing;
+pub mod redirects;
 pub mod rules;
 pub mod uri;
 

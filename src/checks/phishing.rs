@@ -156,7 +156,7 @@ fn link_checks(
         }
     }
     let mut domains_seen: Vec<&str> = Vec::new();
-    for url in context.link_urls() {
+    for url in context.link_urls().iter().chain(context.redirect_targets()) {
         if data.shorteners.contains(&url.host, &url.domain) {
             symbols.push(Symbol::new("PHISH_URI_SHORTENER").with_option(url.domain.clone()));
         }

@@ -326,11 +326,12 @@ impl Engine {
     /// check at once (DNSBLs, SPF, DKIM, ARC, DMARC, sender MX) within the
     /// message's DNS budget.
     fn list_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
-        let mut symbols = checks::uri::check(context, &self.lists.urls);
-        symbols.extend(checks::envelope::check(context, &self.config.envelope));
+        let mut symbols = checks::envelope::check(context, &self.config.envelope);
         symbols.extend(self.network_checks(context));
-        // After the network checks: a brand's own DKIM signature (recorded
-        // in the context by the authentication check) clears its name.
+        // After the network checks, which record in the context where
+        // shortener links led (judged with the links) and which DKIM
+        // signatures verified (a brand's own clears its name).
+        symbols.extend(checks::uri::check(context, &self.lists.urls));
         if let Some(phishing) = &self.lists.phishing {
             symbols.extend(checks::phishing::check(context, phishing));
         }
@@ -357,8 +358,30 @@ impl Engine {
         // An authenticated submission is the user's own: no RBL, no SPF.
         let client = client.filter(|_| context.envelope.user.is_none());
         let found = network.run(|deadline| async move {
+            // URIBLs ask about where shortener links lead too, so they
+            // wait for the redirects; the rest runs beside them.
+            let links = async {
+                let mut found = match (&self.lists.redirector, &self.lists.phishing) {
+                    (Some(redirector), Some(phishing)) => {
+                        checks::redirects::check(
+                            network,
+                            redirector,
+                            &phishing.shorteners,
+                            context,
+                            deadline,
+                        )
+                        .await
+                    }
+                    _ => Vec::new(),
+                };
+                found.extend(
+                    checks::dnsbl::check(network, &self.config.network, client, context, deadline)
+                        .await,
+                );
+                found
+            };
             let (dnsbl, auth, sender) = tokio::join!(
-                checks::dnsbl::check(network, &self.config.network, client, context, deadline),
+                links,
                 checks::auth::check(
                     network.authenticator(),
                     context,

@@ -33,6 +33,10 @@ pub struct PhishingConfig {
     /// Shortener lists read after the built-in one: one domain a line.
     #[serde(default)]
     pub shorteners: Vec<PathBuf>,
+    /// Following shorteners' links to where they lead (with `[network]
+    /// enabled`).
+    #[serde(default)]
+    pub redirects: super::redirects::RedirectConfig,
 }
 
 impl PhishingConfig {
@@ -487,6 +491,7 @@ mod tests {
             enabled: true,
             brands: Vec::new(),
             shorteners: Vec::new(),
+            redirects: Default::default(),
         };
         match config.load() {
             Ok((brands, _)) => brands,
@@ -591,6 +596,7 @@ mod tests {
             enabled: true,
             brands: vec![good],
             shorteners: Vec::new(),
+            redirects: Default::default(),
         };
         let Ok((brands, _)) = config.load() else {
             panic!("the good file loads");

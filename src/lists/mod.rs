@@ -11,6 +11,7 @@ pub mod dns;
 pub mod dnsbl;
 mod feeds;
 pub mod received;
+pub mod redirects;
 mod url_list;
 
 use std::collections::BTreeMap;
@@ -142,6 +143,9 @@ pub struct Lists {
     pub network: Option<Result<Network, dns::ResolverError>>,
     /// `network.trusted_networks`, parsed.
     pub trusted: Vec<ipnet::IpNet>,
+    /// Follows shorteners' links; `None` unless the phishing check and the
+    /// network checks are on and `[phishing.redirects] follow`.
+    pub redirector: Option<redirects::Redirector>,
 }
 
 impl Lists {
@@ -170,6 +174,25 @@ impl Lists {
                 .iter()
                 .filter_map(|n| parse_network(n))
                 .collect(),
+            redirector: (phishing.enabled && network.enabled && phishing.redirects.follow)
+                .then(|| redirects::Redirector::new(&phishing.redirects)),
+        }
+    }
+}
+
+/// Whether `ip` is on the public internet: private, loopback, link-local
+/// and unspecified addresses are never listed by a DNSBL, and a redirect
+/// never leads the scanner to them.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified())
+        }
+        std::net::IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80)
         }
     }
 }

@@ -94,6 +94,15 @@ pub fn extract_links(message: &Message) -> Vec<Url> {
     out.urls
 }
 
+/// One absolute URL (a redirect's Location), normalised as every URL here
+/// is; `None` when it is not one.
+pub fn parse_link(href: &str) -> Option<Url> {
+    parse_url(href.trim()).map(|mut url| {
+        url.source = UrlSource::Link;
+        url
+    })
+}
+
 /// The host of a link that is an absolute http(s) URL, normalised as every
 /// URL here is (what the link-text test compares with the text's host).
 pub fn link_host(href: &str) -> Option<String> {
