@@ -79,6 +79,14 @@ pub struct ServerConfig {
     pub scan_timeout_ms: u64,
     /// Scans remembered for `/history`.
     pub history_size: usize,
+    /// SpamAssassin's spamd protocol (spamc, Exim's default `spam =`,
+    /// Haraka's spamassassin plugin); empty = off.
+    #[serde(default)]
+    pub spamd_bind: String,
+    /// Let spamd's TELL learn (spamd's `--allow-tell`): the spamd protocol
+    /// has no password, so it is off unless the admin turns it on.
+    #[serde(default)]
+    pub spamd_allow_tell: bool,
 }
 
 /// Why a configuration could not be loaded.

@@ -32,6 +32,57 @@ pub async fn learn_request(
         Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
+    let learned = match learn_message(state, body, permit, class).await {
+        Ok(learned) => learned,
+        Err(LearnFailure::Refused(reason)) => {
+            return error_reply(StatusCode::BAD_REQUEST, &reason);
+        }
+        Err(LearnFailure::Failed) => {
+            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "learn failed");
+        }
+    };
+    match learned.outcome {
+        chaff::bayes::LearnOutcome::AlreadyKnown => {
+            let id = learned.message_id.unwrap_or_else(|| "message".to_owned());
+            let reason = format!(
+                "<{id}> has been already learned as {}, ignore it",
+                class.name()
+            );
+            let mut reply = json_reply(StatusCode::ALREADY_REPORTED, &json!({"error": reason}));
+            if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+                reply.extensions_mut().insert(phrase);
+            }
+            reply
+        }
+        _ => {
+            state.counters.learned.fetch_add(1, Ordering::Relaxed);
+            let mut reply = json_reply(StatusCode::OK, &json!({"success": true}));
+            reply.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            reply
+        }
+    }
+}
+
+/// Why a learn did not happen.
+pub enum LearnFailure {
+    /// The message or the store refused it (the reason says which).
+    Refused(String),
+    /// The learn task itself failed.
+    Failed,
+}
+
+/// Learns `body` as `class` and acknowledges only what is on disk; the
+/// training it may make due runs after, beside scans. Every door that
+/// learns (`/learnspam`, spamd's TELL) goes through here.
+pub async fn learn_message(
+    state: &Arc<State>,
+    body: Vec<u8>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    class: Class,
+) -> Result<chaff::engine::Learned, LearnFailure> {
     // One learn (and the training it may start) at a time; scans never
     // wait for this.
     let learning = state.learning.clone().lock_owned().await;
@@ -84,35 +135,10 @@ pub async fn learn_request(
             eprintln!("chaff serve: training failed (learns are safe in the journal): {error}");
         }
     });
-    let learned = match result {
-        Some(Ok(learned)) => learned,
-        Some(Err(reason)) => return error_reply(StatusCode::BAD_REQUEST, &reason),
-        None => {
-            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "learn failed");
-        }
-    };
-    match learned.outcome {
-        chaff::bayes::LearnOutcome::AlreadyKnown => {
-            let id = learned.message_id.unwrap_or_else(|| "message".to_owned());
-            let reason = format!(
-                "<{id}> has been already learned as {}, ignore it",
-                class.name()
-            );
-            let mut reply = json_reply(StatusCode::ALREADY_REPORTED, &json!({"error": reason}));
-            if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                reply.extensions_mut().insert(phrase);
-            }
-            reply
-        }
-        _ => {
-            state.counters.learned.fetch_add(1, Ordering::Relaxed);
-            let mut reply = json_reply(StatusCode::OK, &json!({"success": true}));
-            reply.headers_mut().insert(
-                hyper::header::CACHE_CONTROL,
-                hyper::header::HeaderValue::from_static("no-store"),
-            );
-            reply
-        }
+    match result {
+        Some(Ok(learned)) => Ok(learned),
+        Some(Err(reason)) => Err(LearnFailure::Refused(reason)),
+        None => Err(LearnFailure::Failed),
     }
 }
 

@@ -12,7 +12,9 @@
 //! protocol's connection I/O; `routes.rs` is the table of paths to
 //! handlers; `body.rs` reads request pairs and bodies (limits, timeout,
 //! zstd); `scan.rs` runs a scan with its counters and history;
-//! `controller.rs` holds the learn, fuzzy and admin handlers; `reply.rs`
+//! `controller.rs` holds the learn, fuzzy and admin handlers; `spamd.rs`
+//! is SpamAssassin's spamd protocol on its own port and `spamd_reply.rs`
+//! its reply shapes; `reply.rs`
 //! the pure reply shapes (envelope from headers, `/checkv2`, legacy JSON,
 //! `RSPAMC` text, HTTP errors); `auth.rs` who may do what; `state.rs` what
 //! requests share; `pool.rs` the CPU threads scans run on.
@@ -26,6 +28,8 @@ mod reply;
 mod routes;
 mod rspamc;
 mod scan;
+mod spamd;
+mod spamd_reply;
 mod state;
 
 use std::net::SocketAddr;
@@ -52,6 +56,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 pub enum Role {
     Worker,
     Controller,
+    /// SpamAssassin's spamd protocol (`[server] spamd_bind`).
+    Spamd,
 }
 
 #[derive(clap::Args)]
@@ -62,6 +68,10 @@ pub struct ServeArgs {
     /// Address of the controller (default from config: 127.0.0.1:11334).
     #[arg(long)]
     controller_bind: Option<SocketAddr>,
+    /// Address for SpamAssassin's spamd protocol (default from config:
+    /// off; spamd's own port, 783, is privileged).
+    #[arg(long)]
+    spamd_bind: Option<SocketAddr>,
 }
 
 pub fn run(
@@ -95,6 +105,16 @@ pub fn run(
              with no password; set server.password and server.enable_password"
         );
     }
+    let spamd_addr = match args.spamd_bind {
+        Some(addr) => Some(addr),
+        None if config.server.spamd_bind.is_empty() => None,
+        None => Some(config.server.spamd_bind.parse().with_context(|| {
+            format!(
+                "server.spamd_bind `{}` is not ADDR:PORT",
+                config.server.spamd_bind
+            )
+        })?),
+    };
     let engine = Engine::open_for_learning(config.clone(), &data_dir)
         .with_context(|| format!("cannot open {} for serving", data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,6 +128,14 @@ pub fn run(
         let controller = TcpListener::bind(controller_addr)
             .await
             .with_context(|| format!("cannot listen on {controller_addr}"))?;
+        let spamd = match spamd_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         if config.network.enabled {
             eprintln!(
                 "chaff serve: network checks on (DNS budget {} ms per message, nameservers: {})",
@@ -123,14 +151,21 @@ pub fn run(
         }
         let signals = Signals::install()?;
         let state = Arc::new(State::new(engine, config, config_path));
-        // Printed once both ports listen, so scripts and tests can wait for it.
+        // Printed once every port listens, so scripts and tests can wait
+        // for it (the spamd port, when on, at its end).
+        let spamd_text = match &spamd {
+            Some(listener) => format!(", spamd on {}", listener.local_addr()?),
+            None => String::new(),
+        };
         println!(
-            "chaff serve: worker on {}, controller on {}",
+            "chaff serve: worker on {}, controller on {}{spamd_text}",
             worker.local_addr()?,
             controller.local_addr()?
         );
         use std::io::Write;
         std::io::stdout().flush()?;
+        let spamd_task = spamd
+            .map(|listener| tokio::spawn(conn::accept_loop(listener, Role::Spamd, state.clone())));
         let worker_task = tokio::spawn(conn::accept_loop(worker, Role::Worker, state.clone()));
         let controller_task = tokio::spawn(conn::accept_loop(
             controller,
@@ -141,6 +176,9 @@ pub fn run(
         state.begin_shutdown();
         let _ = worker_task.await;
         let _ = controller_task.await;
+        if let Some(task) = spamd_task {
+            let _ = task.await;
+        }
         // Drain: requests in flight hold connection permits; wait for them.
         let drained = tokio::time::timeout(Duration::from_secs(30), state.drain()).await;
         if drained.is_err() {

@@ -110,7 +110,7 @@ impl Scratch {
         });
         let line = receiver.recv_timeout(IO_TIMEOUT).unwrap_or_default();
         let parsed = parse_ready_line(&line);
-        let Some((worker, controller)) = parsed else {
+        let Some((worker, controller, spamd)) = parsed else {
             let status = wait_timeout(&mut child, Duration::from_secs(10));
             if status.is_none() {
                 let _ = child.kill();
@@ -126,16 +126,22 @@ impl Scratch {
             child,
             worker,
             controller,
+            spamd,
             stderr_path,
         })
     }
 }
 
 /// `chaff serve: worker on 127.0.0.1:PORT, controller on 127.0.0.1:PORT`
-fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// and, when the spamd port is on, `, spamd on 127.0.0.1:PORT`.
+fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
     let rest = line.trim().strip_prefix("chaff serve: worker on ")?;
-    let (worker, controller) = rest.split_once(", controller on ")?;
-    Some((worker.parse().ok()?, controller.parse().ok()?))
+    let (worker, rest) = rest.split_once(", controller on ")?;
+    let (controller, spamd) = match rest.split_once(", spamd on ") {
+        Some((controller, spamd)) => (controller, Some(spamd.parse().ok()?)),
+        None => (rest, None),
+    };
+    Some((worker.parse().ok()?, controller.parse().ok()?, spamd))
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -156,6 +162,9 @@ pub struct Daemon {
     pub child: Child,
     pub worker: SocketAddr,
     pub controller: SocketAddr,
+    /// The spamd protocol's address, when `--spamd-bind` or the config
+    /// turned it on.
+    pub spamd: Option<SocketAddr>,
     stderr_path: PathBuf,
 }
 
