@@ -79,6 +79,11 @@ pub struct ServerConfig {
     pub scan_timeout_ms: u64,
     /// Scans remembered for `/history`.
     pub history_size: usize,
+    /// The milter door (Postfix `smtpd_milters`, Sendmail); empty = off.
+    pub milter_bind: String,
+    /// What the milter answers when a scan fails or times out.
+    #[serde(default)]
+    pub milter_on_error: MilterOnError,
     /// SpamAssassin's spamd protocol (spamc, Exim's default `spam =`,
     /// Haraka's spamassassin plugin); empty = off.
     #[serde(default)]
@@ -87,6 +92,17 @@ pub struct ServerConfig {
     /// has no password, so it is off unless the admin turns it on.
     #[serde(default)]
     pub spamd_allow_tell: bool,
+}
+
+/// What the milter answers the MTA when a scan fails or times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MilterOnError {
+    /// `451 4.7.1`: the MTA keeps the message and tries again.
+    #[default]
+    Tempfail,
+    Accept,
+    Reject,
 }
 
 /// Why a configuration could not be loaded.

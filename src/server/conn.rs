@@ -46,7 +46,7 @@ pub async fn accept_loop(listener: TcpListener, role: Role, state: Arc<State>) {
             _ = shutdown.changed() => return,
         };
         let counter = match role {
-            Role::Worker | Role::Spamd => &state.counters.connections,
+            Role::Worker | Role::Spamd | Role::Milter => &state.counters.connections,
             Role::Controller => &state.counters.control_connections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -66,9 +66,10 @@ pub async fn serve_connection<S: Io>(
     role: Role,
     state: Arc<State>,
 ) {
-    if role == Role::Spamd {
-        super::spamd::serve(stream, peer, state).await;
-        return;
+    match role {
+        Role::Spamd => return super::spamd::serve(stream, peer, state).await,
+        Role::Milter => return super::milter::serve(stream, peer, state).await,
+        Role::Worker | Role::Controller => {}
     }
     let config = state.config();
     let header_timeout = Duration::from_millis(config.server.header_timeout_ms);

@@ -12,7 +12,9 @@
 //! protocol's connection I/O; `routes.rs` is the table of paths to
 //! handlers; `body.rs` reads request pairs and bodies (limits, timeout,
 //! zstd); `scan.rs` runs a scan with its counters and history;
-//! `controller.rs` holds the learn, fuzzy and admin handlers; `spamd.rs`
+//! `controller.rs` holds the learn, fuzzy and admin handlers; `milter.rs`
+//! is the milter door (Postfix, Sendmail) and `milter_wire.rs` its packet
+//! format; `spamd.rs`
 //! is SpamAssassin's spamd protocol on its own port and `spamd_reply.rs`
 //! its reply shapes; `reply.rs`
 //! the pure reply shapes (envelope from headers, `/checkv2`, legacy JSON,
@@ -23,6 +25,8 @@ mod auth;
 mod body;
 mod conn;
 mod controller;
+mod milter;
+mod milter_wire;
 mod pool;
 mod reply;
 mod routes;
@@ -58,6 +62,8 @@ pub enum Role {
     Controller,
     /// SpamAssassin's spamd protocol (`[server] spamd_bind`).
     Spamd,
+    /// The milter protocol (`[server] milter_bind`).
+    Milter,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +78,10 @@ pub struct ServeArgs {
     /// off; spamd's own port, 783, is privileged).
     #[arg(long)]
     spamd_bind: Option<SocketAddr>,
+    /// Address of the milter (default from config: 127.0.0.1:11332, the
+    /// port of rspamd's proxy worker).
+    #[arg(long)]
+    milter_bind: Option<SocketAddr>,
 }
 
 pub fn run(
@@ -115,6 +125,16 @@ pub fn run(
             )
         })?),
     };
+    let milter_addr = match args.milter_bind {
+        Some(addr) => Some(addr),
+        None if config.server.milter_bind.is_empty() => None,
+        None => Some(config.server.milter_bind.parse().with_context(|| {
+            format!(
+                "server.milter_bind `{}` is not ADDR:PORT",
+                config.server.milter_bind
+            )
+        })?),
+    };
     let engine = Engine::open_for_learning(config.clone(), &data_dir)
         .with_context(|| format!("cannot open {} for serving", data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,6 +148,14 @@ pub fn run(
         let controller = TcpListener::bind(controller_addr)
             .await
             .with_context(|| format!("cannot listen on {controller_addr}"))?;
+        let milter = match milter_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         let spamd = match spamd_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -152,18 +180,23 @@ pub fn run(
         let signals = Signals::install()?;
         let state = Arc::new(State::new(engine, config, config_path));
         // Printed once every port listens, so scripts and tests can wait
-        // for it (the spamd port, when on, at its end).
-        let spamd_text = match &spamd {
-            Some(listener) => format!(", spamd on {}", listener.local_addr()?),
-            None => String::new(),
-        };
+        // for it (the milter and spamd ports, when on, at its end).
+        let mut others = String::new();
+        if let Some(listener) = &milter {
+            others.push_str(&format!(", milter on {}", listener.local_addr()?));
+        }
+        if let Some(listener) = &spamd {
+            others.push_str(&format!(", spamd on {}", listener.local_addr()?));
+        }
         println!(
-            "chaff serve: worker on {}, controller on {}{spamd_text}",
+            "chaff serve: worker on {}, controller on {}{others}",
             worker.local_addr()?,
             controller.local_addr()?
         );
         use std::io::Write;
         std::io::stdout().flush()?;
+        let milter_task = milter
+            .map(|listener| tokio::spawn(conn::accept_loop(listener, Role::Milter, state.clone())));
         let spamd_task = spamd
             .map(|listener| tokio::spawn(conn::accept_loop(listener, Role::Spamd, state.clone())));
         let worker_task = tokio::spawn(conn::accept_loop(worker, Role::Worker, state.clone()));
@@ -176,7 +209,7 @@ pub fn run(
         state.begin_shutdown();
         let _ = worker_task.await;
         let _ = controller_task.await;
-        if let Some(task) = spamd_task {
+        for task in [milter_task, spamd_task].into_iter().flatten() {
             let _ = task.await;
         }
         // Drain: requests in flight hold connection permits; wait for them.

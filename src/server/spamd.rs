@@ -11,7 +11,7 @@
 
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chaff::class::Class;
@@ -24,7 +24,7 @@ use super::scan::{ScanOutcome, run_scan};
 use super::spamd_reply::{
     EX_DATAERR, EX_PROTOCOL, EX_SOFTWARE, EX_TIMEOUT, EX_UNAVAILABLE, Method, SpamdVerdict, error,
 };
-use super::state::State;
+use super::state::{State, host_name};
 
 /// Header lines a request may carry (spamd allows 255).
 const MAX_HEADERS: usize = 255;
@@ -369,18 +369,6 @@ fn inflate(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, Vec<u8>> {
         ));
     }
     Ok(message)
-}
-
-/// This machine's name, as spamd's reports and headers name it.
-fn host_name() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_owned())
-            .ok()
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "localhost".to_owned())
-    })
 }
 
 #[cfg(test)]

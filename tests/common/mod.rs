@@ -92,9 +92,13 @@ impl Scratch {
                 .as_nanos()
         ));
         let mut command = self.chaff();
+        command.arg("serve").args(args);
+        // The milter's default port is fixed (11332); parallel tests each
+        // take a free one unless the test names its own.
+        if !args.contains(&"--milter-bind") {
+            command.args(["--milter-bind", "127.0.0.1:0"]);
+        }
         command
-            .arg("serve")
-            .args(args)
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path).unwrap());
         let mut child = command.spawn().unwrap();
@@ -110,7 +114,13 @@ impl Scratch {
         });
         let line = receiver.recv_timeout(IO_TIMEOUT).unwrap_or_default();
         let parsed = parse_ready_line(&line);
-        let Some((worker, controller, spamd)) = parsed else {
+        let Some(Ready {
+            worker,
+            controller,
+            milter,
+            spamd,
+        }) = parsed
+        else {
             let status = wait_timeout(&mut child, Duration::from_secs(10));
             if status.is_none() {
                 let _ = child.kill();
@@ -126,22 +136,43 @@ impl Scratch {
             child,
             worker,
             controller,
+            milter,
             spamd,
             stderr_path,
         })
     }
 }
 
-/// `chaff serve: worker on 127.0.0.1:PORT, controller on 127.0.0.1:PORT`
-/// and, when the spamd port is on, `, spamd on 127.0.0.1:PORT`.
-fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
+/// `chaff serve: worker on 127.0.0.1:PORT, controller on 127.0.0.1:PORT`,
+/// then `, milter on ADDR` and `, spamd on ADDR` for the ports that are on.
+struct Ready {
+    worker: SocketAddr,
+    controller: SocketAddr,
+    milter: Option<SocketAddr>,
+    spamd: Option<SocketAddr>,
+}
+
+fn parse_ready_line(line: &str) -> Option<Ready> {
     let rest = line.trim().strip_prefix("chaff serve: worker on ")?;
-    let (worker, rest) = rest.split_once(", controller on ")?;
-    let (controller, spamd) = match rest.split_once(", spamd on ") {
-        Some((controller, spamd)) => (controller, Some(spamd.parse().ok()?)),
-        None => (rest, None),
+    let mut parts = rest.split(", ");
+    let worker = parts.next()?.parse().ok()?;
+    let controller = parts.next()?.strip_prefix("controller on ")?.parse().ok()?;
+    let mut ready = Ready {
+        worker,
+        controller,
+        milter: None,
+        spamd: None,
     };
-    Some((worker.parse().ok()?, controller.parse().ok()?, spamd))
+    for part in parts {
+        if let Some(addr) = part.strip_prefix("milter on ") {
+            ready.milter = Some(addr.parse().ok()?);
+        } else if let Some(addr) = part.strip_prefix("spamd on ") {
+            ready.spamd = Some(addr.parse().ok()?);
+        } else {
+            return None;
+        }
+    }
+    Some(ready)
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -162,6 +193,8 @@ pub struct Daemon {
     pub child: Child,
     pub worker: SocketAddr,
     pub controller: SocketAddr,
+    /// The milter's address (on by default; tests move it to a free port).
+    pub milter: Option<SocketAddr>,
     /// The spamd protocol's address, when `--spamd-bind` or the config
     /// turned it on.
     pub spamd: Option<SocketAddr>,
