@@ -11,7 +11,8 @@
 //! `RSPAMC/1.3` text protocol (Exim) from HTTP; `rspamc.rs` is that text
 //! protocol's connection I/O; `routes.rs` is the table of paths to
 //! handlers; `body.rs` reads request pairs and bodies (limits, timeout,
-//! zstd); `scan.rs` runs a scan with its counters and history;
+//! zstd); `checkv3.rs` is rspamd 4's multipart `/checkv3` (request parts,
+//! metadata, negotiated reply); `scan.rs` runs a scan with its counters and history;
 //! `controller.rs` holds the learn, fuzzy and admin handlers; `milter.rs`
 //! is the milter door (Postfix, Sendmail) and `milter_wire.rs` its packet
 //! format; `spamd.rs`
@@ -23,6 +24,7 @@
 
 mod auth;
 mod body;
+mod checkv3;
 mod conn;
 mod controller;
 mod milter;

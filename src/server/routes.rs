@@ -19,7 +19,7 @@ use super::controller::{
     metrics, stat, symbols_list,
 };
 use super::reply::{Reply, error_reply, json_reply, text};
-use super::scan::{ReplyShape, scan_request};
+use super::scan::{ReplyShape, scan_request, scan_v3};
 use super::state::State;
 
 pub async fn handle(
@@ -38,6 +38,7 @@ pub async fn handle(
         (_, "ping") => text(StatusCode::OK, "pong\r\n"),
         (_, "metrics") => metrics(&state),
         (_, "checkv2") if is_post => scan_request(request, peer, &state, ReplyShape::V2).await,
+        (_, "checkv3") if is_post => scan_v3(request, peer, &state).await,
         (Role::Controller, "symbols") if !is_post => {
             guarded(&request, peer, &state, Privilege::ReadOnly, || {
                 symbols_list(&state)

@@ -12,7 +12,8 @@ use chaff::message::Envelope;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use super::body::{is_zstd, permit_then_body, request_pairs};
+use super::body::{header, is_zstd, permit_then_body, request_pairs};
+use super::checkv3;
 use super::reply::{Reply, bytes_reply, error_reply};
 use super::reply::{checkv2_json, envelope_from_headers, legacy_json};
 use super::state::{HistoryEntry, State, unix_now};
@@ -71,6 +72,39 @@ pub async fn scan_request(
         }
     }
     bytes_reply(StatusCode::OK, "application/json", body)
+}
+
+/// `POST /checkv3` (rspamd 4): metadata and message in a multipart body,
+/// the reply negotiated by `Accept` (`checkv3.rs`); the scan as
+/// `/checkv2`'s.
+pub async fn scan_v3(request: Request<Incoming>, peer: SocketAddr, state: &Arc<State>) -> Reply {
+    let pairs = request_pairs(&request);
+    let Some(representation) = checkv3::negotiate(header(&pairs, "accept")) else {
+        return checkv3::not_acceptable();
+    };
+    let zstd = checkv3::wants_zstd(header(&pairs, "accept-encoding"));
+    let content_type = header(&pairs, "content-type").map(str::to_owned);
+    let (permit, body) = match permit_then_body(request, state).await {
+        Ok(taken) => taken,
+        Err(error) => return error.into_reply(),
+    };
+    let max_bytes = state.config().limits.max_message_bytes;
+    let parsed = match checkv3::parse_request(content_type.as_deref(), &body, max_bytes) {
+        Ok(parsed) => parsed,
+        Err(error) => return error.into_reply(),
+    };
+    drop(body);
+    let outcome = run_scan_with_permit(state, parsed.message, parsed.envelope, peer, permit).await;
+    let (scan, seconds) = match outcome {
+        ScanOutcome::Done(scan, seconds) => (scan, seconds),
+        ScanOutcome::TimedOut(scan) => {
+            (scan, state.config().server.scan_timeout_ms as f64 / 1000.0)
+        }
+        ScanOutcome::Failed(reason) => {
+            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &reason);
+        }
+    };
+    checkv3::reply(&scan, seconds, representation, parsed.msgpack, zstd)
 }
 
 /// Scans on the blocking pool within the scan time limit (used by the
