@@ -73,7 +73,7 @@ struct Message {
 }
 
 impl Session {
-    fn envelope(&self) -> Envelope {
+    fn envelope_for(&self, message: &Message) -> Envelope {
         let macro_value = |name: &str| {
             self.macros
                 .get(name)
@@ -84,8 +84,8 @@ impl Session {
             client_ip: self.client_ip,
             client_hostname: self.client_hostname.clone(),
             helo: self.helo.clone(),
-            mail_from: self.message.mail_from.clone(),
-            recipients: self.message.recipients.clone(),
+            mail_from: message.mail_from.clone(),
+            recipients: message.recipients.clone(),
             user: macro_value("{auth_authen}"),
             queue_id: macro_value("i"),
         }
@@ -105,7 +105,10 @@ impl Session {
 }
 
 /// Serves one milter connection until QUIT, a protocol error or silence.
-pub async fn serve<S: Io>(mut stream: S, peer: SocketAddr, state: Arc<State>) {
+pub async fn serve<S: Io>(stream: S, peer: SocketAddr, state: Arc<State>) {
+    // Postfix sends many small packets at once (a header each): read them
+    // from a buffer, not one system call per length prefix.
+    let mut stream = tokio::io::BufReader::new(stream);
     let mut session = Session::default();
     loop {
         let packet = match tokio::time::timeout(IDLE, read_packet(&mut stream)).await {
@@ -192,9 +195,8 @@ pub async fn serve<S: Io>(mut stream: S, peer: SocketAddr, state: Arc<State>) {
                 step_reply(NR_BODY, &session).into_iter().collect()
             }
             Command::EndOfBody => {
-                let replies = verdict_replies(&state, &session, peer).await;
-                session.message = Message::default();
-                replies
+                let message = std::mem::take(&mut session.message);
+                verdict_replies(&state, &session, message, peer).await
             }
             Command::Abort => {
                 session.message = Message::default();
@@ -241,13 +243,19 @@ fn address(argument: &str) -> String {
         .to_owned()
 }
 
-async fn verdict_replies(state: &Arc<State>, session: &Session, peer: SocketAddr) -> Vec<Reply> {
-    if session.message.too_large {
+/// Scans `message` with the session's envelope and says what to do.
+async fn verdict_replies(
+    state: &Arc<State>,
+    session: &Session,
+    message: Message,
+    peer: SocketAddr,
+) -> Vec<Reply> {
+    if message.too_large {
         // As rspamd's proxy: a message past the scanner's limit passes
         // unscanned rather than bouncing.
         return vec![Reply::Accept];
     }
-    let envelope = session.envelope();
+    let envelope = session.envelope_for(&message);
     let queue_id = envelope.queue_id.clone().unwrap_or_default();
     let on_error = state.config().server.milter_on_error;
     match run_scan(state, session.message.raw.clone(), envelope, peer).await {
