@@ -258,10 +258,8 @@ async fn verdict_replies(
     let envelope = session.envelope_for(&message);
     let queue_id = envelope.queue_id.clone().unwrap_or_default();
     let on_error = state.config().server.milter_on_error;
-    match run_scan(state, session.message.raw.clone(), envelope, peer).await {
-        ScanOutcome::Done(scan, _) => {
-            apply(&scan, &session.message.header_names, &queue_id, host_name())
-        }
+    match run_scan(state, message.raw, envelope, peer).await {
+        ScanOutcome::Done(scan, _) => apply(&scan, &message.header_names, &queue_id, host_name()),
         ScanOutcome::TimedOut(_) | ScanOutcome::Failed(_) => match on_error {
             OnError::Tempfail => vec![Reply::Smtp(
                 "451 4.7.1 Spam scan unavailable, try again later".to_owned(),
