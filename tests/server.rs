@@ -491,80 +491,6 @@ fn legacy_check_and_symbols_nest_under_default() {
     assert_eq!(reply.json()["default"]["is_spam"], false);
 }
 
-/// A C `sscanf` subset (`%Ns`, `%lf`, `%n`, whitespace, literals) with C's
-/// rules, to parse replies exactly as Exim does. Returns the conversions
-/// made, the strings, the floats and the `%n` offset.
-fn sscanf(input: &[u8], format: &[u8]) -> (usize, Vec<String>, Vec<f64>, Option<usize>) {
-    let (mut i, mut f) = (0, 0);
-    let (mut count, mut strings, mut floats, mut offset) = (0, Vec::new(), Vec::new(), None);
-    let space = |b: u8| b" \t\n\r\x0b\x0c".contains(&b);
-    while f < format.len() {
-        let c = format[f];
-        if space(c) {
-            while f < format.len() && space(format[f]) {
-                f += 1;
-            }
-            while i < input.len() && space(input[i]) {
-                i += 1;
-            }
-            continue;
-        }
-        if c != b'%' {
-            if input.get(i) != Some(&c) {
-                break;
-            }
-            i += 1;
-            f += 1;
-            continue;
-        }
-        f += 1;
-        let mut width = 0usize;
-        while format[f].is_ascii_digit() {
-            width = width * 10 + usize::from(format[f] - b'0');
-            f += 1;
-        }
-        if format[f..].starts_with(b"lf") {
-            f += 2;
-            while i < input.len() && space(input[i]) {
-                i += 1;
-            }
-            let start = i;
-            while i < input.len() && (input[i].is_ascii_digit() || b"+-.eE".contains(&input[i])) {
-                i += 1;
-            }
-            match std::str::from_utf8(&input[start..i])
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-            {
-                Some(value) => floats.push(value),
-                None => break,
-            }
-            count += 1;
-        } else if format[f] == b's' {
-            f += 1;
-            while i < input.len() && space(input[i]) {
-                i += 1;
-            }
-            let start = i;
-            let width = if width == 0 { usize::MAX } else { width };
-            while i < input.len() && !space(input[i]) && i - start < width {
-                i += 1;
-            }
-            if i == start {
-                break;
-            }
-            strings.push(String::from_utf8_lossy(&input[start..i]).into_owned());
-            count += 1;
-        } else if format[f] == b'n' {
-            f += 1;
-            offset = Some(i);
-        } else {
-            panic!("unsupported conversion in {format:?}");
-        }
-    }
-    (count, strings, floats, offset)
-}
-
 #[test]
 fn rspamc_1_3_text_protocol_as_exim_sends_it() {
     let scratch = Scratch::new();
@@ -589,7 +515,7 @@ fn rspamc_1_3_text_protocol_as_exim_sends_it() {
     let reply = scan(&corpus_bytes("gtube.eml"));
     let text = String::from_utf8_lossy(&reply).into_owned();
     // Exim's rspamd variant (src/spam.c).
-    let (count, strings, floats, offset) = sscanf(
+    let (count, strings, floats, offset) = common::sscanf(
         &reply,
         b"RSPAMD/%7s 0 EX_OK\r\nMetric: default; %7s %lf / %lf / %lf\r\n%n",
     );
@@ -611,7 +537,7 @@ fn rspamc_1_3_text_protocol_as_exim_sends_it() {
 
     let reply = scan(&corpus_bytes("ham-plain.eml"));
     let text = String::from_utf8_lossy(&reply).into_owned();
-    let (count, strings, _, offset) = sscanf(
+    let (count, strings, _, offset) = common::sscanf(
         &reply,
         b"RSPAMD/%7s 0 EX_OK\r\nMetric: default; %7s %lf / %lf / %lf\r\n%n",
     );
@@ -629,7 +555,7 @@ fn rspamc_1_3_text_protocol_as_exim_sends_it() {
     large.extend_from_slice(b"\r\n");
     let reply = scan(&large);
     let text = String::from_utf8_lossy(&reply).into_owned();
-    let (count, _, _, offset) = sscanf(
+    let (count, _, _, offset) = common::sscanf(
         &reply,
         b"RSPAMD/%7s 0 EX_OK\r\nMetric: default; %7s %lf / %lf / %lf\r\n%n",
     );

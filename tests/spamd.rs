@@ -295,3 +295,39 @@ fn bad_requests_get_spamds_own_errors_and_the_daemon_goes_on() {
     let check = spamc(spamd, &["-c"], &corpus_bytes("gtube.eml"));
     assert_eq!(check.status.code(), Some(1));
 }
+
+/// Exim's default `spam =` (the spamd variant, src/spam.c): `REPORT
+/// SPAMC/1.2` with `User` and `Content-length`, write side closed, the reply
+/// read to EOF and parsed with Exim's own `sscanf` patterns — the SA 2.x
+/// one first, then the one spamd 3 and 4 answer 1.2 clients with.
+#[test]
+fn exims_default_spam_condition_parses_the_reply() {
+    let (_scratch, _daemon, spamd) = serve_spamd("");
+    for (fixture, spam) in [("gtube.eml", true), ("ham-plain.eml", false)] {
+        let message = corpus_bytes(fixture);
+        let mut request = format!(
+            "REPORT SPAMC/1.2\r\nUser: nobody\r\nContent-length: {}\r\n\r\n",
+            message.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&message);
+        let reply = raw_request(spamd, &request);
+        let bytes = reply.as_bytes();
+        let (old, _, _, _) = common::sscanf(
+            bytes,
+            b"SPAMD/%7s 0 EX_OK\r\nContent-length: %*u\r\n\r\n%lf/%lf\r\n%n",
+        );
+        assert!(old < 3, "not the SA 2.x shape");
+        let (count, strings, floats, offset) = common::sscanf(
+            bytes,
+            b"SPAMD/%7s 0 EX_OK\r\nSpam: %*s ; %lf / %lf\r\n\r\n%n",
+        );
+        assert_eq!(count, 3, "Exim cannot parse the reply:\n{reply}");
+        assert_eq!(strings[0], "1.1");
+        assert_eq!(floats[1], 6.0, "the add-header threshold");
+        assert_eq!(floats[0] >= floats[1], spam, "{reply}");
+        // The report follows, as Exim keeps it for $spam_report.
+        let report = &reply[offset.unwrap()..];
+        assert!(report.contains("Content analysis details:"), "{report}");
+    }
+}

@@ -35,6 +35,9 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default, PartialEq)]
 struct Request {
     method: Option<Method>,
+    /// The client's protocol version (`SPAMC/1.5` → 1.5): the reply's shape
+    /// depends on it.
+    version: f64,
     content_length: Option<usize>,
     compressed: bool,
     message_class: Option<Class>,
@@ -134,12 +137,18 @@ pub async fn serve<S: Io>(mut stream: S, peer: SocketAddr, state: Arc<State>) {
     let reply = if method == Method::Tell {
         tell(&state, &request, body).await
     } else {
-        scan(&state, method, body, peer).await
+        scan(&state, method, request.version, body, peer).await
     };
     write_and_close(&mut stream, &reply).await;
 }
 
-async fn scan(state: &Arc<State>, method: Method, body: Vec<u8>, peer: SocketAddr) -> Vec<u8> {
+async fn scan(
+    state: &Arc<State>,
+    method: Method,
+    version: f64,
+    body: Vec<u8>,
+    peer: SocketAddr,
+) -> Vec<u8> {
     // The message is needed again for PROCESS and HEADERS.
     let message = matches!(method, Method::Process | Method::Headers).then(|| body.clone());
     let scan = match run_scan(state, body, chaff::message::Envelope::default(), peer).await {
@@ -160,7 +169,12 @@ async fn scan(state: &Arc<State>, method: Method, body: Vec<u8>, peer: SocketAdd
         is_spam: scan.verdict.action.is_spam(),
         scan: &scan,
     };
-    verdict.reply(method, message.as_deref().unwrap_or(&[]), host_name())
+    verdict.reply(
+        method,
+        version,
+        message.as_deref().unwrap_or(&[]),
+        host_name(),
+    )
 }
 
 /// TELL: learn (`Set: local`) as `Message-class`; spamd's `DidSet: local`
@@ -246,11 +260,12 @@ fn parse_head(head: &[u8]) -> Result<Request, Vec<u8>> {
         .next()
         .and_then(|p| p.strip_prefix("SPAMC/"))
         .and_then(|v| v.parse::<f64>().ok());
-    let (Some(method), Some(_)) = (Method::parse(method), version) else {
+    let (Some(method), Some(version)) = (Method::parse(method), version) else {
         return Err(bad(first));
     };
     let mut request = Request {
         method: Some(method),
+        version,
         ..Request::default()
     };
     for (count, line) in lines.enumerate() {

@@ -103,16 +103,24 @@ impl SpamdVerdict<'_> {
         names.join(",")
     }
 
-    /// The whole reply for a scanning method (not TELL, PING or SKIP).
-    pub fn reply(&self, method: Method, message: &[u8], host: &str) -> Vec<u8> {
-        let mut out = b"SPAMD/1.1 0 EX_OK\r\n".to_vec();
+    /// The whole reply for a scanning method (not TELL, PING or SKIP), in
+    /// the shape the client's protocol `version` gets from spamd: from
+    /// SPAMC/1.3 a `Content-length` beside `Spam:`, before it none (what
+    /// Exim's default `spam =`, which speaks 1.2, parses); PROCESS before
+    /// 1.2 gets the message alone.
+    pub fn reply(&self, method: Method, version: f64, message: &[u8], host: &str) -> Vec<u8> {
         let spam = self.spam_header(method);
         let body: Vec<u8> = match method {
             Method::Check => {
-                out.extend_from_slice(format!("{spam}\r\n\r\n").as_bytes());
-                return out;
+                return format!("SPAMD/1.1 0 EX_OK\r\n{spam}\r\n\r\n").into_bytes();
             }
-            Method::Symbols => self.symbol_list().into_bytes(),
+            Method::Symbols => {
+                let mut list = self.symbol_list();
+                if version < 1.3 {
+                    list.push_str("\r\n");
+                }
+                list.into_bytes()
+            }
             Method::Report => self.report(host).into_bytes(),
             Method::ReportIfSpam if self.is_spam => self.report(host).into_bytes(),
             Method::ReportIfSpam => Vec::new(),
@@ -124,9 +132,23 @@ impl SpamdVerdict<'_> {
             }
             Method::Tell | Method::Ping | Method::Skip => Vec::new(),
         };
-        out.extend_from_slice(
-            format!("Content-length: {}\r\n{spam}\r\n\r\n", body.len()).as_bytes(),
-        );
+        let rewrites = matches!(method, Method::Process | Method::Headers);
+        let head = if version >= 1.3 {
+            format!(
+                "SPAMD/1.1 0 EX_OK\r\nContent-length: {}\r\n{spam}\r\n\r\n",
+                body.len()
+            )
+        } else if rewrites && version >= 1.2 {
+            format!(
+                "SPAMD/1.1 0 EX_OK\r\nContent-length: {}\r\n\r\n",
+                body.len()
+            )
+        } else if rewrites {
+            "SPAMD/1.0 0 EX_OK\r\n".to_owned()
+        } else {
+            format!("SPAMD/1.1 0 EX_OK\r\n{spam}\r\n\r\n")
+        };
+        let mut out = head.into_bytes();
         out.extend_from_slice(&body);
         out
     }

@@ -610,3 +610,98 @@ pub fn write_synthetic(dir: &Path, kind: &str, count: usize, vocabulary: &[&str]
         std::fs::write(dir.join(format!("{kind}-{index:04}.eml")), message).unwrap();
     }
 }
+
+/// A C `sscanf` subset (`%Ns`, `%lf`, `%n`, `%*s`, `%*u`, whitespace,
+/// literals) with C's rules, to parse replies exactly as Exim does. Returns the conversions
+/// made, the strings, the floats and the `%n` offset.
+pub fn sscanf(input: &[u8], format: &[u8]) -> (usize, Vec<String>, Vec<f64>, Option<usize>) {
+    let (mut i, mut f) = (0, 0);
+    let (mut count, mut strings, mut floats, mut offset) = (0, Vec::new(), Vec::new(), None);
+    let space = |b: u8| b" \t\n\r\x0b\x0c".contains(&b);
+    while f < format.len() {
+        let c = format[f];
+        if space(c) {
+            while f < format.len() && space(format[f]) {
+                f += 1;
+            }
+            while i < input.len() && space(input[i]) {
+                i += 1;
+            }
+            continue;
+        }
+        if c != b'%' {
+            if input.get(i) != Some(&c) {
+                break;
+            }
+            i += 1;
+            f += 1;
+            continue;
+        }
+        f += 1;
+        // `%*…`: read, not stored, not counted.
+        let suppress = format[f] == b'*';
+        if suppress {
+            f += 1;
+        }
+        let mut width = 0usize;
+        while format[f].is_ascii_digit() {
+            width = width * 10 + usize::from(format[f] - b'0');
+            f += 1;
+        }
+        if format[f..].starts_with(b"lf") {
+            f += 2;
+            while i < input.len() && space(input[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < input.len() && (input[i].is_ascii_digit() || b"+-.eE".contains(&input[i])) {
+                i += 1;
+            }
+            match std::str::from_utf8(&input[start..i])
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+            {
+                Some(value) if !suppress => floats.push(value),
+                Some(_) => {}
+                None => break,
+            }
+            count += usize::from(!suppress);
+        } else if format[f] == b'u' {
+            f += 1;
+            while i < input.len() && space(input[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < input.len() && input[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == start {
+                break;
+            }
+            count += usize::from(!suppress);
+        } else if format[f] == b's' {
+            f += 1;
+            while i < input.len() && space(input[i]) {
+                i += 1;
+            }
+            let start = i;
+            let width = if width == 0 { usize::MAX } else { width };
+            while i < input.len() && !space(input[i]) && i - start < width {
+                i += 1;
+            }
+            if i == start {
+                break;
+            }
+            if !suppress {
+                strings.push(String::from_utf8_lossy(&input[start..i]).into_owned());
+                count += 1;
+            }
+        } else if format[f] == b'n' {
+            f += 1;
+            offset = Some(i);
+        } else {
+            panic!("unsupported conversion in {format:?}");
+        }
+    }
+    (count, strings, floats, offset)
+}
