@@ -204,6 +204,13 @@ impl Drop for Postfix {
 /// An SMTP submission: the reply to the end of DATA, or the first reply
 /// that refuses or defers.
 fn submit(server: SocketAddr, from: &str, to: &[&str], message: &[u8]) -> String {
+    submit_session(server, from, to, &[message]).remove(0)
+}
+
+/// Several messages in one SMTP session (one milter connection): for each,
+/// the reply to the end of its DATA, or the first reply that refuses or
+/// defers it.
+fn submit_session(server: SocketAddr, from: &str, to: &[&str], messages: &[&[u8]]) -> Vec<String> {
     let stream = TcpStream::connect(server).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -227,37 +234,45 @@ fn submit(server: SocketAddr, from: &str, to: &[&str], message: &[u8]) -> String
     };
     let greeting = reply();
     if !greeting.starts_with("220") {
-        return greeting;
+        return vec![greeting; messages.len()];
     }
-    let mut commands = vec![
-        "EHLO client.chaff.test".to_owned(),
-        format!("MAIL FROM:<{from}>"),
-    ];
-    commands.extend(to.iter().map(|r| format!("RCPT TO:<{r}>")));
-    commands.push("DATA".to_owned());
-    for command in &commands {
-        say(&mut writer, command);
-        let answer = reply();
-        if !(answer.starts_with('2') || answer.starts_with('3')) {
-            return answer;
+    say(&mut writer, "EHLO client.chaff.test");
+    let hello = reply();
+    if !hello.starts_with("250") {
+        return vec![hello; messages.len()];
+    }
+    let mut replies = Vec::new();
+    'messages: for message in messages {
+        let mut commands = vec![format!("MAIL FROM:<{from}>")];
+        commands.extend(to.iter().map(|r| format!("RCPT TO:<{r}>")));
+        commands.push("DATA".to_owned());
+        for command in &commands {
+            say(&mut writer, command);
+            let answer = reply();
+            if !(answer.starts_with('2') || answer.starts_with('3')) {
+                replies.push(answer);
+                say(&mut writer, "RSET");
+                reply();
+                continue 'messages;
+            }
         }
-    }
-    // Dot-stuffed, CRLF line ends.
-    let mut data = Vec::new();
-    for line in message.split_inclusive(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'.') {
-            data.push(b'.');
+        // Dot-stuffed, CRLF line ends.
+        let mut data = Vec::new();
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.first() == Some(&b'.') {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+            data.extend_from_slice(b"\r\n");
         }
-        data.extend_from_slice(line);
-        data.extend_from_slice(b"\r\n");
+        data.extend_from_slice(b".\r\n");
+        writer.write_all(&data).unwrap();
+        replies.push(reply());
     }
-    data.extend_from_slice(b".\r\n");
-    writer.write_all(&data).unwrap();
-    let end = reply();
     say(&mut writer, "QUIT");
-    end
+    replies
 }
 
 fn header_value(message: &[u8], name: &str) -> Option<String> {
@@ -463,4 +478,54 @@ fn with_chaff_stopped_postfix_defers_and_keeps_running() {
     );
     assert!(reply.starts_with("250"), "{reply}");
     postfix.wait_for("bob", 1);
+}
+
+#[test]
+fn one_session_several_messages_a_rewritten_subject_and_one_too_large_to_scan() {
+    let mut scratch = Scratch::new();
+    scratch.write_config(
+        "[actions]\ngreylist = 0.2\nadd_header = 0.3\nrewrite_subject = 0.5\nreject = 15.0\n\
+         [limits]\nmax_message_bytes = 100000\n",
+    );
+    let daemon = scratch.serve();
+    let postfix = Postfix::start(daemon.milter.unwrap());
+    let spam = corpus_bytes("spam-plain.eml");
+    let mut large = corpus_bytes("ham-plain.eml");
+    while large.len() < 150_000 {
+        large.extend_from_slice(b"a line of a large attachment that pads the message out\r\n");
+    }
+    let replies = submit_session(
+        postfix.smtp,
+        "a@example.org",
+        &["bob@example.com"],
+        &[&spam, &spam, &large],
+    );
+    for reply in &replies {
+        assert!(reply.starts_with("250"), "{replies:?}");
+    }
+    let delivered = postfix.wait_for("bob", 3);
+    let mut queue_ids = Vec::new();
+    let mut unscanned = 0;
+    for message in &delivered {
+        match header_value(message, "X-Rspamd-Queue-Id") {
+            Some(id) => {
+                // Scanned: the Subject rewritten by the template.
+                let subject = header_value(message, "Subject").unwrap();
+                assert!(subject.starts_with("***SPAM*** "), "{subject}");
+                assert_eq!(
+                    header_value(message, "X-Rspamd-Action").as_deref(),
+                    Some("rewrite subject")
+                );
+                queue_ids.push(id);
+            }
+            None => {
+                // Past limits.max_message_bytes: passed unscanned, untouched.
+                assert!(header_value(message, "X-Spamd-Result").is_none());
+                unscanned += 1;
+            }
+        }
+    }
+    assert_eq!(unscanned, 1);
+    assert_eq!(queue_ids.len(), 2);
+    assert_ne!(queue_ids[0], queue_ids[1], "each message its own queue id");
 }
