@@ -143,6 +143,28 @@ fn gtube_is_spam_in_every_mode() {
 
     assert_eq!(spamc(spamd, &["-E"], &gtube).status.code(), Some(1));
 
+    // -r (REPORT_IFSPAM): the report for spam, nothing for ham.
+    let if_spam = text(&spamc(spamd, &["-r"], &gtube).stdout);
+    assert!(if_spam.contains(" GTUBE "), "{if_spam}");
+    let ham = text(&spamc(spamd, &["-r"], &corpus_bytes("ham-plain.eml")).stdout);
+    assert!(!ham.contains("Content analysis details"), "{ham}");
+
+    // HEADERS: the rewritten header block only.
+    let headers = raw_request(
+        spamd,
+        &[
+            format!(
+                "HEADERS SPAMC/1.5\r\nContent-length: {}\r\n\r\n",
+                gtube.len()
+            )
+            .as_bytes(),
+            &gtube[..],
+        ]
+        .concat(),
+    );
+    assert!(headers.contains("X-Spam-Flag: YES"), "{headers}");
+    assert!(!headers.contains("XJS*C4JDBQADN1"), "no body: {headers}");
+
     // PROCESS: SpamAssassin's report_safe wrapper, the original inside.
     let wrapped = spamc(spamd, &[], &gtube);
     let body = text(&wrapped.stdout);
@@ -330,4 +352,22 @@ fn exims_default_spam_condition_parses_the_reply() {
         let report = &reply[offset.unwrap()..];
         assert!(report.contains("Content analysis details:"), "{report}");
     }
+}
+
+#[test]
+fn a_client_that_says_nothing_gets_spamds_timeout_and_the_connection_closes() {
+    let (_scratch, _daemon, spamd) = serve_spamd("[server]\nheader_timeout_ms = 300\n");
+    let mut stream = TcpStream::connect(spamd).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // The request line, then silence: no headers, no body.
+    stream.write_all(b"CHECK SPAMC/1.5\r\n").unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert!(
+        text(&reply).starts_with("SPAMD/1.0 79 Timeout"),
+        "{}",
+        text(&reply)
+    );
 }
