@@ -529,3 +529,27 @@ fn one_session_several_messages_a_rewritten_subject_and_one_too_large_to_scan() 
     assert_eq!(queue_ids.len(), 2);
     assert_ne!(queue_ids[0], queue_ids[1], "each message its own queue id");
 }
+
+#[test]
+fn a_scan_that_times_out_answers_milter_on_error() {
+    // scan_timeout_ms = 0: every scan is past its time.
+    for (on_error, expected) in [("tempfail", "451 4.7.1"), ("accept", "250")] {
+        let mut scratch = Scratch::new();
+        scratch.write_config(&format!(
+            "[server]\nscan_timeout_ms = 0\nmilter_on_error = \"{on_error}\"\n"
+        ));
+        let daemon = scratch.serve();
+        let postfix = Postfix::start(daemon.milter.unwrap());
+        let reply = submit(
+            postfix.smtp,
+            "dana@example.org",
+            &["bob@example.com"],
+            &corpus_bytes("ham-plain.eml"),
+        );
+        assert!(reply.starts_with(expected), "{on_error}: {reply}");
+        if on_error == "accept" {
+            let message = &postfix.wait_for("bob", 1)[0];
+            assert!(header_value(message, "X-Spamd-Result").is_none());
+        }
+    }
+}

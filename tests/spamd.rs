@@ -371,3 +371,65 @@ fn a_client_that_says_nothing_gets_spamds_timeout_and_the_connection_closes() {
         text(&reply)
     );
 }
+
+/// Each new port has its own bound of `max_connections`: with one allowed,
+/// a second connection to the spamd port and to the milter port is
+/// answered only once the first on that port goes; the other ports stay
+/// free meanwhile.
+#[test]
+fn each_new_port_bounds_its_connections() {
+    let (_scratch, daemon, spamd) = serve_spamd("[server]\nmax_connections = 1\n");
+    let milter = daemon.milter.unwrap();
+    let first_spamd = TcpStream::connect(spamd).unwrap();
+    let first_milter = TcpStream::connect(milter).unwrap();
+    // Once the daemon holds both, the ports are full.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let gtube = corpus_bytes("gtube.eml");
+    let mut check =
+        format!("CHECK SPAMC/1.5\r\nContent-length: {}\r\n\r\n", gtube.len()).into_bytes();
+    check.extend_from_slice(&gtube);
+    let mut second_spamd = TcpStream::connect(spamd).unwrap();
+    second_spamd.write_all(&check).unwrap();
+    let mut negotiation = vec![0, 0, 0, 13, b'O'];
+    for word in [6u32, 0x1ff, 0x1fffff] {
+        negotiation.extend_from_slice(&word.to_be_bytes());
+    }
+    let mut second_milter = TcpStream::connect(milter).unwrap();
+    second_milter.write_all(&negotiation).unwrap();
+    let silent = |stream: &mut TcpStream| {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let read = stream.read(&mut byte);
+        assert!(
+            matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "answered past the bound: {read:?}"
+        );
+    };
+    silent(&mut second_spamd);
+    silent(&mut second_milter);
+    // The worker port is not held up by the full ones.
+    let reply = post(daemon.worker, "/checkv2", &[], &gtube).json();
+    assert_eq!(reply["action"], "reject");
+
+    drop(first_spamd);
+    drop(first_milter);
+    for stream in [&mut second_spamd, &mut second_milter] {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+    }
+    let mut head = [0u8; 5];
+    second_milter.read_exact(&mut head).unwrap();
+    assert_eq!(head[4], b'O', "the milter negotiates once the port frees");
+    let _ = second_spamd.shutdown(std::net::Shutdown::Write);
+    let mut reply = Vec::new();
+    second_spamd.read_to_end(&mut reply).unwrap();
+    assert!(
+        text(&reply).starts_with("SPAMD/1.1 0 EX_OK\r\nSpam: True"),
+        "{}",
+        text(&reply)
+    );
+}

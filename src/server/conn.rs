@@ -27,7 +27,7 @@ pub async fn accept_loop(listener: TcpListener, role: Role, state: Arc<State>) {
             return;
         }
         let permit = tokio::select! {
-            permit = state.connection_permits.clone().acquire_owned() => match permit {
+            permit = state.connection_permits(role).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },

@@ -72,8 +72,10 @@ pub struct State {
     pub symbol_counters: Mutex<BTreeMap<String, SymbolCounter>>,
     /// Scans running or waiting for a core.
     pub scan_permits: Arc<Semaphore>,
-    /// Open connections, per port kind; drained on shutdown.
-    pub connection_permits: Arc<Semaphore>,
+    /// Open connections: one bound of `max_connections` per port (worker,
+    /// controller, milter, spamd), so a flood on one door never starves
+    /// another; drained on shutdown.
+    connection_permits: [Arc<Semaphore>; 4],
     max_connections: u32,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
@@ -88,8 +90,7 @@ impl State {
             0 => cores * 4,
             n => n,
         };
-        // Both ports share one pool of connection slots.
-        let max_connections = (config.server.max_connections.max(1) * 2).min(1 << 20) as u32;
+        let max_connections = config.server.max_connections.clamp(1, 1 << 20) as u32;
         State {
             engine: RwLock::new(engine),
             learning: Arc::new(tokio::sync::Mutex::new(())),
@@ -99,7 +100,9 @@ impl State {
             history: Mutex::new(VecDeque::new()),
             symbol_counters: Mutex::new(BTreeMap::new()),
             scan_permits: Arc::new(Semaphore::new(scans)),
-            connection_permits: Arc::new(Semaphore::new(max_connections as usize)),
+            connection_permits: std::array::from_fn(|_| {
+                Arc::new(Semaphore::new(max_connections as usize))
+            }),
             max_connections,
             started: Instant::now(),
             shutdown: watch::channel(false).0,
@@ -137,12 +140,22 @@ impl State {
         let _ = self.shutdown.send(true);
     }
 
+    /// The connection bound of the port `role` listens on.
+    pub fn connection_permits(&self, role: super::Role) -> Arc<Semaphore> {
+        let port = match role {
+            super::Role::Worker => 0,
+            super::Role::Controller => 1,
+            super::Role::Milter => 2,
+            super::Role::Spamd => 3,
+        };
+        self.connection_permits[port].clone()
+    }
+
     /// Resolves once every connection has finished.
     pub async fn drain(&self) {
-        let _ = self
-            .connection_permits
-            .acquire_many(self.max_connections)
-            .await;
+        for permits in &self.connection_permits {
+            let _ = permits.acquire_many(self.max_connections).await;
+        }
     }
 
     /// Makes every acknowledged learn durable (it already is: learns are
