@@ -117,26 +117,8 @@ pub fn run(
              with no password; set server.password and server.enable_password"
         );
     }
-    let spamd_addr = match args.spamd_bind {
-        Some(addr) => Some(addr),
-        None if config.server.spamd_bind.is_empty() => None,
-        None => Some(config.server.spamd_bind.parse().with_context(|| {
-            format!(
-                "server.spamd_bind `{}` is not ADDR:PORT",
-                config.server.spamd_bind
-            )
-        })?),
-    };
-    let milter_addr = match args.milter_bind {
-        Some(addr) => Some(addr),
-        None if config.server.milter_bind.is_empty() => None,
-        None => Some(config.server.milter_bind.parse().with_context(|| {
-            format!(
-                "server.milter_bind `{}` is not ADDR:PORT",
-                config.server.milter_bind
-            )
-        })?),
-    };
+    let spamd_addr = optional_addr(args.spamd_bind, "spamd_bind", &config.server.spamd_bind)?;
+    let milter_addr = optional_addr(args.milter_bind, "milter_bind", &config.server.milter_bind)?;
     let engine = Engine::open_for_learning(config.clone(), &data_dir)
         .with_context(|| format!("cannot open {} for serving", data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -150,22 +132,8 @@ pub fn run(
         let controller = TcpListener::bind(controller_addr)
             .await
             .with_context(|| format!("cannot listen on {controller_addr}"))?;
-        let milter = match milter_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            ),
-            None => None,
-        };
-        let spamd = match spamd_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            ),
-            None => None,
-        };
+        let milter = listen_if(milter_addr).await?;
+        let spamd = listen_if(spamd_addr).await?;
         if config.network.enabled {
             eprintln!(
                 "chaff serve: network checks on (DNS budget {} ms per message, nameservers: {})",
@@ -228,6 +196,34 @@ pub fn run(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// A door that may be off: the command-line address, else the config's
+/// (`server.KEY`), none when that is empty.
+fn optional_addr(
+    flag: Option<SocketAddr>,
+    key: &str,
+    configured: &str,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if flag.is_some() || configured.is_empty() {
+        return Ok(flag);
+    }
+    let addr = configured
+        .parse()
+        .with_context(|| format!("server.{key} `{configured}` is not ADDR:PORT"))?;
+    Ok(Some(addr))
+}
+
+/// Listens on `addr` when the door is on.
+async fn listen_if(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The signals the daemon handles, installed before it says it is ready:

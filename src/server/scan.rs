@@ -14,7 +14,7 @@ use hyper::{Request, StatusCode};
 
 use super::body::{header, is_zstd, permit_then_body, request_pairs};
 use super::checkv3;
-use super::reply::{Reply, bytes_reply, error_reply};
+use super::reply::{ApiError, Reply, bytes_reply};
 use super::reply::{checkv2_json, envelope_from_headers, legacy_json};
 use super::state::{HistoryEntry, State, unix_now};
 
@@ -47,14 +47,9 @@ pub async fn scan_request(
         Err(error) => return error.into_reply(),
     };
     let outcome = run_scan_with_permit(state, body, envelope, peer, permit).await;
-    let (scan, seconds) = match outcome {
-        ScanOutcome::Done(scan, seconds) => (scan, seconds),
-        ScanOutcome::TimedOut(scan) => {
-            (scan, state.config().server.scan_timeout_ms as f64 / 1000.0)
-        }
-        ScanOutcome::Failed(reason) => {
-            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &reason);
-        }
+    let (scan, seconds) = match finished(outcome, state) {
+        Ok(done) => done,
+        Err(error) => return error.into_reply(),
     };
     let body = match shape {
         ReplyShape::V2 => checkv2_json(&scan, seconds),
@@ -95,16 +90,25 @@ pub async fn scan_v3(request: Request<Incoming>, peer: SocketAddr, state: &Arc<S
     };
     drop(body);
     let outcome = run_scan_with_permit(state, parsed.message, parsed.envelope, peer, permit).await;
-    let (scan, seconds) = match outcome {
-        ScanOutcome::Done(scan, seconds) => (scan, seconds),
-        ScanOutcome::TimedOut(scan) => {
-            (scan, state.config().server.scan_timeout_ms as f64 / 1000.0)
-        }
-        ScanOutcome::Failed(reason) => {
-            return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &reason);
-        }
+    let (scan, seconds) = match finished(outcome, state) {
+        Ok(done) => done,
+        Err(error) => return error.into_reply(),
     };
     checkv3::reply(&scan, seconds, representation, parsed.msgpack, zstd)
+}
+
+/// A scan's outcome as an HTTP door answers it: the scan and its seconds
+/// (a timed-out scan's verdict took the whole limit), or a 500.
+fn finished(outcome: ScanOutcome, state: &State) -> Result<(Scan, f64), ApiError> {
+    match outcome {
+        ScanOutcome::Done(scan, seconds) => Ok((scan, seconds)),
+        ScanOutcome::TimedOut(scan) => {
+            Ok((scan, state.config().server.scan_timeout_ms as f64 / 1000.0))
+        }
+        ScanOutcome::Failed(reason) => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, reason))
+        }
+    }
 }
 
 /// Scans on the blocking pool within the scan time limit (used by the
