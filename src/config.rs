@@ -24,6 +24,10 @@ pub use crate::fuzzy::{FuzzyConfig, FuzzyFlagConfig};
 pub use crate::lists::brands::PhishingConfig;
 pub use crate::lists::{NetworkConfig, UrlListConfig};
 pub use crate::message::Limits;
+pub use crate::policy::greylist::GreylistConfig;
+pub use crate::policy::ratelimit::RatelimitConfig;
+pub use crate::policy::replies::RepliesConfig;
+pub use crate::policy::{PolicyConfig, ProfileConfig};
 pub use crate::rules::RulesConfig;
 pub use crate::setting::{InvalidSetting, parse_network};
 pub use crate::verdict::{ActionsConfig, Scoring, SymbolConfig};
@@ -50,6 +54,13 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default)]
     pub symbols: BTreeMap<String, SymbolConfig>,
+    /// Named settings chosen per message (`[profiles.NAME]`).
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    pub policy: PolicyConfig,
+    pub ratelimit: RatelimitConfig,
+    pub greylist: GreylistConfig,
+    pub replies: RepliesConfig,
 }
 
 /// The daemon (`chaff serve`): addresses, passwords, limits.
@@ -186,6 +197,11 @@ impl Config {
             list.validate()
                 .map_err(|e| e.within(&format!("url_lists.{name}")))?;
         }
+        crate::policy::Profiles::new(&self.profiles).map_err(|e| e.within("profiles"))?;
+        self.ratelimit
+            .validate()
+            .map_err(|e| e.within("ratelimit"))?;
+        self.greylist.validate().map_err(|e| e.within("greylist"))?;
         crate::setting::check_networks("server.secure_ip", &self.server.secure_ip)
     }
 
@@ -194,12 +210,18 @@ impl Config {
         Scoring {
             actions: &self.actions,
             symbols: &self.symbols,
+            settings: None,
         }
     }
 
     /// The configured weight of a symbol; unknown symbols weigh nothing.
     pub fn weight(&self, symbol: &str) -> f64 {
         self.scoring().weight(symbol)
+    }
+
+    /// The configured group of a symbol (`[symbols.NAME] group`).
+    pub fn group(&self, symbol: &str) -> Option<&str> {
+        self.symbols.get(symbol).and_then(|s| s.group.as_deref())
     }
 
     /// Every symbol the configuration names outside the rules (`[symbols]`

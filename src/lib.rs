@@ -15,6 +15,8 @@
 //! - [`bayes`]: the count-based classifier's maths (`[classifier] enabled =
 //!   false`), over counts from [`store`].
 //! - [`verdict`]: symbols → score → action.
+//! - [`policy`]: profiles chosen per message, and what the daemon
+//!   remembers about senders (rate limits, greylisting, replies).
 //! - [`engine`]: the pipeline above in one function, [`Engine::scan`].
 //!
 //! Beside them: [`config`] (TOML over embedded defaults), [`store`] (the
@@ -34,6 +36,7 @@ pub mod fuzzy;
 pub mod lists;
 pub mod mailbox;
 pub mod message;
+pub mod policy;
 pub mod report;
 pub mod rules;
 pub mod setting;

@@ -75,7 +75,9 @@ impl CheckV2Reply {
             })
             .collect();
         let mut messages = BTreeMap::new();
-        if let Some(forced_by) = &verdict.forced_by
+        if let Some(text) = &verdict.smtp_message {
+            messages.insert("smtp_message".to_owned(), text.clone());
+        } else if let Some(forced_by) = &verdict.forced_by
             && verdict.action == Action::Reject
         {
             messages.insert(

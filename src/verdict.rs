@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::policy::Settings;
 use crate::symbol::Symbol;
 
 /// What the MTA should do with the message, mildest first.
@@ -110,17 +111,56 @@ impl SymbolConfig {
 }
 
 /// What the verdict reads of the configuration: the symbols' weights and
-/// the actions' thresholds, nothing else.
+/// the actions' thresholds, and the settings a profile lays over them
+/// (read first, so nothing is copied per scan).
 #[derive(Debug, Clone, Copy)]
 pub struct Scoring<'a> {
     pub actions: &'a ActionsConfig,
     pub symbols: &'a BTreeMap<String, SymbolConfig>,
+    pub settings: Option<&'a Settings>,
 }
 
-impl Scoring<'_> {
-    /// The configured weight of a symbol; unknown symbols weigh nothing.
+impl<'a> Scoring<'a> {
+    /// The same scoring under a profile's settings.
+    pub fn with_settings(self, settings: &'a Settings) -> Scoring<'a> {
+        Scoring {
+            settings: Some(settings),
+            ..self
+        }
+    }
+
+    /// A symbol's weight: the settings' score, else the configured one;
+    /// unknown symbols weigh nothing.
     pub fn weight(&self, symbol: &str) -> f64 {
-        self.symbols.get(symbol).map_or(0.0, |s| s.weight)
+        self.settings
+            .and_then(|s| s.scores.get(symbol).copied())
+            .unwrap_or_else(|| self.symbols.get(symbol).map_or(0.0, |s| s.weight))
+    }
+
+    /// Whether the settings set this symbol's weight (then it is not refitted).
+    fn sets_weight(&self, symbol: &str) -> bool {
+        self.settings.is_some_and(|s| s.scores.contains_key(symbol))
+    }
+
+    /// The threshold of `action`: the settings' (which may turn it off),
+    /// else the configured one.
+    pub fn threshold(&self, action: Action) -> Option<f64> {
+        match self.settings.and_then(|s| s.threshold(action)) {
+            Some(set) => set,
+            None => action.threshold(self.actions),
+        }
+    }
+
+    fn forced(&self, symbol: &str) -> Option<Action> {
+        self.settings
+            .and_then(|s| s.force_actions.get(symbol).copied())
+            .or_else(|| self.symbols.get(symbol).and_then(|c| c.force_action))
+    }
+
+    fn subject_template(&self) -> &str {
+        self.settings
+            .and_then(|s| s.subject.as_deref())
+            .unwrap_or(&self.actions.subject_template)
     }
 }
 
@@ -161,6 +201,42 @@ pub struct Verdict {
     pub subject: Option<String>,
     /// The symbol that forced the action, if one did.
     pub forced_by: Option<String>,
+    /// What the MTA should tell the client (`messages.smtp_message`), when
+    /// a policy module held the message.
+    pub smtp_message: Option<String>,
+}
+
+impl Verdict {
+    /// Adds a symbol found after the sum (a policy module's), scored as
+    /// `scoring` weighs it, keeping the symbols sorted by name.
+    pub fn add_symbol(&mut self, symbol: Symbol, scoring: &Scoring<'_>) {
+        let weight = scoring.weight(&symbol.name);
+        let scored = ScoredSymbol {
+            score: weight * symbol.strength,
+            weight,
+            description: scoring
+                .symbols
+                .get(&symbol.name)
+                .and_then(|c| c.description.clone()),
+            options: symbol.options,
+            name: symbol.name,
+        };
+        self.score += scored.score;
+        let at = self
+            .symbols
+            .partition_point(|s| s.name.as_str() < scored.name.as_str());
+        self.symbols.insert(at, scored);
+    }
+
+    /// A policy module holds the message: `action` (a soft reject, as a
+    /// rule) with the text the MTA gives, unless the verdict already does
+    /// something harsher.
+    pub fn hold(&mut self, action: Action, message: String) {
+        if action >= self.action || self.action == Action::Greylist {
+            self.action = action;
+            self.smtp_message = Some(message);
+        }
+    }
 }
 
 /// Weighs `symbols`, sums them and picks the action.
@@ -186,8 +262,12 @@ pub fn combine_fitted(
         .into_iter()
         .map(|symbol| {
             let symbol_config = scoring.symbols.get(&symbol.name);
-            let weight = symbol_config.map_or(0.0, |c| c.weight);
-            let scoring_weight = fitted(&symbol.name).unwrap_or(weight);
+            let weight = scoring.weight(&symbol.name);
+            let scoring_weight = if scoring.sets_weight(&symbol.name) {
+                weight
+            } else {
+                fitted(&symbol.name).unwrap_or(weight)
+            };
             ScoredSymbol {
                 score: scoring_weight * symbol.strength,
                 weight,
@@ -200,37 +280,52 @@ pub fn combine_fitted(
     scored.sort_by(|a, b| a.name.cmp(&b.name));
     // `+ 0.0` turns the empty sum's -0.0 into 0.0, which prints as admins expect.
     let mut score: f64 = scored.iter().map(|s| s.score).sum::<f64>() + 0.0;
-    let mut action = action_for_score(score, scoring.actions);
+    let mut action = scored_action(score, &scoring);
     let mut forced_by = None;
     for symbol in &scored {
-        let forced = scoring
-            .symbols
-            .get(&symbol.name)
-            .and_then(|c| c.force_action);
-        if let Some(forced) = forced
+        if let Some(forced) = scoring.forced(&symbol.name)
             && (forced_by.is_none() || forced > action)
         {
             action = forced;
             forced_by = Some(symbol.name.clone());
-            if let Some(threshold) = forced.threshold(scoring.actions) {
+            if let Some(threshold) = scoring
+                .threshold(forced)
+                .or(forced.threshold(scoring.actions))
+            {
                 score = score.max(threshold);
             }
         }
     }
     let subject = (action == Action::RewriteSubject)
-        .then(|| scoring.actions.subject_template.replace("%s", subject));
+        .then(|| scoring.subject_template().replace("%s", subject));
     Verdict {
         score,
-        required_score: scoring.actions.reject.unwrap_or(0.0),
+        required_score: scoring
+            .threshold(Action::Reject)
+            .or(scoring.actions.reject)
+            .unwrap_or(0.0),
         action,
         symbols: scored,
         subject,
         forced_by,
+        smtp_message: None,
     }
 }
 
 /// The action with the highest threshold that `score` reaches.
 pub fn action_for_score(score: f64, actions: &ActionsConfig) -> Action {
+    scored_action(
+        score,
+        &Scoring {
+            actions,
+            symbols: &BTreeMap::new(),
+            settings: None,
+        },
+    )
+}
+
+/// [`action_for_score`] under a scoring's settings.
+fn scored_action(score: f64, scoring: &Scoring<'_>) -> Action {
     [
         Action::Reject,
         Action::RewriteSubject,
@@ -238,7 +333,7 @@ pub fn action_for_score(score: f64, actions: &ActionsConfig) -> Action {
         Action::Greylist,
     ]
     .into_iter()
-    .filter_map(|a| a.threshold(actions).map(|t| (a, t)))
+    .filter_map(|a| scoring.threshold(a).map(|t| (a, t)))
     .filter(|(_, t)| score >= *t)
     .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
     .map_or(Action::NoAction, |(a, _)| a)

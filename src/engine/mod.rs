@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::context::ScanContext;
 use crate::extract::{Features, Tokenizer};
 use crate::message::{self, Envelope, Message};
+use crate::policy::{self, CheckName, PolicyState, Profiles, ScanRequest};
 use crate::rules::{Input, RulesError};
 use crate::store::{BayesStore, FuzzyStore, StoreError};
 use crate::verdict::{self, Verdict};
@@ -61,6 +62,10 @@ pub struct Scan {
     /// Distinct host names of the message's URLs, in order (`/checkv2`
     /// `urls`); empty from [`Engine::scan_verdict`].
     pub urls: Vec<String>,
+    /// The settings profile the message was scanned under, if any.
+    pub profile: Option<String>,
+    /// What the policy modules counted (the daemon's metrics).
+    pub policy: policy::Counted,
 }
 
 impl Scan {
@@ -81,6 +86,8 @@ impl Scan {
             subject: String::new(),
             bayes: Err(Abstain::Skipped),
             urls: Vec::new(),
+            profile: None,
+            policy: policy::Counted::default(),
         }
     }
 }
@@ -100,6 +107,10 @@ pub struct Engine {
     active: RwLock<Arc<Active>>,
     /// When rule and map files were last checked for changes.
     rules_checked: Mutex<Instant>,
+    /// The settings profiles, checked and ordered.
+    profiles: Profiles,
+    /// Rate limits, greylisting and replies: only the daemon attaches it.
+    policy: Option<PolicyState>,
 }
 
 impl Engine {
@@ -157,7 +168,27 @@ impl Engine {
             fuzzy,
             active: RwLock::new(parts.active),
             rules_checked: Mutex::new(Instant::now()),
+            profiles: parts.profiles,
+            policy: None,
         }
+    }
+
+    /// Opens the policy state in `data_dir` (`policy.lock` taken) so that
+    /// scans count rate limits, greylist and remember replies. The daemon
+    /// does this; a CLI scan or a rescore never counts against a sender.
+    pub fn attach_policy(&mut self, data_dir: &Path) -> Result<(), policy::StateError> {
+        let config = &self.config.policy;
+        self.policy = Some(PolicyState::open(
+            data_dir,
+            config.max_entries,
+            Duration::from_millis(config.sync_interval_ms.max(1)),
+        )?);
+        Ok(())
+    }
+
+    /// The attached policy state, for `chaff policy` through the controller.
+    pub fn policy_state(&self) -> Option<&PolicyState> {
+        self.policy.as_ref()
     }
 
     /// The rules in force. At most every `rules.reload_check_secs`, one
@@ -223,21 +254,37 @@ impl Engine {
 
     /// Scans one message: the whole pipeline, and the reply's URL hosts.
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Scan {
-        self.scan_reporting(raw, envelope, true)
+        self.scan_reporting(raw, envelope, &ScanRequest::default(), true)
+    }
+
+    /// [`Engine::scan`] with what the request says of its settings
+    /// (`Settings-ID`, `Settings`, spamd's `User`).
+    pub fn scan_request(&self, raw: &[u8], envelope: &Envelope, request: &ScanRequest) -> Scan {
+        self.scan_reporting(raw, envelope, request, true)
     }
 
     /// [`Engine::scan`] for what needs only the verdict (the rescorer):
     /// URLs are extracted only if a check reads them, not for the reply.
     pub fn scan_verdict(&self, raw: &[u8], envelope: &Envelope) -> Scan {
-        self.scan_reporting(raw, envelope, false)
+        self.scan_reporting(raw, envelope, &ScanRequest::default(), false)
     }
 
-    fn scan_reporting(&self, raw: &[u8], envelope: &Envelope, report_urls: bool) -> Scan {
+    fn scan_reporting(
+        &self,
+        raw: &[u8],
+        envelope: &Envelope,
+        request: &ScanRequest,
+        report_urls: bool,
+    ) -> Scan {
         let active = self.active();
         let message = self.parse(raw);
         let features = self.features(raw, &message, !self.fuzzy.is_empty());
         let context = ScanContext::new(raw, envelope, message, features);
         let input = Input::new(&context);
+        // The profile: thresholds, weights and checks for this message.
+        let applied = self.profiles.select(&context.envelope, request);
+        let runs = |check| applied.runs(check);
+        let now_ms = policy::unix_now_ms();
 
         // Maps first: an allow/deny map with a forced action ends the scan
         // here, as rspamd's multimap prefilter does.
@@ -246,22 +293,44 @@ impl Engine {
         let mut bayes = Err(bayes::Abstain::Skipped);
         if !maps.stop {
             symbols.extend(checks::gtube::check(&context));
-            let (bayes_symbol, classified) = self.classify(&context);
-            bayes = classified;
-            symbols.extend(bayes_symbol);
-            symbols.extend(checks::fuzzy::check(
-                &context,
-                &self.fuzzy,
-                &self.config.fuzzy,
-                unix_now(),
-            ));
-            symbols.extend(checks::rules::check(&active.rules, &input));
-            symbols.extend(self.list_checks(&context));
+            if runs(CheckName::Classifier) {
+                let (bayes_symbol, classified) = self.classify(&context);
+                bayes = classified;
+                symbols.extend(bayes_symbol);
+            }
+            if runs(CheckName::Fuzzy) {
+                symbols.extend(checks::fuzzy::check(
+                    &context,
+                    &self.fuzzy,
+                    &self.config.fuzzy,
+                    unix_now(),
+                ));
+            }
+            if runs(CheckName::Rules) {
+                symbols.extend(checks::rules::check(&active.rules, &input));
+            }
+            symbols.extend(self.list_checks(&context, &applied));
+            if let Some(state) = &self.policy {
+                symbols.extend(policy::before(
+                    &self.config,
+                    state,
+                    &context.envelope,
+                    &context.message,
+                    now_ms / 1000,
+                ));
+            }
         }
-        // Metas and composites see every symbol found above.
-        let symbols = active
-            .rules
-            .finish(symbols, &|name| active.config.weight(name));
+        let scoring = active.config.scoring().with_settings(&applied.settings);
+        let counts = |symbol: &checks::Symbol| {
+            applied.is_plain()
+                || applied
+                    .settings
+                    .counts(&symbol.name, active.config.group(&symbol.name))
+        };
+        // Metas and composites see every symbol found above that counts.
+        symbols.retain(|s| counts(s));
+        let mut symbols = active.rules.finish(symbols, &|name| scoring.weight(name));
+        symbols.retain(|s| counts(s));
 
         // Once the classifier speaks, rules score the weights it fitted to
         // this site's mail (the configured ones, for a young model).
@@ -271,12 +340,27 @@ impl Engine {
                 .then(|| active.fitted_weight(name, &self.store))
                 .flatten()
         };
-        let verdict = verdict::combine_fitted(
-            symbols,
-            active.config.scoring(),
-            &context.message.subject,
-            &fitted,
-        );
+        let mut verdict =
+            verdict::combine_fitted(symbols, scoring, &context.message.subject, &fitted);
+        if let Some(profile) = &applied.profile {
+            verdict.add_symbol(
+                checks::Symbol::new("CHAFF_PROFILE").with_option(profile.clone()),
+                &scoring,
+            );
+        }
+        let counted = match &self.policy {
+            Some(state) => policy::after(
+                &self.config,
+                state,
+                &context.envelope,
+                &applied,
+                &mut verdict,
+                &scoring,
+                context.message.message_id.as_deref(),
+                now_ms,
+            ),
+            None => policy::Counted::default(),
+        };
         let urls = if report_urls {
             context.url_hosts()
         } else {
@@ -290,6 +374,8 @@ impl Engine {
             subject: message.subject,
             bayes,
             urls,
+            profile: applied.profile,
+            policy: counted,
         }
     }
 
@@ -325,14 +411,22 @@ impl Engine {
     /// URL lists, envelope sanity and, when `[network] enabled`, every DNS
     /// check at once (DNSBLs, SPF, DKIM, ARC, DMARC, sender MX) within the
     /// message's DNS budget.
-    fn list_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
+    fn list_checks(
+        &self,
+        context: &ScanContext<'_>,
+        applied: &policy::Applied,
+    ) -> Vec<checks::Symbol> {
         let mut symbols = checks::envelope::check(context, &self.config.envelope);
-        symbols.extend(self.network_checks(context));
+        if applied.runs(CheckName::Network) {
+            symbols.extend(self.network_checks(context));
+        }
         // After the network checks, which record in the context where
         // shortener links led (judged with the links) and which DKIM
         // signatures verified (a brand's own clears its name).
         symbols.extend(checks::uri::check(context, &self.lists.urls));
-        if let Some(phishing) = &self.lists.phishing {
+        if let Some(phishing) = &self.lists.phishing
+            && applied.runs(CheckName::Phishing)
+        {
             symbols.extend(checks::phishing::check(context, phishing));
         }
         crate::lists::merge_symbols(symbols)
@@ -422,6 +516,7 @@ impl Engine {
     pub fn reconfigure_with(&mut self, config: Config, active: Active) {
         let parts = Parts::with_rules(config, Arc::new(active));
         self.lists = parts.lists;
+        self.profiles = parts.profiles;
         self.tokenizer = parts.tokenizer;
         self.config = parts.config;
         if let Ok(mut current) = self.active.write() {
@@ -451,6 +546,7 @@ pub(super) struct Parts {
     tokenizer: Tokenizer,
     lists: crate::lists::Lists,
     active: Arc<Active>,
+    profiles: Profiles,
 }
 
 impl Parts {
@@ -466,6 +562,9 @@ impl Parts {
         Parts {
             lists: crate::lists::Lists::new(&config.url_lists, &config.network, &config.phishing),
             tokenizer: Parts::tokenizer_of(&config),
+            // Checked when the config was loaded: a failure here is a
+            // config built by hand, and runs with no profiles.
+            profiles: Profiles::new(&config.profiles).unwrap_or_default(),
             config,
             active,
         }

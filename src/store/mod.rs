@@ -33,6 +33,7 @@ mod mapped;
 mod model_file;
 mod overlay;
 
+pub use atomic_file::replace as replace_file;
 pub use bayes_store::{BayesStore, Change, Compacted, ONLINE_STEP, StoreStats};
 pub use format::{Class, FORMAT_VERSION, OLDEST_SUPPORTED_VERSION};
 pub use fuzzy_store::{
@@ -40,7 +41,7 @@ pub use fuzzy_store::{
     LookupParams, MAX_PER_BAND, MAX_VERIFY, NewFuzzyEntry, write_fuzzy_model,
 };
 pub use journal::JournalSync;
-pub use lock::LockError;
+pub use lock::{LockError, WriterLock};
 
 use std::path::PathBuf;
 

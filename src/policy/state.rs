@@ -1,0 +1,539 @@
+//! The policy's state: rate-limit buckets, greylist triplets, remembered
+//! Message-IDs and known senders, in one embedded store in the data dir.
+//!
+//! Why not redb or fjall: every entry is small, short-lived and read on
+//! every scan, and the whole set is bounded by `max_entries` (a million
+//! entries is ~100 MB), so it lives in a hash map and a lookup costs a hash,
+//! not a B-tree page walk. Durability comes from a write-ahead journal:
+//! each update's records are appended with one `write` before the scan's
+//! reply leaves, so a `kill -9` loses nothing acknowledged (the page cache
+//! outlives the process); a thread fsyncs the journal every
+//! `sync_interval_ms`, which bounds what a power cut can take, as Redis's
+//! `appendfsync everysec` does. Records hold absolute values (a bucket's
+//! level and time, a triplet's first sight), so replaying one twice is
+//! harmless. When the journal outgrows the live set, the live entries are
+//! written as a snapshot (`policy.state`, temp + fsync + rename) and the
+//! journal starts empty; a crash between the two replays the old journal
+//! over the new snapshot, which changes nothing.
+//!
+//! Bounded: every entry carries its expiry; expired entries are dropped on
+//! read and at compaction; past `max_entries` the entries closest to
+//! expiring go first. One writer: `policy.lock`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::store::{LockError, WriterLock, replace_file};
+
+pub const STATE_FILE: &str = "policy.state";
+pub const JOURNAL_FILE: &str = "policy.journal";
+pub const LOCK_FILE: &str = "policy.lock";
+
+const MAGIC: &[u8; 8] = b"CHAFFPS1";
+/// The journal is folded into a snapshot once it is this large and larger
+/// than twice the live set's size.
+const MIN_COMPACT_BYTES: u64 = 4 << 20;
+
+/// Why the state could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a chaff policy state file")]
+    Format { path: PathBuf },
+}
+
+/// One entry's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// A leaky bucket: its level at `at_ms` (unix milliseconds).
+    Bucket { level: f64, at_ms: u64 },
+    /// A greylist triplet: first seen (unix seconds), and whether a retry
+    /// after the delay has passed it.
+    Grey { first_seen: u64, passed: bool },
+    /// A remembered fact with a count (Message-IDs, known senders, a
+    /// network's passed triplets).
+    Seen { count: u32 },
+}
+
+/// A value with its expiry (unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entry {
+    pub value: Value,
+    pub expires: u64,
+}
+
+/// The embedded store. Cheap to share: every method locks briefly.
+pub struct PolicyState {
+    inner: Mutex<Inner>,
+    dir: PathBuf,
+    max_entries: usize,
+    dirty: Arc<AtomicBool>,
+    _lock: WriterLock,
+}
+
+struct Inner {
+    entries: HashMap<String, Entry>,
+    journal: File,
+    journal_bytes: u64,
+}
+
+/// The changes one update makes, written together.
+pub struct Txn<'a> {
+    entries: &'a mut HashMap<String, Entry>,
+    now: u64,
+    records: Vec<u8>,
+}
+
+impl Txn<'_> {
+    /// The live entry under `key`.
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        self.entries
+            .get(key)
+            .copied()
+            .filter(|e| e.expires > self.now)
+    }
+
+    pub fn put(&mut self, key: &str, entry: Entry) {
+        encode_put(&mut self.records, key, &entry);
+        self.entries.insert(key.to_owned(), entry);
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+}
+
+impl PolicyState {
+    /// Opens (or creates) the state in `dir`: takes `policy.lock`, reads the
+    /// snapshot, replays the journal (a torn last record, from a crash in
+    /// mid-write, is cut off: it was never acknowledged), and starts the
+    /// fsync thread.
+    pub fn open(
+        dir: &Path,
+        max_entries: usize,
+        sync_interval: Duration,
+    ) -> Result<PolicyState, StateError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StateError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = WriterLock::acquire(&dir.join(LOCK_FILE))?;
+        let mut entries = HashMap::new();
+        let state_path = dir.join(STATE_FILE);
+        match std::fs::read(&state_path) {
+            Ok(bytes) => {
+                let body =
+                    bytes
+                        .strip_prefix(MAGIC.as_slice())
+                        .ok_or_else(|| StateError::Format {
+                            path: state_path.clone(),
+                        })?;
+                let (read, _) = decode_all(body, &mut entries);
+                if read != body.len() {
+                    return Err(StateError::Format { path: state_path });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&state_path)(e)),
+        }
+        let journal_path = dir.join(JOURNAL_FILE);
+        let mut journal = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&journal_path)
+            .map_err(io(&journal_path))?;
+        let mut bytes = Vec::new();
+        journal.read_to_end(&mut bytes).map_err(io(&journal_path))?;
+        let (good, _) = decode_all(&bytes, &mut entries);
+        if good != bytes.len() {
+            tracing::warn!(
+                "{}: cutting {} bytes of a torn last record",
+                journal_path.display(),
+                bytes.len() - good
+            );
+            journal.set_len(good as u64).map_err(io(&journal_path))?;
+        }
+        journal
+            .seek(SeekFrom::Start(good as u64))
+            .map_err(io(&journal_path))?;
+        let dirty = Arc::new(AtomicBool::new(false));
+        let syncer = journal.try_clone().map_err(io(&journal_path))?;
+        spawn_syncer(syncer, dirty.clone(), sync_interval);
+        Ok(PolicyState {
+            inner: Mutex::new(Inner {
+                entries,
+                journal,
+                journal_bytes: good as u64,
+            }),
+            dir: dir.to_owned(),
+            max_entries: max_entries.max(1),
+            dirty,
+            _lock: lock,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(inner) => inner,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Runs `change` over the entries and writes what it put to the journal
+    /// before returning: once this returns `Ok`, the update survives a
+    /// `kill -9`.
+    pub fn update<R>(
+        &self,
+        now: u64,
+        change: impl FnOnce(&mut Txn<'_>) -> R,
+    ) -> std::io::Result<R> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut txn = Txn {
+            entries: &mut inner.entries,
+            now,
+            records: Vec::new(),
+        };
+        let result = change(&mut txn);
+        let records = txn.records;
+        if !records.is_empty() {
+            inner.journal.write_all(&records)?;
+            inner.journal_bytes += records.len() as u64;
+            self.dirty.store(true, Ordering::Release);
+            if inner.entries.len() > self.max_entries {
+                evict(&mut inner.entries, now, self.max_entries);
+            }
+            let live_estimate = inner.entries.len() as u64 * 64;
+            if inner.journal_bytes > MIN_COMPACT_BYTES.max(2 * live_estimate) {
+                self.compact_locked(inner, now)?;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The live entry under `key`.
+    pub fn get(&self, key: &str, now: u64) -> Option<Entry> {
+        self.lock()
+            .entries
+            .get(key)
+            .copied()
+            .filter(|e| e.expires > now)
+    }
+
+    /// Live entries whose key starts with `prefix`, sorted by key.
+    pub fn list(&self, prefix: &str, now: u64) -> Vec<(String, Entry)> {
+        let inner = self.lock();
+        let mut found: Vec<(String, Entry)> = inner
+            .entries
+            .iter()
+            .filter(|(k, e)| k.starts_with(prefix) && e.expires > now)
+            .map(|(k, e)| (k.clone(), *e))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    /// Removes every entry whose key starts with `prefix` (durably, as an
+    /// update); returns how many went.
+    pub fn reset(&self, prefix: &str, now: u64) -> std::io::Result<usize> {
+        let keys: Vec<String> = self
+            .list(prefix, now)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        let count = keys.len();
+        self.update(now, |txn| {
+            for key in &keys {
+                // An entry expired at 0 is gone on replay and on read.
+                txn.put(
+                    key,
+                    Entry {
+                        value: Value::Seen { count: 0 },
+                        expires: 0,
+                    },
+                );
+                txn.entries.remove(key);
+            }
+        })?;
+        Ok(count)
+    }
+
+    /// Live entries, and the journal's size in bytes.
+    pub fn stats(&self, now: u64) -> (usize, u64) {
+        let inner = self.lock();
+        let live = inner.entries.values().filter(|e| e.expires > now).count();
+        (live, inner.journal_bytes)
+    }
+
+    fn compact_locked(&self, inner: &mut Inner, now: u64) -> std::io::Result<()> {
+        inner.entries.retain(|_, e| e.expires > now);
+        let mut snapshot = Vec::with_capacity(inner.entries.len() * 48);
+        for (key, entry) in &inner.entries {
+            encode_put(&mut snapshot, key, entry);
+        }
+        replace_file(&self.dir.join(STATE_FILE), &[MAGIC.as_slice(), &snapshot])?;
+        inner.journal.set_len(0)?;
+        inner.journal.seek(SeekFrom::Start(0))?;
+        inner.journal.sync_all()?;
+        inner.journal_bytes = 0;
+        Ok(())
+    }
+}
+
+/// Fsyncs the journal every `interval` while updates arrive.
+fn spawn_syncer(journal: File, dirty: Arc<AtomicBool>, interval: Duration) {
+    let weak = Arc::downgrade(&dirty);
+    drop(dirty);
+    let spawned = std::thread::Builder::new()
+        .name("policy-sync".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(dirty) = weak.upgrade() else {
+                    return;
+                };
+                if dirty.swap(false, Ordering::AcqRel)
+                    && let Err(error) = journal.sync_data()
+                {
+                    tracing::warn!("policy journal fsync failed: {error}");
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!("no policy fsync thread ({error}); the journal is synced by the OS only");
+    }
+}
+
+/// Past the cap: drop expired entries, then those closest to expiring.
+fn evict(entries: &mut HashMap<String, Entry>, now: u64, max_entries: usize) {
+    entries.retain(|_, e| e.expires > now);
+    if entries.len() <= max_entries {
+        return;
+    }
+    // Down to 90% of the cap, so eviction is not paid on every update.
+    let keep = max_entries - max_entries / 10;
+    let mut expiries: Vec<u64> = entries.values().map(|e| e.expires).collect();
+    let cut_at = expiries.len() - keep;
+    let (_, cut, _) = expiries.select_nth_unstable(cut_at);
+    let cut = *cut;
+    let mut over = entries.len() - keep;
+    entries.retain(|_, e| {
+        if over > 0 && e.expires < cut {
+            over -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    if over > 0 {
+        entries.retain(|_, e| {
+            if over > 0 && e.expires == cut {
+                over -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+// A record: u32 payload length, u32 CRC-32 of the payload, then the
+// payload: u16 key length, key, u64 expiry, u8 kind, the kind's fields.
+fn encode_put(out: &mut Vec<u8>, key: &str, entry: &Entry) {
+    let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
+    let mut payload = Vec::with_capacity(key.len() + 32);
+    payload.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    payload.extend_from_slice(key);
+    payload.extend_from_slice(&entry.expires.to_le_bytes());
+    match entry.value {
+        Value::Bucket { level, at_ms } => {
+            payload.push(1);
+            payload.extend_from_slice(&level.to_le_bytes());
+            payload.extend_from_slice(&at_ms.to_le_bytes());
+        }
+        Value::Grey { first_seen, passed } => {
+            payload.push(2);
+            payload.extend_from_slice(&first_seen.to_le_bytes());
+            payload.push(u8::from(passed));
+        }
+        Value::Seen { count } => {
+            payload.push(3);
+            payload.extend_from_slice(&count.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// Applies every whole, intact record of `bytes` to `entries`; returns how
+/// many bytes that was and how many records.
+fn decode_all(bytes: &[u8], entries: &mut HashMap<String, Entry>) -> (usize, usize) {
+    let mut at = 0;
+    let mut count = 0;
+    while let Some((key, entry, next)) = decode_one(bytes, at) {
+        // Expiry 0 is a reset; other expired entries are dropped on read
+        // and at compaction.
+        if entry.expires == 0 {
+            entries.remove(&key);
+        } else {
+            entries.insert(key, entry);
+        }
+        at = next;
+        count += 1;
+    }
+    (at, count)
+}
+
+fn decode_one(bytes: &[u8], at: usize) -> Option<(String, Entry, usize)> {
+    let word = |from: usize| -> Option<[u8; 4]> { bytes.get(from..from + 4)?.try_into().ok() };
+    let len = u32::from_le_bytes(word(at)?) as usize;
+    let crc = u32::from_le_bytes(word(at + 4)?);
+    let payload = bytes.get(at + 8..(at + 8).checked_add(len)?)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let mut reader = Reader { bytes: payload };
+    let key_len = u16::from_le_bytes(reader.take()?) as usize;
+    let key = String::from_utf8(reader.take_slice(key_len)?.to_vec()).ok()?;
+    let expires = u64::from_le_bytes(reader.take()?);
+    let value = match reader.take::<1>()?[0] {
+        1 => Value::Bucket {
+            level: f64::from_le_bytes(reader.take()?),
+            at_ms: u64::from_le_bytes(reader.take()?),
+        },
+        2 => Value::Grey {
+            first_seen: u64::from_le_bytes(reader.take()?),
+            passed: reader.take::<1>()?[0] != 0,
+        },
+        3 => Value::Seen {
+            count: u32::from_le_bytes(reader.take()?),
+        },
+        _ => return None,
+    };
+    Some((key, Entry { value, expires }, at + 8 + len))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take_slice(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.bytes.split_at_checked(n)?;
+        self.bytes = rest;
+        Some(head)
+    }
+
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take_slice(N)?.try_into().ok()
+    }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(level: f64, expires: u64) -> Entry {
+        Entry {
+            value: Value::Bucket { level, at_ms: 5 },
+            expires,
+        }
+    }
+
+    #[test]
+    fn updates_survive_a_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = PolicyState::open(dir.path(), 100, Duration::from_secs(1)).unwrap();
+            state
+                .update(10, |txn| {
+                    txn.put("rl:user:a", bucket(1.5, 100));
+                    txn.put("grey:x", bucket(2.0, 5));
+                })
+                .unwrap();
+            // A second opener is refused while the first holds the lock.
+            assert!(PolicyState::open(dir.path(), 100, Duration::from_secs(1)).is_err());
+        }
+        let mut journal = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        journal.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        let state = PolicyState::open(dir.path(), 100, Duration::from_secs(1)).unwrap();
+        assert_eq!(state.get("rl:user:a", 10), Some(bucket(1.5, 100)));
+        // Expired by the time it is read.
+        assert_eq!(state.get("grey:x", 10), None);
+        assert_eq!(state.list("rl:", 10).len(), 1);
+        assert_eq!(state.reset("rl:", 10).unwrap(), 1);
+        drop(state);
+        let state = PolicyState::open(dir.path(), 100, Duration::from_secs(1)).unwrap();
+        assert_eq!(state.get("rl:user:a", 10), None);
+    }
+
+    #[test]
+    fn compaction_keeps_the_live_set_and_empties_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = PolicyState::open(dir.path(), 1_000_000, Duration::from_secs(1)).unwrap();
+        let mut i = 0u64;
+        while std::fs::metadata(dir.path().join(STATE_FILE)).is_err() {
+            state
+                .update(10, |txn| {
+                    txn.put(&format!("k{}", i % 1000), bucket(i as f64, 1000))
+                })
+                .unwrap();
+            i += 1;
+        }
+        assert!(state.stats(10).1 < MIN_COMPACT_BYTES);
+        state
+            .update(10, |txn| txn.put("last", bucket(7.0, 1000)))
+            .unwrap();
+        drop(state);
+        let state = PolicyState::open(dir.path(), 1_000_000, Duration::from_secs(1)).unwrap();
+        assert_eq!(state.stats(10).0, 1001);
+        assert_eq!(state.get("last", 10), Some(bucket(7.0, 1000)));
+    }
+
+    #[test]
+    fn past_the_cap_the_soonest_to_expire_go_first() {
+        let mut entries = HashMap::new();
+        for i in 0..100u64 {
+            entries.insert(format!("k{i}"), bucket(0.0, 100 + i));
+        }
+        evict(&mut entries, 10, 50);
+        assert_eq!(entries.len(), 45);
+        assert!(entries.contains_key("k99") && !entries.contains_key("k0"));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder() {
+        let mut entries = HashMap::new();
+        for seed in 0..2000u32 {
+            let bytes: Vec<u8> = (0..64u32)
+                .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 97) >> 7) as u8)
+                .collect();
+            decode_all(&bytes, &mut entries);
+        }
+    }
+}
