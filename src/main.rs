@@ -77,6 +77,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::model::ModelCommand,
     },
+    /// List or reset the running daemon's rate limits, greylist and
+    /// remembered replies (through its controller).
+    Policy(cli::policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Model { command } => cli::model::run(&context, command),
             Command::Rules { command } => cli::rules::run(&context, command),
             Command::Fuzzy { command } => cli::fuzzy::run(&context, command),
+            Command::Policy(policy) => cli::policy::run(&context, policy),
             Command::Serve(serve) => {
                 server::run(context.config, args.config.clone(), context.data_dir, serve)
             }

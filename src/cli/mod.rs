@@ -3,6 +3,7 @@
 pub mod fuzzy;
 pub mod learn;
 pub mod model;
+pub mod policy;
 pub mod rescore;
 pub mod rules;
 pub mod scan;

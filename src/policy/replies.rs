@@ -23,12 +23,20 @@ pub struct RepliesConfig {
     pub max_recipients: usize,
 }
 
-/// The Message-IDs a header names: `<…>` tokens, brackets off.
-fn ids(text: &str) -> impl Iterator<Item = &str> {
-    text.split('<')
-        .skip(1)
-        .filter_map(|part| part.split_once('>').map(|(id, _)| id.trim()))
-        .filter(|id| !id.is_empty())
+/// The Message-IDs a header names: `<…>` tokens, brackets off (or, as
+/// the parser may hand them back bare, the words of the value).
+fn ids(text: &str) -> Vec<&str> {
+    if text.contains('<') {
+        text.split('<')
+            .skip(1)
+            .filter_map(|part| part.split_once('>').map(|(id, _)| id.trim()))
+            .filter(|id| !id.is_empty())
+            .collect()
+    } else {
+        text.split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|id| id.contains('@'))
+            .collect()
+    }
 }
 
 fn bare_id(id: &str) -> &str {
@@ -124,9 +132,9 @@ mod tests {
 
     #[test]
     fn ids_are_read_from_references_lists() {
-        let found: Vec<&str> = ids("<a@x> <b@y>\r\n <c@z>").collect();
-        assert_eq!(found, ["a@x", "b@y", "c@z"]);
-        assert_eq!(ids("no brackets").count(), 0);
+        assert_eq!(ids("<a@x> <b@y>\r\n <c@z>"), ["a@x", "b@y", "c@z"]);
+        assert_eq!(ids("a@x b@y"), ["a@x", "b@y"]);
+        assert!(ids("no ids here").is_empty());
         assert_eq!(bare_id(" <m@h> "), "m@h");
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! Metadata keys read: `from`, `rcpt` (array or string), `ip`, `helo`,
 //! `hostname`, `queue_id`, `user` — the envelope `/checkv2` takes from
-//! headers. `settings_id`, `settings` and the rest are accepted and not yet
-//! acted on (per-request settings are issue #20's).
+//! headers — and `settings_id` and `settings` (an object, rspamd's settings
+//! shape), as its `Settings-ID` and `Settings` headers; the rest are
+//! accepted and not acted on.
 
 use std::net::IpAddr;
 
 use chaff::engine::Scan;
 use chaff::message::Envelope;
+use chaff::policy::{ScanRequest, Settings};
 use chaff::report::CheckV2Reply;
 use hyper::StatusCode;
 
@@ -27,6 +29,8 @@ use super::reply::{ApiError, Reply, bytes_reply};
 #[derive(Debug)]
 pub struct V3Request {
     pub envelope: Envelope,
+    /// `settings_id` and `settings`, as `/checkv2`'s headers carry them.
+    pub request: ScanRequest,
     /// The metadata came as msgpack: the `result` part answers in kind.
     pub msgpack: bool,
     pub message: Vec<u8>,
@@ -103,8 +107,23 @@ pub fn parse_request(
     } else {
         message_part.data.to_vec()
     };
+    let settings = match metadata.get("settings") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => {
+            Some(Settings::from_rspamd_json(&value.to_string()).map_err(|e| bad(e.to_string()))?)
+        }
+    };
+    let request = ScanRequest {
+        settings_id: metadata
+            .get("settings_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        settings,
+        spamd_user: None,
+    };
     Ok(V3Request {
         envelope: envelope(metadata),
+        request,
         msgpack,
         message,
     })

@@ -398,6 +398,75 @@ pub fn history(state: &State) -> Reply {
     json_reply(StatusCode::OK, &json!({"version": 2, "rows": rows}))
 }
 
+/// Entries `GET /policy` lists at most.
+const POLICY_LIST_LIMIT: usize = 10_000;
+
+/// `GET /policy?prefix=…`: the policy state's live entries whose key starts
+/// with the prefix (`rl:BUCKET:KEY` rate-limit buckets, `burst:USER`,
+/// `grey:NET|FROM|RCPT` triplets, `greynet:NET`, `reply:ID`, `known:ADDR`).
+pub fn policy_list(state: &State, prefix: &str) -> Reply {
+    let Ok(engine) = state.engine.read() else {
+        return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned");
+    };
+    let Some(policy) = engine.policy_state() else {
+        return error_reply(StatusCode::NOT_FOUND, "no policy state");
+    };
+    let now_ms = chaff::policy::unix_now_ms();
+    let entries = policy.list(prefix, now_ms / 1000);
+    let (live, journal_bytes) = policy.stats(now_ms / 1000);
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .take(POLICY_LIST_LIMIT)
+        .map(|(key, entry)| policy_row(key, entry, now_ms))
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({"entries": rows, "matched": entries.len(), "live": live, "journal_bytes": journal_bytes}),
+    )
+}
+
+fn policy_row(key: &str, entry: &chaff::policy::state::Entry, now_ms: u64) -> serde_json::Value {
+    use chaff::policy::state::Value;
+    let mut row = match entry.value {
+        Value::Bucket { level, at_ms } => json!({"kind": "bucket", "level": level,
+            "updated_secs_ago": now_ms.saturating_sub(at_ms) / 1000}),
+        Value::Grey { first_seen, passed } => {
+            json!({"kind": "greylist", "first_seen": first_seen, "passed": passed})
+        }
+        Value::Seen { count } => json!({"kind": "seen", "count": count}),
+    };
+    row["key"] = json!(key);
+    row["expires"] = json!(entry.expires);
+    row
+}
+
+/// `POST /policyreset?prefix=…`: removes the entries whose key starts with
+/// the prefix (a bucket, a user's buckets, a triplet); the prefix is required.
+pub fn policy_reset(state: &State, prefix: Option<&str>) -> Reply {
+    let Some(prefix) = prefix else {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "policyreset needs a prefix (an empty one removes everything)",
+        );
+    };
+    let Ok(engine) = state.engine.read() else {
+        return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned");
+    };
+    let Some(policy) = engine.policy_state() else {
+        return error_reply(StatusCode::NOT_FOUND, "no policy state");
+    };
+    match policy.reset(prefix, chaff::policy::state::unix_now()) {
+        Ok(removed) => json_reply(
+            StatusCode::OK,
+            &json!({"success": true, "removed": removed}),
+        ),
+        Err(error) => error_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot write the policy journal: {error}"),
+        ),
+    }
+}
+
 pub fn metrics(state: &State) -> Reply {
     let c = &state.counters;
     let scanned = c.scanned.load(Ordering::Relaxed);
@@ -443,6 +512,28 @@ pub fn metrics(state: &State) -> Reply {
         out.push_str(&format!("chaff_dns_resolver_down {}\n", u8::from(down)));
         out.push_str("# HELP chaff_dns_failed_fast_total Messages whose lookups failed at once because the resolver was down.\n# TYPE chaff_dns_failed_fast_total counter\n");
         out.push_str(&format!("chaff_dns_failed_fast_total {failed_fast}\n"));
+    }
+    for (name, help, counter) in [
+        (
+            "chaff_ratelimited_total",
+            "Messages a rate limit held.",
+            &c.ratelimited,
+        ),
+        (
+            "chaff_greylisted_total",
+            "Messages greylisting deferred.",
+            &c.greylisted,
+        ),
+        (
+            "chaff_spam_burst_total",
+            "Spam-scored messages from authenticated users past their spam-burst bucket.",
+            &c.spam_bursts,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            counter.load(Ordering::Relaxed)
+        ));
     }
     out.push_str("# EOF\n");
     bytes_reply(

@@ -23,6 +23,7 @@ use std::time::Duration;
 use chaff::config::MilterOnError as OnError;
 use chaff::engine::Scan;
 use chaff::message::Envelope;
+use chaff::policy::ScanRequest;
 use chaff::report::CheckV2Reply;
 use chaff::verdict::Action;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -258,7 +259,7 @@ async fn verdict_replies(
     let envelope = session.envelope_for(&message);
     let queue_id = envelope.queue_id.clone().unwrap_or_default();
     let on_error = state.config().server.milter_on_error;
-    match run_scan(state, message.raw, envelope, peer).await {
+    match run_scan(state, message.raw, envelope, ScanRequest::default(), peer).await {
         ScanOutcome::Done(scan, _) => apply(&scan, &message.header_names, &queue_id, host_name()),
         ScanOutcome::TimedOut(_) | ScanOutcome::Failed(_) => match on_error {
             OnError::Tempfail => vec![Reply::Smtp(
@@ -284,10 +285,18 @@ fn apply(scan: &Scan, header_names: &[String], queue_id: &str, server: &str) -> 
                 .unwrap_or_else(|| "Spam message rejected".to_owned());
             return vec![Reply::Smtp(format!("554 5.7.1 {message}"))];
         }
-        Action::SoftReject | Action::Greylist => {
-            return vec![Reply::Smtp("451 4.7.1 Try again later".to_owned())];
+        Action::SoftReject => {
+            // A rate limit or greylisting says why; a timeout says nothing.
+            let message = reply
+                .messages
+                .get("smtp_message")
+                .cloned()
+                .unwrap_or_else(|| "Try again later".to_owned());
+            return vec![Reply::Smtp(format!("451 4.7.1 {message}"))];
         }
-        Action::NoAction | Action::AddHeader | Action::RewriteSubject => {}
+        // As rspamd's proxy: `greylist` alone is accepted; greylisting,
+        // when on, defers with a soft reject.
+        Action::NoAction | Action::Greylist | Action::AddHeader | Action::RewriteSubject => {}
     }
     let mut replies = Vec::new();
     // The reply's milter block: old copies of its headers go (every one

@@ -119,8 +119,11 @@ pub fn run(
     }
     let spamd_addr = optional_addr(args.spamd_bind, "spamd_bind", &config.server.spamd_bind)?;
     let milter_addr = optional_addr(args.milter_bind, "milter_bind", &config.server.milter_bind)?;
-    let engine = Engine::open_for_learning(config.clone(), &data_dir)
+    let mut engine = Engine::open_for_learning(config.clone(), &data_dir)
         .with_context(|| format!("cannot open {} for serving", data_dir.display()))?;
+    engine
+        .attach_policy(&data_dir)
+        .with_context(|| format!("cannot open the policy state in {}", data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("chaff-io")

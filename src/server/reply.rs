@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use chaff::engine::Scan;
 use chaff::message::Envelope;
+use chaff::policy::{ScanRequest, Settings};
 use chaff::report::CheckV2Reply;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
@@ -21,6 +22,8 @@ pub struct RequestOptions {
     /// `Flags` (comma list) as sent.
     pub flags: Vec<String>,
     pub settings_id: Option<String>,
+    /// rspamd's `Settings` header: inline JSON settings, as sent.
+    pub settings: Option<String>,
     pub log_tag: Option<String>,
     pub deliver_to: Option<String>,
     /// `Raw: yes`: the body is not MIME.
@@ -53,6 +56,7 @@ pub fn envelope_from_headers<'a>(
                     .filter(|f| !f.is_empty()),
             ),
             "settings-id" => options.settings_id = Some(value.to_owned()),
+            "settings" => options.settings = Some(value.to_owned()),
             "log-tag" => options.log_tag = Some(value.to_owned()),
             "deliver-to" => options.deliver_to = Some(value.to_owned()),
             "raw" => options.raw = value.eq_ignore_ascii_case("yes") || value == "1",
@@ -60,6 +64,26 @@ pub fn envelope_from_headers<'a>(
         }
     }
     (envelope, options)
+}
+
+impl RequestOptions {
+    /// What the scan needs of these options: the profile `Settings-ID`
+    /// names and the parsed `Settings` (JSON that does not parse is a 400
+    /// naming the problem, not a scan under other settings than asked).
+    pub fn scan_request(&self) -> Result<ScanRequest, ApiError> {
+        let settings = match &self.settings {
+            Some(text) => Some(
+                Settings::from_rspamd_json(text)
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(ScanRequest {
+            settings_id: self.settings_id.clone(),
+            settings,
+            spamd_user: None,
+        })
+    }
 }
 
 /// `/checkv2` reply body.

@@ -14,9 +14,10 @@ use serde_json::json;
 
 use super::Role;
 use super::auth::Privilege;
+use super::body::{header, request_pairs};
 use super::controller::{
     actions, counters, fuzzy_delhash_request, fuzzy_request, guarded, history, learn_request,
-    metrics, stat, symbols_list,
+    metrics, policy_list, policy_reset, stat, symbols_list,
 };
 use super::reply::{Reply, error_reply, json_reply, text};
 use super::scan::{ReplyShape, scan_request, scan_v3};
@@ -80,6 +81,20 @@ pub async fn handle(
         (Role::Controller, "history") => {
             guarded(&request, peer, &state, Privilege::ReadOnly, || {
                 history(&state)
+            })
+        }
+        (Role::Controller, "policy") => {
+            let pairs = request_pairs(&request);
+            let prefix = header(&pairs, "prefix").unwrap_or("").to_owned();
+            guarded(&request, peer, &state, Privilege::ReadOnly, || {
+                policy_list(&state, &prefix)
+            })
+        }
+        (Role::Controller, "policyreset") if is_post => {
+            let pairs = request_pairs(&request);
+            let prefix = header(&pairs, "prefix").map(str::to_owned);
+            guarded(&request, peer, &state, Privilege::Write, || {
+                policy_reset(&state, prefix.as_deref())
             })
         }
         (Role::Controller, "historyreset") => {

@@ -73,7 +73,15 @@ pub async fn serve_rspamc<S: Io>(
         write_and_close(&mut stream, b"RSPAMD/1.3 413 Message too large\r\n\r\n").await;
         return;
     }
-    let (envelope, _options) = envelope_from_headers(pairs.iter().copied());
+    let (envelope, options) = envelope_from_headers(pairs.iter().copied());
+    let Ok(scan_request) = options.scan_request() else {
+        write_and_close(
+            &mut stream,
+            b"RSPAMD/1.3 400 Settings header is not valid settings JSON\r\n\r\n",
+        )
+        .await;
+        return;
+    };
     let mut body = buffer.split_off(header_end);
     let body_deadline = Duration::from_millis(config.server.body_timeout_ms);
     let read = tokio::time::timeout(body_deadline, async {
@@ -96,7 +104,7 @@ pub async fn serve_rspamc<S: Io>(
         return;
     }
     body.truncate(content_length);
-    let reply = match run_scan(&state, body, envelope, peer).await {
+    let reply = match run_scan(&state, body, envelope, scan_request, peer).await {
         ScanOutcome::Done(scan, seconds) => {
             let _ = seconds;
             rspamc_text(&scan, spamc_style)

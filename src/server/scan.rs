@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chaff::engine::Scan;
 use chaff::message::Envelope;
+use chaff::policy::ScanRequest;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
@@ -39,14 +40,18 @@ pub async fn scan_request(
     shape: ReplyShape,
 ) -> Reply {
     let pairs = request_pairs(&request);
-    let (envelope, _options) =
+    let (envelope, options) =
         envelope_from_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let scan_request = match options.scan_request() {
+        Ok(scan_request) => scan_request,
+        Err(error) => return error.into_reply(),
+    };
     let compressed_request = is_zstd(&pairs);
     let (permit, body) = match permit_then_body(request, state).await {
         Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
-    let outcome = run_scan_with_permit(state, body, envelope, peer, permit).await;
+    let outcome = run_scan_with_permit(state, body, envelope, scan_request, peer, permit).await;
     let (scan, seconds) = match finished(outcome, state) {
         Ok(done) => done,
         Err(error) => return error.into_reply(),
@@ -89,7 +94,15 @@ pub async fn scan_v3(request: Request<Incoming>, peer: SocketAddr, state: &Arc<S
         Err(error) => return error.into_reply(),
     };
     drop(body);
-    let outcome = run_scan_with_permit(state, parsed.message, parsed.envelope, peer, permit).await;
+    let outcome = run_scan_with_permit(
+        state,
+        parsed.message,
+        parsed.envelope,
+        parsed.request,
+        peer,
+        permit,
+    )
+    .await;
     let (scan, seconds) = match finished(outcome, state) {
         Ok(done) => done,
         Err(error) => return error.into_reply(),
@@ -117,19 +130,21 @@ pub async fn run_scan(
     state: &Arc<State>,
     body: Vec<u8>,
     envelope: Envelope,
+    request: ScanRequest,
     peer: SocketAddr,
 ) -> ScanOutcome {
     let permit = match state.scan_permits.clone().acquire_owned().await {
         Ok(permit) => permit,
         Err(_) => return ScanOutcome::Failed("shutting down".into()),
     };
-    run_scan_with_permit(state, body, envelope, peer, permit).await
+    run_scan_with_permit(state, body, envelope, request, peer, permit).await
 }
 
 async fn run_scan_with_permit(
     state: &Arc<State>,
     body: Vec<u8>,
     envelope: Envelope,
+    request: ScanRequest,
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ScanOutcome {
@@ -145,7 +160,7 @@ async fn run_scan_with_permit(
             .engine
             .read()
             .map_err(|_| "engine lock poisoned".to_owned())?;
-        let scan = engine.scan(&body, &envelope);
+        let scan = engine.scan_request(&body, &envelope, &request);
         drop(engine);
         let seconds = started.elapsed().as_secs_f64();
         // The history shows the envelope as the checks saw it.
@@ -170,8 +185,9 @@ async fn run_scan_with_permit(
                 .collect(),
             size: body.len(),
             time_real: seconds,
+            profile: scan.profile.clone(),
         };
-        task_state.record_scan(entry, &scan.verdict, seconds);
+        task_state.record_scan(entry, &scan, seconds);
         Ok::<_, String>((scan, seconds))
     });
     let deadline = Duration::from_millis(config.server.scan_timeout_ms);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaff::class::Class;
+use chaff::policy::ScanRequest;
 use tokio::io::AsyncReadExt;
 
 use super::Io;
@@ -43,6 +44,9 @@ struct Request {
     message_class: Option<Class>,
     set_local: bool,
     remove_local: bool,
+    /// `User`: the local user spamc scans for, which selects a profile
+    /// (`match.spamd_user`).
+    user: Option<String>,
 }
 
 /// Serves one spamd connection.
@@ -137,7 +141,11 @@ pub async fn serve<S: Io>(mut stream: S, peer: SocketAddr, state: Arc<State>) {
     let reply = if method == Method::Tell {
         tell(&state, &request, body).await
     } else {
-        scan(&state, method, request.version, body, peer).await
+        let settings = ScanRequest {
+            spamd_user: request.user.clone(),
+            ..ScanRequest::default()
+        };
+        scan(&state, method, request.version, body, settings, peer).await
     };
     write_and_close(&mut stream, &reply).await;
 }
@@ -147,11 +155,20 @@ async fn scan(
     method: Method,
     version: f64,
     body: Vec<u8>,
+    settings: ScanRequest,
     peer: SocketAddr,
 ) -> Vec<u8> {
     // The message is needed again for PROCESS and HEADERS.
     let message = matches!(method, Method::Process | Method::Headers).then(|| body.clone());
-    let scan = match run_scan(state, body, chaff::message::Envelope::default(), peer).await {
+    let scan = match run_scan(
+        state,
+        body,
+        chaff::message::Envelope::default(),
+        settings,
+        peer,
+    )
+    .await
+    {
         ScanOutcome::Done(scan, _) => scan,
         ScanOutcome::TimedOut(_) => {
             return error(EX_TIMEOUT, "Timeout: (the scan ran past scan_timeout_ms)");
@@ -305,8 +322,8 @@ fn parse_head(head: &[u8]) -> Result<Request, Vec<u8>> {
             "User" if value.bytes().any(|b| b < 0x20) => {
                 return Err(bad("(User header contains control chars)"));
             }
-            // User selects per-user settings once they exist; others are
-            // ignored, as spamd ignores them.
+            "User" => request.user = Some(value.to_owned()),
+            // Others are ignored, as spamd ignores them.
             _ => {}
         }
     }

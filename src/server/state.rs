@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use chaff::Engine;
 use chaff::config::Config;
-use chaff::verdict::{Action, Verdict};
+use chaff::verdict::Action;
+use chaff::{Engine, Scan};
 use tokio::sync::{Semaphore, watch};
 
 /// Actions in the order `/stat` reports them.
@@ -37,6 +37,9 @@ pub struct HistoryEntry {
     pub symbols: BTreeMap<String, f64>,
     pub size: usize,
     pub time_real: f64,
+    /// The settings profile the scan ran under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Per-symbol figures for `/counters`.
@@ -57,6 +60,11 @@ pub struct Counters {
     pub control_connections: AtomicU64,
     pub actions: [AtomicU64; 6],
     pub scan_micros: AtomicU64,
+    /// Messages a rate limit held, greylisting deferred, and spam-scored
+    /// messages from an authenticated user past the spam-burst bucket.
+    pub ratelimited: AtomicU64,
+    pub greylisted: AtomicU64,
+    pub spam_bursts: AtomicU64,
 }
 
 pub struct State {
@@ -209,8 +217,18 @@ impl State {
     }
 
     /// Records a finished scan in counters and history.
-    pub fn record_scan(&self, entry: HistoryEntry, verdict: &Verdict, seconds: f64) {
+    pub fn record_scan(&self, entry: HistoryEntry, scan: &Scan, seconds: f64) {
+        let verdict = &scan.verdict;
         let c = &self.counters;
+        for (counted, counter) in [
+            (scan.policy.ratelimited, &c.ratelimited),
+            (scan.policy.greylisted, &c.greylisted),
+            (scan.policy.spam_burst, &c.spam_bursts),
+        ] {
+            if counted {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         c.scanned.fetch_add(1, Ordering::Relaxed);
         c.scan_micros
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
