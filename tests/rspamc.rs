@@ -7,39 +7,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-use common::{Daemon, HAM_WORDS, SPAM_WORDS, Scratch, corpus, describe, get};
-
-fn rspamc_path() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
-    candidates
-        .iter()
-        .map(|dir| dir.join("rspamc"))
-        .chain([PathBuf::from("/usr/bin/rspamc")])
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "rspamc is not installed: these tests drive the real rspamd client. \
-                 Install the Debian package `rspamd` (apt-get install rspamd; .ci/run does)."
-            )
-        })
-}
-
-/// Runs `rspamc -h ADDR ARGS…` and returns its output (any exit status).
-fn rspamc(addr: SocketAddr, args: &[&str]) -> Output {
-    Command::new(rspamc_path())
-        .arg("-h")
-        .arg(addr.to_string())
-        .arg("-t")
-        .arg("60")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use common::{Daemon, HAM_WORDS, SPAM_WORDS, Scratch, corpus, describe, get, rspamc};
 
 /// Runs rspamc, expects exit status 0, returns stdout.
 fn rspamc_ok(addr: SocketAddr, args: &[&str]) -> String {

@@ -705,3 +705,36 @@ pub fn sscanf(input: &[u8], format: &[u8]) -> (usize, Vec<String>, Vec<f64>, Opt
     }
     (count, strings, floats, offset)
 }
+
+/// The real rspamc client (Debian's `rspamd` package); tests that need it
+/// fail, never skip, without it (the test command installs it).
+pub fn rspamc_path() -> PathBuf {
+    let candidates = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    candidates
+        .iter()
+        .map(|dir| dir.join("rspamc"))
+        .chain([PathBuf::from("/usr/bin/rspamc")])
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "rspamc is not installed: these tests drive the real rspamd client. \
+                 Install the Debian package `rspamd` (apt-get install rspamd; .ci/run does)."
+            )
+        })
+}
+
+/// Runs `rspamc -h ADDR ARGS…` and returns its output (any exit status).
+pub fn rspamc(addr: SocketAddr, args: &[&str]) -> Output {
+    Command::new(rspamc_path())
+        .arg("-h")
+        .arg(addr.to_string())
+        .arg("-t")
+        .arg("60")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
