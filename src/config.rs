@@ -219,6 +219,15 @@ impl Config {
         self.scoring().weight(symbol)
     }
 
+    /// The policy modules' sections, as `policy` reads them.
+    pub fn policy_modules(&self) -> crate::policy::Modules<'_> {
+        crate::policy::Modules {
+            ratelimit: &self.ratelimit,
+            greylist: &self.greylist,
+            replies: &self.replies,
+        }
+    }
+
     /// The configured group of a symbol (`[symbols.NAME] group`).
     pub fn group(&self, symbol: &str) -> Option<&str> {
         self.symbols.get(symbol).and_then(|s| s.group.as_deref())

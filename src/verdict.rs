@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::policy::Settings;
 use crate::symbol::Symbol;
 
 /// What the MTA should do with the message, mildest first.
@@ -110,6 +109,19 @@ impl SymbolConfig {
     }
 }
 
+/// What a profile lays over the configuration for one scan (implemented
+/// by `policy::Settings`; the verdict knows only this much of it).
+pub trait Overrides: std::fmt::Debug {
+    /// A symbol's weight, if the profile sets it.
+    fn score(&self, symbol: &str) -> Option<f64>;
+    /// `Some(None)`: the profile turns `action` off; `None`: it leaves it.
+    fn threshold(&self, action: Action) -> Option<Option<f64>>;
+    /// An action the profile forces when `symbol` fires.
+    fn forced(&self, symbol: &str) -> Option<Action>;
+    /// The rewrite-subject template, if the profile sets one.
+    fn subject(&self) -> Option<&str>;
+}
+
 /// What the verdict reads of the configuration: the symbols' weights and
 /// the actions' thresholds, and the settings a profile lays over them
 /// (read first, so nothing is copied per scan).
@@ -117,12 +129,12 @@ impl SymbolConfig {
 pub struct Scoring<'a> {
     pub actions: &'a ActionsConfig,
     pub symbols: &'a BTreeMap<String, SymbolConfig>,
-    pub settings: Option<&'a Settings>,
+    pub settings: Option<&'a dyn Overrides>,
 }
 
 impl<'a> Scoring<'a> {
     /// The same scoring under a profile's settings.
-    pub fn with_settings(self, settings: &'a Settings) -> Scoring<'a> {
+    pub fn with_settings(self, settings: &'a dyn Overrides) -> Scoring<'a> {
         Scoring {
             settings: Some(settings),
             ..self
@@ -133,13 +145,13 @@ impl<'a> Scoring<'a> {
     /// unknown symbols weigh nothing.
     pub fn weight(&self, symbol: &str) -> f64 {
         self.settings
-            .and_then(|s| s.scores.get(symbol).copied())
+            .and_then(|s| s.score(symbol))
             .unwrap_or_else(|| self.symbols.get(symbol).map_or(0.0, |s| s.weight))
     }
 
     /// Whether the settings set this symbol's weight (then it is not refitted).
     fn sets_weight(&self, symbol: &str) -> bool {
-        self.settings.is_some_and(|s| s.scores.contains_key(symbol))
+        self.settings.is_some_and(|s| s.score(symbol).is_some())
     }
 
     /// The threshold of `action`: the settings' (which may turn it off),
@@ -153,13 +165,13 @@ impl<'a> Scoring<'a> {
 
     fn forced(&self, symbol: &str) -> Option<Action> {
         self.settings
-            .and_then(|s| s.force_actions.get(symbol).copied())
+            .and_then(|s| s.forced(symbol))
             .or_else(|| self.symbols.get(symbol).and_then(|c| c.force_action))
     }
 
     fn subject_template(&self) -> &str {
         self.settings
-            .and_then(|s| s.subject.as_deref())
+            .and_then(|s| s.subject())
             .unwrap_or(&self.actions.subject_template)
     }
 }

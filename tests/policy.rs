@@ -32,7 +32,11 @@ fn scan(daemon: &Daemon, args: &[&str], file: &str) -> (String, String) {
     let mut all: Vec<&str> = args.to_vec();
     all.push(file);
     let output = rspamc(daemon.worker, &all);
-    assert!(output.status.success(), "rspamc failed\n{}", describe(&output));
+    assert!(
+        output.status.success(),
+        "rspamc failed\n{}",
+        describe(&output)
+    );
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let action = text
         .lines()
@@ -44,8 +48,9 @@ fn scan(daemon: &Daemon, args: &[&str], file: &str) -> (String, String) {
 }
 
 fn has_symbol(text: &str, name: &str) -> bool {
-    text.lines()
-        .any(|l| l.starts_with(&format!("Symbol: {name} ")) || l.starts_with(&format!("Symbol: {name}(")))
+    text.lines().any(|l| {
+        l.starts_with(&format!("Symbol: {name} ")) || l.starts_with(&format!("Symbol: {name}("))
+    })
 }
 
 fn policy(scratch: &Scratch, controller: SocketAddr, args: &[&str]) -> Output {
@@ -61,7 +66,11 @@ fn policy(scratch: &Scratch, controller: SocketAddr, args: &[&str]) -> Output {
 
 fn policy_ok(scratch: &Scratch, controller: SocketAddr, args: &[&str]) -> String {
     let output = policy(scratch, controller, args);
-    assert!(output.status.success(), "chaff policy {args:?}\n{}", describe(&output));
+    assert!(
+        output.status.success(),
+        "chaff policy {args:?}\n{}",
+        describe(&output)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -79,7 +88,10 @@ fn settings_id_and_an_inline_settings_header_change_the_verdict() {
     // By name.
     let (strict, text) = scan(&daemon, &["--header", "Settings-ID: strict"], &file);
     assert_eq!(strict, "add header", "{text}");
-    assert!(text.contains("CHAFF_PROFILE") && text.contains("[strict]"), "{text}");
+    assert!(
+        text.contains("CHAFF_PROFILE") && text.contains("[strict]"),
+        "{text}"
+    );
     // By selector.
     let (by_rcpt, text) = scan(&daemon, &["-r", "postmaster@example.org"], &file);
     assert_eq!(by_rcpt, "add header", "{text}");
@@ -103,7 +115,11 @@ fn settings_id_and_an_inline_settings_header_change_the_verdict() {
         std::fs::read(&file).unwrap().as_slice(),
     );
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"].as_str().unwrap().contains("Settings"), "{}", reply.text());
+    assert!(
+        reply.json()["error"].as_str().unwrap().contains("Settings"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[test]
@@ -120,7 +136,10 @@ fn a_rate_limit_holds_past_its_burst_survives_kill_9_and_policy_reset_frees_it()
     }
     let (held, text) = scan(&daemon, &args, &file);
     assert_eq!(held, "soft reject", "{text}");
-    assert!(text.contains("RATELIMITED") && text.contains("per_user:bob@example.com"), "{text}");
+    assert!(
+        text.contains("RATELIMITED") && text.contains("per_user:bob@example.com"),
+        "{text}"
+    );
     assert!(text.contains("Rate limit exceeded"), "{text}");
     // Another user has an allowance of their own.
     let (other, text) = scan(&daemon, &["--user", "dave@example.com"], &file);
@@ -133,9 +152,16 @@ fn a_rate_limit_holds_past_its_burst_survives_kill_9_and_policy_reset_frees_it()
     let (still, text) = scan(&daemon, &args, &file);
     assert_eq!(still, "soft reject", "after restart\n{text}");
     let listed = policy_ok(&scratch, daemon.controller, &["list", "rl:per_user:bob"]);
-    assert!(listed.contains("rl:per_user:bob@example.com\tlevel 3.0"), "{listed}");
+    assert!(
+        listed.contains("rl:per_user:bob@example.com\tlevel 3.0"),
+        "{listed}"
+    );
 
-    let reset = policy_ok(&scratch, daemon.controller, &["reset", "rl:per_user:bob@example.com"]);
+    let reset = policy_ok(
+        &scratch,
+        daemon.controller,
+        &["reset", "rl:per_user:bob@example.com"],
+    );
     assert!(reset.contains("removed 1 entries"), "{reset}");
     let (freed, text) = scan(&daemon, &args, &file);
     assert_eq!(freed, "no action", "{text}");
@@ -151,11 +177,27 @@ fn policy_endpoints_need_the_controllers_passwords() {
     let daemon = scratch.serve();
     let refused = policy(&scratch, daemon.controller, &["list"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", describe(&refused));
-    policy_ok(&scratch, daemon.controller, &["--password", "reader", "list"]);
-    let not_enough = policy(&scratch, daemon.controller, &["--password", "reader", "reset", "--all"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        describe(&refused)
+    );
+    policy_ok(
+        &scratch,
+        daemon.controller,
+        &["--password", "reader", "list"],
+    );
+    let not_enough = policy(
+        &scratch,
+        daemon.controller,
+        &["--password", "reader", "reset", "--all"],
+    );
     assert!(!not_enough.status.success(), "{}", describe(&not_enough));
-    let reset = policy_ok(&scratch, daemon.controller, &["--password", "writer", "reset", "--all"]);
+    let reset = policy_ok(
+        &scratch,
+        daemon.controller,
+        &["--password", "writer", "reset", "--all"],
+    );
     assert!(reset.contains("removed 0 entries"), "{reset}");
 }
 
@@ -168,15 +210,29 @@ fn greylisting_defers_a_new_triplet_passes_its_retry_and_remembers_it_across_kil
     );
     let mut daemon = scratch.serve();
     let file = message(&scratch, "m3", "news@sender.example", "Offer", "");
-    let args = ["-i", "203.0.113.9", "-F", "news@sender.example", "-r", "user@example.org"];
+    let args = [
+        "-i",
+        "203.0.113.9",
+        "-F",
+        "news@sender.example",
+        "-r",
+        "user@example.org",
+    ];
     let (first, text) = scan(&daemon, &args, &file);
     assert_eq!(first, "soft reject", "{text}");
-    assert!(text.contains("Try again later") && text.contains("new record"), "{text}");
+    assert!(
+        text.contains("Try again later") && text.contains("new record"),
+        "{text}"
+    );
     let (early, text) = scan(&daemon, &args, &file);
     assert_eq!(early, "soft reject", "{text}");
     assert!(text.contains("too early"), "{text}");
     // An authenticated client is never greylisted (the outbound profile).
-    let (authed, text) = scan(&daemon, &["--user", "u@example.org", "-i", "203.0.113.9"], &file);
+    let (authed, text) = scan(
+        &daemon,
+        &["--user", "u@example.org", "-i", "203.0.113.9"],
+        &file,
+    );
     assert_ne!(authed, "soft reject", "{text}");
 
     daemon.signal("KILL");
@@ -184,10 +240,19 @@ fn greylisting_defers_a_new_triplet_passes_its_retry_and_remembers_it_across_kil
     let daemon = scratch.serve();
     std::thread::sleep(Duration::from_millis(2100));
     let (retry, text) = scan(&daemon, &args, &file);
-    assert_eq!(retry, "no action", "the retry after the delay passes\n{text}");
-    assert!(text.contains("GREYLIST") && text.contains("[pass]"), "{text}");
+    assert_eq!(
+        retry, "no action",
+        "the retry after the delay passes\n{text}"
+    );
+    assert!(
+        text.contains("GREYLIST") && text.contains("[pass]"),
+        "{text}"
+    );
     let listed = policy_ok(&scratch, daemon.controller, &["list", "grey:"]);
-    assert!(listed.contains("grey:203.0.113.0/24|news@sender.example|user@example.org"), "{listed}");
+    assert!(
+        listed.contains("grey:203.0.113.0/24|news@sender.example|user@example.org"),
+        "{listed}"
+    );
     assert!(listed.contains("passed"), "{listed}");
 }
 
@@ -196,7 +261,16 @@ fn a_reply_to_mail_a_user_sent_is_trusted_and_its_sender_known() {
     let scratch = Scratch::new();
     let daemon = scratch.serve();
     let sent = message(&scratch, "out1", "alice@example.com", "Quote", "");
-    let (action, text) = scan(&daemon, &["--user", "alice@example.com", "-r", "client@partner.example"], &sent);
+    let (action, text) = scan(
+        &daemon,
+        &[
+            "--user",
+            "alice@example.com",
+            "-r",
+            "client@partner.example",
+        ],
+        &sent,
+    );
     assert_eq!(action, "no action", "{text}");
     assert!(text.contains("[outbound]"), "{text}");
     let reply = message(
@@ -211,9 +285,22 @@ fn a_reply_to_mail_a_user_sent_is_trusted_and_its_sender_known() {
     assert!(has_symbol(&text, "TRUSTED_REPLY"), "{text}");
     assert!(has_symbol(&text, "KNOWN_SENDER"), "{text}");
     // A stranger's reply to an unknown Message-ID gets neither.
-    let stranger = message(&scratch, "in2", "x@else.example", "Re: ?", "In-Reply-To: <nope@example.com>\r\n");
-    let (_, text) = scan(&daemon, &["-i", "198.51.100.21", "-F", "x@else.example"], &stranger);
-    assert!(!text.contains("TRUSTED_REPLY") && !text.contains("KNOWN_SENDER"), "{text}");
+    let stranger = message(
+        &scratch,
+        "in2",
+        "x@else.example",
+        "Re: ?",
+        "In-Reply-To: <nope@example.com>\r\n",
+    );
+    let (_, text) = scan(
+        &daemon,
+        &["-i", "198.51.100.21", "-F", "x@else.example"],
+        &stranger,
+    );
+    assert!(
+        !text.contains("TRUSTED_REPLY") && !text.contains("KNOWN_SENDER"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -245,7 +332,10 @@ fn a_compromised_account_is_held_and_flagged_while_its_ordinary_mail_passes() {
         many.push(format!("victim{i}@example.net"));
     }
     let with = |extra: &[String]| -> Vec<String> {
-        user.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect()
+        user.iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().cloned())
+            .collect()
     };
     let spam_args = with(&many);
     let spam_args: Vec<&str> = spam_args.iter().map(String::as_str).collect();
@@ -279,11 +369,10 @@ fn a_compromised_account_is_held_and_flagged_while_its_ordinary_mail_passes() {
     assert!(!has_symbol(&text, "USER_SPAM_BURST"), "{text}");
     // The admin sees it in history and metrics.
     let history = get(daemon.controller, "/history", &[]).json();
-    let flagged = history["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|row| row["symbols"].get("USER_SPAM_BURST").is_some() && row["profile"] == "outbound");
+    let flagged =
+        history["rows"].as_array().unwrap().iter().any(|row| {
+            row["symbols"].get("USER_SPAM_BURST").is_some() && row["profile"] == "outbound"
+        });
     assert!(flagged, "{history}");
     let metrics = get(daemon.controller, "/metrics", &[]).text();
     assert!(metrics.contains("chaff_spam_burst_total 1\n"), "{metrics}");

@@ -343,7 +343,7 @@ fn dependencies_point_down_the_pipeline() {
             "fuzzy" | "extract" => 2,
             "classifier" | "bayes" | "store" | "lists" | "auth" | "rules" | "verdict"
             | "context" => 3,
-            "checks" | "config" => 4,
+            "checks" | "config" | "policy" => 4,
             "engine" => 5,
             "report" => 6,
             "cli" | "server" => 7,

@@ -35,6 +35,7 @@ use crate::verdict::{self, Verdict};
 mod active;
 mod explain;
 mod learn;
+mod network;
 mod upkeep;
 
 pub use active::Active;
@@ -312,7 +313,7 @@ impl Engine {
             symbols.extend(self.list_checks(&context, &applied));
             if let Some(state) = &self.policy {
                 symbols.extend(policy::before(
-                    &self.config,
+                    &self.config.policy_modules(),
                     state,
                     &context.envelope,
                     &context.message,
@@ -350,14 +351,16 @@ impl Engine {
         }
         let counted = match &self.policy {
             Some(state) => policy::after(
-                &self.config,
+                &self.config.policy_modules(),
                 state,
-                &context.envelope,
-                &applied,
+                &policy::Scanned {
+                    envelope: &context.envelope,
+                    applied: &applied,
+                    message_id: context.message.message_id.as_deref(),
+                    now_ms,
+                },
                 &mut verdict,
                 &scoring,
-                context.message.message_id.as_deref(),
-                now_ms,
             ),
             None => policy::Counted::default(),
         };
@@ -430,75 +433,6 @@ impl Engine {
             symbols.extend(checks::phishing::check(context, phishing));
         }
         crate::lists::merge_symbols(symbols)
-    }
-
-    /// With `[network] enabled`, every DNS check at once within the
-    /// message's DNS budget; nothing when it is off.
-    fn network_checks(&self, context: &ScanContext<'_>) -> Vec<checks::Symbol> {
-        let mut symbols = Vec::new();
-        let network = match &self.lists.network {
-            None => return symbols,
-            Some(Err(why)) => {
-                symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option(why.to_string()));
-                return symbols;
-            }
-            Some(Ok(network)) => network,
-        };
-        let client = crate::lists::received::client_ip(
-            &context.message,
-            &context.envelope,
-            &self.lists.trusted,
-        );
-        // An authenticated submission is the user's own: no RBL, no SPF.
-        let client = client.filter(|_| context.envelope.user.is_none());
-        let found = network.run(|deadline| async move {
-            // URIBLs ask about where shortener links lead too, so they
-            // wait for the redirects; the rest runs beside them.
-            let links = async {
-                let mut found = match (&self.lists.redirector, &self.lists.phishing) {
-                    (Some(redirector), Some(phishing)) => {
-                        checks::redirects::check(
-                            network,
-                            redirector,
-                            &phishing.shorteners,
-                            context,
-                            deadline,
-                        )
-                        .await
-                    }
-                    _ => Vec::new(),
-                };
-                found.extend(
-                    checks::dnsbl::check(network, &self.config.network, client, context, deadline)
-                        .await,
-                );
-                found
-            };
-            let (dnsbl, auth, sender) = tokio::join!(
-                links,
-                checks::auth::check(
-                    network.authenticator(),
-                    context,
-                    client,
-                    &self.config.auth,
-                    deadline
-                ),
-                checks::envelope::check_dns(network, context, &self.config.envelope, deadline),
-            );
-            let mut all = dnsbl;
-            all.extend(auth);
-            all.extend(sender);
-            all
-        });
-        match found {
-            Some(found) => symbols.extend(found),
-            None => symbols.push(checks::Symbol::new("DNS_TIMEOUT").with_option("budget")),
-        }
-        if network.resolver_down().0 {
-            // Its lookups failed at once; this says why.
-            symbols.push(checks::Symbol::new("DNS_UNAVAILABLE").with_option("resolver down"));
-        }
-        symbols
     }
 
     /// Replaces the configuration and reloads the rules (SIGHUP); the store

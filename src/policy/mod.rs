@@ -22,7 +22,6 @@ use serde::Deserialize;
 pub use settings::{Applied, CheckName, ProfileConfig, Profiles, ScanRequest, Settings};
 pub use state::{PolicyState, StateError};
 
-use crate::config::Config;
 use crate::message::{Envelope, Message};
 use crate::symbol::Symbol;
 use crate::verdict::{Action, Scoring, Verdict};
@@ -38,15 +37,23 @@ pub struct PolicyConfig {
     pub sync_interval_ms: u64,
 }
 
+/// The policy modules' sections of the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Modules<'a> {
+    pub ratelimit: &'a ratelimit::RatelimitConfig,
+    pub greylist: &'a greylist::GreylistConfig,
+    pub replies: &'a replies::RepliesConfig,
+}
+
 /// Symbols from the state for a message before it is scored.
 pub fn before(
-    config: &Config,
+    config: &Modules<'_>,
     state: &PolicyState,
     envelope: &Envelope,
     message: &Message,
     now: u64,
 ) -> Vec<Symbol> {
-    replies::check(&config.replies, state, envelope, message, now)
+    replies::check(config.replies, state, envelope, message, now)
 }
 
 /// What [`after`] counted, for the daemon's metrics.
@@ -57,26 +64,37 @@ pub struct Counted {
     pub spam_burst: bool,
 }
 
+/// What [`after`] reads of the scanned message.
+pub struct Scanned<'a> {
+    pub envelope: &'a Envelope,
+    pub applied: &'a Applied,
+    pub message_id: Option<&'a str>,
+    pub now_ms: u64,
+}
+
 /// Rate limits, greylisting and remembering replies, once the verdict is
 /// known; may hold or defer the message. A state that cannot be written
 /// never fails the scan: the message is scored as it is, with
 /// `POLICY_STATE_ERROR` saying why.
 pub fn after(
-    config: &Config,
+    config: &Modules<'_>,
     state: &PolicyState,
-    envelope: &Envelope,
-    applied: &Applied,
+    scanned: &Scanned<'_>,
     verdict: &mut Verdict,
     scoring: &Scoring<'_>,
-    message_id: Option<&str>,
-    now_ms: u64,
 ) -> Counted {
+    let Scanned {
+        envelope,
+        applied,
+        message_id,
+        now_ms,
+    } = *scanned;
     let mut counted = Counted::default();
     let now = now_ms / 1000;
     let mut problems = Vec::new();
     if applied.settings.ratelimit != Some(false) {
         match ratelimit::apply(
-            &config.ratelimit,
+            config.ratelimit,
             state,
             envelope,
             applied.profile.as_deref(),
@@ -106,7 +124,7 @@ pub fn after(
             forced: verdict.forced_by.is_some(),
             symbol_names: &names,
         };
-        match greylist::apply(&config.greylist, state, envelope, &scored, now) {
+        match greylist::apply(config.greylist, state, envelope, &scored, now) {
             Ok(decision) => {
                 if let Some((action, message)) = decision.defer {
                     counted.greylisted = true;
@@ -124,7 +142,7 @@ pub fn after(
     }
     let delivered = !matches!(verdict.action, Action::Reject | Action::SoftReject);
     if delivered
-        && let Err(error) = replies::remember(&config.replies, state, envelope, message_id, now)
+        && let Err(error) = replies::remember(config.replies, state, envelope, message_id, now)
     {
         problems.push(format!("replies: {error}"));
     }

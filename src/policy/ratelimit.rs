@@ -91,7 +91,7 @@ impl RatelimitConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         for (name, bucket) in &self.buckets {
             parse_rate(&bucket.rate)
-                .map_err(|p| InvalidSetting::new(format!("buckets.{name}.rate"), p))?;
+                .ok_or_else(|| rate_error(format!("buckets.{name}.rate"), &bucket.rate))?;
             if bucket.burst.is_nan() || bucket.burst < 1.0 {
                 return Err(InvalidSetting::new(
                     format!("buckets.{name}.burst"),
@@ -99,17 +99,21 @@ impl RatelimitConfig {
                 ));
             }
         }
-        parse_rate(&self.spam_burst.rate).map_err(|p| InvalidSetting::new("spam_burst.rate", p))?;
+        parse_rate(&self.spam_burst.rate)
+            .ok_or_else(|| rate_error("spam_burst.rate".into(), &self.spam_burst.rate))?;
         Ok(())
     }
 }
 
+fn rate_error(key: String, text: &str) -> InvalidSetting {
+    InvalidSetting::new(key, format!("`{text}` is not a rate like \"100 / 1h\""))
+}
+
 /// `"N / PERIOD"` (period `1s`, `10m`, `1h`, `1d`, or plain seconds) as
-/// units per second.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let bad = || format!("`{text}` is not a rate like \"100 / 1h\"");
-    let (count, period) = text.split_once('/').ok_or_else(bad)?;
-    let count: f64 = count.trim().parse().map_err(|_| bad())?;
+/// units per second; `None` for anything else.
+pub fn parse_rate(text: &str) -> Option<f64> {
+    let (count, period) = text.split_once('/')?;
+    let count: f64 = count.trim().parse().ok()?;
     let period = period.trim();
     let (number, unit) = period
         .find(|c: char| c.is_ascii_alphabetic())
@@ -117,19 +121,16 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     let number: f64 = if number.trim().is_empty() {
         1.0
     } else {
-        number.trim().parse().map_err(|_| bad())?
+        number.trim().parse().ok()?
     };
     let seconds = match unit {
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
-        _ => return Err(bad()),
+        _ => return None,
     } * number;
-    if !(count > 0.0 && seconds > 0.0 && count.is_finite()) {
-        return Err(bad());
-    }
-    Ok(count / seconds)
+    (count > 0.0 && seconds > 0.0 && count.is_finite()).then_some(count / seconds)
 }
 
 /// What the rate limits decided for one message.
@@ -318,7 +319,7 @@ mod tests {
         assert_eq!(parse_rate("1 / 1s").unwrap(), 1.0);
         assert_eq!(parse_rate("5 / 10").unwrap(), 0.5);
         for bad in ["", "100", "x / 1h", "1 / 0s", "1 / 1y", "-1 / 1s"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
+            assert!(parse_rate(bad).is_none(), "{bad}");
         }
     }
 

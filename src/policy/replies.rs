@@ -89,7 +89,7 @@ pub fn remember(
     message_id: Option<&str>,
     now: u64,
 ) -> std::io::Result<()> {
-    if !config.enabled || !envelope.user.as_deref().is_some_and(|u| !u.is_empty()) {
+    if !config.enabled || envelope.user.as_deref().is_none_or(|u| u.is_empty()) {
         return Ok(());
     }
     state.update(now, |txn| {

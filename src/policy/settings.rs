@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::message::Envelope;
 use crate::setting::InvalidSetting;
-use crate::verdict::Action;
+use crate::verdict::{Action, Overrides};
 
 /// A threshold a profile sets: a score, or `"off"` for an action the
 /// profile never takes by score (rspamd's `null`).
@@ -300,6 +300,24 @@ impl Settings {
             }
         }
         serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl Overrides for Settings {
+    fn score(&self, symbol: &str) -> Option<f64> {
+        self.scores.get(symbol).copied()
+    }
+
+    fn threshold(&self, action: Action) -> Option<Option<f64>> {
+        Settings::threshold(self, action)
+    }
+
+    fn forced(&self, symbol: &str) -> Option<Action> {
+        self.force_actions.get(symbol).copied()
+    }
+
+    fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 }
 

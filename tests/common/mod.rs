@@ -737,4 +737,3 @@ pub fn rspamc(addr: SocketAddr, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
-
