@@ -11,6 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use chaff::config::Config;
 use chaff::message::{Envelope, parse};
+use chaff::policy::state::{Entry, Value};
 use chaff::policy::{self, PolicyState, Profiles, ScanRequest};
 use chaff::verdict;
 
@@ -62,7 +63,22 @@ fn per_message(c: &mut Criterion) {
     );
     let base = verdict::combine(Vec::new(), config.scoring(), "");
     let mut now_ms = policy::unix_now_ms();
-    // Fill the state: every sender seen, in and out.
+    // 100,000 other entries (senders the site's users wrote to), so the
+    // look-ups run in a map of a real size.
+    state
+        .update(now_ms / 1000, |txn| {
+            for i in 0..100_000 {
+                txn.put(
+                    &format!("known:filler{i}@example.net"),
+                    Entry {
+                        value: Value::Seen { count: 1 },
+                        expires: now_ms / 1000 + 86_400,
+                    },
+                );
+            }
+        })
+        .unwrap();
+    // Every sender seen, in and out.
     for i in 0..SENDERS * 5 {
         let env = envelope(i % SENDERS, i.is_multiple_of(2));
         let applied = profiles.select(&env, &ScanRequest::default());
