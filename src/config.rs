@@ -27,7 +27,7 @@ pub use crate::message::Limits;
 pub use crate::policy::greylist::GreylistConfig;
 pub use crate::policy::ratelimit::RatelimitConfig;
 pub use crate::policy::replies::RepliesConfig;
-pub use crate::policy::{PolicyConfig, ProfileConfig};
+pub use crate::policy::{PolicyConfig, ProfileConfig, RedisConfig};
 pub use crate::rules::RulesConfig;
 pub use crate::setting::{InvalidSetting, parse_network};
 pub use crate::verdict::{ActionsConfig, Scoring, SymbolConfig};
@@ -61,6 +61,8 @@ pub struct Config {
     pub ratelimit: RatelimitConfig,
     pub greylist: GreylistConfig,
     pub replies: RepliesConfig,
+    /// Several nodes share the policy state through Redis.
+    pub redis: RedisConfig,
 }
 
 /// The daemon (`chaff serve`): addresses, passwords, limits.

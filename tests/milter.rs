@@ -553,3 +553,42 @@ fn a_scan_that_times_out_answers_milter_on_error() {
         }
     }
 }
+
+#[test]
+fn greylisting_defers_through_postfix_and_the_retry_after_the_delay_is_delivered() {
+    // Every message in the band; Postfix connects from loopback, which
+    // greylisting skips unless told to check local clients.
+    let scratch = Scratch::with_config(
+        "[actions]\ngreylist = -100.0\n\
+         [greylist]\nenabled = true\ncheck_local = true\ndelay_secs = 2\nretry_window_secs = 600\n",
+    );
+    let daemon = scratch.serve();
+    let postfix = Postfix::start(daemon.milter.unwrap());
+    let ham = corpus_bytes("ham-plain.eml");
+    let first = submit(
+        postfix.smtp,
+        "news@sender.example",
+        &["dave@example.com"],
+        &ham,
+    );
+    assert!(first.starts_with("451 4.7.1 Try again later"), "{first}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let retry = submit(
+        postfix.smtp,
+        "news@sender.example",
+        &["dave@example.com"],
+        &ham,
+    );
+    assert!(retry.starts_with("250"), "{retry}");
+    let delivered = &postfix.wait_for("dave", 1)[0];
+    let (_, names) = spamd_result(&header_value(delivered, "X-Spamd-Result").unwrap());
+    assert!(names.iter().any(|n| n == "GREYLIST"), "{names:?}");
+    // Another sender from the same client is a new triplet.
+    let other = submit(
+        postfix.smtp,
+        "other@sender.example",
+        &["dave@example.com"],
+        &ham,
+    );
+    assert!(other.starts_with("451 4.7.1"), "{other}");
+}

@@ -179,11 +179,13 @@ impl Engine {
     /// does this; a CLI scan or a rescore never counts against a sender.
     pub fn attach_policy(&mut self, data_dir: &Path) -> Result<(), policy::StateError> {
         let config = &self.config.policy;
-        self.policy = Some(PolicyState::open(
+        let mut state = PolicyState::open(
             data_dir,
             config.max_entries,
             Duration::from_millis(config.sync_interval_ms.max(1)),
-        )?);
+        )?;
+        state.share(&self.config.redis)?;
+        self.policy = Some(state);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ pub mod greylist;
 pub mod ratelimit;
 pub mod replies;
 pub mod settings;
+pub mod shared;
 pub mod state;
 
 use serde::Deserialize;
@@ -25,6 +26,8 @@ pub use state::{PolicyState, StateError};
 use crate::message::{Envelope, Message};
 use crate::symbol::Symbol;
 use crate::verdict::{Action, Scoring, Verdict};
+
+pub use shared::RedisConfig;
 
 /// `[policy]`: the state store's bounds.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +148,10 @@ pub fn after(
         && let Err(error) = replies::remember(config.replies, state, envelope, message_id, now)
     {
         problems.push(format!("replies: {error}"));
+    }
+    if state.redis_up() == Some(false) {
+        // Scored on this node's own state; the admin sees why.
+        verdict.add_symbol(Symbol::new("POLICY_REDIS_DOWN"), scoring);
     }
     if !problems.is_empty() {
         tracing::warn!("policy state: {}", problems.join("; "));

@@ -241,7 +241,7 @@ pub fn apply(
 }
 
 /// The bucket's level now, drained since it was last written.
-fn drained(txn: &Txn<'_>, key: &str, rate: f64, now_ms: u64) -> f64 {
+fn drained(txn: &mut Txn<'_>, key: &str, rate: f64, now_ms: u64) -> f64 {
     match txn.get(key) {
         Some(Entry {
             value: Value::Bucket { level, at_ms },

@@ -564,6 +564,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_settings_or_a_refusal(text in "\\PC{0,80}") {
+            let _ = Settings::from_rspamd_json(&text);
+        }
+
+        #[test]
+        fn any_json_object_is_settings_or_a_refusal(
+            keys in proptest::collection::vec("[a-z_ A-Z]{1,12}", 0..4),
+            value in proptest::prop_oneof![
+                proptest::prelude::Just("null".to_owned()),
+                "-?[0-9]{1,4}(\\.[0-9])?",
+                "\\[\"[A-Z_]{1,8}\"\\]",
+                "\\{\"[a-z ]{1,10}\": (null|[0-9]{1,3})\\}",
+            ],
+        ) {
+            let body: Vec<String> = keys.iter().map(|k| format!("\"{k}\": {value}")).collect();
+            let _ = Settings::from_rspamd_json(&format!("{{{}}}", body.join(",")));
+        }
+
+        #[test]
+        fn a_glob_of_the_text_itself_matches(text in "[a-z@.]{0,20}") {
+            proptest::prop_assert!(glob(&text, &text));
+            proptest::prop_assert!(glob("*", &text));
+        }
+    }
+
     #[test]
     fn globs_match_case_insensitively() {
         assert!(glob("*@Example.com", "<bob@example.COM>"));

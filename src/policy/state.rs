@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::shared::{RedisConfig, Shared, SharedError};
 use crate::store::{LockError, WriterLock, replace_file};
 
 pub const STATE_FILE: &str = "policy.state";
@@ -51,6 +52,8 @@ pub enum StateError {
     },
     #[error("{path}: not a chaff policy state file")]
     Format { path: PathBuf },
+    #[error(transparent)]
+    Shared(#[from] SharedError),
 }
 
 /// One entry's value.
@@ -73,12 +76,20 @@ pub struct Entry {
     pub expires: u64,
 }
 
+/// What a reset writes: an entry expiring at 0 is gone on replay and on read.
+pub const REMOVED: Entry = Entry {
+    value: Value::Seen { count: 0 },
+    expires: 0,
+};
+
 /// The embedded store. Cheap to share: every method locks briefly.
 pub struct PolicyState {
     inner: Mutex<Inner>,
     dir: PathBuf,
     max_entries: usize,
     dirty: Arc<AtomicBool>,
+    /// With `[redis]`: the state shared with other nodes.
+    shared: Option<Shared>,
     _lock: WriterLock,
 }
 
@@ -88,29 +99,50 @@ struct Inner {
     journal_bytes: u64,
 }
 
-/// The changes one update makes, written together.
+/// The reads and writes of one update: reads go to the store it runs on
+/// (the local map, or Redis through `shared.rs`), writes are collected and
+/// applied together when the update's function returns, so the same
+/// function runs on either store (and again, on Redis, when another node
+/// changed what it read).
 pub struct Txn<'a> {
-    entries: &'a mut HashMap<String, Entry>,
+    read: &'a mut dyn FnMut(&str) -> Option<Entry>,
+    writes: Vec<(String, Entry)>,
     now: u64,
-    records: Vec<u8>,
 }
 
-impl Txn<'_> {
-    /// The live entry under `key`.
-    pub fn get(&self, key: &str) -> Option<Entry> {
-        self.entries
-            .get(key)
-            .copied()
+impl<'a> Txn<'a> {
+    pub(super) fn new(read: &'a mut dyn FnMut(&str) -> Option<Entry>, now: u64) -> Txn<'a> {
+        Txn {
+            read,
+            writes: Vec::new(),
+            now,
+        }
+    }
+
+    /// The live entry under `key`, this update's own writes included.
+    pub fn get(&mut self, key: &str) -> Option<Entry> {
+        let written = self
+            .writes
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, entry)| *entry);
+        written
+            .or_else(|| (self.read)(key))
             .filter(|e| e.expires > self.now)
     }
 
+    /// Writes `entry` under `key`; an entry expiring at 0 removes the key.
     pub fn put(&mut self, key: &str, entry: Entry) {
-        encode_put(&mut self.records, key, &entry);
-        self.entries.insert(key.to_owned(), entry);
+        self.writes.push((key.to_owned(), entry));
     }
 
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    pub(super) fn into_writes(self) -> Vec<(String, Entry)> {
+        self.writes
     }
 }
 
@@ -182,8 +214,33 @@ impl PolicyState {
             dir: dir.to_owned(),
             max_entries: max_entries.max(1),
             dirty,
+            shared: None,
             _lock: lock,
         })
+    }
+
+    /// Shares the state through Redis from now on (`[redis] servers` not
+    /// empty); the local state stays the fallback.
+    pub fn share(&mut self, config: &RedisConfig) -> Result<(), StateError> {
+        if !config.servers.is_empty() {
+            self.shared = Some(Shared::new(config)?);
+        }
+        Ok(())
+    }
+
+    /// With `[redis]`: whether Redis answered the last time it was asked.
+    pub fn redis_up(&self) -> Option<bool> {
+        self.shared.as_ref().map(Shared::is_up)
+    }
+
+    /// With `[redis]`: failed attempts since start.
+    pub fn redis_failures(&self) -> Option<u64> {
+        self.shared.as_ref().map(Shared::failures)
+    }
+
+    /// The shared store, when Redis is configured and not in a retry pause.
+    fn shared_due(&self) -> Option<&Shared> {
+        self.shared.as_ref().filter(|shared| shared.due())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -199,17 +256,54 @@ impl PolicyState {
     pub fn update<R>(
         &self,
         now: u64,
-        change: impl FnOnce(&mut Txn<'_>) -> R,
+        mut change: impl FnMut(&mut Txn<'_>) -> R,
     ) -> std::io::Result<R> {
+        if let Some(shared) = self.shared_due() {
+            let local = |key: &str| self.get_local(key, now);
+            match shared.update(now, &local, &mut change) {
+                Ok((result, writes)) => {
+                    self.apply(&writes, now)?;
+                    return Ok(result);
+                }
+                Err(error) => shared.failed(&error),
+            }
+        }
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let mut txn = Txn {
-            entries: &mut inner.entries,
-            now,
-            records: Vec::new(),
-        };
+        let entries = &inner.entries;
+        let mut read = |key: &str| entries.get(key).copied();
+        let mut txn = Txn::new(&mut read, now);
         let result = change(&mut txn);
-        let records = txn.records;
+        let writes = txn.into_writes();
+        self.apply_locked(inner, &writes, now)?;
+        if let Some(shared) = &self.shared {
+            shared.owe(&writes);
+        }
+        Ok(result)
+    }
+
+    /// Writes what an update (here, or on Redis) put: into the map and, in
+    /// one `write`, into the journal.
+    pub(super) fn apply(&self, writes: &[(String, Entry)], now: u64) -> std::io::Result<()> {
+        let mut inner = self.lock();
+        self.apply_locked(&mut inner, writes, now)
+    }
+
+    fn apply_locked(
+        &self,
+        inner: &mut Inner,
+        writes: &[(String, Entry)],
+        now: u64,
+    ) -> std::io::Result<()> {
+        let mut records = Vec::new();
+        for (key, entry) in writes {
+            encode_put(&mut records, key, entry);
+            if entry.expires == 0 {
+                inner.entries.remove(key);
+            } else {
+                inner.entries.insert(key.clone(), *entry);
+            }
+        }
         if !records.is_empty() {
             inner.journal.write_all(&records)?;
             inner.journal_bytes += records.len() as u64;
@@ -222,11 +316,22 @@ impl PolicyState {
                 self.compact_locked(inner, now)?;
             }
         }
-        Ok(result)
+        Ok(())
     }
 
-    /// The live entry under `key`.
+    /// The live entry under `key` (on Redis, when it is shared).
     pub fn get(&self, key: &str, now: u64) -> Option<Entry> {
+        if let Some(shared) = self.shared_due() {
+            let local = |key: &str| self.get_local(key, now);
+            match shared.update(now, &local, |txn| txn.get(key)) {
+                Ok((found, _)) => return found,
+                Err(error) => shared.failed(&error),
+            }
+        }
+        self.get_local(key, now)
+    }
+
+    fn get_local(&self, key: &str, now: u64) -> Option<Entry> {
         self.lock()
             .entries
             .get(key)
@@ -234,8 +339,18 @@ impl PolicyState {
             .filter(|e| e.expires > now)
     }
 
-    /// Live entries whose key starts with `prefix`, sorted by key.
+    /// Live entries whose key starts with `prefix`, sorted by key (on
+    /// Redis, when it is shared).
     pub fn list(&self, prefix: &str, now: u64) -> Vec<(String, Entry)> {
+        if let Some(shared) = self.shared_due() {
+            match shared.list(prefix) {
+                Ok(mut found) => {
+                    found.retain(|(_, e)| e.expires > now);
+                    return found;
+                }
+                Err(error) => shared.failed(&error),
+            }
+        }
         let inner = self.lock();
         let mut found: Vec<(String, Entry)> = inner
             .entries
@@ -259,14 +374,7 @@ impl PolicyState {
         self.update(now, |txn| {
             for key in &keys {
                 // An entry expired at 0 is gone on replay and on read.
-                txn.put(
-                    key,
-                    Entry {
-                        value: Value::Seen { count: 0 },
-                        expires: 0,
-                    },
-                );
-                txn.entries.remove(key);
+                txn.put(key, REMOVED);
             }
         })?;
         Ok(count)
@@ -353,7 +461,8 @@ fn evict(entries: &mut HashMap<String, Entry>, now: u64, max_entries: usize) {
 
 // A record: u32 payload length, u32 CRC-32 of the payload, then the
 // payload: u16 key length, key, u64 expiry, u8 kind, the kind's fields.
-fn encode_put(out: &mut Vec<u8>, key: &str, entry: &Entry) {
+// Redis holds the same record with an empty key as a key's value.
+pub(super) fn encode_put(out: &mut Vec<u8>, key: &str, entry: &Entry) {
     let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
     let mut payload = Vec::with_capacity(key.len() + 32);
     payload.extend_from_slice(&(key.len() as u16).to_le_bytes());
@@ -397,6 +506,11 @@ fn decode_all(bytes: &[u8], entries: &mut HashMap<String, Entry>) -> (usize, usi
         count += 1;
     }
     (at, count)
+}
+
+/// An entry as Redis holds it (`encode_put` with an empty key).
+pub(super) fn decode_value(bytes: &[u8]) -> Option<Entry> {
+    decode_one(bytes, 0).map(|(_, entry, _)| entry)
 }
 
 fn decode_one(bytes: &[u8], at: usize) -> Option<(String, Entry, usize)> {

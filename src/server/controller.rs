@@ -513,6 +513,15 @@ pub fn metrics(state: &State) -> Reply {
         out.push_str("# HELP chaff_dns_failed_fast_total Messages whose lookups failed at once because the resolver was down.\n# TYPE chaff_dns_failed_fast_total counter\n");
         out.push_str(&format!("chaff_dns_failed_fast_total {failed_fast}\n"));
     }
+    if let Some((up, failures)) = state.engine.read().ok().and_then(|engine| {
+        let policy = engine.policy_state()?;
+        Some((policy.redis_up()?, policy.redis_failures()?))
+    }) {
+        out.push_str("# HELP chaff_redis_up 1 while the shared policy state's Redis answers.\n# TYPE chaff_redis_up gauge\n");
+        out.push_str(&format!("chaff_redis_up {}\n", u8::from(up)));
+        out.push_str("# HELP chaff_redis_failures_total Redis operations that failed (the local state was used).\n# TYPE chaff_redis_failures_total counter\n");
+        out.push_str(&format!("chaff_redis_failures_total {failures}\n"));
+    }
     for (name, help, counter) in [
         (
             "chaff_ratelimited_total",
