@@ -167,8 +167,10 @@ In-Reply-To: <shared-1@example.com>\r\n\r\nThanks.\r\n";
 #[test]
 fn redis_killed_and_restarted_mid_run_fails_no_scan_and_gets_what_was_written_meanwhile() {
     let mut redis = Redis::start();
-    let bucket = "[ratelimit.buckets.per_user]\nkey = \"user\"\nburst = 1000\nrate = \"1 / 1h\"\n";
+    let bucket = "[bayes]\nmin_learns = 1\n\
+                  [ratelimit.buckets.per_user]\nkey = \"user\"\nburst = 1000\nrate = \"1 / 1h\"\n";
     let (scratch, a) = node(&redis, bucket);
+    let (_b_dir, b) = node(&redis, bucket);
     let headers = [("User", "dave@example.com"), ("Rcpt", "x@example.org")];
     for _ in 0..3 {
         let (_, names) = scan(a.worker, &headers, MESSAGE);
@@ -186,6 +188,17 @@ fn redis_killed_and_restarted_mid_run_fails_no_scan_and_gets_what_was_written_me
     }
     let metrics = common::get(a.controller, "/metrics", &[]).text();
     assert!(metrics.contains("chaff_redis_up 0\n"), "{metrics}");
+    // Learns acknowledged while Redis is down wait in A's outbox.
+    for (command, file) in [
+        ("learn_spam", "spam-plain.eml"),
+        ("learn_ham", "ham-plain.eml"),
+    ] {
+        let output = common::rspamc(
+            a.controller,
+            &[command, common::corpus(file).to_str().unwrap()],
+        );
+        assert!(output.status.success(), "{}", common::describe(&output));
+    }
     // A new, empty Redis on the same port: after retry_secs the node uses
     // it again and first sends what it wrote meanwhile.
     let port = redis.port;
@@ -217,4 +230,86 @@ fn redis_killed_and_restarted_mid_run_fails_no_scan_and_gets_what_was_written_me
     );
     let metrics = common::get(a.controller, "/metrics", &[]).text();
     assert!(metrics.contains("chaff_redis_up 1\n"), "{metrics}");
+    // ...and reach B once Redis is back: no learn lost.
+    let spam = common::corpus_bytes("spam-plain.eml");
+    until_symbol(b.worker, &spam, "BAYES_");
+}
+
+/// Scans `message` on `worker` until a symbol starting with `prefix`
+/// shows; returns how long that took.
+fn until_symbol(worker: SocketAddr, message: &[u8], prefix: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (_, names) = scan(worker, &[("IP", "192.0.2.8")], message);
+        if names.iter().any(|n| n.starts_with(prefix)) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {prefix}* on the other node: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_learn_and_a_fuzzy_report_on_one_node_reach_the_other() {
+    let redis = Redis::start();
+    let (a_dir, a) = node(&redis, "[bayes]\nmin_learns = 1\n");
+    let (_b_dir, b) = node(&redis, "[bayes]\nmin_learns = 1\n");
+    let spam = common::corpus_bytes("spam-plain.eml");
+    let ham = common::corpus_bytes("ham-plain.eml");
+    let (_, names) = scan(b.worker, &[("IP", "192.0.2.8")], &spam);
+    assert!(!names.iter().any(|n| n.starts_with("BAYES_")), "{names:?}");
+    // The real client learns on A's controller.
+    for (command, file) in [
+        ("learn_spam", "spam-plain.eml"),
+        ("learn_ham", "ham-plain.eml"),
+    ] {
+        let output = common::rspamc(
+            a.controller,
+            &[command, common::corpus(file).to_str().unwrap()],
+        );
+        assert!(output.status.success(), "{}", common::describe(&output));
+    }
+    let learned = until_symbol(b.worker, &spam, "BAYES_");
+    eprintln!("the learns on A changed B's verdict after {learned:?}");
+    let (_, names) = scan(b.worker, &[("IP", "192.0.2.8")], &ham);
+    assert!(names.iter().any(|n| n.starts_with("BAYES_")), "{names:?}");
+
+    let output = common::rspamc(
+        a.controller,
+        &[
+            "-f",
+            "1",
+            "-w",
+            "10",
+            "fuzzy_add",
+            common::corpus("spam-plain.eml").to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", common::describe(&output));
+    let reported = until_symbol(b.worker, &spam, "FUZZY_DENIED");
+    eprintln!("the fuzzy report on A matched on B after {reported:?}");
+    drop(a_dir);
+}
+
+#[test]
+fn a_scan_on_one_node_shows_in_the_others_history() {
+    let redis = Redis::start();
+    let (_a_dir, a) = node(&redis, "");
+    let (_b_dir, b) = node(&redis, "");
+    let message =
+        b"From: x@example.com\r\nTo: y@example.org\r\nSubject: seen on node A\r\n\r\nbody\r\n";
+    scan(a.worker, &[("IP", "192.0.2.9")], message);
+    let started = Instant::now();
+    loop {
+        let history = common::get(b.controller, "/history", &[]).json();
+        let rows = history["rows"].as_array().unwrap();
+        if rows.iter().any(|row| row["subject"] == "seen on node A") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{history}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

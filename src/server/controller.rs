@@ -32,7 +32,7 @@ pub async fn learn_request(
         Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
-    let learned = match learn_message(state, body, permit, class).await {
+    let learned = match learn_message(state, body, permit, class, true).await {
         Ok(learned) => learned,
         Err(LearnFailure::Refused(reason)) => {
             return error_reply(StatusCode::BAD_REQUEST, &reason);
@@ -76,13 +76,17 @@ pub enum LearnFailure {
 
 /// Learns `body` as `class` and acknowledges only what is on disk; the
 /// training it may make due runs after, beside scans. Every door that
-/// learns (`/learnspam`, spamd's TELL) goes through here.
+/// learns (`/learnspam`, spamd's TELL, another node's learn from the
+/// Redis stream) goes through here; with `publish`, a new learn is then
+/// told to the other nodes.
 pub async fn learn_message(
     state: &Arc<State>,
     body: Vec<u8>,
     permit: tokio::sync::OwnedSemaphorePermit,
     class: Class,
+    publish: bool,
 ) -> Result<chaff::engine::Learned, LearnFailure> {
+    let copy = (publish && state.replicator().is_some()).then(|| body.clone());
     // One learn (and the training it may start) at a time; scans never
     // wait for this.
     let learning = state.learning.clone().lock_owned().await;
@@ -136,7 +140,16 @@ pub async fn learn_message(
         }
     });
     match result {
-        Some(Ok(learned)) => Ok(learned),
+        Some(Ok(learned)) => {
+            if let (Some(replicator), Some(body)) = (state.replicator(), copy)
+                && !matches!(learned.outcome, chaff::bayes::LearnOutcome::AlreadyKnown)
+            {
+                let replicator = replicator.clone();
+                let change = super::replicate::Change::Learn(class);
+                tokio::task::spawn_blocking(move || replicator.publish(change, body));
+            }
+            Ok(learned)
+        }
         Some(Err(reason)) => Err(LearnFailure::Refused(reason)),
         None => Err(LearnFailure::Failed),
     }
@@ -165,13 +178,34 @@ pub async fn fuzzy_request(
         Ok(taken) => taken,
         Err(error) => return error.into_reply(),
     };
-    fuzzy_change(state, move |engine| {
-        let _permit = permit;
-        if add {
-            engine.fuzzy_add(&body, flag, weight)
+    // The permit bounds the work in flight until the reply.
+    let _permit = permit;
+    let copy = state.replicator().map(|_| body.clone());
+    let reply = apply_fuzzy(state, body, flag, add.then_some(weight)).await;
+    if let (Some(replicator), Some(body), true) =
+        (state.replicator(), copy, reply.status() == StatusCode::OK)
+    {
+        let replicator = replicator.clone();
+        let change = if add {
+            super::replicate::Change::FuzzyAdd { flag, weight }
         } else {
-            engine.fuzzy_del(&body, flag)
-        }
+            super::replicate::Change::FuzzyDel { flag }
+        };
+        tokio::task::spawn_blocking(move || replicator.publish(change, body));
+    }
+    reply
+}
+
+/// Adds `body` to fuzzy list `flag` with `weight`, or (`None`) removes it.
+pub async fn apply_fuzzy(
+    state: &Arc<State>,
+    body: Vec<u8>,
+    flag: u32,
+    weight: Option<u32>,
+) -> Reply {
+    fuzzy_change(state, move |engine| match weight {
+        Some(weight) => engine.fuzzy_add(&body, flag, weight),
+        None => engine.fuzzy_del(&body, flag),
     })
     .await
 }
@@ -390,7 +424,15 @@ pub fn symbols_list(state: &State) -> Reply {
     json_reply(StatusCode::OK, &json!(rows))
 }
 
+/// `/history`: the last scans, every node's when the history is shared
+/// through Redis (this node's own when Redis does not answer).
 pub fn history(state: &State) -> Reply {
+    if let Some(replicator) = state.replicator() {
+        match replicator.history(state.config().server.history_size) {
+            Ok(rows) => return json_reply(StatusCode::OK, &json!({"version": 2, "rows": rows})),
+            Err(error) => tracing::warn!("redis history: {error}; answering this node's own"),
+        }
+    }
     let rows: Vec<HistoryEntry> = match state.history.lock() {
         Ok(history) => history.iter().cloned().collect(),
         Err(_) => Vec::new(),

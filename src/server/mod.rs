@@ -30,6 +30,7 @@ mod controller;
 mod milter;
 mod milter_wire;
 mod pool;
+mod replicate;
 mod reply;
 mod routes;
 mod rspamc;
@@ -151,7 +152,13 @@ pub fn run(
             eprintln!("chaff serve: network checks off ([network] enabled = false)");
         }
         let signals = Signals::install()?;
+        let redis = config.redis.clone();
         let state = Arc::new(State::new(engine, config, config_path));
+        if let Some(replicator) = replicate::Replicator::new(&redis, &data_dir)? {
+            let replicator = Arc::new(replicator);
+            state.set_replicator(replicator.clone());
+            replicator.spawn(state.clone());
+        }
         // Printed once every port listens, so scripts and tests can wait
         // for it (the milter and spamd ports, when on, at its end).
         let mut others = String::new();

@@ -211,7 +211,7 @@ async fn tell(state: &Arc<State>, request: &Request, body: Vec<u8>) -> Vec<u8> {
             Ok(permit) => permit,
             Err(_) => return error(EX_UNAVAILABLE, "Service Unavailable: shutting down"),
         };
-        match learn_message(state, body, permit, class).await {
+        match learn_message(state, body, permit, class, true).await {
             Ok(learned) => {
                 did_set = !matches!(learned.outcome, chaff::bayes::LearnOutcome::AlreadyKnown);
             }

@@ -87,6 +87,8 @@ pub struct State {
     max_connections: u32,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
+    /// With `[redis]`: learns and fuzzy reports told to the other nodes.
+    replicator: std::sync::OnceLock<Arc<super::replicate::Replicator>>,
     /// Where scans and learns run: one thread per core, never the reactor.
     cpu_pool: super::pool::CpuPool,
 }
@@ -114,6 +116,7 @@ impl State {
             max_connections,
             started: Instant::now(),
             shutdown: watch::channel(false).0,
+            replicator: std::sync::OnceLock::new(),
             cpu_pool: super::pool::CpuPool::new(cores),
         }
     }
@@ -142,6 +145,20 @@ impl State {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sets the replicator, once, at start.
+    pub fn set_replicator(&self, replicator: Arc<super::replicate::Replicator>) {
+        let _ = self.replicator.set(replicator);
+    }
+
+    pub fn replicator(&self) -> Option<&Arc<super::replicate::Replicator>> {
+        self.replicator.get()
     }
 
     pub fn begin_shutdown(&self) {
@@ -248,6 +265,11 @@ impl State {
             }
         }
         let limit = self.config().server.history_size;
+        if let Some(replicator) = self.replicator()
+            && let Ok(row) = serde_json::to_string(&entry)
+        {
+            replicator.share_history(row, limit);
+        }
         if let Ok(mut history) = self.history.lock() {
             history.push_front(entry);
             history.truncate(limit);
