@@ -380,3 +380,117 @@ fn a_compromised_account_is_held_and_flagged_while_its_ordinary_mail_passes() {
     let (inbound, text) = scan(&daemon, &["-i", "192.0.2.50"], spam);
     assert_eq!(inbound, "add header", "{text}");
 }
+
+/// Sends `count` scans from `threads` threads at once through `worker`,
+/// each with the headers `headers_of(i)` gives, until the daemon dies;
+/// returns the replies that arrived (action and options of interest).
+fn burst(
+    worker: SocketAddr,
+    threads: usize,
+    headers_of: impl Fn(usize) -> Vec<(String, String)> + Send + Sync + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>> {
+    let replies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let headers_of = std::sync::Arc::new(headers_of);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..threads {
+        let (replies, headers_of, next) = (replies.clone(), headers_of.clone(), next.clone());
+        std::thread::spawn(move || {
+            let body = b"From: a@example.com\r\nSubject: burst\r\n\r\nhello\r\n";
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let headers = headers_of(i);
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let Ok(reply) = common::try_exchange(
+                    worker,
+                    &[
+                        common::head(
+                            "POST",
+                            "/checkv2",
+                            &pairs,
+                            &format!("Content-Length: {}\r\n", body.len()),
+                        ),
+                        body.to_vec(),
+                    ]
+                    .concat(),
+                ) else {
+                    return;
+                };
+                if reply.status != 200 {
+                    return;
+                }
+                let action = reply.json()["action"].as_str().unwrap_or("").to_owned();
+                replies.lock().unwrap().push((i, action));
+            }
+        });
+    }
+    replies
+}
+
+#[test]
+fn kill_9_during_bursts_keeps_every_acknowledged_count_and_triplet() {
+    let scratch = Scratch::with_config(
+        "[ratelimit.buckets.per_user]\nkey = \"user\"\nburst = 100000\nrate = \"1 / 1h\"\n\
+         [actions]\ngreylist = -100.0\n\
+         [greylist]\nenabled = true\n",
+    );
+    let mut daemon = scratch.serve();
+    const THREADS: usize = 4;
+    // Even requests: an authenticated user's mail (counted in the bucket);
+    // odd ones: a new greylist triplet each.
+    let replies = burst(daemon.worker, THREADS, |i| {
+        if i % 2 == 0 {
+            vec![
+                ("User".into(), "burst@example.com".into()),
+                ("Rcpt".into(), "x@example.org".into()),
+            ]
+        } else {
+            vec![
+                ("IP".into(), "203.0.113.50".into()),
+                ("From".into(), "s@sender.example".into()),
+                ("Rcpt".into(), format!("r{i}@example.org")),
+            ]
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.signal("KILL");
+    daemon.wait_exit();
+    std::thread::sleep(Duration::from_millis(300));
+    let acknowledged = replies.lock().unwrap().clone();
+    let counted = acknowledged
+        .iter()
+        .filter(|(i, action)| i % 2 == 0 && action != "soft reject")
+        .count();
+    let deferred = acknowledged
+        .iter()
+        .filter(|(i, action)| i % 2 == 1 && action == "soft reject")
+        .count();
+    assert!(
+        counted > 10 && deferred > 10,
+        "{counted} counted, {deferred} deferred"
+    );
+
+    let daemon = scratch.serve();
+    let listed = policy_ok(&scratch, daemon.controller, &["list", "rl:per_user:"]);
+    let level: f64 = listed
+        .split("\tlevel ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Every acknowledged count is there; at most the requests in flight
+    // when the daemon died (never acknowledged) may be there too.
+    assert!(
+        level + 0.5 >= counted as f64 && level <= (counted + THREADS) as f64 + 0.5,
+        "bucket level {level} after {counted} acknowledged"
+    );
+    let triplets = policy_ok(&scratch, daemon.controller, &["list", "grey:"]);
+    let stored = triplets.lines().filter(|l| l.starts_with("grey:")).count();
+    assert!(
+        stored >= deferred && stored <= deferred + THREADS,
+        "{stored} triplets stored after {deferred} acknowledged deferrals"
+    );
+}
