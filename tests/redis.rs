@@ -236,20 +236,18 @@ fn redis_killed_and_restarted_mid_run_fails_no_scan_and_gets_what_was_written_me
 }
 
 /// Scans `message` on `worker` until a symbol starting with `prefix`
-/// shows; returns how long that took.
+/// shows (giving up after about 20 s); returns how long that took, for
+/// the log (the 1 s figure of issue #20 is read there, not asserted).
 fn until_symbol(worker: SocketAddr, message: &[u8], prefix: &str) -> Duration {
     let started = Instant::now();
-    loop {
+    for _ in 0..1000 {
         let (_, names) = scan(worker, &[("IP", "192.0.2.8")], message);
         if names.iter().any(|n| n.starts_with(prefix)) {
             return started.elapsed();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no {prefix}* on the other node: {names:?}"
-        );
         std::thread::sleep(Duration::from_millis(20));
     }
+    panic!("no {prefix}* on the other node after 1,000 scans");
 }
 
 #[test]
@@ -302,14 +300,14 @@ fn a_scan_on_one_node_shows_in_the_others_history() {
     let message =
         b"From: x@example.com\r\nTo: y@example.org\r\nSubject: seen on node A\r\n\r\nbody\r\n";
     scan(a.worker, &[("IP", "192.0.2.9")], message);
-    let started = Instant::now();
-    loop {
+    let seen = (0..1000).any(|_| {
         let history = common::get(b.controller, "/history", &[]).json();
         let rows = history["rows"].as_array().unwrap();
-        if rows.iter().any(|row| row["subject"] == "seen on node A") {
-            break;
+        let found = rows.iter().any(|row| row["subject"] == "seen on node A");
+        if !found {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "{history}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        found
+    });
+    assert!(seen, "A's scan never showed in B's history");
 }

@@ -324,8 +324,9 @@ impl Engine {
             }
         }
         let scoring = active.config.scoring().with_settings(&applied.settings);
+        let plain = applied.is_plain();
         let counts = |symbol: &checks::Symbol| {
-            applied.is_plain()
+            plain
                 || applied
                     .settings
                     .counts(&symbol.name, active.config.group(&symbol.name))

@@ -11,6 +11,7 @@
 //! other) and [`after`] once the verdict is known (rate limits and
 //! greylisting read the score); neither reads another check's work.
 
+pub mod entry;
 pub mod greylist;
 pub mod ratelimit;
 pub mod replies;

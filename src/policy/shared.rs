@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::state::{Entry, Txn, decode_value, encode_put};
+use super::entry::{Entry, Txn, decode_value, encode_put};
 
 /// `[redis]`.
 #[derive(Debug, Clone, Deserialize)]

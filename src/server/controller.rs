@@ -145,7 +145,7 @@ pub async fn learn_message(
                 && !matches!(learned.outcome, chaff::bayes::LearnOutcome::AlreadyKnown)
             {
                 let replicator = replicator.clone();
-                let change = super::replicate::Change::Learn(class);
+                let change = super::state::Change::Learn(class);
                 tokio::task::spawn_blocking(move || replicator.publish(change, body));
             }
             Ok(learned)
@@ -187,9 +187,9 @@ pub async fn fuzzy_request(
     {
         let replicator = replicator.clone();
         let change = if add {
-            super::replicate::Change::FuzzyAdd { flag, weight }
+            super::state::Change::FuzzyAdd { flag, weight }
         } else {
-            super::replicate::Change::FuzzyDel { flag }
+            super::state::Change::FuzzyDel { flag }
         };
         tokio::task::spawn_blocking(move || replicator.publish(change, body));
     }

@@ -22,35 +22,25 @@ use chaff::config::RedisConfig;
 use chaff::store::Class;
 
 use super::controller::{apply_fuzzy, learn_message};
-use super::state::State;
+use super::state::{Change, Replication, State};
 
-/// What a node tells the others.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Learn(Class),
-    FuzzyAdd { flag: u32, weight: u32 },
-    FuzzyDel { flag: u32 },
+fn fields(change: &Change) -> (String, u32, u32) {
+    match change {
+        Change::Learn(Class::Spam) => ("learn_spam".into(), 0, 0),
+        Change::Learn(Class::Ham) => ("learn_ham".into(), 0, 0),
+        Change::FuzzyAdd { flag, weight } => ("fuzzy_add".into(), *flag, *weight),
+        Change::FuzzyDel { flag } => ("fuzzy_del".into(), *flag, 0),
+    }
 }
 
-impl Change {
-    fn fields(&self) -> (String, u32, u32) {
-        match self {
-            Change::Learn(Class::Spam) => ("learn_spam".into(), 0, 0),
-            Change::Learn(Class::Ham) => ("learn_ham".into(), 0, 0),
-            Change::FuzzyAdd { flag, weight } => ("fuzzy_add".into(), *flag, *weight),
-            Change::FuzzyDel { flag } => ("fuzzy_del".into(), *flag, 0),
-        }
-    }
-
-    fn from_fields(kind: &str, flag: u32, weight: u32) -> Option<Change> {
-        Some(match kind {
-            "learn_spam" => Change::Learn(Class::Spam),
-            "learn_ham" => Change::Learn(Class::Ham),
-            "fuzzy_add" => Change::FuzzyAdd { flag, weight },
-            "fuzzy_del" => Change::FuzzyDel { flag },
-            _ => return None,
-        })
-    }
+fn change_of(kind: &str, flag: u32, weight: u32) -> Option<Change> {
+    Some(match kind {
+        "learn_spam" => Change::Learn(Class::Spam),
+        "learn_ham" => Change::Learn(Class::Ham),
+        "fuzzy_add" => Change::FuzzyAdd { flag, weight },
+        "fuzzy_del" => Change::FuzzyDel { flag },
+        _ => return None,
+    })
 }
 
 /// This node's end of the stream.
@@ -115,25 +105,21 @@ impl Replicator {
         }))
     }
 
-    /// Queues a scan's history row for the shared history; rows are sent
-    /// in batches by a thread of their own, and dropped (never waited for)
-    /// when Redis falls behind.
-    pub fn share_history(self: &Arc<Self>, row: String, keep: usize) {
-        let Ok(mut queue) = self.history_queue.lock() else {
-            return;
-        };
-        let sender = queue.get_or_insert_with(|| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<String>(10_000);
-            let me = self.clone();
-            let spawned = std::thread::Builder::new()
-                .name("redis-history".into())
-                .spawn(move || me.send_history(receiver, keep));
-            if let Err(error) = spawned {
-                tracing::warn!("no shared history ({error})");
+    /// Starts the thread that sends history rows in batches.
+    fn start_history(self: &Arc<Self>, keep: usize) {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<String>(10_000);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("redis-history".into())
+            .spawn(move || me.send_history(receiver, keep));
+        match spawned {
+            Ok(_) => {
+                if let Ok(mut queue) = self.history_queue.lock() {
+                    *queue = Some(sender);
+                }
             }
-            sender
-        });
-        let _ = sender.try_send(row);
+            Err(error) => tracing::warn!("no shared history ({error})"),
+        }
     }
 
     fn send_history(&self, receiver: std::sync::mpsc::Receiver<String>, keep: usize) {
@@ -161,8 +147,7 @@ impl Replicator {
         }
     }
 
-    /// The shared history, newest first.
-    pub fn history(&self, limit: usize) -> redis::RedisResult<Vec<serde_json::Value>> {
+    fn read_history(&self, limit: usize) -> redis::RedisResult<Vec<serde_json::Value>> {
         let mut connection = self.connect()?;
         connection.set_read_timeout(Some(self.timeout))?;
         let rows: Vec<String> = redis::cmd("LRANGE")
@@ -191,7 +176,7 @@ impl Replicator {
 
     /// Tells the other nodes about a change this node acknowledged; when
     /// Redis does not answer, the change waits in the outbox.
-    pub fn publish(&self, change: Change, message: Vec<u8>) {
+    fn send(&self, change: Change, message: Vec<u8>) {
         let Ok(mut outbox) = self.outbox.lock() else {
             return;
         };
@@ -213,7 +198,7 @@ impl Replicator {
         connection.set_read_timeout(Some(self.timeout))?;
         let mut pipe = redis::pipe();
         for (change, message) in outbox.iter() {
-            let (kind, flag, weight) = change.fields();
+            let (kind, flag, weight) = fields(change);
             pipe.cmd("XADD")
                 .arg(&self.stream)
                 .arg("MAXLEN")
@@ -241,6 +226,7 @@ impl Replicator {
     /// Sends what waits in the outbox and applies the other nodes'
     /// changes, for as long as the daemon runs.
     pub fn spawn(self: Arc<Self>, state: Arc<State>) {
+        self.start_history(state.config().server.history_size);
         tokio::spawn(async move {
             let mut last_id = std::fs::read_to_string(&self.id_path)
                 .map(|id| id.trim().to_owned())
@@ -294,6 +280,26 @@ impl Replicator {
             .arg(from)
             .query(&mut connection)?;
         Ok(parse_xread(reply))
+    }
+}
+
+impl Replication for Replicator {
+    fn publish(&self, change: Change, message: Vec<u8>) {
+        self.send(change, message);
+    }
+
+    /// Rows are sent in batches by a thread of their own, and dropped
+    /// (never waited for) when Redis falls behind.
+    fn share_history(&self, row: String) {
+        if let Ok(queue) = self.history_queue.lock()
+            && let Some(sender) = queue.as_ref()
+        {
+            let _ = sender.try_send(row);
+        }
+    }
+
+    fn history(&self, limit: usize) -> Result<Vec<serde_json::Value>, String> {
+        self.read_history(limit).map_err(|e| e.to_string())
     }
 }
 
@@ -374,7 +380,7 @@ fn parse_xread(reply: redis::Value) -> Vec<Entry> {
                     _ => {}
                 }
             }
-            if let Some(change) = Change::from_fields(&kind, flag, weight) {
+            if let Some(change) = change_of(&kind, flag, weight) {
                 out.push((id, node, change, message));
             }
         }
@@ -390,7 +396,7 @@ fn write_id(path: &Path, id: &str) -> std::io::Result<()> {
 
 // The outbox: per change a line `kind flag weight length\n` and the message.
 fn append_outbox(path: &Path, change: &Change, message: &[u8]) -> std::io::Result<()> {
-    let (kind, flag, weight) = change.fields();
+    let (kind, flag, weight) = fields(change);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -421,7 +427,7 @@ fn read_outbox(path: &Path) -> Vec<(Change, Vec<u8>)> {
         let Some(message) = rest.get(end + 1..end + 1 + length) else {
             break;
         };
-        if let Some(change) = Change::from_fields(kind, flag, weight) {
+        if let Some(change) = change_of(kind, flag, weight) {
             out.push((change, message.to_vec()));
         }
         rest = &rest[end + 1 + length..];

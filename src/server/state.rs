@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chaff::config::Config;
+use chaff::store::Class;
 use chaff::verdict::Action;
 use chaff::{Engine, Scan};
 use tokio::sync::{Semaphore, watch};
@@ -67,6 +68,25 @@ pub struct Counters {
     pub spam_bursts: AtomicU64,
 }
 
+/// What a node tells the other nodes (`[redis]`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Learn(Class),
+    FuzzyAdd { flag: u32, weight: u32 },
+    FuzzyDel { flag: u32 },
+}
+
+/// Sharing with other nodes, as the handlers see it (`replicate.rs` is
+/// the Redis one): changes this node acknowledged, and scan history.
+pub trait Replication: Send + Sync {
+    /// Tells the other nodes; never fails the request (it queues).
+    fn publish(&self, change: Change, message: Vec<u8>);
+    /// Queues one history row (JSON) for the shared history.
+    fn share_history(&self, row: String);
+    /// The shared history, newest first.
+    fn history(&self, limit: usize) -> Result<Vec<serde_json::Value>, String>;
+}
+
 pub struct State {
     pub engine: RwLock<Engine>,
     /// Held by a learn and the training after it, so learns wait for a
@@ -88,7 +108,7 @@ pub struct State {
     pub started: Instant,
     shutdown: watch::Sender<bool>,
     /// With `[redis]`: learns and fuzzy reports told to the other nodes.
-    replicator: std::sync::OnceLock<Arc<super::replicate::Replicator>>,
+    replicator: std::sync::OnceLock<Arc<dyn Replication>>,
     /// Where scans and learns run: one thread per core, never the reactor.
     cpu_pool: super::pool::CpuPool,
 }
@@ -153,11 +173,11 @@ impl State {
     }
 
     /// Sets the replicator, once, at start.
-    pub fn set_replicator(&self, replicator: Arc<super::replicate::Replicator>) {
+    pub fn set_replicator(&self, replicator: Arc<dyn Replication>) {
         let _ = self.replicator.set(replicator);
     }
 
-    pub fn replicator(&self) -> Option<&Arc<super::replicate::Replicator>> {
+    pub fn replicator(&self) -> Option<&Arc<dyn Replication>> {
         self.replicator.get()
     }
 
@@ -268,7 +288,7 @@ impl State {
         if let Some(replicator) = self.replicator()
             && let Ok(row) = serde_json::to_string(&entry)
         {
-            replicator.share_history(row, limit);
+            replicator.share_history(row);
         }
         if let Ok(mut history) = self.history.lock() {
             history.push_front(entry);
