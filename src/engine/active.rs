@@ -89,7 +89,8 @@ impl Active {
             .symbols
             .get(name)
             .is_none_or(|symbol| symbol.force_action.is_none())
-            && self.rules.symbols().contains_key(name)
+            && (self.rules.symbols().contains_key(name)
+                || crate::policy::replies::LEARNED.contains(&name))
     }
 
     /// The weight symbol `name` scores with: configured, plus the
@@ -143,6 +144,8 @@ impl RuleTable {
             .rules
             .symbols()
             .keys()
+            .map(String::as_str)
+            .chain(crate::policy::replies::LEARNED)
             .filter(|name| active.is_rule_feature(name))
             .map(|name| {
                 let symbol = active.config.symbols.get(name);

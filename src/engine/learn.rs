@@ -26,7 +26,20 @@ impl Engine {
     /// features): on `&self`, so a batch of learns prepares on every core
     /// and only [`Engine::record_learn`] runs one at a time.
     pub fn prepare_learn(&self, raw: &[u8]) -> Result<PreparedLearn, LearnError> {
-        self.learn_preparer().prepare(raw)
+        let preparer = self.learn_preparer();
+        match &self.policy {
+            // The daemon: what the policy state knows of the message (a
+            // reply to the site's own mail, a sender its users wrote to)
+            // is learned with it, so the classifier fits those symbols'
+            // worth as it fits the rules'.
+            Some(state) => {
+                let modules = self.config.policy_modules();
+                preparer.prepare_with(raw, &|message| {
+                    crate::policy::replies::learned(modules.replies, state, message, unix_now())
+                })
+            }
+            None => preparer.prepare(raw),
+        }
     }
 
     /// What preparing a learn needs, apart from the engine: a bulk learn
@@ -226,6 +239,16 @@ impl LearnPreparer {
 
     /// Parses a message and computes what its learn records.
     pub fn prepare(&self, raw: &[u8]) -> Result<PreparedLearn, LearnError> {
+        self.prepare_with(raw, &|_| Vec::new())
+    }
+
+    /// [`LearnPreparer::prepare`], with the symbols `extra` finds in the
+    /// parsed message learned beside the rules'.
+    pub fn prepare_with(
+        &self,
+        raw: &[u8],
+        extra: &dyn Fn(&Message) -> Vec<&'static str>,
+    ) -> Result<PreparedLearn, LearnError> {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Err(LearnError::Empty);
         }
@@ -236,8 +259,9 @@ impl LearnPreparer {
         // The rules see the message without an envelope: a learned sample
         // must not depend on how it arrived.
         let context = ScanContext::new(raw, &Envelope::default(), message, Features::default());
-        let rules = self.active.rule_features(&context);
+        let mut rules = self.active.rule_features(&context);
         let (message, _) = context.into_parts();
+        rules.extend(extra(&message).into_iter().map(str::to_owned));
         let rule_names = rules.iter().map(String::as_str);
         // The counts are learned only when they score; otherwise the
         // tokens go straight to the classifier's indices.
@@ -274,4 +298,49 @@ pub(super) fn digest_range(hex: &str) -> Option<(u128, u128)> {
         u128::MAX >> (128 - free_bits)
     };
     Some((low, low | spread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classifier::rule_index;
+
+    #[test]
+    fn a_learned_reply_to_the_sites_own_mail_carries_the_replies_symbols() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::open_for_learning(Config::embedded(), dir.path()).unwrap();
+        let reply = b"From: Bob <bob@far.example>\r\nTo: alice@site.example\r\n\
+                      In-Reply-To: <out-1@site.example>\r\nSubject: Re: quote\r\n\r\nThanks.\r\n";
+        let before = engine.prepare_learn(reply).unwrap();
+        let trusted = rule_index("TRUSTED_REPLY");
+        let known = rule_index("KNOWN_SENDER");
+        assert!(!before.model_features.rules.contains(&trusted));
+
+        engine.attach_policy(dir.path()).unwrap();
+        // Alice's message leaves (an authenticated submission)...
+        let sent = b"From: alice@site.example\r\nTo: bob@far.example\r\n\
+                     Message-ID: <out-1@site.example>\r\nSubject: quote\r\n\r\nHello.\r\n";
+        let envelope = Envelope {
+            user: Some("alice@site.example".into()),
+            recipients: vec!["bob@far.example".into()],
+            ..Envelope::default()
+        };
+        engine.scan(sent, &envelope);
+        // ...so Bob's answer, learned, carries both symbols as features.
+        let after = engine.prepare_learn(reply).unwrap();
+        assert!(after.model_features.rules.contains(&trusted));
+        assert!(after.model_features.rules.contains(&known));
+        assert!(engine.active().is_rule_feature("TRUSTED_REPLY"));
+        // Trained from its configured weight, as the rules are.
+        let table = super::super::active::RuleTable::new(&engine.active());
+        let scale = engine.config().classifier.points_per_logit;
+        assert_eq!(
+            crate::classifier::train::RuleTerms::offset(&table, trusted),
+            engine.config().weight("TRUSTED_REPLY") / scale
+        );
+        let stranger = b"From: eve@else.example\r\nSubject: hi\r\n\r\nHello.\r\n";
+        let other = engine.prepare_learn(stranger).unwrap();
+        assert!(!other.model_features.rules.contains(&trusted));
+        assert!(!other.model_features.rules.contains(&known));
+    }
 }

@@ -23,8 +23,8 @@ pub struct RepliesConfig {
     pub max_recipients: usize,
 }
 
-/// The Message-IDs a header names: `<…>` tokens, brackets off (or, as
-/// the parser may hand them back bare, the words of the value).
+/// The Message-IDs (or addresses) a header names: `<…>` tokens, brackets
+/// off (or, as the parser may hand them back bare, the words with an `@`).
 fn ids(text: &str) -> Vec<&str> {
     if text.contains('<') {
         text.split('<')
@@ -78,6 +78,44 @@ pub fn check(
         symbols.push(Symbol::new("KNOWN_SENDER").with_option(sender));
     }
     symbols
+}
+
+/// The symbols of this module a learn records with its sample, so the
+/// classifier fits their worth on the site's mail.
+pub const LEARNED: [&str; 2] = ["TRUSTED_REPLY", "KNOWN_SENDER"];
+
+/// What a learned message is, as [`check`] would say at a scan: a reply to
+/// a remembered Message-ID, and a sender (its `Return-Path`, else its
+/// `From`) the site's users wrote to. A learn has no envelope, so the
+/// message's own headers stand in for it.
+pub fn learned(
+    config: &RepliesConfig,
+    state: &PolicyState,
+    message: &Message,
+    now: u64,
+) -> Vec<&'static str> {
+    if !config.enabled {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let answered = ["In-Reply-To", "References"]
+        .iter()
+        .filter_map(|name| message.header(name))
+        .flat_map(ids)
+        .any(|id| state.get(&format!("reply:{id}"), now).is_some());
+    if answered {
+        found.push(LEARNED[0]);
+    }
+    let sender = ["Return-Path", "From"]
+        .iter()
+        .filter_map(|name| message.header(name))
+        .flat_map(ids)
+        .next()
+        .map(str::to_ascii_lowercase);
+    if sender.is_some_and(|s| state.get(&format!("known:{s}"), now).is_some()) {
+        found.push(LEARNED[1]);
+    }
+    found
 }
 
 /// For mail an authenticated user sends and that is delivered: remembers
