@@ -10,9 +10,9 @@
 
 use serde::Deserialize;
 
+use super::entry::{Entry, Txn, Value};
 use super::ratelimit::network_of;
 use super::settings::domain_of;
-use super::state::{Entry, PolicyState, Value};
 use crate::message::Envelope;
 use crate::setting::InvalidSetting;
 use crate::symbol::Symbol;
@@ -83,18 +83,19 @@ pub struct Scored<'a> {
     pub symbol_names: &'a [&'a str],
 }
 
+/// Greylists in `txn` the message `scored` describes, or lets it pass.
 pub fn apply(
     config: &GreylistConfig,
-    state: &PolicyState,
+    txn: &mut Txn<'_>,
     envelope: &Envelope,
     scored: &Scored<'_>,
     now: u64,
-) -> std::io::Result<Decision> {
+) -> Decision {
     let Some(min_score) = config.min_score.or(scored.greylist_threshold) else {
-        return Ok(Decision::default());
+        return Decision::default();
     };
     let Some(ip) = envelope.client_ip else {
-        return Ok(Decision::default());
+        return Decision::default();
     };
     let from = envelope
         .mail_from
@@ -121,11 +122,11 @@ pub fn apply(
         || (scored.symbol_names.contains(&"R_SPF_ALLOW")
             && allowed_domain(&config.allow_spf_domains, &from_domain));
     if skip || envelope.recipients.is_empty() {
-        return Ok(Decision::default());
+        return Decision::default();
     }
     let network = network_of(ip);
     let net_key = format!("greynet:{network}");
-    state.update(now, |txn| {
+    {
         if let Some(Entry {
             value: Value::Seen { count },
             ..
@@ -234,7 +235,7 @@ pub fn apply(
                 passed: true,
             },
         }
-    })
+    }
 }
 
 fn allowed_domain(list: &[String], domain: &str) -> bool {
@@ -257,6 +258,7 @@ fn is_local(ip: std::net::IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PolicyState;
     use std::time::Duration;
 
     fn scored(score: f64) -> Scored<'static> {
@@ -276,6 +278,11 @@ mod tests {
         let mut config = crate::config::Config::embedded().greylist;
         config.enabled = true;
         config.auto_allow_after = 2;
+        let run = |envelope: &Envelope, score: f64, t: u64| {
+            state
+                .update(t, |txn| apply(&config, txn, envelope, &scored(score), t))
+                .unwrap()
+        };
         let mut envelope = Envelope {
             client_ip: "192.0.2.10".parse().ok(),
             mail_from: Some("a@sender.example".into()),
@@ -283,16 +290,11 @@ mod tests {
             ..Envelope::default()
         };
         let t = 1_000_000;
-        let first = apply(&config, &state, &envelope, &scored(5.0), t).unwrap();
+        let first = run(&envelope, 5.0, t);
         assert!(first.defer.is_some());
         // Under the band: never greylisted.
-        assert!(
-            apply(&config, &state, &envelope, &scored(1.0), t)
-                .unwrap()
-                .symbol
-                .is_none()
-        );
-        let early = apply(&config, &state, &envelope, &scored(5.0), t + 10).unwrap();
+        assert!(run(&envelope, 1.0, t).symbol.is_none());
+        let early = run(&envelope, 5.0, t + 10);
         assert!(early.defer.is_some());
         assert!(
             early
@@ -301,50 +303,24 @@ mod tests {
                 .options
                 .contains(&"too early".to_owned())
         );
-        let retry = apply(
-            &config,
-            &state,
-            &envelope,
-            &scored(5.0),
-            t + config.delay_secs,
-        )
-        .unwrap();
+        let retry = run(&envelope, 5.0, t + config.delay_secs);
         assert!(retry.defer.is_none() && retry.passed);
         // Another address of the same /24, a second triplet passing.
         envelope.client_ip = "192.0.2.99".parse().ok();
         envelope.recipients = vec!["v@here.example".into()];
-        assert!(
-            apply(&config, &state, &envelope, &scored(5.0), t + 400)
-                .unwrap()
-                .defer
-                .is_some()
-        );
-        assert!(
-            apply(&config, &state, &envelope, &scored(5.0), t + 800)
-                .unwrap()
-                .passed
-        );
+        assert!(run(&envelope, 5.0, t + 400).defer.is_some());
+        assert!(run(&envelope, 5.0, t + 800).passed);
         // Two passed triplets: the network is let through for a new one.
         envelope.recipients = vec!["w@here.example".into()];
-        let allowed = apply(&config, &state, &envelope, &scored(5.0), t + 900).unwrap();
+        let allowed = run(&envelope, 5.0, t + 900);
         assert!(allowed.defer.is_none(), "{allowed:?}");
         // Authenticated and local clients are never greylisted.
         envelope.recipients = vec!["z@here.example".into()];
         envelope.client_ip = "198.51.100.1".parse().ok();
         envelope.user = Some("bob".into());
-        assert!(
-            apply(&config, &state, &envelope, &scored(5.0), t)
-                .unwrap()
-                .symbol
-                .is_none()
-        );
+        assert!(run(&envelope, 5.0, t).symbol.is_none());
         envelope.user = None;
         envelope.client_ip = "10.0.0.1".parse().ok();
-        assert!(
-            apply(&config, &state, &envelope, &scored(5.0), t)
-                .unwrap()
-                .symbol
-                .is_none()
-        );
+        assert!(run(&envelope, 5.0, t).symbol.is_none());
     }
 }

@@ -95,70 +95,80 @@ pub fn after(
     } = *scanned;
     let mut counted = Counted::default();
     let now = now_ms / 1000;
-    let mut problems = Vec::new();
-    if applied.settings.ratelimit != Some(false) {
-        match ratelimit::apply(
-            config.ratelimit,
-            state,
-            envelope,
-            applied.profile.as_deref(),
-            verdict.score,
-            verdict.action,
-            now_ms,
-        ) {
-            Ok(decision) => {
-                counted.ratelimited = decision.symbols.iter().any(|s| s.name == "RATELIMITED");
-                counted.spam_burst = decision.spam_burst;
-                for symbol in decision.symbols {
-                    verdict.add_symbol(symbol, scoring);
-                }
-                if let Some((action, message)) = decision.hold {
-                    verdict.hold(action, message);
-                }
-            }
-            Err(error) => problems.push(format!("ratelimit: {error}")),
+    let names: Vec<&str> = verdict.symbols.iter().map(|s| s.name.as_str()).collect();
+    let score = verdict.score;
+    let action = verdict.action;
+    let greylist_threshold = scoring.threshold(Action::Greylist);
+    let forced = verdict.forced_by.is_some();
+    // One update for every module: one lock, one journal write, one Redis
+    // transaction per message. On Redis it may run again (another node
+    // changed what it read), so it only computes; the verdict changes after.
+    let updated = state.update(now, |txn| {
+        let rate = (applied.settings.ratelimit != Some(false)).then(|| {
+            ratelimit::apply(
+                config.ratelimit,
+                txn,
+                envelope,
+                applied.profile.as_deref(),
+                score,
+                action,
+                now_ms,
+            )
+        });
+        let held = rate.as_ref().is_some_and(|r| r.hold.is_some());
+        let grey = (config.greylist.enabled && applied.settings.greylist != Some(false) && !held)
+            .then(|| {
+                let scored = greylist::Scored {
+                    score,
+                    action,
+                    greylist_threshold,
+                    forced,
+                    symbol_names: &names,
+                };
+                greylist::apply(config.greylist, txn, envelope, &scored, now)
+            });
+        let deferred = grey.as_ref().is_some_and(|g| g.defer.is_some());
+        if !held && !deferred && !matches!(action, Action::Reject | Action::SoftReject) {
+            replies::remember(config.replies, txn, envelope, message_id, now);
+        }
+        (rate, grey)
+    });
+    let (rate, grey) = match updated {
+        Ok(decisions) => decisions,
+        Err(error) => {
+            tracing::warn!("policy state: {error}");
+            verdict.add_symbol(
+                Symbol::new("POLICY_STATE_ERROR").with_option(error.to_string()),
+                scoring,
+            );
+            (None, None)
+        }
+    };
+    if let Some(decision) = rate {
+        counted.ratelimited = decision.symbols.iter().any(|s| s.name == "RATELIMITED");
+        counted.spam_burst = decision.spam_burst;
+        for symbol in decision.symbols {
+            verdict.add_symbol(symbol, scoring);
+        }
+        if let Some((action, message)) = decision.hold {
+            verdict.hold(action, message);
         }
     }
-    if config.greylist.enabled && applied.settings.greylist != Some(false) {
-        let names: Vec<&str> = verdict.symbols.iter().map(|s| s.name.as_str()).collect();
-        let scored = greylist::Scored {
-            score: verdict.score,
-            action: verdict.action,
-            greylist_threshold: scoring.threshold(Action::Greylist),
-            forced: verdict.forced_by.is_some(),
-            symbol_names: &names,
-        };
-        match greylist::apply(config.greylist, state, envelope, &scored, now) {
-            Ok(decision) => {
-                if let Some((action, message)) = decision.defer {
-                    counted.greylisted = true;
-                    verdict.hold(action, message);
-                } else if decision.passed && verdict.action == Action::Greylist {
-                    // As rspamd: a passed triplet downgrades `greylist`.
-                    verdict.action = Action::NoAction;
-                }
-                if let Some(symbol) = decision.symbol {
-                    verdict.add_symbol(symbol, scoring);
-                }
-            }
-            Err(error) => problems.push(format!("greylist: {error}")),
+    if let Some(decision) = grey {
+        if let Some((action, message)) = decision.defer {
+            counted.greylisted = true;
+            verdict.hold(action, message);
+        } else if decision.passed && verdict.action == Action::Greylist {
+            // As rspamd: a passed triplet downgrades `greylist`.
+            verdict.action = Action::NoAction;
         }
-    }
-    let delivered = !matches!(verdict.action, Action::Reject | Action::SoftReject);
-    if delivered
-        && let Err(error) = replies::remember(config.replies, state, envelope, message_id, now)
-    {
-        problems.push(format!("replies: {error}"));
+        if let Some(symbol) = decision.symbol {
+            verdict.add_symbol(symbol, scoring);
+        }
     }
     if state.redis_up() == Some(false) {
         // Scored on this node's own state; the admin sees why.
         verdict.add_symbol(Symbol::new("POLICY_REDIS_DOWN"), scoring);
-    }
-    if !problems.is_empty() {
-        tracing::warn!("policy state: {}", problems.join("; "));
-        let mut symbol = Symbol::new("POLICY_STATE_ERROR");
-        symbol.options = problems;
-        verdict.add_symbol(symbol, scoring);
     }
     counted
 }

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use super::state::{Entry, PolicyState, Txn, Value};
+use super::entry::{Entry, Txn, Value};
 use crate::message::Envelope;
 use crate::setting::InvalidSetting;
 use crate::symbol::Symbol;
@@ -143,17 +143,18 @@ pub struct Decision {
     pub spam_burst: bool,
 }
 
-/// Checks and updates the buckets that apply to this message, given the
-/// verdict's `score` and `action` (a held or rejected message adds nothing).
+/// Checks and updates, in `txn`, the buckets that apply to this message,
+/// given the verdict's `score` and `action` (a held or rejected message
+/// adds nothing).
 pub fn apply(
     config: &RatelimitConfig,
-    state: &PolicyState,
+    txn: &mut Txn<'_>,
     envelope: &Envelope,
     profile: Option<&str>,
     score: f64,
     action: Action,
     now_ms: u64,
-) -> std::io::Result<Decision> {
+) -> Decision {
     let mut keys: Vec<(String, &str, &BucketConfig, f64)> = Vec::new();
     for (name, bucket) in &config.buckets {
         let applies = bucket.profiles.is_empty()
@@ -185,10 +186,10 @@ pub fn apply(
         _ => 0.0,
     };
     if keys.is_empty() && burst_feed == 0.0 {
-        return Ok(Decision::default());
+        return Decision::default();
     }
     let delivered = !matches!(action, Action::Reject | Action::SoftReject);
-    state.update(now_ms / 1000, |txn| {
+    {
         let mut decision = Decision::default();
         let mut over = Vec::new();
         for (key, name, bucket, amount) in &keys {
@@ -237,7 +238,7 @@ pub fn apply(
             }
         }
         decision
-    })
+    }
 }
 
 /// The bucket's level now, drained since it was last written.
@@ -310,6 +311,7 @@ pub fn network_of(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PolicyState;
     use std::time::Duration;
 
     #[test]
@@ -346,8 +348,13 @@ mod tests {
             ..Envelope::default()
         };
         let t0 = 1_000_000_000u64;
-        let run =
-            |ms: u64| apply(&config, &state, &envelope, None, 0.0, Action::NoAction, ms).unwrap();
+        let run = |ms: u64| {
+            state
+                .update(ms / 1000, |txn| {
+                    apply(&config, txn, &envelope, None, 0.0, Action::NoAction, ms)
+                })
+                .unwrap()
+        };
         for i in 0..3 {
             assert!(run(t0 + i).hold.is_none(), "message {i}");
         }
@@ -363,11 +370,11 @@ mod tests {
         assert!(run(t0 + 61_001).hold.is_some());
         // Without a user the bucket has no key.
         let anonymous = Envelope::default();
-        assert!(
-            apply(&config, &state, &anonymous, None, 0.0, Action::NoAction, t0)
-                .unwrap()
-                .hold
-                .is_none()
-        );
+        let decision = state
+            .update(t0 / 1000, |txn| {
+                apply(&config, txn, &anonymous, None, 0.0, Action::NoAction, t0)
+            })
+            .unwrap();
+        assert!(decision.hold.is_none());
     }
 }

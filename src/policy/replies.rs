@@ -8,7 +8,8 @@
 
 use serde::Deserialize;
 
-use super::state::{Entry, PolicyState, Value};
+use super::entry::{Entry, Txn, Value};
+use super::state::PolicyState;
 use crate::message::{Envelope, Message};
 use crate::symbol::Symbol;
 
@@ -118,19 +119,19 @@ pub fn learned(
     found
 }
 
-/// For mail an authenticated user sends and that is delivered: remembers
-/// its Message-ID and its recipients.
+/// For mail an authenticated user sends and that is delivered: remembers,
+/// in `txn`, its Message-ID and its recipients.
 pub fn remember(
     config: &RepliesConfig,
-    state: &PolicyState,
+    txn: &mut Txn<'_>,
     envelope: &Envelope,
     message_id: Option<&str>,
     now: u64,
-) -> std::io::Result<()> {
+) {
     if !config.enabled || envelope.user.as_deref().is_none_or(|u| u.is_empty()) {
-        return Ok(());
+        return;
     }
-    state.update(now, |txn| {
+    {
         if let Some(id) = message_id.map(bare_id).filter(|id| !id.is_empty()) {
             txn.put(
                 &format!("reply:{id}"),
@@ -161,7 +162,7 @@ pub fn remember(
                 },
             );
         }
-    })
+    }
 }
 
 #[cfg(test)]
