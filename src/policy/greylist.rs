@@ -155,16 +155,7 @@ pub fn apply(
                             first_seen,
                         },
                     ..
-                }) => txn.put(
-                    &key,
-                    Entry {
-                        value: Value::Grey {
-                            first_seen,
-                            passed: true,
-                        },
-                        expires: now + config.pass_secs,
-                    },
-                ),
+                }) => txn.put(&key, passed(first_seen, now + config.pass_secs)),
                 Some(Entry {
                     value: Value::Grey { first_seen, .. },
                     expires,
@@ -172,16 +163,7 @@ pub fn apply(
                     let ready = first_seen + config.delay_secs;
                     if now >= ready {
                         newly_passed += 1;
-                        txn.put(
-                            &key,
-                            Entry {
-                                value: Value::Grey {
-                                    first_seen,
-                                    passed: true,
-                                },
-                                expires: now + config.pass_secs,
-                            },
-                        );
+                        txn.put(&key, passed(first_seen, now + config.pass_secs));
                     } else {
                         let _ = expires;
                         waiting = Some((ready, "too early"));
@@ -235,6 +217,17 @@ pub fn apply(
                 passed: true,
             },
         }
+    }
+}
+
+/// A triplet a retry has passed, until `expires`.
+fn passed(first_seen: u64, expires: u64) -> Entry {
+    Entry {
+        value: Value::Grey {
+            first_seen,
+            passed: true,
+        },
+        expires,
     }
 }
 
