@@ -79,7 +79,7 @@ fn per_message(c: &mut Criterion) {
         })
         .unwrap();
     // Every sender seen, in and out.
-    for i in 0..SENDERS * 5 {
+    let after = |i: u64, now_ms: u64| {
         let env = envelope(i % SENDERS, i.is_multiple_of(2));
         let applied = profiles.select(&env, &ScanRequest::default());
         let scoring = config.scoring().with_settings(&applied.settings);
@@ -98,6 +98,10 @@ fn per_message(c: &mut Criterion) {
             &mut verdict,
             &scoring,
         );
+        verdict
+    };
+    for i in 0..SENDERS * 5 {
+        after(i, now_ms);
     }
     let mut i = 0u64;
     c.bench_function(
@@ -107,8 +111,6 @@ fn per_message(c: &mut Criterion) {
                 i += 1;
                 now_ms += 1;
                 let env = envelope(i % SENDERS, i.is_multiple_of(2));
-                let applied = profiles.select(&env, &ScanRequest::default());
-                let scoring = config.scoring().with_settings(&applied.settings);
                 let symbols = policy::before(
                     &config.policy_modules(),
                     &state,
@@ -116,21 +118,7 @@ fn per_message(c: &mut Criterion) {
                     &message,
                     now_ms / 1000,
                 );
-                let mut verdict = base.clone();
-                verdict.score = 5.0;
-                let scanned = policy::Scanned {
-                    envelope: &env,
-                    applied: &applied,
-                    message_id: Some("m@x"),
-                    now_ms,
-                };
-                policy::after(
-                    &config.policy_modules(),
-                    &state,
-                    &scanned,
-                    &mut verdict,
-                    &scoring,
-                );
+                let verdict = after(i, now_ms);
                 (symbols, verdict)
             })
         },

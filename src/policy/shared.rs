@@ -71,17 +71,7 @@ pub struct Shared {
 impl Shared {
     /// Clients for the configured servers; nothing connects yet.
     pub fn new(config: &RedisConfig) -> Result<Shared, SharedError> {
-        let clients = config
-            .servers
-            .iter()
-            .map(|server| {
-                let url = match &config.password {
-                    Some(password) => format!("redis://:{}@{server}/", url_escape(password)),
-                    None => format!("redis://{server}/"),
-                };
-                redis::Client::open(url)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let clients = clients(config)?;
         Ok(Shared {
             config: config.clone(),
             clients,
@@ -317,6 +307,22 @@ impl Shared {
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
     }
+}
+
+/// One client per configured server, in order, the password escaped into
+/// each URL (the daemon's learn stream connects with the same).
+pub fn clients(config: &RedisConfig) -> Result<Vec<redis::Client>, redis::RedisError> {
+    config
+        .servers
+        .iter()
+        .map(|server| {
+            let url = match &config.password {
+                Some(password) => format!("redis://:{}@{server}/", url_escape(password)),
+                None => format!("redis://{server}/"),
+            };
+            redis::Client::open(url)
+        })
+        .collect()
 }
 
 /// A password as a URL's user-info part.

@@ -72,17 +72,9 @@ impl Replicator {
         if config.servers.is_empty() {
             return Ok(None);
         }
-        let client = config
-            .servers
-            .iter()
-            .map(|server| {
-                let url = match &config.password {
-                    Some(password) => format!("redis://:{password}@{server}/"),
-                    None => format!("redis://{server}/"),
-                };
-                redis::Client::open(url)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // The policy state's clients: the same servers, the password
+        // escaped the same way.
+        let client = chaff::policy::shared::clients(config)?;
         let outbox_path = data_dir.join("redis.outbox");
         let outbox = read_outbox(&outbox_path);
         let node = format!(
