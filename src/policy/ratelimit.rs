@@ -42,7 +42,7 @@ pub struct BucketConfig {
     /// How many messages (or recipients) may come at once.
     pub burst: f64,
     /// How fast the allowance comes back: `"100 / 1h"`, `"10 / 1m"`, `"1 / 1s"`.
-    pub rate: String,
+    pub rate: Rate,
     /// Count each message once, or once per recipient.
     #[serde(default)]
     pub per: Per,
@@ -61,7 +61,7 @@ pub struct SpamBurstConfig {
     pub min_score: f64,
     /// Points (recipients × score) the bucket holds before it trips.
     pub burst: f64,
-    pub rate: String,
+    pub rate: Rate,
     /// What a spam-scored message of a tripped user gets; its ordinary
     /// mail is never held by this bucket.
     pub action: Action,
@@ -87,11 +87,29 @@ pub enum Per {
     Recipient,
 }
 
+/// A rate as written (`"100 / 1h"`), parsed once when the configuration
+/// is read: a scan only reads the units per second.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Rate {
+    pub text: String,
+    pub per_second: f64,
+}
+
+impl TryFrom<String> for Rate {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Rate, String> {
+        match parse_rate(&text) {
+            Some(per_second) => Ok(Rate { text, per_second }),
+            None => Err(format!("`{text}` is not a rate like \"100 / 1h\"")),
+        }
+    }
+}
+
 impl RatelimitConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         for (name, bucket) in &self.buckets {
-            parse_rate(&bucket.rate)
-                .ok_or_else(|| rate_error(format!("buckets.{name}.rate"), &bucket.rate))?;
             if bucket.burst.is_nan() || bucket.burst < 1.0 {
                 return Err(InvalidSetting::new(
                     format!("buckets.{name}.burst"),
@@ -99,14 +117,8 @@ impl RatelimitConfig {
                 ));
             }
         }
-        parse_rate(&self.spam_burst.rate)
-            .ok_or_else(|| rate_error("spam_burst.rate".into(), &self.spam_burst.rate))?;
         Ok(())
     }
-}
-
-fn rate_error(key: String, text: &str) -> InvalidSetting {
-    InvalidSetting::new(key, format!("`{text}` is not a rate like \"100 / 1h\""))
 }
 
 /// `"N / PERIOD"` (period `1s`, `10m`, `1h`, `1d`, or plain seconds) as
@@ -193,7 +205,7 @@ pub fn apply(
         let mut decision = Decision::default();
         let mut over = Vec::new();
         for (key, name, bucket, amount) in &keys {
-            let rate = parse_rate(&bucket.rate).unwrap_or(1.0);
+            let rate = bucket.rate.per_second;
             let level = drained(txn, key, rate, now_ms);
             if level + amount > bucket.burst {
                 over.push(format!(
@@ -211,14 +223,14 @@ pub fn apply(
             decision.hold = Some((config.action, config.message.clone()));
         } else if delivered {
             for (key, _, bucket, amount) in &keys {
-                let rate = parse_rate(&bucket.rate).unwrap_or(1.0);
+                let rate = bucket.rate.per_second;
                 let level = drained(txn, key, rate, now_ms) + amount;
                 put_level(txn, key, level, rate, now_ms);
             }
         }
         if let (Some(user), true) = (user, burst_feed > 0.0) {
             let spam = &config.spam_burst;
-            let rate = parse_rate(&spam.rate).unwrap_or(1.0);
+            let rate = spam.rate.per_second;
             let key = format!("burst:{}", user.to_ascii_lowercase());
             let level = drained(txn, &key, rate, now_ms) + burst_feed;
             put_level(txn, &key, level, rate, now_ms);

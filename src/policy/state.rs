@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use super::entry::{Entry, REMOVED, Txn, Value};
 use super::entry::{decode_all, encode_put};
 use super::shared::{RedisConfig, Shared, SharedError};
-use crate::store::{LockError, WriterLock, replace_file};
+use crate::store::{AppendMap, LockError, WriterLock, replace_file};
 
 pub const STATE_FILE: &str = "policy.state";
 pub const JOURNAL_FILE: &str = "policy.journal";
@@ -71,8 +71,7 @@ pub struct PolicyState {
 
 struct Inner {
     entries: HashMap<String, Entry>,
-    journal: File,
-    journal_bytes: u64,
+    journal: AppendMap,
 }
 
 impl PolicyState {
@@ -120,26 +119,20 @@ impl PolicyState {
         let mut bytes = Vec::new();
         journal.read_to_end(&mut bytes).map_err(io(&journal_path))?;
         let (good, _) = decode_all(&bytes, &mut entries);
-        if good != bytes.len() {
+        // The journal's zeroed tail (`store::AppendMap`) is not a torn record.
+        if bytes[good..].iter().any(|&b| b != 0) {
             tracing::warn!(
-                "{}: cutting {} bytes of a torn last record",
+                "{}: cutting a torn last record ({} bytes after the intact ones)",
                 journal_path.display(),
                 bytes.len() - good
             );
-            journal.set_len(good as u64).map_err(io(&journal_path))?;
         }
-        journal
-            .seek(SeekFrom::Start(good as u64))
-            .map_err(io(&journal_path))?;
+        let journal = AppendMap::open(journal, good).map_err(io(&journal_path))?;
         let dirty = Arc::new(AtomicBool::new(false));
-        let syncer = journal.try_clone().map_err(io(&journal_path))?;
+        let syncer = journal.try_clone_file().map_err(io(&journal_path))?;
         spawn_syncer(syncer, dirty.clone(), sync_interval);
         Ok(PolicyState {
-            inner: Mutex::new(Inner {
-                entries,
-                journal,
-                journal_bytes: good as u64,
-            }),
+            inner: Mutex::new(Inner { entries, journal }),
             dir: dir.to_owned(),
             max_entries: max_entries.max(1),
             dirty,
@@ -234,14 +227,13 @@ impl PolicyState {
             }
         }
         if !records.is_empty() {
-            inner.journal.write_all(&records)?;
-            inner.journal_bytes += records.len() as u64;
+            inner.journal.append(&records)?;
             self.dirty.store(true, Ordering::Release);
             if inner.entries.len() > self.max_entries {
                 evict(&mut inner.entries, now, self.max_entries);
             }
             let live_estimate = inner.entries.len() as u64 * 64;
-            if inner.journal_bytes > MIN_COMPACT_BYTES.max(2 * live_estimate) {
+            if inner.journal.bytes() as u64 > MIN_COMPACT_BYTES.max(2 * live_estimate) {
                 self.compact_locked(inner, now)?;
             }
         }
@@ -313,7 +305,7 @@ impl PolicyState {
     pub fn stats(&self, now: u64) -> (usize, u64) {
         let inner = self.lock();
         let live = inner.entries.values().filter(|e| e.expires > now).count();
-        (live, inner.journal_bytes)
+        (live, inner.journal.bytes() as u64)
     }
 
     fn compact_locked(&self, inner: &mut Inner, now: u64) -> std::io::Result<()> {
@@ -323,11 +315,7 @@ impl PolicyState {
             encode_put(&mut snapshot, key, entry);
         }
         replace_file(&self.dir.join(STATE_FILE), &[MAGIC.as_slice(), &snapshot])?;
-        inner.journal.set_len(0)?;
-        inner.journal.seek(SeekFrom::Start(0))?;
-        inner.journal.sync_all()?;
-        inner.journal_bytes = 0;
-        Ok(())
+        inner.journal.clear()
     }
 }
 
@@ -409,7 +397,7 @@ mod tests {
     #[test]
     fn updates_survive_a_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        {
+        let end = {
             let state = PolicyState::open(dir.path(), 100, Duration::from_secs(1)).unwrap();
             state
                 .update(10, |txn| {
@@ -419,12 +407,15 @@ mod tests {
                 .unwrap();
             // A second opener is refused while the first holds the lock.
             assert!(PolicyState::open(dir.path(), 100, Duration::from_secs(1)).is_err());
-        }
-        let mut journal = OpenOptions::new()
-            .append(true)
+            state.stats(10).1
+        };
+        // A record torn in mid-copy, where the next one would have gone.
+        let journal = OpenOptions::new()
+            .write(true)
             .open(dir.path().join(JOURNAL_FILE))
             .unwrap();
-        journal.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&journal, &[9, 0, 0, 0, 1, 2], end).unwrap();
+        drop(journal);
         let state = PolicyState::open(dir.path(), 100, Duration::from_secs(1)).unwrap();
         assert_eq!(state.get("rl:user:a", 10), Some(bucket(1.5, 100)));
         // Expired by the time it is read.

@@ -1,7 +1,8 @@
 //! The memory-mapped model: format, journal, lock, compaction.
 //!
-//! This is the only module allowed `unsafe`, for one call: mapping the model
-//! file. Everything else reads the mapping through `bytemuck`'s checked casts.
+//! This is the only module allowed `unsafe`, for two calls: mapping the
+//! model file read-only, and mapping the policy journal for appends
+//! (`append_map.rs`). Everything else reads the mapping through `bytemuck`'s checked casts.
 //!
 //! The shape (see ARCHITECTURE.md, "The model on disk"):
 //! - `bayes.model`: immutable once written; a [`format::ModelHeader`] then an
@@ -21,6 +22,7 @@
 
 #![allow(unsafe_code)]
 
+mod append_map;
 mod atomic_file;
 mod bayes_store;
 pub mod format;
@@ -33,6 +35,7 @@ mod mapped;
 mod model_file;
 mod overlay;
 
+pub use append_map::AppendMap;
 pub use atomic_file::replace as replace_file;
 pub use bayes_store::{BayesStore, Change, Compacted, ONLINE_STEP, StoreStats};
 pub use format::{Class, FORMAT_VERSION, OLDEST_SUPPORTED_VERSION};
