@@ -32,7 +32,9 @@ pub use crate::rules::RulesConfig;
 pub use crate::setting::{InvalidSetting, parse_network};
 pub use crate::verdict::{ActionsConfig, Scoring, SymbolConfig};
 
-const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+/// The built-in configuration a config file is laid over.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("default_config.toml");
+const DEFAULT_CONFIG: &str = EMBEDDED_DEFAULTS;
 
 /// The whole configuration after merging.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +67,10 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
+fn default_history_messages_mb() -> usize {
+    32
+}
+
 /// The daemon (`chaff serve`): addresses, passwords, limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +98,10 @@ pub struct ServerConfig {
     pub scan_timeout_ms: u64,
     /// Scans remembered for `/history`.
     pub history_size: usize,
+    /// Bytes (MiB) of the history's messages kept in memory, so the web UI
+    /// can learn or report one from its entry; 0 keeps none.
+    #[serde(default = "default_history_messages_mb")]
+    pub history_messages_mb: usize,
     /// The milter door (Postfix `smtpd_milters`, Sendmail); empty = off.
     pub milter_bind: String,
     /// What the milter answers when a scan fails or times out.

@@ -246,6 +246,20 @@ const STREAM_BUFFER_BYTES: usize = 256 * 1024;
 /// single-message file in mbox form.
 const SMALL_MBOX_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The messages of one uploaded file: an mbox (it starts with a `From `
+/// line) split as `chaff learn` splits one, or else one message.
+pub fn split_upload(bytes: &[u8]) -> Vec<Vec<u8>> {
+    if bytes.starts_with(b"From ") {
+        split_mbox(Path::new("upload"), bytes)
+            .into_iter()
+            .map(|message| message.bytes)
+            .filter(|bytes| !bytes.is_empty())
+            .collect()
+    } else {
+        vec![bytes.to_vec()]
+    }
+}
+
 /// Splits an mbox held in memory, with the same rules as [`MboxReader`].
 fn split_mbox(path: &Path, bytes: &[u8]) -> Vec<RawMessage> {
     let mut messages = Vec::new();

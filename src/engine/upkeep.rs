@@ -162,6 +162,12 @@ impl Engine {
         self.store.stats()
     }
 
+    /// The weight the classifier fitted to rule `name` on this site's
+    /// mail, if it did.
+    pub fn fitted_weight(&self, name: &str) -> Option<f64> {
+        self.active().fitted_weight(name, &self.store)
+    }
+
     pub fn verify_store(&self) -> bool {
         self.store.verify()
     }

@@ -23,7 +23,7 @@ use crate::setting::{InvalidSetting, check_networks, parse_network};
 
 pub use dns::{Lookup, Network};
 pub use dnsbl::DnsblConfig;
-pub use url_list::{UrlListMatch, UrlLists};
+pub use url_list::{UrlListMatch, UrlLists, validate as validate_url_list};
 
 /// One local URL/domain list (`[url_lists.NAME]`).
 #[derive(Debug, Clone, Deserialize)]

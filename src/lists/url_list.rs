@@ -43,6 +43,37 @@ struct Entries {
     prefixes: HashMap<String, Vec<String>>,
 }
 
+/// Whether every entry of `text` is one a URL list can hold: a host, a
+/// `*.`/`.` wildcard or a URL prefix, one per line, without white space or
+/// control characters inside (the loader is lenient; an edit in the web UI
+/// is checked with this before it is saved).
+pub fn validate(text: &str) -> Result<(), InvalidEntry> {
+    for (number, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let bad = entry.chars().any(|c| c.is_whitespace() || c.is_control())
+            || entry.len() > 2048
+            || (entry.contains('/') && extract_from_text(entry).is_empty());
+        if bad {
+            return Err(InvalidEntry {
+                line: number + 1,
+                entry: entry.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A URL-list line that is not a host, wildcard or URL.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: `{entry}` is not a host, *.domain or URL")]
+pub struct InvalidEntry {
+    pub line: usize,
+    pub entry: String,
+}
+
 impl Entries {
     fn parse(text: &str) -> Entries {
         let mut entries = Entries::default();

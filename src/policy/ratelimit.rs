@@ -96,13 +96,18 @@ pub struct Rate {
     pub per_second: f64,
 }
 
-impl TryFrom<String> for Rate {
-    type Error = String;
+/// A rate that does not read as `"N / PERIOD"`.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a rate like \"100 / 1h\"")]
+pub struct InvalidRate(String);
 
-    fn try_from(text: String) -> Result<Rate, String> {
+impl TryFrom<String> for Rate {
+    type Error = InvalidRate;
+
+    fn try_from(text: String) -> Result<Rate, InvalidRate> {
         match parse_rate(&text) {
             Some(per_second) => Ok(Rate { text, per_second }),
-            None => Err(format!("`{text}` is not a rate like \"100 / 1h\"")),
+            None => Err(InvalidRate(text)),
         }
     }
 }

@@ -98,6 +98,19 @@ pub struct MapSpec {
 }
 
 impl MapSpec {
+    /// What the entries are compared with, as a rule file names it.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            MapKind::Ip => "ip",
+            MapKind::Helo => "helo",
+            MapKind::Hostname => "hostname",
+            MapKind::MailFrom => "mail_from",
+            MapKind::Rcpt => "rcpt",
+            MapKind::From => "from",
+            MapKind::UrlHost => "url_host",
+        }
+    }
+
     pub fn from_def(
         file: &str,
         text: &str,
@@ -280,6 +293,12 @@ impl Map {
                 .is_some_and(|set| set.is_match(value)),
         }
     }
+}
+
+/// Whether `text` would load as the entries of map `spec` (the web UI
+/// checks an edit with this before it saves it).
+pub fn validate_entries(spec: &MapSpec, text: &str) -> Result<(), RulesError> {
+    parse_entries(spec, text).map(|_| ())
 }
 
 fn parse_entries(spec: &MapSpec, text: &str) -> Result<Entries, RulesError> {

@@ -47,6 +47,22 @@ pub fn allowed(
     }
 }
 
+/// What a password grants whoever gives it: writes for `enable_password`
+/// (or the only password configured), reads for `password`; `None` for a
+/// wrong one, or when no password is configured.
+pub fn privilege_of(config: &ServerConfig, given: &str) -> Option<Privilege> {
+    let read = config.password.as_deref();
+    let write = config.enable_password.as_deref().or(read);
+    let matches = |expected: Option<&str>| expected.is_some_and(|e| constant_time_eq(e, given));
+    if matches(write) {
+        Some(Privilege::Write)
+    } else if matches(read) {
+        Some(Privilege::ReadOnly)
+    } else {
+        None
+    }
+}
+
 /// IPv4-mapped IPv6 peers (`::ffff:127.0.0.1`) are their IPv4 selves.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -28,7 +28,7 @@ pub fn request_pairs(request: &Request<Incoming>) -> Vec<(String, String)> {
     pairs
 }
 
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

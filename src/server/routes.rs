@@ -35,6 +35,9 @@ pub async fn handle(
         .trim_start_matches('/')
         .to_ascii_lowercase();
     let is_post = request.method() == hyper::Method::POST;
+    if role == Role::Controller && super::ui::is_ui_path(&path) {
+        return Ok(super::ui::handle(request, peer, &state).await);
+    }
     let reply = match (role, path.as_str()) {
         (_, "ping") => text(StatusCode::OK, "pong\r\n"),
         (_, "metrics") => metrics(&state),

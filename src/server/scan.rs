@@ -166,6 +166,7 @@ async fn run_scan_with_permit(
         // The history shows the envelope as the checks saw it.
         let envelope = envelope.cleaned();
         let entry = HistoryEntry {
+            id: 0,
             message_id: scan.message_id.clone().unwrap_or_default(),
             unix_time: unix_now(),
             ip: envelope
@@ -183,11 +184,19 @@ async fn run_scan_with_permit(
                 .iter()
                 .map(|s| (s.name.clone(), s.score))
                 .collect(),
+            options: scan
+                .verdict
+                .symbols
+                .iter()
+                .filter(|s| !s.options.is_empty())
+                .map(|s| (s.name.clone(), s.options.clone()))
+                .collect(),
             size: body.len(),
             time_real: seconds,
             profile: scan.profile.clone(),
         };
-        task_state.record_scan(entry, &scan, seconds);
+        let id = task_state.record_scan(entry, &scan, seconds);
+        task_state.keep_message(id, body, envelope);
         Ok::<_, String>((scan, seconds))
     });
     let deadline = Duration::from_millis(config.server.scan_timeout_ms);

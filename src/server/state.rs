@@ -13,7 +13,7 @@ use chaff::{Engine, Scan};
 use tokio::sync::{Semaphore, watch};
 
 /// Actions in the order `/stat` reports them.
-pub const ACTIONS: [Action; 6] = [
+pub const ACTIONS: [Action; super::timeline::ACTION_SLOTS] = [
     Action::Reject,
     Action::SoftReject,
     Action::RewriteSubject,
@@ -25,6 +25,8 @@ pub const ACTIONS: [Action; 6] = [
 /// One scan, for `/history`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryEntry {
+    /// This node's number for the scan, rising (the web UI's handle on it).
+    pub id: u64,
     #[serde(rename = "message-id")]
     pub message_id: String,
     pub unix_time: u64,
@@ -36,6 +38,9 @@ pub struct HistoryEntry {
     pub required_score: f64,
     pub action: String,
     pub symbols: BTreeMap<String, f64>,
+    /// Each symbol's options, for the symbols that have some.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, Vec<String>>,
     pub size: usize,
     pub time_real: f64,
     /// The settings profile the scan ran under.
@@ -111,6 +116,13 @@ pub struct State {
     replicator: std::sync::OnceLock<Arc<dyn Replication>>,
     /// Where scans and learns run: one thread per core, never the reactor.
     cpu_pool: super::pool::CpuPool,
+    /// The web UI's logins.
+    pub sessions: super::session::Sessions,
+    /// Scans per minute and their latencies, for the dashboard.
+    pub timeline: Mutex<super::timeline::Timeline>,
+    /// The history's messages, for learning from an entry.
+    pub kept: Mutex<super::kept::Kept>,
+    next_history_id: AtomicU64,
 }
 
 impl State {
@@ -138,6 +150,10 @@ impl State {
             shutdown: watch::channel(false).0,
             replicator: std::sync::OnceLock::new(),
             cpu_pool: super::pool::CpuPool::new(cores),
+            sessions: Default::default(),
+            timeline: Default::default(),
+            kept: Default::default(),
+            next_history_id: AtomicU64::new(1),
         }
     }
 
@@ -153,6 +169,19 @@ impl State {
             let _ = sender.send(result.ok());
         });
         receiver.await.ok().flatten()
+    }
+
+    /// The configuration file the daemon reads (none: the defaults).
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
+    /// The configuration file's text as it is now (empty without one).
+    pub fn config_text(&self) -> String {
+        self.config_path
+            .as_deref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
     }
 
     /// The configuration in force.
@@ -253,8 +282,11 @@ impl State {
         Ok(())
     }
 
-    /// Records a finished scan in counters and history.
-    pub fn record_scan(&self, entry: HistoryEntry, scan: &Scan, seconds: f64) {
+    /// Records a finished scan in counters and history; returns the id its
+    /// history entry got.
+    pub fn record_scan(&self, mut entry: HistoryEntry, scan: &Scan, seconds: f64) -> u64 {
+        let id = self.next_history_id.fetch_add(1, Ordering::Relaxed);
+        entry.id = id;
         let verdict = &scan.verdict;
         let c = &self.counters;
         for (counted, counter) in [
@@ -274,8 +306,12 @@ impl State {
         } else {
             c.ham.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(index) = ACTIONS.iter().position(|a| *a == verdict.action) {
+        let action = ACTIONS.iter().position(|a| *a == verdict.action);
+        if let Some(index) = action {
             c.actions[index].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut timeline) = self.timeline.lock() {
+            timeline.record(entry.unix_time, action, seconds);
         }
         if let Ok(mut counters) = self.symbol_counters.lock() {
             for symbol in &verdict.symbols {
@@ -293,6 +329,21 @@ impl State {
         if let Ok(mut history) = self.history.lock() {
             history.push_front(entry);
             history.truncate(limit);
+        }
+        id
+    }
+
+    /// Keeps the message of history entry `id` (within the history's size
+    /// and `history_messages_mb`).
+    pub fn keep_message(&self, id: u64, raw: Vec<u8>, envelope: chaff::message::Envelope) {
+        let server = &self.config().server;
+        let max_bytes = server.history_messages_mb.saturating_mul(1 << 20);
+        if max_bytes == 0 {
+            return;
+        }
+        if let Ok(mut kept) = self.kept.lock() {
+            let message = super::kept::KeptMessage { raw, envelope };
+            kept.keep(id, message, server.history_size, max_bytes);
         }
     }
 

@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod webdriver;
+
 /// Every wait in these tests ends: generous, only to turn a hang into a failure.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
