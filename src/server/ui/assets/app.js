@@ -225,16 +225,26 @@ function matches(row, f) {
   return true;
 }
 
+// Rows on one page of the history: the filters search every entry, the
+// table shows this many at a time, so a full history (10,000 entries)
+// lays out as fast as an empty one.
+const PAGE_ROWS = 100;
+let historyOffset = 0;
+
 async function historyPage() {
   const started = performance.now();
   const data = await api("/ui/api/history");
   const rows = data.rows;
   const tbody = el("tbody", { id: "history-body" });
   const count = el("p", { class: "muted", id: "history-count" });
+  const previous = el("button", { type: "button", class: "secondary", id: "history-previous" }, "← Newer");
+  const next = el("button", { type: "button", class: "secondary", id: "history-next" }, "Older →");
   const render = () => {
     const shown = rows.filter((r) => matches(r, historyFilter));
+    if (historyOffset >= shown.length) historyOffset = Math.max(0, Math.floor((shown.length - 1) / PAGE_ROWS) * PAGE_ROWS);
+    const page = shown.slice(historyOffset, historyOffset + PAGE_ROWS);
     const fragment = document.createDocumentFragment();
-    for (const row of shown) {
+    for (const row of page) {
       const open = () => { location.hash = "#/message/" + row.id; };
       fragment.append(el("tr", {
         class: "history-row", tabindex: 0, dataset: { id: row.id },
@@ -249,29 +259,38 @@ async function historyPage() {
         el("td", { class: "wide" }, row.ip)));
     }
     tbody.replaceChildren(fragment);
-    count.textContent = `${shown.length} of ${rows.length} scans (the history keeps ${data.size}).`;
+    const range = shown.length ? ` Showing ${historyOffset + 1}–${historyOffset + page.length}.` : "";
+    count.textContent = `${shown.length} of ${rows.length} scans (the history keeps ${data.size}).${range}`;
+    previous.disabled = historyOffset === 0;
+    next.disabled = historyOffset + PAGE_ROWS >= shown.length;
   };
+  previous.addEventListener("click", () => { historyOffset = Math.max(0, historyOffset - PAGE_ROWS); render(); });
+  next.addEventListener("click", () => { historyOffset += PAGE_ROWS; render(); });
+  const refilter = () => { historyOffset = 0; render(); };
   const field = (name, label, attrs) => {
     const input = el("input", Object.assign({ id: "filter-" + name, value: historyFilter[name] }, attrs));
-    input.addEventListener("input", () => { historyFilter[name] = input.value; render(); });
+    input.addEventListener("input", () => { historyFilter[name] = input.value; refilter(); });
     return el("label", {}, label, input);
   };
   const action = el("select", { id: "filter-action" }, el("option", { value: "" }, "any"), ACTIONS.map((a) => el("option", { value: a }, a)));
   action.value = historyFilter.action;
-  action.addEventListener("change", () => { historyFilter.action = action.value; render(); });
+  action.addEventListener("change", () => { historyFilter.action = action.value; refilter(); });
   const filters = el("form", { class: "filters panel", role: "search", onsubmit: (e) => e.preventDefault() },
     field("text", "Subject, sender, recipient, IP", { type: "search" }),
     el("label", {}, "Action", action),
     field("min", "Score from", { type: "number", step: "any" }),
     field("max", "Score to", { type: "number", step: "any" }),
     field("symbol", "Symbol", { type: "search" }));
-  const table = el("table", { id: "history-table" },
+  const table = el("table", { id: "history-table", class: "fixed" },
+    el("colgroup", {}, el("col", { class: "c-time wide" }), el("col", { class: "c-action" }), el("col", { class: "c-score" }),
+      el("col", { class: "c-subject" }), el("col", { class: "c-sender" }), el("col", { class: "c-rcpt wide" }), el("col", { class: "c-ip wide" })),
     el("thead", {}, el("tr", {},
       el("th", { class: "num wide" }, "Time"), el("th", {}, "Action"), el("th", { class: "num" }, "Score"),
       el("th", {}, "Subject"), el("th", {}, "Sender"), el("th", { class: "wide" }, "Recipients"), el("th", { class: "wide" }, "IP"))),
     tbody);
   render();
-  show(el("h1", {}, "History"), filters, count, el("div", { class: "panel" }, table));
+  show(el("h1", {}, "History"), filters, count, el("div", { class: "panel" }, table),
+    el("div", { class: "actions" }, previous, next));
   // For tools/ui-history-time: the request and the table, then the first
   // frame painted after it, in ms (the latter since navigation began).
   main.dataset.renderMs = String(Math.round(performance.now() - started));
