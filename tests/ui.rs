@@ -259,8 +259,27 @@ fn an_admin_logs_in_finds_a_scan_learns_it_and_edits_a_deny_map_in_a_real_browse
         browser.wait_text("main h1", heading);
         browser.screenshot(&shots, page);
     }
+    browser.goto(&format!("{base}#/symbols"));
+    browser.wait_text("main table", "DENY_SENDER");
+    browser.goto(&format!("{base}#/config"));
     let config = browser.find("#config-text").text();
     assert!(!config.contains(WRITE_PASSWORD) && !config.contains(READ_PASSWORD));
+
+    // An mbox uploaded as spam is learned message by message.
+    browser.goto(&format!("{base}#/learn"));
+    let mbox = common::corpus("mbox-sample.mbox");
+    browser
+        .find("#learn-files")
+        .type_text(mbox.to_str().unwrap());
+    browser.find("#learn-button").click();
+    let learned = browser.wait_text("#learn-status", "learned");
+    assert!(learned.contains("The model now holds"), "{learned}");
+    let spam_learns = get(daemon.controller, "/stat", &[("Password", READ_PASSWORD)]).json()
+        ["statfiles"][0]["revision"]
+        .as_u64()
+        .unwrap();
+    assert!(spam_learns >= 2, "{learned}");
+    browser.screenshot(&shots, "learn-done");
 
     // Scan a pasted message from the browser.
     browser.goto(&format!("{base}#/scan"));

@@ -360,7 +360,6 @@ pub fn save_list(state: &State, name: &str, text: &str) -> Reply {
 /// Every symbol: its description and group, configured and fitted weight,
 /// and how often it fired since start.
 pub fn symbols(state: &State) -> Reply {
-    let config = state.config();
     let scanned = state.counters.scanned.load(Ordering::Relaxed);
     let hits: std::collections::BTreeMap<String, u64> = match state.symbol_counters.lock() {
         Ok(counters) => counters.iter().map(|(n, c)| (n.clone(), c.hits)).collect(),
@@ -370,7 +369,11 @@ pub fn symbols(state: &State) -> Reply {
         Ok(engine) => engine,
         Err(_) => return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned"),
     };
-    let rows: Vec<Value> = config
+    // The rules' and maps' symbols with the configuration's, as scans
+    // weigh them.
+    let active = engine.active();
+    let rows: Vec<Value> = active
+        .config
         .symbols
         .iter()
         .map(|(name, symbol)| {
