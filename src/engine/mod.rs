@@ -35,12 +35,14 @@ use crate::verdict::{self, Verdict};
 mod active;
 mod explain;
 mod learn;
+mod lists;
 mod network;
 mod upkeep;
 
 pub use active::Active;
 pub use explain::{ExplainedFeature, ExplainedRule, ExplainedToken, Explanation};
 pub use learn::{FuzzyLearned, LearnError, LearnPreparer, Learned, PreparedLearn};
+pub use lists::{EditableList, ListError};
 
 /// Why an engine could not be opened.
 #[derive(Debug, thiserror::Error)]

@@ -282,69 +282,41 @@ pub async fn learn_upload(state: &Arc<State>, raw: Vec<u8>, class: Class) -> Rep
 
 /// Every allow/deny map and local URL list, with its entries.
 pub fn lists(state: &State) -> Reply {
-    let active = match state.engine.read() {
-        Ok(engine) => engine.active(),
+    let lists = match state.engine.read() {
+        Ok(engine) => engine.editable_lists(),
         Err(_) => return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned"),
     };
-    let mut rows: Vec<Value> = active
-        .rules
-        .maps
-        .specs()
-        .map(|spec| {
+    let rows: Vec<Value> = lists
+        .into_iter()
+        .map(|list| {
             json!({
-                "name": spec.symbol, "type": "map", "kind": spec.kind_name(),
-                "file": spec.path.display().to_string(),
-                "action": spec.action.map(|a| a.name()), "weight": spec.weight,
-                "description": spec.description,
-                "text": std::fs::read_to_string(&spec.path).unwrap_or_default(),
+                "name": list.name, "type": list.kind, "kind": list.matches, "symbol": list.symbol,
+                "file": list.path.display().to_string(),
+                "action": list.action.map(|a| a.name()), "weight": list.weight,
+                "description": list.description, "text": list.text,
             })
         })
         .collect();
-    for (name, list) in &state.config().url_lists {
-        rows.push(json!({
-            "name": name, "type": "url_list", "kind": "url", "symbol": list.symbol,
-            "file": list.path.display().to_string(), "action": Value::Null,
-            "weight": list.weight, "description": Value::Null,
-            "text": std::fs::read_to_string(&list.path).unwrap_or_default(),
-        }));
-    }
     json_reply(StatusCode::OK, &json!({"lists": rows}))
 }
 
-/// Replaces list `name`'s entries with `text`: validated as the loader
-/// reads them, written atomically, and the rules reloaded at once, so the
-/// next scan uses it.
+/// Replaces list `name`'s entries with `text` (checked and written by the
+/// engine) and reloads the rules at once, so the next scan uses it.
 pub fn save_list(state: &State, name: &str, text: &str) -> Reply {
-    let active = match state.engine.read() {
-        Ok(engine) => engine.active(),
+    let saved = match state.engine.read() {
+        Ok(engine) => engine.save_list(name, text),
         Err(_) => return error_reply(StatusCode::INTERNAL_SERVER_ERROR, "engine lock poisoned"),
     };
-    let config = state.config();
-    let text = if text.is_empty() || text.ends_with('\n') {
-        text.to_owned()
-    } else {
-        format!("{text}\n")
-    };
-    let path = if let Some(spec) = active.rules.maps.specs().find(|s| s.symbol == name) {
-        if let Err(error) = chaff::rules::maps::validate_entries(spec, &text) {
+    let path = match saved {
+        Ok(path) => path,
+        Err(error @ chaff::engine::ListError::Unknown(_)) => {
+            return error_reply(StatusCode::NOT_FOUND, &error.to_string());
+        }
+        Err(error @ chaff::engine::ListError::Invalid(_)) => {
             return error_reply(StatusCode::BAD_REQUEST, &error.to_string());
         }
-        spec.path.clone()
-    } else if let Some(list) = config.url_lists.get(name) {
-        if let Err(error) = chaff::lists::validate_url_list(&text) {
-            return error_reply(StatusCode::BAD_REQUEST, &error.to_string());
-        }
-        list.path.clone()
-    } else {
-        return error_reply(StatusCode::NOT_FOUND, "no such list");
+        Err(error) => return error_reply(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
     };
-    drop(active);
-    if let Err(error) = chaff::store::replace_file(&path, &[text.as_bytes()]) {
-        return error_reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("{}: {error}", path.display()),
-        );
-    }
     if let Err(error) = state.reload() {
         return error_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -415,9 +387,7 @@ pub fn configuration(state: &State) -> Reply {
         })
         .collect();
     let loaded: usize = report.loaded.values().sum();
-    let policy = engine
-        .policy_state()
-        .map(|p| p.stats(chaff::policy::state::unix_now()));
+    let policy = engine.policy_state().map(|p| p.stats(unix_now()));
     drop(engine);
     json_reply(
         StatusCode::OK,
