@@ -181,6 +181,16 @@ fn session_of(request: &Request<Incoming>, state: &State) -> Option<(String, Ses
         .find_map(|token| state.sessions.get(token).map(|s| (token.to_owned(), s)))
 }
 
+/// Whether the request's `X-CSRF-Token` is `session`'s.
+fn carries_csrf_of(request: &Request<Incoming>, session: &Session) -> bool {
+    let given = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    same_token(given, &session.csrf)
+}
+
 fn is_secure_client(state: &State, peer: SocketAddr) -> bool {
     allowed(&state.config().server, peer.ip(), None, Privilege::Write)
 }
@@ -206,12 +216,7 @@ fn access(
         let Some((_, session)) = session else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "log in first"));
         };
-        let given = request
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !same_token(given, &session.csrf) {
+        if !carries_csrf_of(request, &session) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "missing or wrong CSRF token",
@@ -286,7 +291,7 @@ fn session_info(request: &Request<Incoming>, peer: SocketAddr, state: &State) ->
         );
     }
     if is_secure_client(state, peer) {
-        return new_session(request, state, Privilege::Write);
+        return new_session(over_tls(request), state, Privilege::Write);
     }
     json_reply(
         StatusCode::OK,
@@ -294,15 +299,16 @@ fn session_info(request: &Request<Incoming>, peer: SocketAddr, state: &State) ->
     )
 }
 
-fn new_session(request: &Request<Incoming>, state: &State, privilege: Privilege) -> Reply {
+/// A new session of `privilege`: its CSRF token in the reply, its cookie
+/// set.
+fn new_session(tls: bool, state: &State, privilege: Privilege) -> Reply {
     match state.sessions.create(privilege) {
         Ok((token, session)) => {
             let mut reply = json_reply(
                 StatusCode::OK,
                 &json!({"privilege": privilege_name(privilege), "csrf": session.csrf}),
             );
-            if let Ok(cookie) = HeaderValue::from_str(&set_cookie(Some(&token), over_tls(request)))
-            {
+            if let Ok(cookie) = HeaderValue::from_str(&set_cookie(Some(&token), tls)) {
                 reply
                     .headers_mut()
                     .insert(hyper::header::SET_COOKIE, cookie);
@@ -336,21 +342,7 @@ async fn login(request: Request<Incoming>, peer: SocketAddr, state: &Arc<State>)
     match privilege_of(&state.config().server, password.as_deref().unwrap_or("")) {
         Some(privilege) => {
             state.sessions.login_succeeded(peer.ip());
-            match state.sessions.create(privilege) {
-                Ok((token, session)) => {
-                    let mut reply = json_reply(
-                        StatusCode::OK,
-                        &json!({"privilege": privilege_name(privilege), "csrf": session.csrf}),
-                    );
-                    if let Ok(cookie) = HeaderValue::from_str(&set_cookie(Some(&token), tls)) {
-                        reply
-                            .headers_mut()
-                            .insert(hyper::header::SET_COOKIE, cookie);
-                    }
-                    reply
-                }
-                Err(error) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
-            }
+            new_session(tls, state, privilege)
         }
         None => {
             state.sessions.login_failed(peer.ip());
@@ -373,12 +365,7 @@ fn password_in(body: &[u8]) -> Option<String> {
 
 fn logout(request: &Request<Incoming>, state: &State) -> Reply {
     if let Some((token, session)) = session_of(request, state) {
-        let given = request
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !same_token(given, &session.csrf) {
+        if !carries_csrf_of(request, &session) {
             return error_reply(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
         }
         state.sessions.remove(&token);

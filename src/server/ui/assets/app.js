@@ -181,10 +181,15 @@ function chart(perMinute) {
   return el("div", { class: "panel chart" }, el("h2", {}, "Messages per minute, last hour"), root, legend);
 }
 
+// The chart's top: four whole, round ticks that reach the peak.
 function niceCeiling(n) {
-  const power = Math.pow(10, Math.floor(Math.log10(n)));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= n) return step * power;
-  return 10 * power;
+  const tick = Math.max(1, n / 4);
+  const power = Math.pow(10, Math.floor(Math.log10(tick)));
+  for (const step of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) {
+    const candidate = step * power;
+    if (candidate >= tick && Number.isInteger(candidate)) return 4 * candidate;
+  }
+  return 40 * power;
 }
 
 async function dashboardPage() {
