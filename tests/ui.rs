@@ -28,6 +28,7 @@ fn setup() -> (Scratch, Daemon) {
     std::fs::write(rules.join("deny-senders.txt"), "# senders to refuse\n").unwrap();
     std::fs::write(rules.join("marked.txt"), "/xss/\n").unwrap();
     std::fs::write(rules.join("partners.txt"), "partner.example\n").unwrap();
+    std::fs::write(rules.join("bad-urls.txt"), "*.phish.example\n").unwrap();
     std::fs::write(
         rules.join("maps.toml"),
         "[[map]]\nsymbol = \"DENY_SENDER\"\nkind = \"mail_from\"\nfile = \"deny-senders.txt\"\naction = \"reject\"\n\
@@ -39,8 +40,10 @@ fn setup() -> (Scratch, Daemon) {
     let mut scratch = scratch;
     scratch.write_config(&format!(
         "[server]\npassword = \"{READ_PASSWORD}\"\nenable_password = \"{WRITE_PASSWORD}\"\nsecure_ip = []\n\
-         [rules]\nreload_check_secs = 0\npaths = [{:?}]\n",
-        rules.display().to_string()
+         [rules]\nreload_check_secs = 0\npaths = [{:?}]\n\
+         [url_lists.local]\npath = {:?}\nsymbol = \"LOCAL_BAD_URL\"\nweight = 4.0\n",
+        rules.display().to_string(),
+        rules.join("bad-urls.txt").display().to_string()
     ));
     let daemon = scratch.serve();
     (scratch, daemon)
@@ -429,6 +432,56 @@ fn every_ui_request_checks_who_asks() {
         );
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
     }
+    // A URL list is edited the same way, and checked before it is saved.
+    let admin_headers = [
+        ("Cookie", admin.as_str()),
+        ("X-CSRF-Token", admin_csrf.as_str()),
+    ];
+    let lists = get(c, "/ui/api/lists", &[("Cookie", &admin)]).json();
+    assert!(
+        lists["lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "local" && l["type"] == "url_list"),
+        "{lists}"
+    );
+    let bad = post(
+        c,
+        "/ui/api/lists?name=local",
+        &admin_headers,
+        b"not a host\n",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.json()["error"].as_str().unwrap().contains("line 1"));
+    let good = post(
+        c,
+        "/ui/api/lists?name=local",
+        &admin_headers,
+        b"*.phish.example\nlogin.bad.example\n",
+    );
+    assert_eq!(good.status, 200, "{}", good.text());
+    let written = std::fs::read_to_string(scratch.path().join("rules/bad-urls.txt")).unwrap();
+    assert!(written.contains("login.bad.example"), "{written}");
+    assert_eq!(
+        post(c, "/ui/api/lists?name=nosuch", &admin_headers, b"x\n").status,
+        404
+    );
+    // Scanning from the UI reads only: either session may, with its token.
+    let message = b"Subject: scan me\r\n\r\nhello\r\n";
+    assert_eq!(post(c, "/ui/api/scan", &[], message).status, 401);
+    assert_eq!(
+        post(c, "/ui/api/scan", &[("Cookie", &reader)], message).status,
+        403
+    );
+    let scanned = post(
+        c,
+        "/ui/api/scan?from=a%40partner.example",
+        &[("Cookie", &reader), ("X-CSRF-Token", &reader_csrf)],
+        message,
+    );
+    assert_eq!(scanned.status, 200, "{}", scanned.text());
+    assert!(scanned.json()["verdict"]["action"].is_string());
     // Logins are rate-limited per client.
     let mut statuses = Vec::new();
     for _ in 0..7 {
