@@ -515,4 +515,18 @@ fn a_client_in_secure_ip_needs_no_login() {
     // Changes still need the session's token.
     let change = post(daemon.controller, "/ui/api/learnfile?class=spam", &[], b"x");
     assert_eq!(change.status, 401);
+    // The rspamd-protocol endpoints need no password from here, but a page
+    // elsewhere cannot make this machine's browser learn through them.
+    let message = common::corpus_bytes("spam-plain.eml");
+    let forged = post(
+        daemon.controller,
+        "/learnspam",
+        &[("Origin", "http://evil.example")],
+        &message,
+    );
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    assert_eq!(
+        post(daemon.controller, "/learnspam", &[], &message).status,
+        200
+    );
 }

@@ -63,6 +63,22 @@ pub fn privilege_of(config: &ServerConfig, given: &str) -> Option<Privilege> {
     }
 }
 
+/// Whether a request's `Origin` (or `Referer`) names another host than
+/// the `Host` it was sent to: a page elsewhere making the browser post
+/// here. Clients that are not browsers (rspamc, MTAs) send neither.
+pub fn is_cross_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return false;
+    };
+    let authority = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    !authority.eq_ignore_ascii_case(host.unwrap_or(""))
+}
+
 /// IPv4-mapped IPv6 peers (`::ffff:127.0.0.1`) are their IPv4 selves.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -86,6 +102,19 @@ mod tests {
         c.password = password.map(str::to_owned);
         c.enable_password = enable.map(str::to_owned);
         c
+    }
+
+    #[test]
+    fn a_browser_posting_from_another_page_is_cross_origin() {
+        let host = Some("127.0.0.1:11334");
+        assert!(!is_cross_origin(None, host));
+        assert!(!is_cross_origin(Some("http://127.0.0.1:11334"), host));
+        assert!(!is_cross_origin(
+            Some("http://127.0.0.1:11334/#/history"),
+            host
+        ));
+        assert!(is_cross_origin(Some("https://evil.example"), host));
+        assert!(is_cross_origin(Some("null"), host));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 
-use super::auth::{Privilege, allowed};
+use super::auth::{Privilege, allowed, is_cross_origin};
 use super::body::{header, number_header, permit_then_body, request_pairs};
 use super::reply::{ApiError, Reply, bytes_reply, error_reply, json_reply};
 use super::state::{ACTIONS, HistoryEntry, State};
@@ -302,13 +302,26 @@ pub fn guarded(
 }
 
 /// The 401 reply when the peer and the request's `Password` do not grant
-/// `privilege`; `None` when they do.
+/// `privilege`; `None` when they do. A change a browser was made to send
+/// from another page (its `Origin` names another host) is refused first,
+/// so a `secure_ip` client's browser cannot be used to learn or reset.
 fn refusal(
     pairs: &[(String, String)],
     peer: SocketAddr,
     state: &State,
     privilege: Privilege,
 ) -> Option<Reply> {
+    if privilege == Privilege::Write
+        && is_cross_origin(
+            header(pairs, "origin").or_else(|| header(pairs, "referer")),
+            header(pairs, "host"),
+        )
+    {
+        return Some(error_reply(
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused",
+        ));
+    }
     (!allowed(
         &state.config().server,
         peer.ip(),

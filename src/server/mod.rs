@@ -20,7 +20,10 @@
 //! its reply shapes; `reply.rs`
 //! the pure reply shapes (envelope from headers, `/checkv2`, legacy JSON,
 //! `RSPAMC` text, HTTP errors); `auth.rs` who may do what; `state.rs` what
-//! requests share; `pool.rs` the CPU threads scans run on.
+//! requests share, with `timeline.rs` (scans per minute, latencies),
+//! `kept.rs` (the history's messages) and `session.rs` (web UI logins)
+//! beside it; `ui/` the admin web UI on the controller port; `pool.rs` the
+//! CPU threads scans run on.
 
 mod auth;
 mod body;

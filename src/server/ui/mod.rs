@@ -24,7 +24,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::auth::{Privilege, allowed, privilege_of};
+use super::auth::{Privilege, allowed, is_cross_origin, privilege_of};
 use super::body::{header, permit_then_body, request_pairs};
 use super::reply::{ApiError, Reply, error_reply, json_reply};
 use super::session::{Session, same_token, set_cookie, token_in};
@@ -240,28 +240,10 @@ fn access(
 /// An `Origin` (or, without one, a `Referer`) naming another host than the
 /// one the request was sent to.
 fn foreign_origin(request: &Request<Incoming>) -> bool {
-    let host = request
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let named = request
-        .headers()
-        .get(hyper::header::ORIGIN)
-        .or_else(|| request.headers().get(hyper::header::REFERER))
-        .and_then(|v| v.to_str().ok());
-    match named {
-        None => false,
-        Some(origin) => {
-            let authority = origin
-                .split_once("://")
-                .map_or(origin, |(_, rest)| rest)
-                .split('/')
-                .next()
-                .unwrap_or("");
-            !authority.eq_ignore_ascii_case(host)
-        }
-    }
+    let header =
+        |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let named = header(hyper::header::ORIGIN).or_else(|| header(hyper::header::REFERER));
+    is_cross_origin(named, header(hyper::header::HOST))
 }
 
 /// Whether the browser reached us over TLS (through a proxy that says so):
