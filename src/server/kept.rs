@@ -29,7 +29,14 @@ impl Kept {
             return;
         }
         self.bytes += message.raw.len();
-        self.messages.push_back((id, Arc::new(message)));
+        // Scans finish in any order; the deque stays sorted by id (an id
+        // is handed out before the scan's message arrives here).
+        let at = self
+            .messages
+            .iter()
+            .rposition(|(kept, _)| *kept < id)
+            .map_or(0, |i| i + 1);
+        self.messages.insert(at, (id, Arc::new(message)));
         while self.messages.len() > max_count || self.bytes > max_bytes {
             match self.messages.pop_front() {
                 Some((_, old)) => self.bytes -= old.raw.len(),
@@ -76,5 +83,14 @@ mod tests {
         assert_eq!(kept.bytes(), 35);
         kept.keep(7, message(41), 3, 40);
         assert!(kept.get(7).is_none());
+    }
+
+    #[test]
+    fn messages_kept_out_of_order_are_still_found() {
+        let mut kept = Kept::default();
+        for id in [2, 1, 4, 3, 6, 5] {
+            kept.keep(id, message(1), 10, 100);
+        }
+        assert!((1..=6).all(|id| kept.get(id).is_some()));
     }
 }
