@@ -70,12 +70,16 @@ pub fn dashboard(state: &State) -> Reply {
         .and_then(|policy| {
             Some(json!({"up": policy.redis_up()?, "failures": policy.redis_failures()}))
         });
-    drop(engine);
+    // With network checks on: whether the resolver answers, and how many
+    // messages' lookups failed at once because it did not.
     let config = state.config();
-    let dns = config
-        .network
-        .enabled
-        .then(|| json!({"nameservers": config.network.nameservers}));
+    let dns = engine
+        .as_ref()
+        .and_then(|engine| engine.resolver_down())
+        .map(|(down, failed_fast)| {
+            json!({"up": !down, "failed_fast": failed_fast, "nameservers": config.network.nameservers})
+        });
+    drop(engine);
     let scanned = c.scanned.load(Ordering::Relaxed);
     json_reply(
         StatusCode::OK,

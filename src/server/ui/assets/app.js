@@ -205,7 +205,9 @@ async function dashboardPage() {
     card("Rejected", d.actions["reject"] ?? 0),
     card("Rate-limited / greylisted", `${d.ratelimited} / ${d.greylisted}`),
     d.redis ? card("Redis", d.redis.up ? "up" : `down (${d.redis.failures} failures)`) : null,
-    card("DNS checks", d.dns ? (d.dns.nameservers.length ? d.dns.nameservers.join(", ") : "on (system resolver)") : "off"),
+    card("DNS checks", !d.dns ? "off" : d.dns.up
+      ? "resolver up" + (d.dns.nameservers.length ? ` (${d.dns.nameservers.join(", ")})` : "")
+      : `resolver down (${d.dns.failed_fast} messages failed fast)`),
   );
   show(el("h1", {}, "Dashboard"), cards, chart(d.per_minute));
 }
