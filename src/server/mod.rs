@@ -13,7 +13,8 @@
 //! handlers; `body.rs` reads request pairs and bodies (limits, timeout,
 //! zstd); `checkv3.rs` is rspamd 4's multipart `/checkv3` (request parts,
 //! metadata, negotiated reply); `scan.rs` runs a scan with its counters and history;
-//! `controller.rs` holds the learn, fuzzy and admin handlers; `milter.rs`
+//! `controller.rs` holds the learn, fuzzy and admin handlers and
+//! `metrics.rs` `/metrics`; `milter.rs`
 //! is the milter door (Postfix, Sendmail) and `milter_wire.rs` its packet
 //! format; `spamd.rs`
 //! is SpamAssassin's spamd protocol on its own port and `spamd_reply.rs`
@@ -31,6 +32,7 @@ mod checkv3;
 mod conn;
 mod controller;
 mod kept;
+mod metrics;
 mod milter;
 mod milter_wire;
 mod pool;

@@ -17,8 +17,9 @@ use super::auth::Privilege;
 use super::body::{header, request_pairs};
 use super::controller::{
     actions, counters, fuzzy_delhash_request, fuzzy_request, guarded, history, learn_request,
-    metrics, policy_list, policy_reset, stat, symbols_list,
+    policy_list, policy_reset, stat, symbols_list,
 };
+use super::metrics::metrics;
 use super::reply::{Reply, error_reply, json_reply, text};
 use super::scan::{ReplyShape, scan_request, scan_v3};
 use super::state::State;
