@@ -186,23 +186,39 @@ pub async fn learn_entry(state: &Arc<State>, id: u64, class: Class) -> Reply {
 }
 
 async fn learn_one(state: &Arc<State>, raw: Vec<u8>, class: Class) -> Reply {
-    let Ok(permit) = state.scan_permits.clone().acquire_owned().await else {
-        return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    };
-    match learn_message(state, raw, permit, class, true).await {
-        Ok(learned) => {
-            let known = matches!(learned.outcome, chaff::bayes::LearnOutcome::AlreadyKnown);
-            if !known {
-                state.counters.learned.fetch_add(1, Ordering::Relaxed);
-            }
-            json_reply(
-                StatusCode::OK,
-                &json!({"success": true, "already_learned": known, "class": class.name()}),
-            )
+    match learn_counted(state, raw, class).await {
+        None => error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        Some(Ok(known)) => json_reply(
+            StatusCode::OK,
+            &json!({"success": true, "already_learned": known, "class": class.name()}),
+        ),
+        Some(Err(LearnFailure::Refused(reason))) => error_reply(StatusCode::BAD_REQUEST, &reason),
+        Some(Err(LearnFailure::Failed)) => {
+            error_reply(StatusCode::INTERNAL_SERVER_ERROR, "learn failed")
         }
-        Err(LearnFailure::Refused(reason)) => error_reply(StatusCode::BAD_REQUEST, &reason),
-        Err(LearnFailure::Failed) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "learn failed"),
     }
+}
+
+/// One learn through the doors' `learn_message`, counted in `/stat` when
+/// new; `Ok(true)` when the message was already learned, `None` when the
+/// daemon is shutting down.
+async fn learn_counted(
+    state: &Arc<State>,
+    raw: Vec<u8>,
+    class: Class,
+) -> Option<Result<bool, LearnFailure>> {
+    let permit = state.scan_permits.clone().acquire_owned().await.ok()?;
+    Some(
+        learn_message(state, raw, permit, class, true)
+            .await
+            .map(|learned| {
+                let known = matches!(learned.outcome, chaff::bayes::LearnOutcome::AlreadyKnown);
+                if !known {
+                    state.counters.learned.fetch_add(1, Ordering::Relaxed);
+                }
+                known
+            }),
+    )
 }
 
 /// Reports a history entry's kept message to fuzzy list `flag`.
@@ -259,19 +275,12 @@ pub async fn learn_upload(state: &Arc<State>, raw: Vec<u8>, class: Class) -> Rep
     drop(raw);
     let (mut learned, mut known, mut refused) = (0u64, 0u64, Vec::new());
     for message in messages {
-        let Ok(permit) = state.scan_permits.clone().acquire_owned().await else {
-            return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-        };
-        match learn_message(state, message, permit, class, true).await {
-            Ok(done) if matches!(done.outcome, chaff::bayes::LearnOutcome::AlreadyKnown) => {
-                known += 1;
-            }
-            Ok(_) => {
-                learned += 1;
-                state.counters.learned.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(LearnFailure::Refused(reason)) => refused.push(reason),
-            Err(LearnFailure::Failed) => refused.push("learn failed".to_owned()),
+        match learn_counted(state, message, class).await {
+            None => return error_reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+            Some(Ok(true)) => known += 1,
+            Some(Ok(false)) => learned += 1,
+            Some(Err(LearnFailure::Refused(reason))) => refused.push(reason),
+            Some(Err(LearnFailure::Failed)) => refused.push("learn failed".to_owned()),
         }
     }
     let counts = state.engine.read().ok().map(|engine| {
