@@ -19,6 +19,14 @@
 //! the order they were learned in: the same samples train the same weights,
 //! bit for bit, whatever order they arrived in and however many threads the
 //! machine has (training is one thread; scans go on beside it).
+//!
+//! Features enter with value 1, not scaled to unit length per message.
+//! Scaling (each text feature `√(1000 / n)` for a message of `n`, in
+//! training and scoring alike) was tried in session 21: trec07p-late's
+//! chronological split went from 1-AUC 0.0101% to 0.0140% and recall where
+//! 0.1% of ham is flagged from 96.2% to 94.0%, and the SpamAssassin split's
+//! twelve flagged newsletters stayed twelve (`tools/eval-trec`,
+//! `tools/eval`).
 
 use std::time::Instant;
 

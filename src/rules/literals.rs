@@ -6,6 +6,14 @@
 //! regex anchored where one occurs; suffix literals, backwards from where
 //! one ends; inner literals (every match contains one, somewhere) only tell
 //! whether a text is worth one unanchored search.
+//!
+//! One set per pattern, the most selective: gating a candidate on the
+//! literal sets of its other parts as well (`you … were|was … selected`)
+//! was tried in session 21 and gained nothing. Those sets are short common
+//! words ("was", "sen"), and checking them is a pass over the whole text,
+//! which costs more than the few anchored tries it would spare
+//! (`chaff rules stats --timing` on 600 messages: the confirmations' total
+//! 243 → 240 µs per message, fancy-regex's 334 → 354).
 
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind};
