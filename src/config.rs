@@ -282,6 +282,7 @@ mod tests {
         assert_eq!(config.actions.reject, Some(15.0));
         assert_eq!(config.actions.rewrite_subject, None);
         assert_eq!(config.bayes.min_learns, 200);
+        assert_eq!(config.classifier.min_learns, 10);
     }
 
     #[test]

@@ -446,7 +446,7 @@ fn explain_shows_word_tokens_and_byte_grams_with_their_counts() {
 fn explain_shows_the_classifiers_features_and_the_rules_fitted_weights() {
     let s = scratch();
     let config = s.data.parent().unwrap().join("chaff.toml");
-    std::fs::write(&config, "[bayes]\nmin_learns = 1\n").unwrap();
+    std::fs::write(&config, "[classifier]\nmin_learns = 1\n").unwrap();
     learn_two_of_each(&s.data, &config);
     let stat = model_stat_json(&s.data);
     assert_eq!(
@@ -589,8 +589,31 @@ fn scan_scores(data: &Path, config: &Path, files: &[PathBuf]) -> Vec<serde_json:
 }
 
 #[test]
+fn the_classifier_speaks_from_its_own_min_learns_not_count_bayes() {
+    // `[bayes] min_learns` (200) is the count-based Bayes's; the
+    // classifier's own, here 2, is what it waits for.
+    let s = scratch();
+    let config = s.data.parent().unwrap().join("chaff.toml");
+    std::fs::write(&config, "[classifier]\nmin_learns = 2\n").unwrap();
+    learn_two_of_each(&s.data, &config);
+    for record in scan_scores(&s.data, &config, &[corpus("spam-plain.eml")]) {
+        let symbols = record["symbols"].as_object().unwrap();
+        assert!(
+            symbols.contains_key("BAYES_SPAM") || symbols.contains_key("BAYES_HAM"),
+            "{record}"
+        );
+    }
+    std::fs::write(&config, "[classifier]\nmin_learns = 3\n").unwrap();
+    for record in scan_scores(&s.data, &config, &[corpus("spam-plain.eml")]) {
+        let symbols = record["symbols"].as_object().unwrap();
+        assert!(!symbols.contains_key("BAYES_SPAM"), "{record}");
+        assert!(!symbols.contains_key("BAYES_HAM"), "{record}");
+    }
+}
+
+#[test]
 fn a_young_model_scores_as_configured() {
-    // Under min_learns (200 by default) the classifier is silent and every
+    // Under min_learns (10 by default) the classifier is silent and every
     // rule scores its configured weight: the scores equal those of a data
     // dir that learned nothing.
     let learned = scratch();
@@ -619,7 +642,7 @@ fn a_young_model_scores_as_configured() {
 fn learn_order_through_the_cli_does_not_change_a_score() {
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("chaff.toml");
-    std::fs::write(&config, "[bayes]\nmin_learns = 1\n").unwrap();
+    std::fs::write(&config, "[classifier]\nmin_learns = 1\n").unwrap();
     let spam = [corpus("spam-plain.eml"), corpus("html-only.eml")];
     let ham = [corpus("ham-plain.eml"), corpus("utf8.eml")];
     let probe = [

@@ -410,7 +410,7 @@ proptest! {
 /// A read-only engine over a store trained on the corpus fixtures with
 /// `min_learns = 1`, so the classifier (not only its abstention) runs.
 fn trained_engine(dir: &Path) -> Engine {
-    let config = Config::from_toml_over_defaults("[bayes]\nmin_learns = 1\n").unwrap();
+    let config = Config::from_toml_over_defaults("[classifier]\nmin_learns = 1\n").unwrap();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     {
         let mut learner = Engine::open_for_learning(config.clone(), dir).unwrap();

@@ -168,7 +168,7 @@ In-Reply-To: <shared-1@example.com>\r\n\r\nThanks.\r\n";
 #[test]
 fn redis_killed_and_restarted_mid_run_fails_no_scan_and_gets_what_was_written_meanwhile() {
     let mut redis = Redis::start();
-    let bucket = "[bayes]\nmin_learns = 1\n\
+    let bucket = "[classifier]\nmin_learns = 1\n\
                   [ratelimit.buckets.per_user]\nkey = \"user\"\nburst = 1000\nrate = \"1 / 1h\"\n";
     let (scratch, a) = node(&redis, bucket);
     let (_b_dir, b) = node(&redis, bucket);
@@ -259,8 +259,8 @@ fn until_symbol(worker: SocketAddr, message: &[u8], prefix: &str) -> Duration {
 #[test]
 fn a_learn_and_a_fuzzy_report_on_one_node_reach_the_other() {
     let redis = Redis::start();
-    let (a_dir, a) = node(&redis, "[bayes]\nmin_learns = 1\n");
-    let (_b_dir, b) = node(&redis, "[bayes]\nmin_learns = 1\n");
+    let (a_dir, a) = node(&redis, "[classifier]\nmin_learns = 1\n");
+    let (_b_dir, b) = node(&redis, "[classifier]\nmin_learns = 1\n");
     let spam = common::corpus_bytes("spam-plain.eml");
     let ham = common::corpus_bytes("ham-plain.eml");
     let (_, names) = scan(b.worker, &[("IP", "192.0.2.8")], &spam);

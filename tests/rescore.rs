@@ -24,7 +24,7 @@ impl Trained {
         let root = tempfile::tempdir().unwrap();
         let data = root.path().join("data");
         let config = root.path().join("config.toml");
-        std::fs::write(&config, "[bayes]\nmin_learns = 5\n").unwrap();
+        std::fs::write(&config, "[classifier]\nmin_learns = 5\n").unwrap();
         let trained = Trained { root, data, config };
         let train = trained.dir("train");
         let spam: Vec<String> = (0..20).map(|i| message(1000 + 2 * i)).collect();

@@ -8,7 +8,9 @@ use crate::setting::InvalidSetting;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BayesConfig {
-    /// Learned messages needed in *each* class before the classifier speaks.
+    /// Learned messages needed in *each* class before the count-based
+    /// Bayes speaks (the discriminative classifier has its own,
+    /// `classifier.min_learns`).
     pub min_learns: u64,
     pub combiner: Combiner,
     pub robinson_strength: f64,

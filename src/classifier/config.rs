@@ -10,6 +10,13 @@ pub struct ClassifierConfig {
     /// `false` scores with the Bayes counts instead (`[bayes]`), as chaff
     /// did before the classifier; the samples are kept either way.
     pub enabled: bool,
+    /// Learned messages needed in *each* class before BAYES_SPAM/BAYES_HAM
+    /// speak. Far fewer than the count-based Bayes needs
+    /// (`bayes.min_learns`, 200): a young model's calibration, fitted to
+    /// its samples' leave-one-out scores, already makes it speak softly,
+    /// and 200 learns of silence cost it the first weeks of a new site's
+    /// mail (`tools/eval-trec --online`).
+    pub min_learns: u64,
     /// Points per unit of the model's calibrated log-odds
     /// (`classifier::Calibration`): BAYES_SPAM/BAYES_HAM score
     /// `points_per_logit × (calibrated text log-odds) + shift`, each rule

@@ -400,7 +400,7 @@ impl Engine {
             return checks::bayes::check(context, &self.store, &self.config.bayes);
         }
         let learns = self.store.learns();
-        let min_learns = self.config.bayes.min_learns;
+        let min_learns = self.config.classifier.min_learns;
         let model_features = if learns.0 < min_learns || learns.1 < min_learns {
             // It will abstain: not worth extracting the model's features for.
             ModelFeatures::default()
