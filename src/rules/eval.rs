@@ -219,11 +219,13 @@ impl EvalFn {
                 message.html_tests.max_font_size_in(above, up_to)
             }
             EvalFn::SubjectAllCaps => subject_all_caps(input),
-            // As written: `undisclosed-recipients:;` is an empty group, but
-            // a To header all the same.
+            // As SpamAssassin reads it: a header that is there is not
+            // missing, even empty (`To: ` is "\n" to its `get`), and
+            // `undisclosed-recipients:;` is an empty group, but a To header
+            // all the same.
             EvalFn::ToMissing => ["to", "apparently-to"]
                 .iter()
-                .all(|name| input.header(name, HeaderForm::Raw).trim().is_empty()),
+                .all(|name| message.header(name).is_none()),
             EvalFn::MimeHtmlOnly => {
                 let top_is_html = message
                     .header("content-type")
@@ -412,6 +414,9 @@ mod tests {
         ));
 
         assert!(fires(EvalFn::ToMissing, "Subject: x\n\nbody\n"));
+        // Present but empty is not missing (SpamAssassin's MISSING_HEADERS
+        // stays off on `To: `).
+        assert!(!fires(EvalFn::ToMissing, "To: \nSubject: x\n\nbody\n"));
         assert!(!fires(EvalFn::ToMissing, &subject("x")));
         assert!(!fires(
             EvalFn::ToMissing,
