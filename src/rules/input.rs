@@ -544,6 +544,20 @@ mod tests {
     }
 
     #[test]
+    fn envelope_from_distrusts_a_return_path_when_another_lies_below_a_received_line() {
+        // A local delivery's Return-Path above, the list server's below its
+        // Received line: SpamAssassin trusts neither (`ALL =~
+        // /^Received:.*?^Return-Path:/smi`), so EnvelopeFrom is empty.
+        let relisted = b"Return-Path: local@here.example\nReceived: via dmail for +lists\n\
+                         Return-Path: <owner-list@lists.example>\nFrom: a@sender.example\n\nbody\n";
+        let m = parse(relisted, &Limits::default());
+        let env = Envelope::default();
+        let context = ScanContext::of_message(relisted, &env, m);
+        let input = Input::new(&context);
+        assert_eq!(input.header(":envelopefrom", HeaderForm::Addr), "");
+    }
+
+    #[test]
     fn raw_headers_keep_folding_and_forms_split_addresses() {
         let raw = b"From: \"Bob B\" <bob@example.com>\nSubject: =?utf-8?q?caf=C3=A9?=\n  more\nTo: a@x.example, Carl <c@y.example>\n\nbody\n";
         let m = parse(raw, &Limits::default());

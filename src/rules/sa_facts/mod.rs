@@ -116,11 +116,16 @@ pub fn envelope_from(
     if fetched && x_sender {
         return None;
     }
+    let first_received = fields.iter().position(|(f, _)| is(f, "received"));
     for name in ["x-envelope-from", "envelope-sender", "return-path"] {
         let Some(at) = fields.iter().position(|(f, _)| is(f, name)) else {
             continue;
         };
-        let below_received = fields[..at].iter().any(|(f, _)| is(f, "received"));
+        // SpamAssassin's test is `ALL =~ /^Received:.*?^Return-Path:/smi`:
+        // any occurrence below any Received line, not only the first one
+        // it reads (a list server's Return-Path under a local one's).
+        let below_received = first_received
+            .is_some_and(|received| fields[received..].iter().any(|(f, _)| is(f, name)));
         if !below_received {
             let address = split_addresses(&unfold_as_spamassassin(&fields[at].1))
                 .into_iter()
