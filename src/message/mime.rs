@@ -62,6 +62,31 @@ fn received_envelope_from(received: &str) -> Option<String> {
     Some(address)
 }
 
+/// The reverse-DNS name a qmail Received line records, as SpamAssassin's
+/// relay parser reads it: `from NAME [(HELO h)] ([ident@]IP) by … with
+/// SMTP` (no ` id ` after the protocol, which would be sendmail's) names
+/// the host as tcpserver looked it up, `unknown` when it had none. Other
+/// MTAs write that name beside the address, where mail-parser finds it:
+/// `None` when the line is not qmail's, `Some(None)` when qmail had no name.
+fn qmail_rdns(received: &str) -> Option<Option<String>> {
+    static QMAIL: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"^from (\S+)(?: \((?:HELO|EHLO) \S*\))? \((?:\S*@)?\[?([0-9A-Fa-f:.]+)\]?\)(?: \(envelope-sender <\S+>\))? by \S+(?: \(.+\))* with (?:.* )?(?:SMTP|QMQP)",
+        )
+        .ok()
+    });
+    // SpamAssassin folds every run of white space to one space first.
+    let folded = received.split_whitespace().collect::<Vec<_>>().join(" ");
+    let found = QMAIL.as_ref()?.captures(&folded)?;
+    let end = found.get(0)?.end();
+    if folded[end..].starts_with(" id ") {
+        return None;
+    }
+    found.get(2)?.as_str().parse::<std::net::IpAddr>().ok()?;
+    let name = found.get(1)?.as_str();
+    Some((name != "unknown").then(|| name.to_owned()))
+}
+
 /// Archive files and the SpamAssassin corpus start each message with an mbox
 /// `From ` line; it is envelope, not header, and would parse as garbage.
 fn strip_mbox_envelope_line(raw: &[u8]) -> &[u8] {
@@ -108,11 +133,14 @@ fn fill_top_level(message: &mut Message, parsed: &mail_parser::Message<'_>, limi
                     .as_ref()
                     .or(received.from.as_ref())
                     .map(host_as_written),
-                rdns: received
-                    .from_iprev
-                    .as_deref()
-                    .or(ident_host)
-                    .map(|name| name.trim_end_matches('.').to_owned())
+                rdns: qmail_rdns(&value)
+                    .unwrap_or_else(|| {
+                        received
+                            .from_iprev
+                            .as_deref()
+                            .or(ident_host)
+                            .map(|name| name.trim_end_matches('.').to_owned())
+                    })
                     .filter(|name| !name.is_empty()),
                 ip: received.from_ip,
                 received_at: received.date.as_ref().map(|date| date.to_timestamp()),
@@ -604,6 +632,38 @@ mod tests {
         );
         assert_eq!(m.relays.len(), 1);
         assert_eq!(m.relays[0].helo.as_deref(), Some("mx.example.net"));
+    }
+
+    #[test]
+    fn a_qmail_hop_names_its_rdns_as_spamassassin_reads_it() {
+        let rdns_of = |line: &str| {
+            let raw = format!("Received: {line}\nFrom: a@example.org\n\nbody\n");
+            let message = parse(raw.as_bytes(), &Limits::default());
+            message.relays.first().and_then(|relay| relay.rdns.clone())
+        };
+        assert_eq!(
+            rdns_of("from inet-mail6.oracle.com (209.246.10.170)\n  by mi-1.example.de with SMTP; 10 Jul 2002 13:22:30 -0000")
+                .as_deref(),
+            Some("inet-mail6.oracle.com")
+        );
+        assert_eq!(
+            rdns_of("from host.example.net (HELO other.example) (user@192.0.2.7) by mx.example with SMTP; 1 Jan 2003 00:00:00 -0000")
+                .as_deref(),
+            Some("host.example.net")
+        );
+        // No name looked up, and a sendmail line that only looks alike.
+        assert_eq!(
+            rdns_of(
+                "from unknown (HELO x.example) (192.0.2.7) by mx.example with SMTP; 1 Jan 2003 00:00:00 -0000"
+            ),
+            None
+        );
+        assert_eq!(
+            rdns_of(
+                "from helo.example (192.0.2.7) by mx.example with SMTP id abc; 1 Jan 2003 00:00:00 -0000"
+            ),
+            None
+        );
     }
 
     #[test]
