@@ -392,15 +392,37 @@ fn parse_tag(after_lt: &str) -> Option<Tag<'_>> {
 }
 
 /// Finds the `>` that ends a tag, skipping `>` inside quoted attribute values.
+/// A quote opens a value only where a value starts (after `=` and any white
+/// space), as an HTML parser reads it; elsewhere it is a character. Read as
+/// an opening quote, the stray one in `<img border=0">` hid everything up to
+/// the next `"` in the document, and the text of the rest of the message
+/// with it.
 fn quoted_aware_find_gt(s: &str) -> Option<usize> {
-    let mut quote: Option<u8> = None;
-    for (i, b) in s.bytes().enumerate() {
-        match (quote, b) {
-            (None, b'>') => return Some(i),
-            (None, b'"' | b'\'') => quote = Some(b),
-            (Some(q), _) if q == b => quote = None,
+    let bytes = s.as_bytes();
+    let mut at = 0;
+    let mut value_starts = false;
+    while let Some(&b) = bytes.get(at) {
+        if value_starts {
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
+                    at += 1;
+                    continue;
+                }
+                b'"' | b'\'' => {
+                    let closing = memchr::memchr(b, &bytes[at + 1..])?;
+                    at += closing + 2;
+                    value_starts = false;
+                    continue;
+                }
+                _ => value_starts = false,
+            }
+        }
+        match b {
+            b'>' => return Some(at),
+            b'=' => value_starts = true,
             _ => {}
         }
+        at += 1;
     }
     None
 }
@@ -647,6 +669,18 @@ mod tests {
         // A stray closing tag with nothing open changes nothing.
         let r = html_to_text("</div></td>plain text");
         assert_eq!(r.invisible, InvisibleText::default());
+    }
+
+    #[test]
+    fn a_stray_quote_in_an_unquoted_value_does_not_swallow_the_text_after_it() {
+        let text = html_to_text(
+            "<p>Before <img src=\"x.gif\" border=0\"> after</p><p>Lowest Price: <b>$245</b></p>\
+             <a href=\"http://example.com/a\">link</a> <i title='a>b'>quoted</i>",
+        )
+        .text;
+        assert!(text.contains("after"), "{text}");
+        assert!(text.contains("Lowest Price: $245"), "{text}");
+        assert!(text.contains("link quoted"), "{text}");
     }
 
     #[test]
