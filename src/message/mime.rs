@@ -69,17 +69,23 @@ fn received_envelope_from(received: &str) -> Option<String> {
 /// MTAs write that name beside the address, where mail-parser finds it:
 /// `None` when the line is not qmail's, `Some(None)` when qmail had no name.
 fn qmail_rdns(received: &str) -> Option<Option<String>> {
+    // SpamAssassin folds each run of white space to one space first; the
+    // pattern allows any run instead, so no Received line is copied.
     static QMAIL: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
         regex::Regex::new(
-            r"^from (\S+)(?: \((?:HELO|EHLO) \S*\))? \((?:\S*@)?\[?([0-9A-Fa-f:.]+)\]?\)(?: \(envelope-sender <\S+>\))? by \S+(?: \(.+\))* with (?:.* )?(?:SMTP|QMQP)",
+            r"(?s)^from\s+(\S+)(?:\s+\((?:HELO|EHLO)\s+\S*\))?\s+\((?:\S*@)?\[?([0-9A-Fa-f:.]+)\]?\)(?:\s+\(envelope-sender\s+<\S+>\))?\s+by\s+\S+(?:\s+\(.+\))*\s+with\s+(?:.*\s)?(?:SMTP|QMQP)",
         )
         .ok()
     });
-    // SpamAssassin folds every run of white space to one space first.
-    let folded = received.split_whitespace().collect::<Vec<_>>().join(" ");
-    let found = QMAIL.as_ref()?.captures(&folded)?;
-    let end = found.get(0)?.end();
-    if folded[end..].starts_with(" id ") {
+    let received = received.trim_start();
+    let found = QMAIL.as_ref()?.captures(received)?;
+    let after = &received[found.get(0)?.end()..];
+    let sendmail_id = after.starts_with(char::is_whitespace)
+        && after
+            .trim_start()
+            .strip_prefix("id")
+            .is_some_and(|rest| rest.starts_with(char::is_whitespace));
+    if sendmail_id {
         return None;
     }
     found.get(2)?.as_str().parse::<std::net::IpAddr>().ok()?;
@@ -642,7 +648,7 @@ mod tests {
             message.relays.first().and_then(|relay| relay.rdns.clone())
         };
         assert_eq!(
-            rdns_of("from inet-mail6.oracle.com (209.246.10.170)\n  by mi-1.example.de with SMTP; 10 Jul 2002 13:22:30 -0000")
+            rdns_of("from inet-mail6.oracle.com (209.246.10.170)\n  by mi-1.example.de (qmail\n  1.03) with SMTP; 10 Jul 2002 13:22:30 -0000")
                 .as_deref(),
             Some("inet-mail6.oracle.com")
         );
