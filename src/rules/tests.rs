@@ -388,8 +388,10 @@ fn the_envelope_client_is_the_newest_relay() {
     let set = spamassassin_set(
         "header RDNS_NONE X-Spam-Relays-External =~ /^[^\\]]+ rdns= /\nscore RDNS_NONE 1.0\n",
     );
-    let raw = "Received: from spammer.example ([203.0.113.9]) by relay.example.net with SMTP; \
-               Tue, 16 Jul 2002 09:59:00 +0100\nSubject: x\n\nbody\n";
+    // Postfix's "unknown": no rDNS, in SpamAssassin's parse too (a qmail
+    // line, `from NAME ([IP]) by … with SMTP`, names its rDNS).
+    let raw = "Received: from spammer.example (unknown [203.0.113.9]) by relay.example.net \
+               (Postfix) with ESMTP id 4A1B2C; Tue, 16 Jul 2002 09:59:00 +0100\nSubject: x\n\nbody\n";
     let client = |hostname: Option<&str>| Envelope {
         client_ip: Some("198.51.100.7".parse().unwrap()),
         client_hostname: hostname.map(str::to_owned),
